@@ -1,0 +1,43 @@
+"""jp-rerank: Japanese retrieval for RAG — cross-encoder reranking, Japanese embedders and BM25, indexes, fusion.
+
+Importing this package is cheap: torch, transformers, faiss, chromadb, LangChain and LlamaIndex are imported only
+when a model or backend is first used.
+
+Example:
+    >>> from jp_rerank import Reranker, normalize_text
+    >>> normalize_text("ﾃｽﾄ　ＡＢＣ")
+    'テスト ABC'
+"""
+
+from __future__ import annotations
+
+from jp_rerank._version import __version__
+from jp_rerank.embed import Embedder
+from jp_rerank.errors import IndexMismatchError, JpRerankError, ModelLoadError
+from jp_rerank.presets import (
+    DEFAULT_EMBEDDER,
+    DEFAULT_RERANKER,
+    DEFAULT_SPARSE,
+    ModelPreset,
+    get_preset,
+    list_presets,
+)
+from jp_rerank.rerank import RerankResult, Reranker
+from jp_rerank.text import normalize_text
+
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "DEFAULT_RERANKER",
+    "DEFAULT_SPARSE",
+    "Embedder",
+    "IndexMismatchError",
+    "JpRerankError",
+    "ModelLoadError",
+    "ModelPreset",
+    "RerankResult",
+    "Reranker",
+    "__version__",
+    "get_preset",
+    "list_presets",
+    "normalize_text",
+]

@@ -1,0 +1,236 @@
+"""Dense embedders: sentence-transformers transformer models and StaticEmbedding models."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from jp_rerank._validate import check_positive_int, check_query, check_texts
+from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
+from jp_rerank.presets import DEFAULT_EMBEDDER, ModelPreset
+from jp_rerank.text import normalize_text
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Embedder"]
+
+logger = logging.getLogger(__name__)
+
+Side = Literal["query", "document"]
+
+
+class Embedder:
+    """A Japanese text embedder that always applies the model's query/document prompts.
+
+    Prompts come, in order of precedence, from the ``query_prefix`` / ``document_prefix`` arguments, the prompts
+    saved with the model (``"query"`` / ``"document"``, used by sentence-transformers' ``encode_query`` /
+    ``encode_document``), or the preset (``"query: "`` / ``"passage: "`` for multilingual-e5, ``検索クエリ: `` /
+    ``検索文書: `` for Ruri v3). Feeding a retrieval model without its prefix silently loses quality.
+
+    Args:
+        model: Alias, hub id or local directory of a sentence-transformers model (transformer or StaticEmbedding).
+        device: Device string; default picks CUDA when available.
+        truncate_dim: Keep the first ``truncate_dim`` dimensions (Matryoshka models), then re-normalise.
+        normalize_embeddings: L2-normalise outputs (default ``True``: dot product = cosine).
+        normalize: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to inputs.
+        batch_size: Texts per forward pass.
+        max_length: Token limit (default: the preset's, else the model's).
+        query_prefix: Override the query prompt.
+        document_prefix: Override the document prompt.
+        local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
+        cache_folder: Hugging Face cache override.
+        revision: Hub revision.
+        trust_remote_code: Allow custom code from the hub repository.
+
+    Example:
+        >>> emb = Embedder("static-ja", truncate_dim=256)  # doctest: +SKIP
+        >>> emb.embed_documents(["富士山は日本一高い山です。"]).shape  # doctest: +SKIP
+        (1, 256)
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_EMBEDDER,
+        *,
+        device: str | None = None,
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = True,
+        normalize: bool = True,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
+        local_files_only: bool | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool | None = None,
+    ) -> None:
+        self.source: ModelSource = resolve_model(model)
+        if truncate_dim is not None:
+            check_positive_int(truncate_dim, name="truncate_dim")
+        check_positive_int(batch_size, name="batch_size")
+        if max_length is not None:
+            check_positive_int(max_length, name="max_length")
+        for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        self.device = device
+        self.truncate_dim = truncate_dim
+        self.normalize_embeddings = normalize_embeddings
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self._max_length = max_length
+        self._prefix_override: dict[Side, str | None] = {"query": query_prefix, "document": document_prefix}
+        self._load_kwargs: dict[str, Any] = {
+            "local_files_only": local_files_only,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "trust_remote_code": trust_remote_code,
+        }
+        self._lock = threading.RLock()
+        self._model: SentenceTransformer | None = None
+        self._prefixes: dict[Side, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Embedder(model={self.source.name!r}, truncate_dim={self.truncate_dim!r})"
+
+    @property
+    def model_id(self) -> str:
+        """Hub id (for presets and hub models) or resolved local path."""
+        return self.source.model_id
+
+    @property
+    def preset(self) -> ModelPreset | None:
+        """The preset of a known model, else ``None``."""
+        return self.source.preset
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded sentence-transformers model."""
+        return self._load()
+
+    @property
+    def dim(self) -> int:
+        """Output dimension (after ``truncate_dim``)."""
+        return self.truncate_dim or self._full_dim(self._load())
+
+    def _full_dim(self, model: SentenceTransformer) -> int:
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        full = get()
+        if full is None:
+            with self._lock:
+                full = int(np.asarray(model.encode(["次元"], convert_to_numpy=True)).shape[1])
+        return int(full)
+
+    def prefix(self, side: Side) -> str:
+        """The text put before inputs of ``side`` (``"query"`` or ``"document"``)."""
+        self._load()
+        return self._prefixes[side]
+
+    def load(self) -> Embedder:
+        """Load the model now instead of on first use; returns ``self``."""
+        self._load()
+        return self
+
+    def _load(self) -> SentenceTransformer:
+        model = self._model
+        if model is not None:
+            return model
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                model = load_st_model(
+                    SentenceTransformer,
+                    self.source,
+                    device=resolve_device(self.device),
+                    **self._load_kwargs,
+                )
+                self._check_truncate_dim(model)
+                limit = self._max_length or (self.preset.max_length if self.preset else None)
+                if limit is not None and getattr(model, "max_seq_length", None) is not None:
+                    model.max_seq_length = min(limit, model.max_seq_length) if self._max_length is None else limit
+                saved = getattr(model, "prompts", None) or {}
+                for side in ("query", "document"):
+                    override = self._prefix_override[side]
+                    preset_prefix = ""
+                    if self.preset is not None:
+                        preset_prefix = self.preset.query_prefix if side == "query" else self.preset.document_prefix
+                    chosen = override if override is not None else saved.get(side, preset_prefix)
+                    self._prefixes[side] = chosen or ""
+                self._model = model
+            return self._model
+
+    def _check_truncate_dim(self, model: SentenceTransformer) -> None:
+        if self.truncate_dim is None:
+            return
+        full = self._full_dim(model)
+        if self.truncate_dim > full:
+            raise ValueError(f"truncate_dim={self.truncate_dim} exceeds the model's dimension {full}")
+        trained = self.preset.matryoshka_dims if self.preset else ()
+        if trained and self.truncate_dim not in trained:
+            logger.warning(
+                "truncate_dim=%d is not one of the dimensions %s was trained for %s",
+                self.truncate_dim,
+                self.model_id,
+                trained,
+            )
+
+    def _encode(self, texts: list[str], side: Side) -> np.ndarray:
+        model = self._load()
+        if self.normalize:
+            texts = [normalize_text(t) for t in texts]
+        prompt = self._prefixes[side]
+        with self._lock:
+            out = model.encode(
+                texts,
+                prompt=prompt or None,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            )
+        vectors = np.asarray(out, dtype=np.float32)
+        if self.truncate_dim is not None:
+            vectors = vectors[:, : self.truncate_dim]
+        if self.normalize_embeddings:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms > 0, norms, 1.0)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed passages with the document prompt.
+
+        Returns:
+            float32 array ``(len(texts), dim)``; ``(0, dim)`` for an empty list.
+
+        Raises:
+            TypeError: A non-string item (the message names its position).
+        """
+        items = check_texts(texts, name="texts")
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(items, "document")
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Embed questions with the query prompt; returns float32 ``(len(queries), dim)``.
+
+        Raises:
+            ValueError: An empty or whitespace-only query.
+        """
+        items = check_texts(queries, name="queries")
+        for i, q in enumerate(items):
+            check_query(q, name=f"queries[{i}]")
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(items, "query")
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """Embed one question; returns a float32 vector ``(dim,)``."""
+        return self._encode([check_query(query)], "query")[0]

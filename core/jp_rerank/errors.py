@@ -1,0 +1,17 @@
+"""Exception types raised by jp-rerank."""
+
+from __future__ import annotations
+
+__all__ = ["IndexMismatchError", "JpRerankError", "ModelLoadError"]
+
+
+class JpRerankError(Exception):
+    """Base class of jp-rerank's own errors."""
+
+
+class ModelLoadError(JpRerankError, OSError):
+    """A model could not be loaded (not cached offline, missing files, unreachable hub)."""
+
+
+class IndexMismatchError(JpRerankError, ValueError):
+    """A saved index does not match what it is loaded with (embedder, dimension, metric, version)."""

@@ -1,0 +1,256 @@
+"""The one registry of known models: kind, alias, prompts, max length, activation, dimensions, requirements.
+
+Every default in jp-rerank (the default reranker, embedder and sparse encoder) is defined here and imported by the
+engine and the LangChain / LlamaIndex adapters. Any other hub id or local path also works; it is configured from
+the model's own files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "DEFAULT_RERANKER",
+    "DEFAULT_SPARSE",
+    "PRESETS",
+    "ModelKind",
+    "ModelPreset",
+    "find_preset",
+    "get_preset",
+    "list_presets",
+]
+
+ModelKind = Literal["cross-encoder", "dense", "static", "sparse"]
+Activation = Literal["sigmoid", "softmax", "none"]
+
+_MECAB = ("fugashi", "unidic_lite")
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """What jp-rerank knows about a published model.
+
+    Attributes:
+        model_id: Hugging Face hub id.
+        alias: Short name accepted wherever a model is named (e.g. ``"xsmall"``).
+        kind: ``"cross-encoder"``, ``"dense"``, ``"static"`` or ``"sparse"``.
+        architecture: transformers architecture family (``"xlm-roberta"``, ``"bert"``, ``"modernbert"``, ``"static"``).
+        max_length: Token limit used for inputs (pairs for cross-encoders).
+        activation: Score activation for cross-encoders (``"sigmoid"`` for single-logit rerankers).
+        query_prefix: Text put before queries (retrieval embedders such as E5 / Ruri).
+        document_prefix: Text put before documents.
+        dims: Output dimension of embedders.
+        matryoshka_dims: Dimensions the model was trained to be truncated to (``truncate_dim``).
+        requires: Python modules the tokenizer needs besides transformers (e.g. fugashi + unidic-lite for MeCab).
+        languages: ISO codes of the languages the model targets.
+        params_millions: Approximate parameter count, for ``jp-rerank models``.
+        trust_remote_code: Whether the hub repository needs custom code.
+        notes: One line on what the model is.
+
+    Example:
+        >>> get_preset("xsmall").model_id
+        'hotchpotch/japanese-reranker-cross-encoder-xsmall-v1'
+    """
+
+    model_id: str
+    alias: str
+    kind: ModelKind
+    architecture: str
+    max_length: int | None
+    activation: Activation = "sigmoid"
+    query_prefix: str = ""
+    document_prefix: str = ""
+    dims: int | None = None
+    matryoshka_dims: tuple[int, ...] = ()
+    requires: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ("ja",)
+    params_millions: float | None = None
+    trust_remote_code: bool = False
+    notes: str = ""
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+def _ce(model_id: str, alias: str, arch: str, params: float, notes: str, **kw: object) -> ModelPreset:
+    return ModelPreset(
+        model_id=model_id,
+        alias=alias,
+        kind="cross-encoder",
+        architecture=arch,
+        max_length=kw.pop("max_length", 512),  # type: ignore[arg-type]
+        params_millions=params,
+        notes=notes,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+_HOTCH = "hotchpotch/japanese-reranker-cross-encoder"
+PRESETS: tuple[ModelPreset, ...] = (
+    # --- Japanese cross-encoder rerankers -------------------------------------------------------------------------
+    _ce(f"{_HOTCH}-xsmall-v1", "xsmall", "xlm-roberta", 107, "6 layers, hidden 384; fastest Japanese reranker"),
+    _ce(f"{_HOTCH}-small-v1", "small", "xlm-roberta", 118, "12 layers, hidden 384"),
+    _ce(f"{_HOTCH}-base-v1", "base", "bert", 111, "BERT base, MeCab/unidic-lite tokenizer", requires=_MECAB),
+    _ce(f"{_HOTCH}-large-v1", "large", "bert", 337, "BERT large, MeCab/unidic-lite tokenizer", requires=_MECAB),
+    _ce(
+        "hotchpotch/japanese-bge-reranker-v2-m3-v1",
+        "bge-ja",
+        "xlm-roberta",
+        568,
+        "bge-reranker-v2-m3 fine-tuned for Japanese",
+        max_length=1024,
+    ),
+    _ce(
+        "BAAI/bge-reranker-v2-m3",
+        "bge-reranker-v2-m3",
+        "xlm-roberta",
+        568,
+        "multilingual reranker",
+        max_length=1024,
+        languages=("multilingual", "ja", "ko", "en", "zh"),
+    ),
+    _ce(
+        "cl-nagoya/ruri-reranker-small",
+        "ruri-reranker-small",
+        "distilbert",
+        68,
+        "Ruri reranker (small)",
+        requires=(*_MECAB, "sentencepiece"),
+    ),
+    _ce("cl-nagoya/ruri-reranker-base", "ruri-reranker-base", "bert", 111, "Ruri reranker (base)", requires=_MECAB),
+    _ce("cl-nagoya/ruri-reranker-large", "ruri-reranker-large", "bert", 337, "Ruri reranker (large)", requires=_MECAB),
+    _ce(
+        "Dongjin-kr/ko-reranker",
+        "ko-reranker",
+        "xlm-roberta",
+        560,
+        "Korean reranker (bge-reranker-large fine-tune)",
+        languages=("ko",),
+    ),
+    # --- embedders ---------------------------------------------------------------------------------------------------
+    ModelPreset(
+        model_id="hotchpotch/static-embedding-japanese",
+        alias="static-ja",
+        kind="static",
+        architecture="static",
+        max_length=None,
+        dims=1024,
+        matryoshka_dims=(32, 64, 128, 256, 512, 1024),
+        params_millions=103,
+        notes="StaticEmbedding (no attention): very fast on CPU; Matryoshka 32-1024",
+    ),
+    *(
+        ModelPreset(
+            model_id=f"cl-nagoya/ruri-v3-{size}",
+            alias=f"ruri-v3-{size}",
+            kind="dense",
+            architecture="modernbert",
+            max_length=8192,
+            query_prefix="検索クエリ: ",
+            document_prefix="検索文書: ",
+            dims=dims,
+            params_millions=params,
+            requires=("sentencepiece",),
+            notes="Ruri v3 Japanese embedder; 検索クエリ/検索文書 prefixes",
+        )
+        for size, dims, params in (("30m", 256, 37), ("70m", 384, 70), ("130m", 512, 132), ("310m", 768, 315))
+    ),
+    *(
+        ModelPreset(
+            model_id=f"intfloat/multilingual-e5-{size}",
+            alias=f"me5-{size}",
+            kind="dense",
+            architecture=arch,
+            max_length=512,
+            query_prefix="query: ",
+            document_prefix="passage: ",
+            dims=dims,
+            params_millions=params,
+            languages=("multilingual", "ja"),
+            notes="multilingual E5; 'query: ' / 'passage: ' prefixes",
+        )
+        for size, arch, dims, params in (
+            ("small", "bert", 384, 118),
+            ("base", "xlm-roberta", 768, 278),
+            ("large", "xlm-roberta", 1024, 560),
+        )
+    ),
+    ModelPreset(
+        model_id="BAAI/bge-m3",
+        alias="bge-m3",
+        kind="dense",
+        architecture="xlm-roberta",
+        max_length=8192,
+        dims=1024,
+        params_millions=568,
+        languages=("multilingual", "ja", "ko"),
+        notes="BGE-M3 dense embeddings (no prefixes)",
+    ),
+    ModelPreset(
+        model_id="hotchpotch/japanese-splade-v2",
+        alias="splade-ja",
+        kind="sparse",
+        architecture="bert",
+        max_length=512,
+        requires=_MECAB,
+        params_millions=111,
+        notes="Japanese SPLADE sparse encoder",
+    ),
+)
+
+DEFAULT_RERANKER = "xsmall"
+"""Alias of the default cross-encoder (fast on CPU)."""
+DEFAULT_EMBEDDER = "static-ja"
+"""Alias of the default dense embedder (StaticEmbedding: fast on CPU)."""
+DEFAULT_SPARSE = "splade-ja"
+"""Alias of the default sparse encoder."""
+
+_BY_NAME: dict[str, ModelPreset] = {}
+for _p in PRESETS:
+    for _key in (_p.alias, _p.model_id):
+        if _key in _BY_NAME:
+            raise RuntimeError(f"duplicate preset name {_key!r}")
+        _BY_NAME[_key] = _p
+
+
+def find_preset(name: str) -> ModelPreset | None:
+    """Return the preset for an alias or hub id, or ``None`` if unknown (case-insensitive on hub ids).
+
+    Example:
+        >>> find_preset("me5-small").query_prefix
+        'query: '
+        >>> find_preset("/some/local/dir") is None
+        True
+    """
+    preset = _BY_NAME.get(name)
+    if preset is None:
+        lowered = name.lower()
+        preset = next((p for p in PRESETS if p.model_id.lower() == lowered), None)
+    return preset
+
+
+def get_preset(name: str) -> ModelPreset:
+    """Return the preset for an alias or hub id.
+
+    Raises:
+        KeyError: If the name is not a known alias or hub id (the message lists the aliases).
+
+    Example:
+        >>> get_preset("small").architecture
+        'xlm-roberta'
+    """
+    preset = find_preset(name)
+    if preset is None:
+        aliases = ", ".join(p.alias for p in PRESETS)
+        raise KeyError(f"unknown model preset {name!r}; known aliases: {aliases}")
+    return preset
+
+
+def list_presets(kind: ModelKind | None = None) -> list[ModelPreset]:
+    """Return the presets, optionally only those of one kind.
+
+    Example:
+        >>> [p.alias for p in list_presets("cross-encoder")][:4]
+        ['xsmall', 'small', 'base', 'large']
+    """
+    return [p for p in PRESETS if kind is None or p.kind == kind]

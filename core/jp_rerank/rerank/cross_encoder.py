@@ -1,0 +1,384 @@
+"""The cross-encoder reranker: load once, score (query, passage) pairs fast and in input order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from jp_rerank._validate import check_positive_int, check_query, check_texts
+from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
+from jp_rerank.presets import DEFAULT_RERANKER, ModelPreset
+from jp_rerank.rerank.backends import Precision, ScoringBackend, TorchBackend
+from jp_rerank.rerank.pairs import EncodedPair, PairTemplate, length_sorted_batches
+from jp_rerank.rerank.results import RerankResult, rank_scores
+from jp_rerank.text import normalize_text
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
+
+__all__ = ["Activation", "Overflow", "Reranker"]
+
+logger = logging.getLogger(__name__)
+
+Activation = Literal["auto", "sigmoid", "softmax", "none"]
+Overflow = Literal["truncate", "window"]
+
+_CHAR_CUT_FACTOR = 8  # in truncate mode, tokenize at most this many characters per budget token
+
+
+class Reranker:
+    """A Japanese cross-encoder reranker.
+
+    The model is loaded lazily on first use from an alias (``"xsmall"``, ``"base"``...; see
+    :mod:`jp_rerank.presets`), a hub id (through the Hugging Face cache; ``HF_HUB_OFFLINE`` honoured) or a local
+    directory. One instance is safe to share between threads.
+
+    Pairs are sorted by token length and batched under a token budget, so little compute goes to padding; scores
+    come back in input order. The query is never truncated. Passages longer than the model's limit are truncated
+    (``overflow="truncate"``, one warning per call counting them) or split into overlapping token windows and
+    scored by their best window (``overflow="window"``).
+
+    Args:
+        model: Alias, hub id or local directory of a sequence-classification cross-encoder.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default picks CUDA when available.
+        max_length: Token limit of a pair (default: the preset's, else the model's own).
+        batch_size: Most pairs per forward pass.
+        token_budget: Most tokens (pairs x padded length) per forward pass; default ``batch_size * 256``.
+        activation: ``"auto"`` (the preset's or the model's own; sigmoid for single-logit rerankers),
+            ``"sigmoid"``, ``"softmax"`` (multi-label models: probability of the last label) or ``"none"`` (raw logit).
+        overflow: ``"truncate"`` or ``"window"`` for passages longer than the limit.
+        window_overlap: Tokens shared by consecutive windows in window mode.
+        normalize: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to query and passages.
+        precision: ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"`` autocast.
+        local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
+        cache_folder: Hugging Face cache override.
+        revision: Hub revision.
+        trust_remote_code: Allow custom code from the hub repository.
+
+    Example:
+        >>> reranker = Reranker("xsmall")  # doctest: +SKIP
+        >>> reranker.rerank("富士山の高さは？", ["富士山は3776mです。", "京都の寺。"], top_n=1)  # doctest: +SKIP
+        [RerankResult(index=0, score=0.98...)]
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_RERANKER,
+        *,
+        device: str | None = None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        token_budget: int | None = None,
+        activation: Activation = "auto",
+        overflow: Overflow = "truncate",
+        window_overlap: int = 64,
+        normalize: bool = True,
+        precision: Precision = "fp32",
+        local_files_only: bool | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool | None = None,
+    ) -> None:
+        self.source: ModelSource = resolve_model(model)
+        if max_length is not None:
+            check_positive_int(max_length, name="max_length")
+        check_positive_int(batch_size, name="batch_size")
+        if token_budget is not None:
+            check_positive_int(token_budget, name="token_budget")
+        if activation not in ("auto", "sigmoid", "softmax", "none"):
+            raise ValueError(f"activation must be auto, sigmoid, softmax or none, got {activation!r}")
+        if overflow not in ("truncate", "window"):
+            raise ValueError(f"overflow must be 'truncate' or 'window', got {overflow!r}")
+        if isinstance(window_overlap, bool) or not isinstance(window_overlap, int) or window_overlap < 0:
+            raise ValueError(f"window_overlap must be a non-negative int, got {window_overlap!r}")
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.device = device
+        self.batch_size = batch_size
+        self.token_budget = token_budget or batch_size * 256
+        self.activation: Activation = activation
+        self.overflow: Overflow = overflow
+        self.window_overlap = window_overlap
+        self.normalize = normalize
+        self.precision: Precision = precision
+        self._max_length = max_length
+        self._load_kwargs: dict[str, Any] = {
+            "local_files_only": local_files_only,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "trust_remote_code": trust_remote_code,
+        }
+        self._lock = threading.RLock()
+        self._loaded: _Loaded | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def model_id(self) -> str:
+        """Hub id (for presets and hub models) or resolved local path."""
+        return self.source.model_id
+
+    @property
+    def preset(self) -> ModelPreset | None:
+        """The preset of a known model, else ``None``."""
+        return self.source.preset
+
+    @property
+    def max_length(self) -> int:
+        """Token limit of one (query, passage) input (loads the model)."""
+        return self._load().max_length
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (loads the model)."""
+        return self._load().tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The underlying transformers model (loads the model)."""
+        return self._load().model
+
+    def __repr__(self) -> str:
+        return f"Reranker(model={self.source.name!r}, overflow={self.overflow!r}, precision={self.precision!r})"
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> Reranker:
+        """Load the model now instead of on first use; returns ``self``."""
+        self._load()
+        return self
+
+    def _load(self) -> _Loaded:
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = _Loaded.create(self)
+            return self._loaded
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """Score each document against the query.
+
+        Args:
+            query: The question (non-empty).
+            documents: Passages; an empty list gives an empty array.
+
+        Returns:
+            float32 array of scores, in input order.
+
+        Raises:
+            ValueError: Empty or whitespace-only query; a query too long to leave room for any passage.
+            TypeError: A non-string query or document (the message names the position).
+        """
+        return self.score_many([query], [documents])[0]
+
+    def score_many(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Score several queries, each against its own documents, sharing batches across queries.
+
+        Returns:
+            One float32 array per query, in input order.
+        """
+        queries = check_texts(queries, name="queries")
+        if len(queries) != len(documents):
+            raise ValueError(f"got {len(queries)} queries but {len(documents)} document lists")
+        for i, q in enumerate(queries):
+            check_query(q, name=f"queries[{i}]" if len(queries) > 1 else "query")
+        doc_lists = [check_texts(docs, name="documents") for docs in documents]
+        if not any(doc_lists):
+            return [np.zeros(0, dtype=np.float32) for _ in doc_lists]
+        loaded = self._load()
+        with self._lock:
+            return loaded.score_many(self, queries, doc_lists)
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RerankResult]:
+        """Rank documents by relevance to the query.
+
+        Args:
+            query: The question.
+            documents: Candidate passages.
+            top_n: Keep the best ``top_n`` (``None``: all).
+            score_threshold: Keep results scoring at least this much.
+
+        Returns:
+            ``RerankResult(index, score)`` sorted by descending score (ties: lower index first).
+
+        Example:
+            >>> Reranker("xsmall").rerank("質問", ["文書A", "文書B"], top_n=1)  # doctest: +SKIP
+            [RerankResult(index=1, score=0.71...)]
+        """
+        return self.rerank_many([query], [documents], top_n=top_n, score_threshold=score_threshold)[0]
+
+    def rerank_many(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[Sequence[str]],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[RerankResult]]:
+        """Rerank many queries at once (shared batches); one sorted result list per query."""
+        rank_scores([], top_n=top_n, score_threshold=score_threshold)  # validates arguments before any work
+        return [
+            rank_scores(s, top_n=top_n, score_threshold=score_threshold)
+            for s in self.score_many(queries, documents)
+        ]
+
+
+class _Loaded:
+    """What a loaded reranker holds; built once under the reranker's lock."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        template: PairTemplate,
+        backend: ScoringBackend,
+        max_length: int,
+        activation: Literal["sigmoid", "softmax", "none"],
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.backend = backend
+        self.max_length = max_length
+        self.activation = activation
+
+    @classmethod
+    def create(cls, owner: Reranker) -> _Loaded:
+        from sentence_transformers import CrossEncoder
+
+        source = owner.source
+        ce: CrossEncoder = load_st_model(
+            CrossEncoder, source, device=resolve_device(owner.device), **owner._load_kwargs
+        )
+        model = ce.model
+        model.eval()
+        tokenizer = ce.tokenizer
+        preset_len = source.preset.max_length if source.preset else None
+        model_len = ce.max_length or getattr(tokenizer, "model_max_length", None) or 512
+        limit = getattr(model.config, "max_position_embeddings", None)
+        max_length = owner._max_length or preset_len or int(model_len)
+        if limit is not None and getattr(model.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
+            limit -= 2  # RoBERTa-style position ids start after the padding index
+        if limit is not None and max_length > limit:
+            logger.info("max_length %d exceeds the model's positions; using %d", max_length, limit)
+            max_length = int(limit)
+        template = PairTemplate.from_tokenizer(tokenizer)
+        backend = TorchBackend(model, pad_id=tokenizer.pad_token_id or 0, precision=owner.precision)
+        return cls(model, tokenizer, template, backend, max_length, _resolve_activation(owner, ce))
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)
+        return [list(ids) for ids in encoded["input_ids"]]
+
+    def _encode_documents(self, docs: list[str], budget: int, overflow: Overflow) -> tuple[list[list[int]], int]:
+        """Tokenize documents; in truncate mode long ones are cut by characters first (re-checked afterwards)."""
+        if overflow == "window":
+            ids = self._tokenize(docs)
+            return ids, sum(len(x) > budget for x in ids)
+        cut = budget * _CHAR_CUT_FACTOR
+        clipped = [d[:cut] for d in docs]
+        ids = self._tokenize(clipped)
+        short_after_cut = [i for i, d in enumerate(docs) if len(d) > cut and len(ids[i]) <= budget]
+        if short_after_cut:
+            for i, full in zip(short_after_cut, self._tokenize([docs[i] for i in short_after_cut]), strict=True):
+                ids[i] = full
+        over = sum(len(x) > budget for x in ids)
+        return ids, over
+
+    def score_many(self, owner: Reranker, queries: list[str], doc_lists: list[list[str]]) -> list[np.ndarray]:
+        if owner.normalize:
+            queries = [normalize_text(q) for q in queries]
+            doc_lists = [[normalize_text(d) for d in docs] for docs in doc_lists]
+        query_ids = self._tokenize(queries)
+        items: list[EncodedPair] = []
+        owners: list[tuple[int, int]] = []  # (query position, document position) per pair id
+        truncated = 0
+        for qi, (q_ids, docs) in enumerate(zip(query_ids, doc_lists, strict=True)):
+            budget = self.template.document_budget(len(q_ids), self.max_length)
+            doc_ids, over = self._encode_documents(docs, budget, owner.overflow)
+            truncated += over if owner.overflow == "truncate" else 0
+            for di, d_ids in enumerate(doc_ids):
+                pair = len(owners)
+                owners.append((qi, di))
+                items.extend(
+                    self.template.encode(
+                        pair,
+                        q_ids,
+                        d_ids,
+                        max_length=self.max_length,
+                        overflow=owner.overflow,
+                        overlap=owner.window_overlap,
+                    )
+                )
+        if truncated:
+            logger.warning(
+                "%d of %d passages exceed max_length=%d tokens with their query and were truncated "
+                "(use overflow='window' to score every part)",
+                truncated,
+                len(owners),
+                self.max_length,
+            )
+        logits = np.empty((len(items), 0), dtype=np.float32)
+        for batch in length_sorted_batches(items, batch_size=owner.batch_size, token_budget=owner.token_budget):
+            out = self.backend.logits([items[i] for i in batch])
+            if logits.shape[1] == 0:
+                logits = np.empty((len(items), out.shape[1]), dtype=np.float32)
+            logits[batch] = out
+        window_scores = _activate(logits, self.activation)
+        pair_scores = np.full(len(owners), -np.inf, dtype=np.float32)
+        pair_ids = np.fromiter((it.pair for it in items), dtype=np.int64, count=len(items))
+        np.maximum.at(pair_scores, pair_ids, window_scores)
+        nan_pairs = np.unique(pair_ids[np.isnan(window_scores)])
+        pair_scores[nan_pairs] = np.nan
+        if len(nan_pairs):
+            logger.warning("the model returned NaN for %d pairs; they rank last", len(nan_pairs))
+        out_lists = [np.zeros(len(docs), dtype=np.float32) for docs in doc_lists]
+        for pair, (qi, di) in enumerate(owners):
+            out_lists[qi][di] = pair_scores[pair]
+        return out_lists
+
+
+def _resolve_activation(owner: Reranker, ce: CrossEncoder) -> Literal["sigmoid", "softmax", "none"]:
+    if owner.activation != "auto":
+        return owner.activation
+    if owner.preset is not None:
+        return owner.preset.activation
+    fn = type(getattr(ce, "activation_fn", None)).__name__.lower()
+    if "sigmoid" in fn:
+        return "sigmoid"
+    if "softmax" in fn:
+        return "softmax"
+    if "identity" in fn and getattr(ce, "num_labels", 1) == 1:
+        return "none"  # the model's own config asks for raw logits
+    return "sigmoid" if getattr(ce, "num_labels", 1) == 1 else "softmax"
+
+
+def _activate(logits: np.ndarray, activation: Literal["sigmoid", "softmax", "none"]) -> np.ndarray:
+    """One float32 score per row: the single logit, or the last label for multi-label heads."""
+    if logits.shape[0] == 0:
+        return np.zeros(0, dtype=np.float32)
+    x = logits.astype(np.float64)
+    if activation == "softmax" and x.shape[1] > 1:
+        x = x - x.max(axis=1, keepdims=True)
+        e = np.exp(x)
+        col = e[:, -1] / e.sum(axis=1)
+    elif activation == "sigmoid":
+        col = 1.0 / (1.0 + np.exp(-x[:, -1]))
+    else:
+        col = x[:, -1]
+    return col.astype(np.float32)

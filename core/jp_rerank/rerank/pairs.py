@@ -1,0 +1,147 @@
+"""Turning (query, document) pairs into model inputs: pair template, truncation, windows, length-sorted batches.
+
+The query is tokenized once per call and never truncated. Documents are tokenized without special tokens and then
+joined to the query with the tokenizer's own pair template, which is derived once from the tokenizer itself, so the
+ids equal ``tokenizer(query, document, truncation="only_second", max_length=...)`` exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jp_rerank.text import iter_windows
+
+__all__ = ["EncodedPair", "PairTemplate", "length_sorted_batches"]
+
+logger = logging.getLogger(__name__)
+
+_PROBE_QUERY = "東京の天気"
+_PROBE_DOC = "今日は晴れです"
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    """Token ids of one model input and which (pair, window) it belongs to."""
+
+    pair: int
+    input_ids: tuple[int, ...]
+    token_type_ids: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """How a tokenizer wraps two sequences: ``prefix + A + middle + B + suffix`` and their token type ids."""
+
+    prefix: tuple[int, ...]
+    middle: tuple[int, ...]
+    suffix: tuple[int, ...]
+    type_a: int
+    type_b: int
+    uses_token_types: bool
+
+    @property
+    def n_special(self) -> int:
+        """Number of special tokens added around a pair."""
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> PairTemplate:
+        """Derive the template by encoding a probe pair with and without special tokens.
+
+        Raises:
+            ValueError: If the tokenizer's pair encoding is not ``prefix + A + middle + B + suffix``.
+        """
+        full = tokenizer(_PROBE_QUERY, _PROBE_DOC)
+        ids = list(full["input_ids"])
+        a = list(tokenizer(_PROBE_QUERY, add_special_tokens=False)["input_ids"])
+        b = list(tokenizer(_PROBE_DOC, add_special_tokens=False)["input_ids"])
+        uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and "token_type_ids" in full
+        types = list(full["token_type_ids"]) if uses_types else [0] * len(ids)
+        for p in range(len(ids) - len(a) - len(b) + 1):
+            if ids[p : p + len(a)] != a:
+                continue
+            start_b_min = p + len(a)
+            for start_b in range(start_b_min, len(ids) - len(b) + 1):
+                if ids[start_b : start_b + len(b)] != b:
+                    continue
+                first, second = types[:start_b], types[start_b:]
+                if len(set(first)) > 1 or len(set(second)) > 1:
+                    continue
+                return cls(
+                    prefix=tuple(ids[:p]),
+                    middle=tuple(ids[start_b_min:start_b]),
+                    suffix=tuple(ids[start_b + len(b) :]),
+                    type_a=first[0] if first else 0,
+                    type_b=second[0] if second else 0,
+                    uses_token_types=uses_types,
+                )
+        raise ValueError(f"cannot derive the pair template of tokenizer {type(tokenizer).__name__}")
+
+    def join(self, pair: int, query: Sequence[int], document: Sequence[int]) -> EncodedPair:
+        """Build one model input from query ids and (already cut) document ids."""
+        first = (*self.prefix, *query, *self.middle)
+        second = (*document, *self.suffix)
+        types = (self.type_a,) * len(first) + (self.type_b,) * len(second) if self.uses_token_types else None
+        return EncodedPair(pair=pair, input_ids=first + second, token_type_ids=types)
+
+    def document_budget(self, query_len: int, max_length: int) -> int:
+        """Tokens left for the document once the query and special tokens are placed.
+
+        Raises:
+            ValueError: If the query alone leaves no room (the query is never truncated).
+        """
+        budget = max_length - query_len - self.n_special
+        if budget < 1:
+            raise ValueError(
+                f"the query is {query_len} tokens long, which leaves no room for the document within "
+                f"max_length={max_length}; queries are never truncated: shorten the query or raise max_length"
+            )
+        return budget
+
+    def encode(
+        self,
+        pair: int,
+        query: Sequence[int],
+        document: Sequence[int],
+        *,
+        max_length: int,
+        overflow: str,
+        overlap: int,
+    ) -> list[EncodedPair]:
+        """Encode one pair: one input (``"truncate"``) or one input per overlapping window (``"window"``)."""
+        budget = self.document_budget(len(query), max_length)
+        if overflow == "truncate" or len(document) <= budget:
+            return [self.join(pair, query, document[:budget])]
+        stride = max(1, budget - min(overlap, budget - 1))
+        return [self.join(pair, query, document[s:e]) for s, e in iter_windows(len(document), budget, stride)]
+
+
+def length_sorted_batches(
+    items: Sequence[EncodedPair], *, batch_size: int, token_budget: int
+) -> Iterator[list[int]]:
+    """Yield batches of item positions, longest first, each within ``batch_size`` items and ``token_budget``.
+
+    A batch is padded to its longest item, so ``len(batch) * longest <= token_budget`` (a single item longer than
+    the budget still forms its own batch).
+
+    Example:
+        >>> from jp_rerank.rerank.pairs import EncodedPair
+        >>> xs = [EncodedPair(i, (0,) * n, None) for i, n in enumerate([3, 9, 5])]
+        >>> list(length_sorted_batches(xs, batch_size=2, token_budget=100))
+        [[1, 2], [0]]
+    """
+    order = sorted(range(len(items)), key=lambda i: (-len(items[i].input_ids), i))
+    batch: list[int] = []
+    longest = 0
+    for i in order:
+        n = len(items[i].input_ids)
+        if batch and (len(batch) >= batch_size or (len(batch) + 1) * max(longest, n) > token_budget):
+            yield batch
+            batch, longest = [], 0
+        batch.append(i)
+        longest = max(longest, n)
+    if batch:
+        yield batch
