@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -98,6 +99,8 @@ def _copy_run(run: Run) -> dict[str, dict[str, float]]:
             raise TypeError(f"run[{qid!r}] must be a mapping of doc id to score, got {type(ranked).__name__}")
         scores: dict[str, float] = {}
         for did, score in ranked.items():
+            if isinstance(score, bool) or not isinstance(score, numbers.Real):
+                raise TypeError(f"run[{qid!r}][{did!r}] must be a number, got {type(score).__name__}")
             value = float(score)
             if not math.isfinite(value):
                 raise ValueError(f"run[{qid!r}][{did!r}] has a non-finite score {score!r}")

@@ -175,7 +175,7 @@ class Reranker:
             ValueError: Empty or whitespace-only query; a query too long to leave room for any passage.
             TypeError: A non-string query or document (the message names the position).
         """
-        return self.score_many([query], [documents])[0]
+        return self.score_many([check_query(query)], [documents])[0]
 
     def score_many(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Score several queries, each against its own documents, sharing batches across queries.
@@ -218,6 +218,7 @@ class Reranker:
             >>> Reranker("xsmall").rerank("質問", ["文書A", "文書B"], top_n=1)  # doctest: +SKIP
             [RerankResult(index=1, score=0.71...)]
         """
+        query = check_query(query)
         return self.rerank_many([query], [documents], top_n=top_n, score_threshold=score_threshold)[0]
 
     def rerank_many(
@@ -267,7 +268,7 @@ class _Loaded:
         model.eval()
         tokenizer = ce.tokenizer
         preset_len = source.preset.max_length if source.preset else None
-        model_len = ce.max_length or getattr(tokenizer, "model_max_length", None) or 512
+        model_len = getattr(ce, "max_seq_length", None) or getattr(tokenizer, "model_max_length", None) or 512
         limit = getattr(model.config, "max_position_embeddings", None)
         max_length = owner._max_length or preset_len or int(model_len)
         if limit is not None and getattr(model.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
@@ -275,7 +276,8 @@ class _Loaded:
         if limit is not None and max_length > limit:
             logger.info("max_length %d exceeds the model's positions; using %d", max_length, limit)
             max_length = int(limit)
-        template = PairTemplate.from_tokenizer(tokenizer)
+        segment_types = int(getattr(model.config, "type_vocab_size", 1) or 1) > 1
+        template = PairTemplate.from_tokenizer(tokenizer, segment_types=segment_types)
         backend = TorchBackend(model, pad_id=tokenizer.pad_token_id or 0, precision=owner.precision)
         return cls(model, tokenizer, template, backend, max_length, _resolve_activation(owner, ce))
 
@@ -300,6 +302,15 @@ class _Loaded:
         over = sum(len(x) > budget for x in ids)
         return ids, over
 
+    def _encode_direct(self, pair: int, query: str, query_ids: list[int], document: str) -> EncodedPair:
+        """Encode with the tokenizer itself (used for empty passages, which some tokenizers drop from the pair)."""
+        ids = tuple(self.tokenizer(query, document, truncation="only_second", max_length=self.max_length)["input_ids"])
+        joined = self.template.join(pair, query_ids, [])
+        if joined.input_ids == ids:
+            return joined
+        types = (0,) * len(ids) if self.template.uses_token_types else None
+        return EncodedPair(pair, ids, types)
+
     def score_many(self, owner: Reranker, queries: list[str], doc_lists: list[list[str]]) -> list[np.ndarray]:
         if owner.normalize:
             queries = [normalize_text(q) for q in queries]
@@ -315,6 +326,9 @@ class _Loaded:
             for di, d_ids in enumerate(doc_ids):
                 pair = len(owners)
                 owners.append((qi, di))
+                if not d_ids:  # empty passage: encode exactly as the tokenizer does (some drop the empty segment)
+                    items.append(self._encode_direct(pair, queries[qi], q_ids, docs[di]))
+                    continue
                 items.extend(
                     self.template.encode(
                         pair,

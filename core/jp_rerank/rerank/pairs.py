@@ -48,8 +48,14 @@ class PairTemplate:
         return len(self.prefix) + len(self.middle) + len(self.suffix)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any) -> PairTemplate:
+    def from_tokenizer(cls, tokenizer: Any, *, segment_types: bool = False) -> PairTemplate:
         """Derive the template by encoding a probe pair with and without special tokens.
+
+        Args:
+            tokenizer: A transformers tokenizer.
+            segment_types: Give the second segment token type 1 even when the tokenizer returns no token type ids.
+                transformers 5's ``BertJapaneseTokenizer`` returns none, while BERT cross-encoders (e.g. the
+                MeCab-based Japanese rerankers) were trained with type 0 for the query and 1 for the passage.
 
         Raises:
             ValueError: If the tokenizer's pair encoding is not ``prefix + A + middle + B + suffix``.
@@ -58,8 +64,9 @@ class PairTemplate:
         ids = list(full["input_ids"])
         a = list(tokenizer(_PROBE_QUERY, add_special_tokens=False)["input_ids"])
         b = list(tokenizer(_PROBE_DOC, add_special_tokens=False)["input_ids"])
-        uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and "token_type_ids" in full
-        types = list(full["token_type_ids"]) if uses_types else [0] * len(ids)
+        returned = "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and "token_type_ids" in full
+        types = list(full["token_type_ids"]) if returned else [0] * len(ids)
+        uses_types = returned or segment_types
         for p in range(len(ids) - len(a) - len(b) + 1):
             if ids[p : p + len(a)] != a:
                 continue
@@ -74,8 +81,8 @@ class PairTemplate:
                     prefix=tuple(ids[:p]),
                     middle=tuple(ids[start_b_min:start_b]),
                     suffix=tuple(ids[start_b + len(b) :]),
-                    type_a=first[0] if first else 0,
-                    type_b=second[0] if second else 0,
+                    type_a=first[0] if returned and first else 0,
+                    type_b=(second[0] if second else 0) if returned else int(segment_types),
                     uses_token_types=uses_types,
                 )
         raise ValueError(f"cannot derive the pair template of tokenizer {type(tokenizer).__name__}")

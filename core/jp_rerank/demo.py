@@ -1,0 +1,157 @@
+"""The demo RAG pipeline: bundled Japanese passages → first stage (BM25 or hybrid) → cross-encoder rerank.
+
+Runs fully offline. A model that cannot be loaded (no hub access, empty cache) is skipped with a banner that says
+which stage is missing and how to enable it; the demo still completes with what it can run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from jp_rerank.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from jp_rerank.embed import Embedder
+    from jp_rerank.rerank import Reranker
+
+__all__ = ["DemoReport", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+_RULE = "=" * 78
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What the demo ran: which stages, how many questions, and which stages were skipped (with reasons)."""
+
+    stages: tuple[str, ...]
+    skipped: dict[str, str]
+    questions: int
+    hits_at_1: int
+
+
+def _banner(out: TextIO, title: str, lines: Sequence[str]) -> None:
+    out.write(f"\n{_RULE}\n!! {title}\n")
+    for line in lines:
+        out.write(f"   {line}\n")
+    out.write(f"{_RULE}\n")
+
+
+def _try_load(kind: str, build: type[Reranker] | type[Embedder], name: str, out: TextIO) -> tuple[object | None, str]:
+    """Load a model or explain why it was skipped."""
+    try:
+        return build(name).load(), ""
+    except ModelLoadError as exc:
+        flag = "--reranker" if kind == "reranker" else "--embedder"
+        _banner(
+            out,
+            f"{kind} skipped: {name!r} could not be loaded",
+            [
+                str(exc),
+                f"To enable this stage: pass {flag} with a local model folder (or an alias/hub id when the",
+                "Hugging Face Hub or a populated HF cache is available).",
+            ],
+        )
+        return None, str(exc)
+
+
+def run_demo(
+    *,
+    reranker: str | None = None,
+    embedder: str | None = None,
+    questions: Sequence[str] | None = None,
+    top_n: int = 3,
+    first_k: int = 20,
+    out: TextIO,
+) -> DemoReport:
+    """Run the demo and write a readable report to ``out``.
+
+    Args:
+        reranker: Alias, hub id or local path of the cross-encoder (default: the preset default); ``"none"`` skips it.
+        embedder: Alias, hub id or local path of the dense embedder (default: the preset default); ``"none"`` skips it.
+        questions: Questions to ask (default: the bundled demo questions).
+        top_n: Passages shown per question.
+        first_k: Candidates handed from the first stage to the reranker.
+        out: Where the report goes (e.g. ``sys.stdout``).
+
+    Returns:
+        A summary of the run.
+
+    Example:
+        >>> import io
+        >>> report = run_demo(reranker="none", embedder="none", out=io.StringIO())
+        >>> report.stages
+        ('bm25',)
+    """
+    from jp_rerank.data import load_demo_corpus, load_demo_queries
+    from jp_rerank.embed import Embedder
+    from jp_rerank.pipeline import TwoStageRetriever
+    from jp_rerank.presets import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+    from jp_rerank.rerank import Reranker
+
+    corpus = load_demo_corpus()
+    demo_queries = load_demo_queries()
+    gold = {str(q["text"]): set(q["relevant"]) for q in demo_queries}  # type: ignore[arg-type]
+    asked = list(questions) if questions else list(gold)
+    out.write(f"jp-rerank demo: {len(corpus)} bundled Japanese passages, {len(asked)} questions\n")
+
+    skipped: dict[str, str] = {}
+    rr: object | None = None
+    em: object | None = None
+    reranker_name = reranker or DEFAULT_RERANKER
+    embedder_name = embedder or DEFAULT_EMBEDDER
+    if reranker_name.lower() != "none":
+        rr, why = _try_load("reranker", Reranker, reranker_name, out)
+        if why:
+            skipped["rerank"] = why
+    if embedder_name.lower() != "none":
+        em, why = _try_load("embedder", Embedder, embedder_name, out)
+        if why:
+            skipped["dense"] = why
+
+    t0 = time.perf_counter()
+    retriever = TwoStageRetriever.from_texts(
+        [str(d["text"]) for d in corpus],
+        ids=[str(d["id"]) for d in corpus],
+        metadatas=[{"title": d["title"]} for d in corpus],
+        embedder=em,  # type: ignore[arg-type]
+        bm25="mecab",
+        reranker=rr,  # type: ignore[arg-type]
+        first_k=first_k,
+        top_n=top_n,
+    )
+    stages = ("bm25", *(("dense",) if em else ()), *(("rerank",) if rr else ()))
+    out.write(f"indexed in {time.perf_counter() - t0:.2f}s; stages: {' -> '.join(stages)}\n")
+    if rr:
+        out.write(f"reranker: {rr}\n")
+    if em:
+        out.write(f"embedder: {em}\n")
+
+    hits_at_1 = 0
+    for question in asked:
+        t1 = time.perf_counter()
+        passages = retriever.retrieve(question)
+        elapsed = time.perf_counter() - t1
+        out.write(f"\nQ: {question}    ({elapsed * 1000:.0f} ms)\n")
+        timings = getattr(retriever, "last_timings", {}) or {}
+        if timings:
+            out.write("   timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + "\n")
+        for rank, p in enumerate(passages, 1):
+            rerank = f"rerank {p.rerank_score:.4f}  " if p.rerank_score is not None else ""
+            mark = " *" if p.id in gold.get(question, set()) else ""
+            out.write(
+                f"  {rank}. [{p.id}] {rerank}first-stage {p.first_stage_score:.4f}  "
+                f"{p.metadata.get('title', '')}: {p.text[:60]}…{mark}\n"
+            )
+        if passages and passages[0].id in gold.get(question, set()):
+            hits_at_1 += 1
+    if gold and not questions:
+        out.write(f"\n{hits_at_1}/{len(asked)} questions have a correct passage (*) at rank 1\n")
+    if skipped:
+        out.write(f"\nfinished without: {', '.join(sorted(skipped))} (see the banners above)\n")
+    return DemoReport(stages=stages, skipped=skipped, questions=len(asked), hits_at_1=hits_at_1)

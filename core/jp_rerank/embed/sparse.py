@@ -1,0 +1,588 @@
+"""Sparse (SPLADE) embeddings and an in-memory inverted index over them.
+
+:class:`SparseEmbedder` wraps a sentence-transformers ``SparseEncoder`` (such as hotchpotch/japanese-splade-v2).
+Its output is a ``scipy.sparse.csr_matrix`` of float32 with one row per text and one column per vocabulary
+entry; rows keep only the active (non-zero) dimensions, with sorted column indices. Relevance is the dot product.
+
+:class:`SparseIndex` stores such rows with their ids, texts and metadata, scores a query against every passage with
+one sparse matrix product (the inverted-index computation) and persists to ``matrix.npz`` + ``docs.jsonl`` +
+``manifest.json`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from jp_rerank._validate import check_positive_int, check_query, check_texts
+from jp_rerank._version import __version__
+from jp_rerank.errors import IndexMismatchError
+from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
+from jp_rerank.presets import DEFAULT_SPARSE, ModelPreset
+from jp_rerank.text import normalize_text
+
+if TYPE_CHECKING:
+    import torch
+    from scipy.sparse import csr_matrix
+    from sentence_transformers import SparseEncoder
+
+__all__ = ["SparseEmbedder", "SparseHit", "SparseIndex"]
+
+logger = logging.getLogger(__name__)
+
+Side = Literal["query", "document"]
+
+_FORMAT = "jp-rerank-sparse-index"
+_FORMAT_VERSION = 1
+
+
+def _scipy_sparse() -> Any:
+    import scipy.sparse
+
+    return scipy.sparse
+
+
+def _empty_rows(n_cols: int) -> csr_matrix:
+    return _scipy_sparse().csr_matrix((0, n_cols), dtype=np.float32)
+
+
+def _to_csr(tensor: torch.Tensor, n_rows: int, n_cols: int) -> csr_matrix:
+    """Convert a (sparse or dense) 2-D torch tensor to a float32 CSR matrix without explicit zeros."""
+    import torch
+
+    sp = _scipy_sparse()
+    tensor = tensor.detach().cpu()
+    if tensor.layout == torch.strided:
+        matrix = sp.csr_matrix(tensor.float().numpy().reshape(n_rows, n_cols), dtype=np.float32)
+    else:
+        coo = tensor.coalesce()
+        rows, cols = coo.indices().numpy()
+        values = coo.values().float().numpy().astype(np.float32, copy=False)
+        matrix = sp.csr_matrix((values, (rows, cols)), shape=(n_rows, n_cols), dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return matrix
+
+
+class SparseEmbedder:
+    """A SPLADE-style sparse encoder for Japanese text (sentence-transformers ``SparseEncoder``).
+
+    Queries go through ``encode_query`` and passages through ``encode_document``, so a model's saved ``"query"``
+    / ``"document"`` prompts and query/document routing (inference-free SPLADE) are always applied.
+
+    Output format: ``scipy.sparse.csr_matrix`` of float32, shape ``(n_texts, vocab_size)``, explicit zeros
+    removed and column indices sorted; similarity is the dot product (``queries @ documents.T``).
+
+    Args:
+        model: Alias (``"splade-ja"``), hub id or local directory of a sentence-transformers ``SparseEncoder``.
+        device: Device string; default picks CUDA when available.
+        normalize: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to inputs.
+        batch_size: Texts per forward pass.
+        max_length: Token limit (default: the preset's, else the model's).
+        max_active_dims: Keep at most this many non-zero dimensions per text (default: the model's setting).
+        query_prefix: Override the query prompt (default: the model's saved ``"query"`` prompt, if any).
+        document_prefix: Override the document prompt.
+        local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
+        cache_folder: Hugging Face cache override.
+        revision: Hub revision.
+        trust_remote_code: Allow custom code from the hub repository.
+
+    Example:
+        >>> emb = SparseEmbedder("splade-ja")  # doctest: +SKIP
+        >>> docs = emb.embed_documents(["富士山は日本一高い山です。", "京都には寺が多い。"])  # doctest: +SKIP
+        >>> (emb.embed_query("日本で一番高い山") @ docs.T).toarray()  # doctest: +SKIP
+        array([[21.3..., 1.2...]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_SPARSE,
+        *,
+        device: str | None = None,
+        normalize: bool = True,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        max_active_dims: int | None = None,
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
+        local_files_only: bool | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool | None = None,
+    ) -> None:
+        self.source: ModelSource = resolve_model(model)
+        check_positive_int(batch_size, name="batch_size")
+        if max_length is not None:
+            check_positive_int(max_length, name="max_length")
+        if max_active_dims is not None:
+            check_positive_int(max_active_dims, name="max_active_dims")
+        for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        self.device = device
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.max_active_dims = max_active_dims
+        self._max_length = max_length
+        self._prefix_override: dict[Side, str | None] = {"query": query_prefix, "document": document_prefix}
+        self._load_kwargs: dict[str, Any] = {
+            "local_files_only": local_files_only,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "trust_remote_code": trust_remote_code,
+        }
+        self._lock = threading.RLock()
+        self._model: SparseEncoder | None = None
+
+    def __repr__(self) -> str:
+        return f"SparseEmbedder(model={self.source.name!r})"
+
+    @property
+    def model_id(self) -> str:
+        """Hub id (for presets and hub models) or resolved local path."""
+        return self.source.model_id
+
+    @property
+    def preset(self) -> ModelPreset | None:
+        """The preset of a known model, else ``None``."""
+        return self.source.preset
+
+    @property
+    def model(self) -> SparseEncoder:
+        """The loaded sentence-transformers ``SparseEncoder``."""
+        return self._load()
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of columns of the output (the model's vocabulary size)."""
+        model = self._load()
+        dim = model.get_embedding_dimension()
+        if dim is None:  # pragma: no cover - SPLADE pooling always knows its dimension
+            raise ValueError(f"sparse model {self.model_id!r} does not report its output dimension")
+        return int(dim)
+
+    def load(self) -> SparseEmbedder:
+        """Load the model now instead of on first use; returns ``self``."""
+        self._load()
+        return self
+
+    def _load(self) -> SparseEncoder:
+        model = self._model
+        if model is not None:
+            return model
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SparseEncoder
+
+                model = load_st_model(
+                    SparseEncoder,
+                    self.source,
+                    device=resolve_device(self.device),
+                    **self._load_kwargs,
+                )
+                limit = self._max_length or (self.preset.max_length if self.preset else None)
+                if limit is not None and getattr(model, "max_seq_length", None) is not None:
+                    model.max_seq_length = min(limit, model.max_seq_length) if self._max_length is None else limit
+                self._model = model
+            return self._model
+
+    def prefix(self, side: Side) -> str:
+        """The prompt put before inputs of ``side`` (the override, else the model's saved prompt, else ``""``)."""
+        override = self._prefix_override[side]
+        if override is not None:
+            return override
+        prompts = getattr(self._load(), "prompts", None) or {}
+        return str(prompts.get(side) or "")
+
+    def _encode(self, texts: list[str], side: Side) -> csr_matrix:
+        model = self._load()
+        if not texts:
+            return _empty_rows(self.vocab_size)
+        if self.normalize:
+            texts = [normalize_text(t) for t in texts]
+        encode = model.encode_query if side == "query" else model.encode_document
+        with self._lock:
+            out = encode(
+                texts,
+                prompt=self._prefix_override[side],
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_tensor=True,
+                convert_to_sparse_tensor=True,
+                save_to_cpu=True,
+                max_active_dims=self.max_active_dims,
+            )
+        return _to_csr(out, len(texts), self.vocab_size)
+
+    def embed_documents(self, texts: Sequence[str]) -> csr_matrix:
+        """Encode passages with the document prompt / route.
+
+        Returns:
+            float32 CSR matrix ``(len(texts), vocab_size)``; ``(0, vocab_size)`` for an empty list.
+
+        Raises:
+            TypeError: A non-string item (the message names its position).
+        """
+        return self._encode(check_texts(texts, name="texts"), "document")
+
+    def embed_queries(self, queries: Sequence[str]) -> csr_matrix:
+        """Encode questions with the query prompt / route; float32 CSR ``(len(queries), vocab_size)``.
+
+        Raises:
+            ValueError: An empty or whitespace-only query.
+        """
+        items = check_texts(queries, name="queries")
+        for i, q in enumerate(items):
+            check_query(q, name=f"queries[{i}]")
+        return self._encode(items, "query")
+
+    def embed_query(self, query: str) -> csr_matrix:
+        """Encode one question; float32 CSR ``(1, vocab_size)``."""
+        return self._encode([check_query(query)], "query")
+
+    def decode(self, row: csr_matrix, *, top_k: int | None = 10) -> list[tuple[str, float]]:
+        """Name the heaviest vocabulary entries of one encoded text (to see what a SPLADE vector matches on).
+
+        Args:
+            row: A ``(1, vocab_size)`` row returned by this embedder.
+            top_k: Keep this many entries (``None``: all active ones).
+
+        Returns:
+            ``(token, weight)`` pairs by descending weight (ties: lower token id first).
+        """
+        if top_k is not None:
+            check_positive_int(top_k, name="top_k")
+        if row.shape[0] != 1:
+            raise ValueError(f"decode expects a single row of shape (1, vocab_size), got {row.shape}")
+        coo = row.tocoo()
+        order = np.lexsort((coo.col, -coo.data))[:top_k]
+        tokens = self._load().tokenizer.convert_ids_to_tokens([int(coo.col[i]) for i in order])
+        return [(str(tok), float(coo.data[i])) for tok, i in zip(tokens, order, strict=True)]
+
+
+@dataclass(frozen=True)
+class SparseHit:
+    """One search result of :class:`SparseIndex`.
+
+    Attributes:
+        id: Passage id.
+        score: Dot product of the query and passage vectors (a plain float; higher is more relevant).
+        text: Passage text.
+        metadata: A copy of the passage's metadata.
+    """
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class SparseIndex:
+    """Exact top-k search over SPLADE vectors (sparse dot product), with ids, texts and metadata.
+
+    Passages are stored as one CSR matrix; a query is scored against all of them with a sparse matrix product,
+    which touches only the passages sharing an active dimension with it (what an inverted index computes).
+    Passages sharing none score 0 and are **not returned**, so a search may give fewer than ``k`` hits.
+    Ties are broken by insertion order. One instance is safe to share between threads.
+
+    Args:
+        embedder: Encodes texts on :meth:`add` and queries on :meth:`search`. Without one, pass vectors to
+            :meth:`add` and CSR rows to :meth:`search`.
+
+    Example:
+        >>> index = SparseIndex(SparseEmbedder("splade-ja"))  # doctest: +SKIP
+        >>> index.add(["富士山は日本一高い山です。", "京都には寺が多い。"], ids=["fuji", "kyoto"])  # doctest: +SKIP
+        ['fuji', 'kyoto']
+        >>> index.search("日本で一番高い山", k=1)[0].id  # doctest: +SKIP
+        'fuji'
+    """
+
+    def __init__(self, embedder: SparseEmbedder | None = None) -> None:
+        self.embedder = embedder
+        self._lock = threading.RLock()
+        self._matrix: csr_matrix | None = None
+        self._ids: list[str] = []
+        self._texts: list[str] = []
+        self._metadatas: list[dict[str, Any]] = []
+        self._positions: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __repr__(self) -> str:
+        return f"SparseIndex(size={len(self)}, embedder={self.embedder!r})"
+
+    @property
+    def ids(self) -> list[str]:
+        """Passage ids in insertion order (a copy)."""
+        return list(self._ids)
+
+    @property
+    def matrix(self) -> csr_matrix | None:
+        """The passage vectors (``None`` before the first :meth:`add`); read it, do not modify it."""
+        return self._matrix
+
+    def _require_embedder(self, what: str) -> SparseEmbedder:
+        if self.embedder is None:
+            raise ValueError(f"this SparseIndex has no embedder: {what}")
+        return self.embedder
+
+    def add(
+        self,
+        texts: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        vectors: csr_matrix | None = None,
+    ) -> list[str]:
+        """Add passages; returns their ids.
+
+        Args:
+            texts: Passage texts.
+            ids: One unique id per text (default: ``"0"``, ``"1"``... continuing from the current size).
+            metadatas: One mapping per text (copied; default: empty dicts).
+            vectors: Precomputed rows ``(len(texts), vocab_size)``; default encodes ``texts`` with the embedder.
+
+        Raises:
+            ValueError: Lengths differ, an id repeats or already exists, the vocabulary size differs, or there is
+                neither an embedder nor ``vectors``.
+            TypeError: A non-string text or id, or a metadata that is not a mapping.
+        """
+        items = check_texts(texts, name="texts")
+        with self._lock:
+            new_ids = self._check_ids(ids, len(items))
+            metas = _copy_metadatas(metadatas, len(items))
+            if vectors is None:
+                rows = self._require_embedder("pass vectors= or build it with an embedder").embed_documents(items)
+            else:
+                rows = _check_rows(vectors, len(items), "vectors")
+            if self._matrix is not None and rows.shape[1] != self._matrix.shape[1]:
+                raise ValueError(
+                    f"vectors have {rows.shape[1]} columns but the index holds {self._matrix.shape[1]}-column vectors"
+                )
+            if not items:
+                return []
+            sp = _scipy_sparse()
+            self._matrix = rows if self._matrix is None else sp.vstack([self._matrix, rows], format="csr")
+            start = len(self._ids)
+            self._ids.extend(new_ids)
+            self._texts.extend(items)
+            self._metadatas.extend(metas)
+            self._positions.update({doc_id: start + i for i, doc_id in enumerate(new_ids)})
+            return list(new_ids)
+
+    def _check_ids(self, ids: Sequence[str] | None, n: int) -> list[str]:
+        if ids is None:
+            start = len(self._ids)
+            new_ids = [str(start + i) for i in range(n)]
+        else:
+            new_ids = check_texts(ids, name="ids")
+            if len(new_ids) != n:
+                raise ValueError(f"got {n} texts but {len(new_ids)} ids")
+        seen: set[str] = set()
+        for doc_id in new_ids:
+            if doc_id in seen or doc_id in self._positions:
+                raise ValueError(f"duplicate id {doc_id!r}")
+            seen.add(doc_id)
+        return new_ids
+
+    def _query_rows(self, queries: Sequence[str] | csr_matrix) -> csr_matrix:
+        if _is_sparse(queries):
+            return _check_rows(queries, None, "queries")
+        return self._require_embedder("pass query vectors instead of text").embed_queries(queries)  # type: ignore[arg-type]
+
+    def search(self, query: str | csr_matrix, k: int = 10) -> list[SparseHit]:
+        """Return the ``k`` best passages for one query (text, or a ``(1, vocab_size)`` row).
+
+        Returns:
+            Hits sorted by descending score (ties: insertion order); passages scoring 0 are left out.
+
+        Raises:
+            ValueError: Empty query or ``k <= 0``.
+        """
+        if isinstance(query, str):
+            check_query(query)
+            return self.search_many([query], k)[0]
+        return self.search_many(query, k)[0]
+
+    def search_many(self, queries: Sequence[str] | csr_matrix, k: int = 10) -> list[list[SparseHit]]:
+        """Search several queries at once (one batched encode and one matrix product); one hit list per query."""
+        check_positive_int(k, name="k")
+        rows = self._query_rows(queries)
+        with self._lock:
+            matrix, n = self._matrix, len(self._ids)
+            if matrix is None or n == 0:
+                return [[] for _ in range(rows.shape[0])]
+            if rows.shape[1] != matrix.shape[1]:
+                raise ValueError(
+                    f"query vectors have {rows.shape[1]} columns but the index holds {matrix.shape[1]}-column vectors"
+                )
+            scores = np.asarray((rows @ matrix.T).toarray(), dtype=np.float32)
+            return [self._top_k(row, k) for row in scores]
+
+    def _top_k(self, scores: np.ndarray, k: int) -> list[SparseHit]:
+        candidates = np.flatnonzero(scores > 0)
+        if candidates.size > k:
+            # keep every passage tied with the k-th score, so the index tie-break below is exact
+            kth = np.partition(scores[candidates], candidates.size - k)[candidates.size - k]
+            candidates = candidates[scores[candidates] >= kth]
+        order = candidates[np.lexsort((candidates, -scores[candidates]))][:k]
+        return [
+            SparseHit(
+                id=self._ids[i],
+                score=float(scores[i]),
+                text=self._texts[i],
+                metadata=copy.deepcopy(self._metadatas[i]),
+            )
+            for i in order
+        ]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``matrix.npz``, ``docs.jsonl`` and ``manifest.json`` into folder ``path`` (created if needed).
+
+        Each file is written to a temporary name and renamed into place.
+
+        Raises:
+            TypeError: A metadata value that JSON cannot store.
+        """
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            matrix = self._matrix
+            n_cols = matrix.shape[1] if matrix is not None else (self.embedder.vocab_size if self.embedder else 0)
+            if matrix is None:
+                matrix = _empty_rows(n_cols)
+            lines = []
+            for i, (doc_id, text, meta) in enumerate(zip(self._ids, self._texts, self._metadatas, strict=True)):
+                try:
+                    lines.append(json.dumps({"id": doc_id, "text": text, "metadata": meta}, ensure_ascii=False))
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"metadata of passage {i} (id {doc_id!r}) is not JSON-serialisable: {exc}") from exc
+            manifest = {
+                "format": _FORMAT,
+                "format_version": _FORMAT_VERSION,
+                "jp_rerank_version": __version__,
+                "embedder": self.embedder.model_id if self.embedder else None,
+                "vocab_size": int(n_cols),
+                "count": len(self._ids),
+            }
+            with _atomic(out / "matrix.npz", "wb") as fh:
+                _scipy_sparse().save_npz(fh, matrix.tocsr(), compressed=True)
+            with _atomic(out / "docs.jsonl", "w") as fh:
+                fh.write("".join(line + "\n" for line in lines))
+            with _atomic(out / "manifest.json", "w") as fh:
+                json.dump(manifest, fh, ensure_ascii=False, indent=2)
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], embedder: SparseEmbedder | None = None) -> SparseIndex:
+        """Read an index written by :meth:`save`.
+
+        Args:
+            path: The folder.
+            embedder: Encoder for new texts and queries; a different model id than the saved one logs a warning.
+
+        Raises:
+            FileNotFoundError: A file is missing.
+            IndexMismatchError: Not a sparse index folder, an unknown format version, inconsistent files, or an
+                embedder whose vocabulary size differs from the saved vectors.
+        """
+        root = Path(path)
+        for name in ("manifest.json", "matrix.npz", "docs.jsonl"):
+            if not (root / name).is_file():
+                raise FileNotFoundError(f"sparse index file not found: {root / name}")
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+            raise IndexMismatchError(f"{root} is not a jp-rerank sparse index (manifest format mismatch)")
+        if manifest.get("format_version") != _FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"{root} has sparse index format version {manifest.get('format_version')!r}; "
+                f"this jp-rerank reads version {_FORMAT_VERSION}"
+            )
+        matrix = _scipy_sparse().load_npz(root / "matrix.npz").tocsr().astype(np.float32)
+        docs = [json.loads(line) for line in (root / "docs.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        if matrix.shape[0] != len(docs) or manifest.get("count") != len(docs):
+            raise IndexMismatchError(
+                f"{root}: matrix has {matrix.shape[0]} rows, docs.jsonl {len(docs)} passages, "
+                f"manifest count {manifest.get('count')!r}"
+            )
+        if manifest.get("jp_rerank_version") != __version__:
+            logger.warning(
+                "sparse index %s was written by jp-rerank %s, loading with %s",
+                root,
+                manifest.get("jp_rerank_version"),
+                __version__,
+            )
+        if embedder is not None:
+            saved = manifest.get("embedder")
+            if saved is not None and saved != embedder.model_id:
+                logger.warning("sparse index %s was built with %s, loading with %s", root, saved, embedder.model_id)
+            if embedder.vocab_size != matrix.shape[1]:
+                raise IndexMismatchError(
+                    f"embedder {embedder.model_id!r} has vocabulary size {embedder.vocab_size} but the index at "
+                    f"{root} holds {matrix.shape[1]}-column vectors"
+                )
+        index = cls(embedder)
+        index._ids = [str(d["id"]) for d in docs]
+        index._texts = [str(d["text"]) for d in docs]
+        index._metadatas = [dict(d.get("metadata") or {}) for d in docs]
+        index._positions = {doc_id: i for i, doc_id in enumerate(index._ids)}
+        if len(index._positions) != len(index._ids):
+            raise IndexMismatchError(f"{root}/docs.jsonl holds duplicate ids")
+        index._matrix = matrix if docs else None
+        return index
+
+
+def _is_sparse(value: object) -> bool:
+    return bool(getattr(value, "format", None) and hasattr(value, "tocsr"))
+
+
+def _check_rows(rows: Any, n: int | None, name: str) -> csr_matrix:
+    if not _is_sparse(rows) or len(rows.shape) != 2:
+        raise TypeError(f"{name} must be a 2-D scipy.sparse matrix, got {type(rows).__name__}")
+    if n is not None and rows.shape[0] != n:
+        raise ValueError(f"{name} has {rows.shape[0]} rows but {n} texts were given")
+    matrix = _scipy_sparse().csr_matrix(rows, dtype=np.float32)
+    if matrix.nnz and not np.isfinite(matrix.data).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return matrix
+
+
+def _copy_metadatas(metadatas: Sequence[Mapping[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    if isinstance(metadatas, Mapping) or len(metadatas) != n:
+        got = "a single mapping" if isinstance(metadatas, Mapping) else f"{len(metadatas)}"
+        raise ValueError(f"got {n} texts but {got} metadatas")
+    out = []
+    for i, meta in enumerate(metadatas):
+        if not isinstance(meta, Mapping):
+            raise TypeError(f"metadatas[{i}] must be a mapping, got {type(meta).__name__}")
+        out.append(copy.deepcopy(dict(meta)))
+    return out
+
+
+@contextmanager
+def _atomic(target: Path, mode: Literal["w", "wb"]) -> Iterator[Any]:
+    """Write ``target`` through a temporary file in the same folder, renamed into place on success."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,87 @@
+"""Session fixtures: tiny random-weight models built once per test session, offline.
+
+Each model fixture returns the ``pathlib.Path`` of a folder built with :mod:`jp_rerank.toy_models`; tests
+load it themselves through the public APIs (``CrossEncoder(str(path))``, ``SentenceTransformer(...)``, ...).
+The folders are shared by the whole session: read them, never write into them (copy with
+``shutil.copytree`` first if a test must change files).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Environment safety, before anything imports huggingface_hub / transformers: never reach the Hub, never touch
+# the developer's cache, and keep the tokenizers library from forking thread pools under pytest.
+_HF_HOME = tempfile.mkdtemp(prefix="jp-rerank-test-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+from jp_rerank import toy_models  # noqa: E402
+from jp_rerank.data import load_demo_corpus, load_demo_queries  # noqa: E402
+from jp_rerank.datasets import default_data_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def xlmr_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny ``XLMRobertaForSequenceClassification`` cross-encoder with a Unigram tokenizer."""
+    return toy_models.build_xlmr_cross_encoder(tmp_path_factory.mktemp("xlmr-ce"))
+
+
+@pytest.fixture(scope="session")
+def bert_ja_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny ``BertForSequenceClassification`` cross-encoder with a MeCab ``BertJapaneseTokenizer``."""
+    return toy_models.build_bert_ja_cross_encoder(tmp_path_factory.mktemp("bert-ja-ce"))
+
+
+@pytest.fixture(scope="session")
+def dense_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny sentence-transformers embedder with saved ``query: `` / ``passage: `` prompts."""
+    return toy_models.build_dense_embedder(tmp_path_factory.mktemp("dense"))
+
+
+@pytest.fixture(scope="session")
+def dense_noprompt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny sentence-transformers embedder without saved prompts."""
+    return toy_models.build_dense_embedder(tmp_path_factory.mktemp("dense-noprompt"), prompts=None)
+
+
+@pytest.fixture(scope="session")
+def static_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sentence-transformers ``StaticEmbedding`` model (64 dimensions) over the Unigram tokenizer."""
+    return toy_models.build_static_embedder(tmp_path_factory.mktemp("static"))
+
+
+@pytest.fixture(scope="session")
+def splade_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny sentence-transformers ``SparseEncoder`` (``BertForMaskedLM`` + ``SpladePooling``)."""
+    return toy_models.build_splade_encoder(tmp_path_factory.mktemp("splade"))
+
+
+@pytest.fixture
+def demo_corpus() -> list[dict[str, str]]:
+    """The bundled Japanese passages (a fresh list per test)."""
+    return load_demo_corpus()
+
+
+@pytest.fixture
+def demo_queries() -> list[dict[str, object]]:
+    """The bundled questions with their relevant passage ids (a fresh list per test)."""
+    return load_demo_queries()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared datasets folder (``JP_RERANK_DATA`` or ``../shared/data``); skips the test when absent."""
+    path = default_data_dir()
+    if path is None or not path.is_dir():
+        pytest.skip("shared data folder not found (set JP_RERANK_DATA)")
+    return path

@@ -1,0 +1,315 @@
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from jp_rerank import toy_models
+from jp_rerank.data import demo_texts
+
+# ------------------------------------------------------------------------------------- bundled data
+
+
+def test_demo_corpus_is_valid(demo_corpus: list[dict[str, str]]) -> None:
+    assert len(demo_corpus) >= 40
+    ids = [doc["id"] for doc in demo_corpus]
+    assert len(set(ids)) == len(ids)
+    for doc in demo_corpus:
+        assert set(doc) == {"id", "title", "text", "source"}
+        assert doc["id"].startswith("doc-")
+        assert doc["title"].strip()
+        assert 80 <= len(doc["text"]) <= 400, doc["id"]
+        assert doc["source"] == "jp-rerank demo corpus"
+
+
+def test_demo_corpus_has_mixed_scripts(demo_corpus: list[dict[str, str]]) -> None:
+    texts = "".join(doc["text"] for doc in demo_corpus)
+    assert any("\uff66" <= ch <= "\uff9f" for ch in texts)  # half-width katakana
+    assert any("\uff21" <= ch <= "\uff5a" for ch in texts)  # full-width Latin letters
+    assert any(word in texts for word in ("retriever", "reranker", "LLM"))
+
+
+def test_demo_queries_point_at_existing_passages(
+    demo_corpus: list[dict[str, str]], demo_queries: list[dict[str, object]]
+) -> None:
+    doc_ids = {doc["id"] for doc in demo_corpus}
+    assert len(demo_queries) >= 10
+    assert len({q["id"] for q in demo_queries}) == len(demo_queries)
+    for query in demo_queries:
+        relevant = query["relevant"]
+        assert isinstance(relevant, list)
+        assert relevant
+        assert set(relevant) <= doc_ids, query["id"]
+        assert isinstance(query["text"], str)
+        assert query["text"].strip()
+
+
+def test_demo_loaders_return_fresh_lists(demo_corpus: list[dict[str, str]]) -> None:
+    demo_corpus[0]["text"] = "changed"
+    from jp_rerank.data import load_demo_corpus
+
+    assert load_demo_corpus()[0]["text"] != "changed"
+
+
+# ------------------------------------------------------------------------------------- tokenizers
+
+
+def test_unigram_tokenizer_specials_and_template(xlmr_ce_path: Path) -> None:
+    from transformers import AutoTokenizer, XLMRobertaTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(xlmr_ce_path))
+    assert isinstance(tok, XLMRobertaTokenizer)
+    assert tok.convert_ids_to_tokens([0, 1, 2, 3, 4]) == list(toy_models.XLMR_SPECIAL_TOKENS)
+    assert (tok.cls_token_id, tok.pad_token_id, tok.sep_token_id, tok.unk_token_id) == (0, 1, 2, 3)
+    assert tok.model_max_length == 512
+
+    a = tok("富士山", add_special_tokens=False)["input_ids"]
+    b = tok("東京", add_special_tokens=False)["input_ids"]
+    assert tok("富士山", "東京")["input_ids"] == [0, *a, 2, 2, *b, 2]
+    assert tok("富士山")["input_ids"] == [0, *a, 2]
+
+
+def test_unigram_tokenizer_covers_corpus_and_normalizes(xlmr_ce_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(xlmr_ce_path))
+    for text in demo_texts():
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert ids
+        assert tok.unk_token_id not in ids, text
+    # NFKC-like normalisation survives the save/load round trip (half-width kana, full-width ASCII).
+    assert tok("ｶﾀｶﾅ")["input_ids"] == tok("カタカナ")["input_ids"]
+    # Like XLM-R's SentencePiece nmt_nfkc map, a half-width voiced mark stays a separate combining mark.
+    assert tok("ﾃﾞｰﾀ")["input_ids"] == tok("テ\u3099ータ")["input_ids"]
+    assert tok("ＰｙＴｏｒｃｈ")["input_ids"] == tok("PyTorch")["input_ids"]
+    # Text outside the corpus still tokenizes: kana and ASCII are always in the alphabet.
+    ids = tok("ぬるぽ xyz", add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids
+
+
+def test_unigram_tokenizer_rejects_bad_input() -> None:
+    with pytest.raises(TypeError, match="single string"):
+        toy_models.train_unigram_tokenizer("富士山")
+    with pytest.raises(ValueError, match="at least one string"):
+        toy_models.train_unigram_tokenizer([])
+    with pytest.raises(ValueError, match="vocab_size"):
+        toy_models.train_unigram_tokenizer(["富士山"], vocab_size=3)
+
+
+def _fugashi_words(text: str) -> list[str]:
+    import fugashi
+    import unidic_lite
+
+    dicdir = unidic_lite.DICDIR
+    tagger = fugashi.GenericTagger(f'-d "{dicdir}" -r "{os.path.join(dicdir, "mecabrc")}"')
+    return [word.surface for word in tagger(unicodedata.normalize("NFKC", text))]
+
+
+def test_mecab_tokenizer_splits_like_unidic_lite(bert_ja_ce_path: Path) -> None:
+    from transformers import AutoTokenizer, BertJapaneseTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(bert_ja_ce_path))
+    assert isinstance(tok, BertJapaneseTokenizer)
+    config = json.loads((bert_ja_ce_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["word_tokenizer_type"] == "mecab"
+    assert config["subword_tokenizer_type"] == "wordpiece"
+    assert config["mecab_kwargs"] == {"mecab_dic": "unidic_lite"}
+
+    sentence = "東海道新幹線は1964年10月、東京オリンピックの開幕直前に開業しました。"
+    assert tok.tokenize(sentence) == _fugashi_words(sentence)
+    # A word missing from the vocabulary falls back to WordPiece characters, not [UNK].
+    assert tok.tokenize("ワンダフル") == ["ワ", "##ン", "##ダ", "##フ", "##ル"]
+
+
+def test_mecab_vocab_layout() -> None:
+    vocab = toy_models.build_mecab_wordpiece_vocab(["富士山の高さは3776メートルです。"])
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert len(vocab) == len(set(vocab))
+    assert {"富", "##富", "あ", "##あ", "A", "メートル"} <= set(vocab)
+
+
+def test_bert_pair_template(bert_ja_ce_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(bert_ja_ce_path))
+    assert tok.convert_ids_to_tokens([0, 1, 2, 3, 4]) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    enc = tok("富士山", "東京", return_token_type_ids=True)
+    assert tok.convert_ids_to_tokens(enc["input_ids"]) == ["[CLS]", "富士", "山", "[SEP]", "東京", "[SEP]"]
+    assert enc["token_type_ids"] == [0, 0, 0, 0, 1, 1]
+
+
+# ------------------------------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize(
+    ("fixture", "model_class", "tokenizer_class"),
+    [
+        ("xlmr_ce_path", "XLMRobertaForSequenceClassification", "XLMRobertaTokenizer"),
+        ("bert_ja_ce_path", "BertForSequenceClassification", "BertJapaneseTokenizer"),
+    ],
+)
+def test_cross_encoders_load_through_public_paths(
+    request: pytest.FixtureRequest, fixture: str, model_class: str, tokenizer_class: str
+) -> None:
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForSequenceClassification
+
+    path: Path = request.getfixturevalue(fixture)
+    hf_model = AutoModelForSequenceClassification.from_pretrained(str(path))
+    assert type(hf_model).__name__ == model_class
+    assert hf_model.config.num_labels == 1
+    assert hf_model.config.hidden_size == toy_models.SHAPES["tiny"].hidden_size
+    assert hf_model.config.num_hidden_layers == 2
+
+    ce = CrossEncoder(str(path), device="cpu")
+    assert type(ce.model).__name__ == model_class
+    assert type(ce.tokenizer).__name__ == tokenizer_class
+    assert hf_model.config.vocab_size == len(ce.tokenizer)
+    scores = ce.predict([("富士山の高さは？", "富士山の標高は3776メートルです。"), ("東京", "京都")])
+    assert scores.shape == (2,)
+    assert np.all((scores > 0) & (scores < 1))
+
+
+def test_dense_embedder_saves_prompts(dense_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    saved = json.loads((dense_path / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    assert saved["prompts"]["query"] == "query: "
+    assert saved["prompts"]["document"] == "passage: "
+
+    model = SentenceTransformer(str(dense_path), device="cpu")
+    modules = list(model)
+    assert [type(m) for m in modules] == [Transformer, Pooling, Normalize]
+    assert type(modules[0].model).__name__ == "XLMRobertaModel"
+    assert modules[1].pooling_mode == "mean"
+    texts = ["富士山の高さは？"]
+    query = model.encode_query(texts)
+    assert query.shape == (1, 32)
+    np.testing.assert_allclose(np.linalg.norm(query, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(query, model.encode(texts, prompt="query: "), atol=1e-6)
+    np.testing.assert_allclose(
+        model.encode_document(texts), model.encode(texts, prompt="passage: "), atol=1e-6
+    )
+    assert not np.allclose(query, model.encode(texts), atol=1e-4)
+
+
+def test_dense_embedder_without_prompts(dense_noprompt_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(dense_noprompt_path), device="cpu")
+    assert not any(model.prompts.values())
+    texts = ["北海道の道庁所在地"]
+    np.testing.assert_allclose(model.encode_query(texts), model.encode(texts), atol=1e-6)
+
+
+def test_dense_embedder_bert_arch(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    path = toy_models.build_dense_embedder(tmp_path / "ruri-like", arch="bert", prompts={"query": "クエリ: "})
+    model = SentenceTransformer(str(path), device="cpu")
+    assert type(model[0].model).__name__ == "BertModel"
+    assert type(model.tokenizer).__name__ == "BertJapaneseTokenizer"
+    assert model.prompts["query"] == "クエリ: "
+    assert model.encode_query(["東京"]).shape == (1, 32)
+
+
+def test_dense_embedder_rejects_unknown_arch(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown arch"):
+        toy_models.build_dense_embedder(tmp_path, arch="gpt2")  # type: ignore[arg-type]
+
+
+def test_static_embedder_loads(static_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+
+    model = SentenceTransformer(str(static_path), device="cpu")
+    assert isinstance(model[0], StaticEmbedding)
+    emb = model.encode(["富士山の高さ", "ﾃﾞｰﾀﾍﾞｰｽ"])
+    assert emb.shape == (2, 64)
+    assert np.all(np.isfinite(emb))
+    assert not np.allclose(emb[0], emb[1])
+
+
+def test_splade_encoder_loads(splade_path: Path) -> None:
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+    model = SparseEncoder(str(splade_path), device="cpu")
+    assert type(model[0].model).__name__ == "BertForMaskedLM"
+    assert type(model.tokenizer).__name__ == "BertJapaneseTokenizer"
+    assert isinstance(model[1], SpladePooling)
+    emb = model.encode(["富士山の高さは？"], convert_to_tensor=True).to_dense()
+    assert emb.shape == (1, len(model.tokenizer))
+    assert bool((emb >= 0).all())
+    assert int((emb > 0).sum()) > 0
+
+
+# ------------------------------------------------------------------------------------- determinism and shapes
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_same_seed_same_model_other_seed_differs(tmp_path: Path) -> None:
+    a = _weights(toy_models.build_xlmr_cross_encoder(tmp_path / "a", seed=7))
+    b = _weights(toy_models.build_xlmr_cross_encoder(tmp_path / "b", seed=7))
+    c = _weights(toy_models.build_xlmr_cross_encoder(tmp_path / "c", seed=8))
+    assert a.keys() == b.keys() == c.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (
+        tmp_path / "b" / "tokenizer.json"
+    ).read_bytes()
+
+
+def test_build_leaves_caller_rng_alone(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    toy_models.build_bert_ja_cross_encoder(tmp_path / "m", seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_mecab_vocab_is_deterministic() -> None:
+    texts = ["今日は良い天気です。", "明日は雨が降るでしょう。"]
+    assert toy_models.build_mecab_wordpiece_vocab(texts) == toy_models.build_mecab_wordpiece_vocab(
+        list(texts)
+    )
+
+
+def test_shape_table() -> None:
+    shapes = toy_models.SHAPES
+    assert {"tiny", "xsmall", "small", "base", "large", "e5-small"} <= set(shapes)
+    assert shapes["tiny"].vocab_size is None
+    assert (shapes["xsmall"].num_layers, shapes["xsmall"].hidden_size, shapes["xsmall"].vocab_size) == (
+        6,
+        384,
+        250002,
+    )
+    assert (shapes["large"].num_layers, shapes["large"].hidden_size, shapes["large"].num_heads) == (
+        24,
+        1024,
+        16,
+    )
+    for shape in shapes.values():
+        assert shape.hidden_size % shape.num_heads == 0
+
+
+def test_unknown_shape_and_bad_path(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown shape 'huge'"):
+        toy_models.build_xlmr_cross_encoder(tmp_path / "x", shape="huge")  # type: ignore[arg-type]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x", encoding="utf-8")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        toy_models.build_bert_ja_cross_encoder(a_file)
+    with pytest.raises(ValueError, match="dim must be positive"):
+        toy_models.build_static_embedder(tmp_path / "s", dim=0)

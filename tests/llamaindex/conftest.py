@@ -1,0 +1,52 @@
+"""Engines shared by the LlamaIndex adapter tests: one loaded tiny model each, injected into the adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jp_rerank import Embedder, Reranker
+
+pytest.importorskip("llama_index.core")
+
+from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
+from llama_index.core.schema import TextNode  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def reranker(xlmr_ce_path: Path) -> Reranker:
+    return Reranker(xlmr_ce_path).load()
+
+
+@pytest.fixture(scope="session")
+def dense_embedder(dense_path: Path) -> Embedder:
+    return Embedder(dense_path).load()
+
+
+@pytest.fixture
+def corpus_nodes(demo_corpus: list[dict[str, str]]) -> list[TextNode]:
+    """The demo corpus as TextNodes with the passage id as node id and the title as metadata."""
+    return [TextNode(id_=d["id"], text=d["text"], metadata={"title": d["title"]}) for d in demo_corpus]
+
+
+class _Collect(BaseEventHandler):
+    events: list[Any] = []
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def instrument_events() -> Iterator[list[Any]]:
+    """Events seen by LlamaIndex's root instrumentation dispatcher during the test."""
+    handler = _Collect(events=[])
+    root = get_dispatcher()
+    root.add_event_handler(handler)
+    try:
+        yield handler.events
+    finally:
+        root.event_handlers.remove(handler)
