@@ -45,7 +45,7 @@ def check_engine(engine: object, engine_type: type[E], *, arg: str, data: dict[s
         ValueError: If ``data`` also configures an engine (``model``, ``device`` or ``model_kwargs``).
     """
     if not isinstance(engine, engine_type):
-        raise TypeError(f"{arg} must be a {engine_type.__name__}, got {type(engine).__name__}")
+        raise TypeError(f"{arg} must be a jp_rerank.{engine_type.__name__}, got {type(engine).__name__}")
     clash = sorted(ENGINE_FIELDS & set(data))
     if clash:
         raise ValueError(

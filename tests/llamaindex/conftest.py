@@ -7,14 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from jp_rerank import Embedder, Reranker
-
-pytest.importorskip("llama_index.core")
-
-from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
-from llama_index.core.schema import TextNode  # noqa: E402
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.schema import TextNode
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +31,7 @@ def corpus_nodes(demo_corpus: list[dict[str, str]]) -> list[TextNode]:
 
 
 class _Collect(BaseEventHandler):
-    events: list[Any] = []
+    events: list[Any] = Field(default_factory=list)
 
     def handle(self, event: Any, **kwargs: Any) -> None:
         self.events.append(event)
@@ -43,7 +40,7 @@ class _Collect(BaseEventHandler):
 @pytest.fixture
 def instrument_events() -> Iterator[list[Any]]:
     """Events seen by LlamaIndex's root instrumentation dispatcher during the test."""
-    handler = _Collect(events=[])
+    handler = _Collect()
     root = get_dispatcher()
     root.add_event_handler(handler)
     try:

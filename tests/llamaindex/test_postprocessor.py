@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jp_rerank import DEFAULT_RERANKER, Reranker, get_preset
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
-from jp_rerank import DEFAULT_RERANKER, Reranker, get_preset
 from llamaindex_jp_rerank import JapaneseRerank, RerankedNode
 
 QUERY = "富士山の高さは？"
@@ -138,9 +138,11 @@ def test_events_and_callback_are_emitted(
     pairs = debug.get_event_pairs(CBEventType.RERANKING)
     assert len(pairs) == 2
     start, end = pairs[0]
-    assert start.payload is not None and start.payload[EventPayload.QUERY_STR] == QUERY
+    assert start.payload is not None
+    assert start.payload[EventPayload.QUERY_STR] == QUERY
     assert start.payload[EventPayload.TOP_K] == 2
-    assert end.payload is not None and end.payload[EventPayload.NODES] == out
+    assert end.payload is not None
+    assert end.payload[EventPayload.NODES] == out
 
 
 def test_injected_engine_is_shared(reranker: Reranker) -> None:
@@ -168,7 +170,7 @@ def test_engine_options_conflict_with_an_injected_engine(reranker: Reranker) -> 
         JapaneseRerank(reranker=reranker, device="cpu")
     with pytest.raises(ValueError, match=r"\['model'\] cannot be set here"):
         JapaneseRerank("xsmall", reranker=reranker)
-    with pytest.raises(TypeError, match="expected a jp_rerank.Reranker"):
+    with pytest.raises(TypeError, match=r"expected a jp_rerank\.Reranker"):
         JapaneseRerank(reranker="xsmall")  # type: ignore[arg-type]
 
 

@@ -1,0 +1,605 @@
+"""BM25 retrieval over Japanese tokens, with the index built by ``bm25s``.
+
+``bm25s`` computes the BM25 weight of every (document, token) pair once, at indexing time, into a sparse
+column-per-token matrix. A query's scores are then the sum of its tokens' columns; this module sums the
+columns of many queries in one vectorised pass and ranks the documents itself so that ties break
+deterministically (lower document index first) and only matching documents are returned.
+
+Scoring (``method="lucene"``, the default, as in Lucene and ``bm25s``) for a query ``q`` and document ``d``::
+
+    score(q, d) = Σ_{t in q} idf(t) · tf(t, d) / (tf(t, d) + k1 · (1 - b + b · |d| / avgdl))
+    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+
+A token repeated in the query counts once per occurrence. ``"robertson"`` uses ``ln((N - df + 0.5) /
+(df + 0.5))`` clipped at 0 and ``"atire"`` uses ``ln(N / df)``, with the same term-frequency part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from jp_rerank._validate import check_positive_int, check_texts
+from jp_rerank._version import __version__
+from jp_rerank.errors import IndexMismatchError
+from jp_rerank.lexical.tokenizers import Tokenizer, get_tokenizer, prepare_text
+
+__all__ = ["DEFAULT_B", "DEFAULT_K1", "DEFAULT_METHOD", "DEFAULT_TOKENIZER", "BM25Index", "LexicalHit"]
+
+logger = logging.getLogger(__name__)
+
+BM25Method = Literal["lucene", "robertson", "atire"]
+
+DEFAULT_TOKENIZER = "mecab"
+"""Tokenizer spec used by :class:`BM25Index` when none is given (see ``benchmarks/bm25_quality.py``)."""
+DEFAULT_K1 = 0.9
+"""Term-frequency saturation (Anserini's default; better than 1.2–1.5 on JSQuAD, see the benchmark)."""
+DEFAULT_B = 0.4
+"""Document-length normalisation (Anserini's default)."""
+DEFAULT_METHOD: BM25Method = "lucene"
+"""BM25 variant (see the module docs)."""
+
+_FORMAT = "jp-rerank-bm25"
+_FORMAT_VERSION = 1
+_MANIFEST, _IDS, _VOCAB, _ARRAYS = "manifest.json", "ids.json", "vocab.json", "arrays.npz"
+# Queries scored per pass: the dense (queries x documents) float64 block stays near 32 MB.
+_BLOCK_CELLS = 1 << 22
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    """One retrieved document.
+
+    Attributes:
+        index: Position of the document in the index (order of :meth:`BM25Index.add`).
+        id: The document's id.
+        score: BM25 score (always > 0).
+    """
+
+    index: int
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class _State:
+    """An immutable snapshot of the index; writers replace it whole so readers never see a half update."""
+
+    ids: tuple[str, ...]
+    vocab: dict[str, int]
+    doc_offsets: np.ndarray  # int64, len n_docs + 1: document i's token ids are doc_tokens[o[i]:o[i+1]]
+    doc_tokens: np.ndarray  # int32 token ids
+    data: np.ndarray  # float32 BM25 weights, column-major by token (CSC)
+    indices: np.ndarray  # int32 document index of each weight
+    indptr: np.ndarray  # int64, len vocab + 1: token t's weights are data[indptr[t]:indptr[t+1]]
+
+
+def _empty_state() -> _State:
+    return _State(
+        ids=(),
+        vocab={},
+        doc_offsets=np.zeros(1, dtype=np.int64),
+        doc_tokens=np.zeros(0, dtype=np.int32),
+        data=np.zeros(0, dtype=np.float32),
+        indices=np.zeros(0, dtype=np.int32),
+        indptr=np.zeros(1, dtype=np.int64),
+    )
+
+
+def _check_float(value: object, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return float(value)
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the ``k`` best positive scores, descending, ties by lower index first."""
+    candidates = np.flatnonzero(scores > 0)
+    if candidates.size > k:
+        values = scores[candidates]
+        cut = candidates.size - k
+        kth = np.partition(values, cut)[cut]
+        candidates = candidates[values >= kth]
+    order = np.lexsort((candidates, -scores[candidates]))[:k]
+    top = candidates[order]
+    return top, scores[top]
+
+
+class BM25Index:
+    """BM25 index over Japanese text with a pluggable tokenizer.
+
+    Documents are tokenised (MeCab lemmas without particles by default), indexed with ``bm25s`` and searched
+    by query. Only documents sharing at least one weighted token with the query are returned, so a query with
+    no known token returns ``[]``. Documents without any token are indexed (they count in ``len`` and in the
+    average length) but never match. The index keeps ids and token ids, not the texts.
+
+    Args:
+        tokenizer: A spec such as ``"mecab"``, ``"mecab-surface+func"``, ``"sudachi"``, ``"char2"``,
+            ``"char1-2"`` (see :func:`~jp_rerank.lexical.get_tokenizer`) or a :class:`Tokenizer` object.
+        k1: Term-frequency saturation, ``>= 0``.
+        b: Length normalisation, in ``[0, 1]``.
+        method: BM25 variant: ``"lucene"``, ``"robertson"`` or ``"atire"`` (see the module docs).
+        normalize: Pass every text through :func:`~jp_rerank.lexical.prepare_text` (NFKC, lower case) before
+            the tokenizer. Queries and documents always go through the same steps.
+
+    Raises:
+        ValueError: If a parameter is out of range or the tokenizer spec is unknown.
+
+    Example:
+        >>> index = BM25Index().index(["東京は日本の首都です。", "大阪はたこ焼きで有名です。"], ids=["tokyo", "osaka"])
+        >>> [hit.id for hit in index.search("日本の首都はどこ？")]
+        ['tokyo']
+    """
+
+    def __init__(
+        self,
+        tokenizer: str | Tokenizer = DEFAULT_TOKENIZER,
+        *,
+        k1: float = DEFAULT_K1,
+        b: float = DEFAULT_B,
+        method: BM25Method = DEFAULT_METHOD,
+        normalize: bool = True,
+    ) -> None:
+        if method not in ("lucene", "robertson", "atire"):
+            raise ValueError(f"method must be 'lucene', 'robertson' or 'atire', got {method!r}")
+        self._k1 = _check_float(k1, "k1", 0.0, math.inf)
+        self._b = _check_float(b, "b", 0.0, 1.0)
+        self._method: BM25Method = method
+        self._normalize = bool(normalize)
+        # The index normalises texts itself, so tokenizers it builds from a spec skip that step.
+        self._tokenizer = get_tokenizer(tokenizer, normalize=False) if isinstance(tokenizer, str) else tokenizer
+        get_tokenizer(self._tokenizer)  # type check of a tokenizer object
+        self._state = _empty_state()
+        self._write_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer (it receives text already prepared when ``normalize`` is on)."""
+        return self._tokenizer
+
+    @property
+    def k1(self) -> float:
+        """Term-frequency saturation."""
+        return self._k1
+
+    @property
+    def b(self) -> float:
+        """Length normalisation."""
+        return self._b
+
+    @property
+    def method(self) -> BM25Method:
+        """BM25 variant."""
+        return self._method
+
+    @property
+    def normalize(self) -> bool:
+        """Whether texts are NFKC-normalised and lower-cased before tokenising."""
+        return self._normalize
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Document ids in index order."""
+        return self._state.ids
+
+    @property
+    def vocabulary_size(self) -> int:
+        """Number of distinct tokens in the indexed documents."""
+        return len(self._state.vocab)
+
+    def __len__(self) -> int:
+        return len(self._state.ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"BM25Index(tokenizer={self._tokenizer.name!r}, k1={self._k1}, b={self._b}, "
+            f"method={self._method!r}, normalize={self._normalize}, documents={len(self)})"
+        )
+
+    # ------------------------------------------------------------------ tokenising
+    def tokenize(self, text: str) -> list[str]:
+        """Return the tokens the index uses for ``text`` (documents and queries alike).
+
+        Raises:
+            TypeError: If ``text`` is not a ``str`` or the tokenizer does not return a list of ``str``.
+
+        Example:
+            >>> BM25Index("char2").tokenize("ﾃｽﾄ　ＡＢ")
+            ['テス', 'スト', 'ab']
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        tokens = self._tokenizer(prepare_text(text) if self._normalize else text)
+        if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+            raise TypeError(f"tokenizer {self._tokenizer.name!r} must return a list of str")
+        return tokens
+
+    # ------------------------------------------------------------------ building
+    def index(self, texts: Sequence[str], ids: Sequence[str] | None = None) -> BM25Index:
+        """Replace the contents of the index with ``texts``.
+
+        Args:
+            texts: Documents to index (empty strings allowed).
+            ids: One unique id per text; defaults to the positions ``"0"``, ``"1"``, ...
+
+        Returns:
+            This index, for chaining.
+
+        Raises:
+            TypeError: If ``texts`` is not a sequence of ``str`` (the message names the first bad position)
+                or an id is not a ``str``.
+            ValueError: If ``ids`` has the wrong length or repeats an id.
+        """
+        with self._write_lock:
+            self._state = self._extend(_empty_state(), texts, ids)
+        return self
+
+    def add(self, texts: Sequence[str], ids: Sequence[str] | None = None) -> BM25Index:
+        """Append documents (same arguments and errors as :meth:`index`).
+
+        BM25 statistics (idf, average length) depend on the whole corpus, so each call rebuilds the weights of
+        every document: prefer one call with many texts to many calls with one. Default ids continue the
+        positions (``str(len(index))``, ...). Nothing changes when an error is raised.
+
+        Returns:
+            This index, for chaining.
+        """
+        with self._write_lock:
+            self._state = self._extend(self._state, texts, ids)
+        return self
+
+    def _extend(self, state: _State, texts: Sequence[str], ids: Sequence[str] | None) -> _State:
+        items = check_texts(texts, name="texts")
+        start = len(state.ids)
+        if ids is None:
+            new_ids = [str(start + i) for i in range(len(items))]
+        else:
+            new_ids = check_texts(ids, name="ids")
+            if len(new_ids) != len(items):
+                raise ValueError(f"got {len(items)} texts but {len(new_ids)} ids")
+        seen = set(state.ids)
+        for doc_id in new_ids:
+            if doc_id in seen:
+                raise ValueError(f"duplicate document id {doc_id!r}")
+            seen.add(doc_id)
+        if not items:
+            return state
+        vocab = dict(state.vocab)
+        new_tokens: list[int] = []
+        lengths: list[int] = []
+        for text in items:
+            tokens = self.tokenize(text)
+            new_tokens.extend(vocab.setdefault(token, len(vocab)) for token in tokens)
+            lengths.append(len(tokens))
+        doc_tokens = np.concatenate([state.doc_tokens, np.asarray(new_tokens, dtype=np.int32)])
+        doc_offsets = np.concatenate(
+            [state.doc_offsets, state.doc_offsets[-1] + np.cumsum(lengths, dtype=np.int64)]
+        )
+        data, indices, indptr = self._weights(vocab, doc_offsets, doc_tokens)
+        return _State(
+            ids=(*state.ids, *new_ids),
+            vocab=vocab,
+            doc_offsets=doc_offsets,
+            doc_tokens=doc_tokens,
+            data=data,
+            indices=indices,
+            indptr=indptr,
+        )
+
+    def _weights(
+        self, vocab: dict[str, int], doc_offsets: np.ndarray, doc_tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compute the BM25 weight matrix (CSC arrays) with bm25s."""
+        if not vocab:
+            empty = _empty_state()
+            return empty.data, empty.indices, empty.indptr
+        import bm25s
+
+        corpus = [doc.tolist() for doc in np.split(doc_tokens, doc_offsets[1:-1])]
+        model = bm25s.BM25(k1=self._k1, b=self._b, method=self._method)
+        # A copy: bm25s may add entries to the vocabulary it is given.
+        model.index((corpus, dict(vocab)), create_empty_token=False, show_progress=False)
+        scores = model.scores
+        indptr = np.asarray(scores["indptr"], dtype=np.int64)
+        if len(indptr) != len(vocab) + 1:
+            raise RuntimeError(f"bm25s returned {len(indptr) - 1} token columns for {len(vocab)} tokens")
+        return (
+            np.asarray(scores["data"], dtype=np.float32),
+            np.asarray(scores["indices"], dtype=np.int32),
+            indptr,
+        )
+
+    # ------------------------------------------------------------------ scoring
+    def _query_token_ids(self, state: _State, query: str) -> list[int]:
+        return [state.vocab[token] for token in self.tokenize(query) if token in state.vocab]
+
+    @staticmethod
+    def _score_block(state: _State, token_ids: list[list[int]]) -> np.ndarray:
+        """Dense ``(len(token_ids), n_docs)`` float64 scores: sum the columns of each query's tokens."""
+        n_docs = len(state.ids)
+        rows = np.repeat(np.arange(len(token_ids)), [len(ids) for ids in token_ids])
+        flat_ids = np.fromiter((t for ids in token_ids for t in ids), dtype=np.int64)
+        starts, ends = state.indptr[flat_ids], state.indptr[flat_ids + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        # Positions of every posting of every query token, as one flat array.
+        run_starts = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        positions = run_starts + np.arange(total, dtype=np.int64)
+        cells = np.repeat(rows, lengths) * n_docs + state.indices[positions]
+        flat = np.bincount(cells, weights=state.data[positions], minlength=len(token_ids) * n_docs)
+        return flat.reshape(len(token_ids), n_docs)
+
+    def search(self, query: str, k: int = 100) -> list[LexicalHit]:
+        """Return the ``k`` best documents for ``query``.
+
+        Args:
+            query: Query text.
+            k: Maximum number of hits; larger than the index returns every matching document.
+
+        Returns:
+            Hits sorted by score descending, ties by lower index first; ``[]`` when the query has no token
+            known to the index (including an empty query) or the index is empty.
+
+        Raises:
+            TypeError: If ``query`` is not a ``str`` or ``k`` not an ``int``.
+            ValueError: If ``k <= 0``.
+
+        Example:
+            >>> index = BM25Index("char2").index(["富士山の標高", "琵琶湖の面積"])
+            >>> index.search("富士山は何メートル？", k=5)[0].index
+            0
+        """
+        return self.search_many([query], k=k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 100, *, n_threads: int = 1) -> list[list[LexicalHit]]:
+        """Search many queries at once (same results as :meth:`search` for each).
+
+        Queries are scored in blocks with one vectorised pass per block.
+
+        Args:
+            queries: Query texts.
+            k: Maximum number of hits per query.
+            n_threads: Threads that tokenise and score blocks of queries in parallel.
+
+        Returns:
+            One list of hits per query, in query order.
+
+        Raises:
+            TypeError: If ``queries`` is not a sequence of ``str`` (names the position) or ``k``/``n_threads``
+                is not an ``int``.
+            ValueError: If ``k <= 0`` or ``n_threads <= 0``.
+        """
+        items = check_texts(queries, name="queries")
+        check_positive_int(k, name="k")
+        check_positive_int(n_threads, name="n_threads")
+        state = self._state
+        if not items or not state.vocab:
+            return [[] for _ in items]
+        block = max(1, _BLOCK_CELLS // len(state.ids))
+        chunks = [items[i : i + block] for i in range(0, len(items), block)]
+        if n_threads == 1 or len(chunks) == 1:
+            results = [self._search_block(state, chunk, k) for chunk in chunks]
+        else:
+            with ThreadPoolExecutor(max_workers=n_threads) as pool:
+                results = list(pool.map(lambda chunk: self._search_block(state, chunk, k), chunks))
+        return [hits for block_hits in results for hits in block_hits]
+
+    def _search_block(self, state: _State, queries: list[str], k: int) -> list[list[LexicalHit]]:
+        token_ids = [self._query_token_ids(state, query) for query in queries]
+        scores = self._score_block(state, token_ids)
+        out: list[list[LexicalHit]] = []
+        for row in scores:
+            top, values = _top_k(row, k)
+            out.append(
+                [
+                    LexicalHit(index=int(i), id=state.ids[i], score=float(s))
+                    for i, s in zip(top.tolist(), values.tolist(), strict=True)
+                ]
+            )
+        return out
+
+    def score(self, query: str, indices: Iterable[int]) -> list[float]:
+        """Score given documents for ``query`` (e.g. candidates from another retriever).
+
+        Args:
+            query: Query text.
+            indices: Document positions (see :attr:`LexicalHit.index`), in any order, repeats allowed.
+
+        Returns:
+            One score per index, in the given order; ``0.0`` for documents that do not match.
+
+        Raises:
+            TypeError: If ``query`` is not a ``str`` or an index is not an ``int``.
+            IndexError: If an index is outside ``[0, len(index))`` (names its position).
+
+        Example:
+            >>> index = BM25Index("char2").index(["富士山の標高", "琵琶湖の面積"])
+            >>> [s > 0 for s in index.score("富士山", [1, 0])]
+            [False, True]
+        """
+        state = self._state
+        positions: list[int] = []
+        for i, value in enumerate(indices):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"indices[{i}] must be an int, got {type(value).__name__}")
+            if not 0 <= value < len(state.ids):
+                raise IndexError(f"indices[{i}] = {value} is outside the index of {len(state.ids)} documents")
+            positions.append(int(value))
+        token_ids = self._query_token_ids(state, query)
+        if not positions:
+            return []
+        if not token_ids:
+            return [0.0] * len(positions)
+        row = self._score_block(state, [token_ids])[0]
+        return [float(row[i]) for i in positions]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to the folder ``path`` (JSON and ``.npz`` files, no pickle).
+
+        The folder is written beside the target and swapped in, so a crash never leaves a half-written index.
+        An existing folder is replaced only if it holds a saved BM25 index (or is empty).
+
+        Raises:
+            FileExistsError: If ``path`` exists and is not an empty folder or a saved BM25 index.
+        """
+        target = Path(path)
+        if target.exists() and not _replaceable(target):
+            raise FileExistsError(f"{target} exists and is not a saved BM25 index; refusing to overwrite it")
+        state = self._state
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            manifest = {
+                "format": _FORMAT,
+                "format_version": _FORMAT_VERSION,
+                "jp_rerank_version": __version__,
+                "tokenizer": self._tokenizer.name,
+                "normalize": self._normalize,
+                "k1": self._k1,
+                "b": self._b,
+                "method": self._method,
+                "num_docs": len(state.ids),
+                "vocabulary_size": len(state.vocab),
+            }
+            vocab_list = sorted(state.vocab, key=state.vocab.__getitem__)
+            (tmp / _IDS).write_text(json.dumps(list(state.ids), ensure_ascii=False), encoding="utf-8")
+            (tmp / _VOCAB).write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
+            with (tmp / _ARRAYS).open("wb") as fh:
+                np.savez(
+                    fh,
+                    doc_offsets=state.doc_offsets,
+                    doc_tokens=state.doc_tokens,
+                    data=state.data,
+                    indices=state.indices,
+                    indptr=state.indptr,
+                )
+            (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, tokenizer: str | Tokenizer | None = None) -> BM25Index:
+        """Load an index written by :meth:`save`.
+
+        Args:
+            path: The folder given to :meth:`save`.
+            tokenizer: Needed only when the index was built with a custom tokenizer object; its ``name`` must
+                equal the saved one. By default the saved spec is rebuilt.
+
+        Returns:
+            The index, ready to search and to :meth:`add` to.
+
+        Raises:
+            FileNotFoundError: If a file of the index is missing.
+            IndexMismatchError: If the folder is not a BM25 index of a supported format version, or
+                ``tokenizer`` does not match the saved tokenizer name.
+            ValueError: If the saved custom tokenizer cannot be rebuilt (pass ``tokenizer``) or the files are
+                inconsistent.
+        """
+        root = Path(path)
+        for name in (_MANIFEST, _IDS, _VOCAB, _ARRAYS):
+            if not (root / name).is_file():
+                raise FileNotFoundError(f"BM25 index file not found: {root / name}")
+        manifest: dict[str, Any] = json.loads((root / _MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != _FORMAT or manifest.get("format_version") != _FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"{root} holds format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
+                f"this jp-rerank reads {_FORMAT!r} version {_FORMAT_VERSION}"
+            )
+        if manifest.get("jp_rerank_version") != __version__:
+            logger.warning(
+                "BM25 index %s was saved by jp-rerank %s, loading with %s",
+                root,
+                manifest.get("jp_rerank_version"),
+                __version__,
+            )
+        saved_name = str(manifest["tokenizer"])
+        if tokenizer is None:
+            try:
+                chosen: str | Tokenizer = get_tokenizer(saved_name, normalize=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{root} was built with custom tokenizer {saved_name!r}; pass it as tokenizer=..."
+                ) from exc
+        else:
+            chosen = get_tokenizer(tokenizer, normalize=False)
+            if chosen.name != saved_name:
+                raise IndexMismatchError(
+                    f"{root} was built with tokenizer {saved_name!r}, not {chosen.name!r}"
+                )
+        index = cls(
+            chosen,
+            k1=float(manifest["k1"]),
+            b=float(manifest["b"]),
+            method=manifest["method"],
+            normalize=bool(manifest["normalize"]),
+        )
+        ids = json.loads((root / _IDS).read_text(encoding="utf-8"))
+        vocab_list = json.loads((root / _VOCAB).read_text(encoding="utf-8"))
+        with np.load(root / _ARRAYS, allow_pickle=False) as arrays:
+            state = _State(
+                ids=tuple(str(doc_id) for doc_id in ids),
+                vocab={token: i for i, token in enumerate(vocab_list)},
+                doc_offsets=arrays["doc_offsets"].astype(np.int64),
+                doc_tokens=arrays["doc_tokens"].astype(np.int32),
+                data=arrays["data"].astype(np.float32),
+                indices=arrays["indices"].astype(np.int32),
+                indptr=arrays["indptr"].astype(np.int64),
+            )
+        _check_state(root, state, manifest)
+        index._state = state
+        return index
+
+
+def _replaceable(target: Path) -> bool:
+    if not target.is_dir():
+        return False
+    if not any(target.iterdir()):
+        return True
+    manifest = target / _MANIFEST
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == _FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_state(root: Path, state: _State, manifest: dict[str, Any]) -> None:
+    n_docs, n_vocab = len(state.ids), len(state.vocab)
+    problems = []
+    if n_docs != manifest.get("num_docs") or len(state.doc_offsets) != n_docs + 1:
+        problems.append("document count")
+    if n_vocab != manifest.get("vocabulary_size") or len(state.indptr) != n_vocab + 1:
+        problems.append("vocabulary size")
+    if int(state.doc_offsets[-1]) != len(state.doc_tokens) or int(state.indptr[-1]) != len(state.data):
+        problems.append("array lengths")
+    if len(state.indices) != len(state.data) or len(set(state.ids)) != n_docs:
+        problems.append("postings or ids")
+    if state.indices.size and (state.indices.min() < 0 or state.indices.max() >= n_docs):
+        problems.append("document indices")
+    if problems:
+        raise ValueError(f"{root}: saved BM25 index is inconsistent ({', '.join(problems)})")

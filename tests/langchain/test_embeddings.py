@@ -1,0 +1,140 @@
+"""JapaneseEmbeddings: LangChain's standard embeddings suites plus our own contract (prompts, floats, async)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from langchain_core.vectorstores import InMemoryVectorStore
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests
+from langchain_tests.unit_tests import EmbeddingsUnitTests
+from sentence_transformers import SentenceTransformer
+
+from jp_rerank import Embedder
+from langchain_jp_rerank import JapaneseEmbeddings
+
+QUERY = "富士山の高さは？"
+TEXTS = ["富士山は日本一高い山です。", "京都には古い寺が多い。", "新幹線は速い列車です。"]
+
+
+@pytest.fixture(scope="module")
+def dense_engine(dense_path: Path) -> Embedder:
+    return Embedder(dense_path).load()
+
+
+class TestJapaneseEmbeddingsUnit(EmbeddingsUnitTests):
+    """LangChain's unit suite; built from a local StaticEmbedding model by path (nothing loads at init)."""
+
+    @pytest.fixture(autouse=True)
+    def _model_path(self, static_path: Path) -> None:
+        self.path = static_path
+
+    @property
+    def embeddings_class(self) -> type[JapaneseEmbeddings]:
+        return JapaneseEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return {"model": str(self.path)}
+
+
+# The suite's async tests are plain ``async def`` (LangChain runs them with asyncio_mode=auto); our pytest config
+# is strict, so the class is marked for pytest-asyncio and the "sync test marked asyncio" notice is silenced.
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore:.*is marked with '@pytest.mark.asyncio' but it is not an async function")
+class TestJapaneseEmbeddingsIntegration(EmbeddingsIntegrationTests):
+    """LangChain's integration suite on a tiny transformer embedder with saved query/passage prompts."""
+
+    @pytest.fixture(autouse=True)
+    def _model_path(self, dense_path: Path) -> None:
+        self.path = dense_path
+
+    @property
+    def embeddings_class(self) -> type[JapaneseEmbeddings]:
+        return JapaneseEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return {"model": str(self.path), "device": "cpu"}
+
+
+def test_prompts_match_sentence_transformers(dense_path: Path) -> None:
+    emb = JapaneseEmbeddings(model=dense_path, device="cpu")
+    reference = SentenceTransformer(str(dense_path), device="cpu")
+    expected_q = reference.encode_query([QUERY], normalize_embeddings=True)[0]
+    expected_d = reference.encode_document(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(emb.embed_query(QUERY), expected_q, atol=1e-5)
+    np.testing.assert_allclose(emb.embed_documents(TEXTS), expected_d, atol=1e-5)
+
+
+def test_query_and_document_sides_differ_only_by_prompt(dense_path: Path, dense_noprompt_path: Path) -> None:
+    with_prompts = JapaneseEmbeddings(model=dense_path)
+    without = JapaneseEmbeddings(model=dense_noprompt_path)
+    assert with_prompts.embedder.prefix("query") == "query: "
+    assert with_prompts.embedder.prefix("document") == "passage: "
+    assert not np.allclose(with_prompts.embed_query(TEXTS[0]), with_prompts.embed_documents([TEXTS[0]])[0])
+    np.testing.assert_allclose(without.embed_query(TEXTS[0]), without.embed_documents([TEXTS[0]])[0], atol=1e-6)
+
+
+def test_values_are_python_floats(dense_engine: Embedder) -> None:
+    emb = JapaneseEmbeddings(embedder=dense_engine)
+    vectors = emb.embed_documents(TEXTS)
+    assert len(vectors) == len(TEXTS)
+    assert all(type(x) is float for row in vectors for x in row)
+    assert all(type(x) is float for x in emb.embed_query(QUERY))
+    assert emb.embed_documents([]) == []
+
+
+def test_injected_engine_is_shared(dense_engine: Embedder) -> None:
+    a = JapaneseEmbeddings(embedder=dense_engine)
+    b = JapaneseEmbeddings(embedder=dense_engine)
+    assert a.embedder is b.embedder is dense_engine
+    assert a.model == str(dense_engine.source.name)
+    np.testing.assert_allclose(a.embed_query(QUERY), dense_engine.embed_query(QUERY))
+
+
+def test_injection_conflicts_and_bad_inputs(dense_engine: Embedder) -> None:
+    with pytest.raises(ValueError, match="either embedder= or model"):
+        JapaneseEmbeddings(embedder=dense_engine, model="static-ja")
+    with pytest.raises(TypeError, match=r"embedder must be a jp_rerank\.Embedder"):
+        JapaneseEmbeddings(embedder="static-ja")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="extra"):
+        JapaneseEmbeddings(modle="static-ja")
+    emb = JapaneseEmbeddings(embedder=dense_engine)
+    with pytest.raises(ValueError, match="query is empty"):
+        emb.embed_query("  ")
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
+        emb.embed_documents(["a", None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="frozen"):
+        emb.model = "other"
+
+
+@pytest.mark.asyncio
+async def test_async_runs_in_worker_thread_and_matches_sync(dense_path: Path) -> None:
+    threads: list[int] = []
+
+    class RecordingEmbedder(Embedder):
+        def embed_documents(self, texts: Any) -> np.ndarray:
+            threads.append(threading.get_ident())
+            return super().embed_documents(texts)
+
+    emb = JapaneseEmbeddings(embedder=RecordingEmbedder(dense_path))
+    got = await emb.aembed_documents(TEXTS)
+    assert threads and threads[0] != threading.get_ident()
+    assert got == emb.embed_documents(TEXTS)
+    queries = [f"{t}について" for t in TEXTS] * 4
+    results = await asyncio.gather(*(emb.aembed_query(q) for q in queries))
+    assert results == [emb.embed_query(q) for q in queries]
+
+
+def test_as_vector_store_embedding(dense_engine: Embedder) -> None:
+    emb = JapaneseEmbeddings(embedder=dense_engine)
+    store = InMemoryVectorStore.from_texts(TEXTS, emb, metadatas=[{"n": i} for i in range(len(TEXTS))])
+    hits = store.similarity_search_with_score(QUERY, k=len(TEXTS))
+    expected = np.asarray(emb.embed_documents(TEXTS)) @ np.asarray(emb.embed_query(QUERY))
+    assert [doc.metadata["n"] for doc, _ in hits] == np.argsort(-expected, kind="stable").tolist()
+    np.testing.assert_allclose([s for _, s in hits], np.sort(expected)[::-1], atol=1e-5)
