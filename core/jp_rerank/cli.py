@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -47,9 +48,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [_add_demo]
-"""Functions that add one subcommand each to the parser."""
+def _commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """Functions that add one subcommand each (imported here so ``import jp_rerank`` stays light)."""
+    from jp_rerank.commands.models import add_models_command
+    from jp_rerank.commands.rerank import add_rerank_command
 
+    return [_add_demo, add_models_command, add_rerank_command]
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in COMMANDS:
+    for add in _commands():
         add(sub)
     return parser
 
@@ -73,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
         sys.stderr.write(f"jp-rerank {args.command}: error: {exc}\n")
         return EXIT_USAGE
     except OSError as exc:

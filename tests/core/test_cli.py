@@ -1,0 +1,87 @@
+"""The jp-rerank command line: subcommands, help, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jp_rerank.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
+
+
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    names = sorted(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {"demo", "models", "rerank"} <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0
+        assert f"usage: jp-rerank {name}" in capsys.readouterr().out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == EXIT_USAGE
+    assert "usage: jp-rerank" in capsys.readouterr().err
+
+
+def test_models_lists_presets_as_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "hotchpotch/japanese-reranker-cross-encoder-xsmall-v1" in out
+    assert "fugashi, unidic_lite" in out
+    assert main(["models", "--kind", "dense", "--json"]) == EXIT_OK
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows
+    assert {r["kind"] for r in rows} == {"dense"}
+    e5 = next(r for r in rows if r["alias"] == "me5-small")
+    assert e5["query_prefix"] == "query: "
+
+
+def test_rerank_jsonl_in_jsonl_out(tmp_path: Path, xlmr_ce_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        json.dumps({"query": "富士山の高さ", "documents": ["富士山は3776メートル。", "京都の寺。", "新幹線。"]})
+        + "\n\n"
+        + json.dumps({"query": "京都", "passages": [{"id": "a", "text": "京都の寺。"}, {"id": "b", "text": "海"}]})
+        + "\n",
+        encoding="utf-8",
+    )
+    dst = tmp_path / "out.jsonl"
+    assert main(["rerank", str(src), "-o", str(dst), "-m", str(xlmr_ce_path), "--top-n", "2"]) == EXIT_OK
+    rows = [json.loads(line) for line in dst.read_text(encoding="utf-8").splitlines()]
+    assert [r["query"] for r in rows] == ["富士山の高さ", "京都"]
+    first = rows[0]["results"]
+    assert len(first) == 2
+    assert first[0]["score"] >= first[1]["score"]
+    assert all(isinstance(r["score"], float) for r in first)
+    assert {r["id"] for r in rows[1]["results"]} == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json\n", "in.jsonl:1: invalid JSON"),
+        ('{"query": "", "documents": []}\n', "'query' must be a non-empty string"),
+        ('{"query": "q", "documents": [1]}\n', "'documents' must be a list of strings"),
+        ('{"query": "q"}\n', "expected 'documents'"),
+        ("[1, 2]\n", "expected a JSON object"),
+    ],
+)
+def test_rerank_bad_input_is_a_usage_error(
+    tmp_path: Path, xlmr_ce_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(content, encoding="utf-8")
+    assert main(["rerank", str(src), "-m", str(xlmr_ce_path)]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_missing_file_and_unloadable_model_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rerank", str(tmp_path / "missing.jsonl")]) == EXIT_USAGE
+    assert "input file not found" in capsys.readouterr().err
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"query": "q", "documents": ["d"]}\n', encoding="utf-8")
+    assert main(["rerank", str(src), "-m", "xsmall"]) == EXIT_FAILURE  # hub unreachable in tests
+    assert "could not load model" in capsys.readouterr().err
