@@ -18,5 +18,6 @@ require("langchain_core", "langchain")
 from langchain_jp_rerank.cross_encoders import JapaneseCrossEncoder  # noqa: E402
 from langchain_jp_rerank.embeddings import JapaneseEmbeddings  # noqa: E402
 from langchain_jp_rerank.rerank import JapaneseReranker  # noqa: E402
+from langchain_jp_rerank.retrievers import JapaneseRetriever  # noqa: E402
 
-__all__ = ["JapaneseCrossEncoder", "JapaneseEmbeddings", "JapaneseReranker"]
+__all__ = ["JapaneseCrossEncoder", "JapaneseEmbeddings", "JapaneseReranker", "JapaneseRetriever"]

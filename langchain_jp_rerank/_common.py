@@ -48,9 +48,7 @@ def check_engine(engine: object, engine_type: type[E], *, arg: str, data: dict[s
         raise TypeError(f"{arg} must be a jp_rerank.{engine_type.__name__}, got {type(engine).__name__}")
     clash = sorted(ENGINE_FIELDS & set(data))
     if clash:
-        raise ValueError(
-            f"pass either {arg}= or {', '.join(clash)}, not both (the injected engine is configured)"
-        )
+        raise ValueError(f"pass either {arg}= or {', '.join(clash)}, not both (the injected engine is configured)")
     source = getattr(engine, "source", None)
     data["model"] = source.name if source is not None else str(getattr(engine, "model_id", ""))
     data["device"] = getattr(engine, "device", None)

@@ -49,9 +49,7 @@ class JapaneseCrossEncoder(BaseModel, BaseCrossEncoder):
             check_engine(reranker, Reranker, arg="reranker", data=data)
         super().__init__(**data)
         self._reranker = (
-            reranker
-            if reranker is not None
-            else Reranker(self.model, device=self.device, **self.model_kwargs)
+            reranker if reranker is not None else Reranker(self.model, device=self.device, **self.model_kwargs)
         )
 
     @field_validator("model", mode="before")

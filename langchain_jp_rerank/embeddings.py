@@ -50,9 +50,7 @@ class JapaneseEmbeddings(BaseModel, Embeddings):
             check_engine(embedder, Embedder, arg="embedder", data=data)
         super().__init__(**data)
         self._embedder = (
-            embedder
-            if embedder is not None
-            else Embedder(self.model, device=self.device, **self.model_kwargs)
+            embedder if embedder is not None else Embedder(self.model, device=self.device, **self.model_kwargs)
         )
 
     @field_validator("model", mode="before")

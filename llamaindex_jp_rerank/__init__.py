@@ -14,5 +14,6 @@ require("llama_index.core", "llamaindex")
 
 from llamaindex_jp_rerank.embeddings import JapaneseEmbedding  # noqa: E402
 from llamaindex_jp_rerank.postprocessor import JapaneseRerank, RerankedNode  # noqa: E402
+from llamaindex_jp_rerank.retrievers import JapaneseRetriever  # noqa: E402
 
-__all__ = ["JapaneseEmbedding", "JapaneseRerank", "RerankedNode"]
+__all__ = ["JapaneseEmbedding", "JapaneseRerank", "JapaneseRetriever", "RerankedNode"]

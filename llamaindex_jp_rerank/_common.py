@@ -32,7 +32,5 @@ def build_engine(
         raise TypeError(f"expected a jp_rerank.{kind.__name__}, got {type(injected).__name__}")
     if model is not None or given:
         names = ["model"] * (model is not None) + sorted(given)
-        raise ValueError(
-            f"an engine was injected, so {names} cannot be set here: configure the engine itself"
-        )
+        raise ValueError(f"an engine was injected, so {names} cannot be set here: configure the engine itself")
     return injected

@@ -44,9 +44,7 @@ class JapaneseEmbedding(BaseEmbedding):
         1024
     """
 
-    truncate_dim: int | None = Field(
-        default=None, description="Dimensions kept (None: the model's full size)."
-    )
+    truncate_dim: int | None = Field(default=None, description="Dimensions kept (None: the model's full size).")
     _engine: Embedder = PrivateAttr()
 
     def __init__(

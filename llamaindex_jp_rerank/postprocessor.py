@@ -74,9 +74,7 @@ class JapaneseRerank(BaseNodePostprocessor):
 
     model: str = Field(description="Hub id or local path of the cross-encoder.")
     top_n: int | None = Field(default=3, description="Number of nodes to return (None: all), best first.")
-    score_threshold: float | None = Field(
-        default=None, description="Minimum reranker score a node must reach."
-    )
+    score_threshold: float | None = Field(default=None, description="Minimum reranker score a node must reach.")
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.EMBED,
         description="Node view passed to the cross-encoder (node.get_content mode).",
@@ -130,9 +128,7 @@ class JapaneseRerank(BaseNodePostprocessor):
         if query_bundle is None:
             raise ValueError("JapaneseRerank needs a query: pass query_str or query_bundle")
         dispatcher.event(
-            ReRankStartEvent(
-                query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model
-            )
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model)
         )
         return query_bundle.query_str, [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
 
@@ -150,8 +146,7 @@ class JapaneseRerank(BaseNodePostprocessor):
     @staticmethod
     def _wrap(nodes: list[NodeWithScore], results: list[RerankResult]) -> list[NodeWithScore]:
         out: list[NodeWithScore] = [
-            RerankedNode(node=nodes[r.index].node, score=r.score, retrieval_score=nodes[r.index].score)
-            for r in results
+            RerankedNode(node=nodes[r.index].node, score=r.score, retrieval_score=nodes[r.index].score) for r in results
         ]
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out

@@ -8,7 +8,15 @@ import sys
 
 import jp_rerank
 
-HEAVY = ("torch", "transformers", "sentence_transformers", "faiss", "chromadb", "langchain_core", "llama_index")
+HEAVY = (
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "faiss",
+    "chromadb",
+    "langchain_core",
+    "llama_index",
+)
 
 
 def test_engine_all_is_pinned() -> None:

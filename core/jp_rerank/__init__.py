@@ -22,7 +22,7 @@ from jp_rerank.presets import (
     get_preset,
     list_presets,
 )
-from jp_rerank.rerank import RerankResult, Reranker
+from jp_rerank.rerank import Reranker, RerankResult
 from jp_rerank.text import normalize_text
 
 __all__ = [

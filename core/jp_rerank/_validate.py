@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 __all__ = ["check_positive_int", "check_query", "check_texts"]
 
@@ -39,12 +39,9 @@ def check_texts(texts: object, *, name: str = "documents") -> list[str]:
     """
     if isinstance(texts, str | bytes):
         raise TypeError(f"{name} must be a sequence of str, not a single {type(texts).__name__}")
-    if not isinstance(texts, Sequence):
-        try:
-            texts = list(texts)  # type: ignore[call-overload]
-        except TypeError:
-            raise TypeError(f"{name} must be a sequence of str, got {type(texts).__name__}") from None
-    items = list(texts)  # type: ignore[arg-type]
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"{name} must be a sequence of str, got {type(texts).__name__}")
+    items = list(texts)
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type(item).__name__}")

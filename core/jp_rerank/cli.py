@@ -55,6 +55,7 @@ def _commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPa
 
     return [_add_demo, add_models_command, add_rerank_command]
 
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="jp-rerank", description="Japanese retrieval and reranking for RAG.")

@@ -123,9 +123,7 @@ def _iter_tsv(path: Path, n_cols: int) -> Iterator[tuple[int, list[str]]]:
             yield line_no, cols
 
 
-def _read_candidates(
-    path: Path, corpus: Mapping[str, object], queries: Mapping[str, str]
-) -> dict[str, list[str]]:
+def _read_candidates(path: Path, corpus: Mapping[str, object], queries: Mapping[str, str]) -> dict[str, list[str]]:
     candidates: dict[str, list[str]] = {}
     for line_no, cols in _iter_tsv(path, 2):
         qid, did = cols[0], cols[1]
@@ -247,17 +245,10 @@ def save_beir(
     corpus = ((did, dataset.corpus[did]) for did in doc_ids)
     _write_atomic(
         files["corpus"],
-        (
-            row({"_id": did, "title": doc.get("title", ""), "text": doc.get("text", "")})
-            for did, doc in corpus
-        ),
+        (row({"_id": did, "title": doc.get("title", ""), "text": doc.get("text", "")}) for did, doc in corpus),
     )
-    _write_atomic(
-        files["queries"], (row({"_id": qid, "text": text}) for qid, text in dataset.queries.items())
-    )
-    qrels_lines = [
-        f"{qid}\t{did}\t{grade}\n" for qid, judged in dataset.qrels.items() for did, grade in judged.items()
-    ]
+    _write_atomic(files["queries"], (row({"_id": qid, "text": text}) for qid, text in dataset.queries.items()))
+    qrels_lines = [f"{qid}\t{did}\t{grade}\n" for qid, judged in dataset.qrels.items() for did, grade in judged.items()]
     _write_atomic(files["qrels"], ["query-id\tcorpus-id\tscore\n", *qrels_lines])
     if dataset.candidates:
         cand_lines = [f"{qid}\t{did}\n" for qid, dids in dataset.candidates.items() for did in dids]
@@ -333,9 +324,7 @@ def jqara_from_rows(rows: Iterable[Mapping[str, Any]], *, name: str = "jqara") -
     if not queries:
         raise ValueError(f"{name}: no rows")
     if renamed:
-        logger.info(
-            "%s: %d passages reuse an id with different text and were given distinct ids", name, renamed
-        )
+        logger.info("%s: %d passages reuse an id with different text and were given distinct ids", name, renamed)
     candidates = {qid: _shuffled(dids, f"{name}:{qid}") for qid, dids in ordered.items()}
     return BeirDataset(corpus, queries, qrels, name=name, doc_ids=list(corpus), candidates=candidates)
 
@@ -377,9 +366,7 @@ def jacwir_from_rows(
             }
     missing = wanted - corpus.keys()
     if missing:
-        raise ValueError(
-            f"{name}: {len(missing)} candidate ids are not in the collection, e.g. {min(missing)!r}"
-        )
+        raise ValueError(f"{name}: {len(missing)} candidate ids are not in the collection, e.g. {min(missing)!r}")
     return BeirDataset(corpus, queries, qrels, name=name, doc_ids=list(corpus), candidates=candidates)
 
 

@@ -96,7 +96,7 @@ def run_demo(
 
     corpus = load_demo_corpus()
     demo_queries = load_demo_queries()
-    gold = {str(q["text"]): set(q["relevant"]) for q in demo_queries}  # type: ignore[arg-type]
+    gold: dict[str, set[str]] = {str(q["text"]): {str(r) for r in q["relevant"]} for q in demo_queries}  # type: ignore[attr-defined]
     asked = list(questions) if questions else list(gold)
     out.write(f"jp-rerank demo: {len(corpus)} bundled Japanese passages, {len(asked)} questions\n")
 
@@ -119,9 +119,9 @@ def run_demo(
         [str(d["text"]) for d in corpus],
         ids=[str(d["id"]) for d in corpus],
         metadatas=[{"title": d["title"]} for d in corpus],
-        embedder=em,  # type: ignore[arg-type]
+        embedder=em,
         bm25="mecab",
-        reranker=rr,  # type: ignore[arg-type]
+        reranker=rr,
         first_k=first_k,
         top_n=top_n,
     )

@@ -69,15 +69,11 @@ def _check_metrics(metrics: Sequence[str]) -> dict[str, str]:
 
 def _copy_qrels(qrels: Qrels) -> dict[str, dict[str, int]]:
     if not isinstance(qrels, Mapping):
-        raise TypeError(
-            f"qrels must be a mapping of query id to {{doc id: grade}}, got {type(qrels).__name__}"
-        )
+        raise TypeError(f"qrels must be a mapping of query id to {{doc id: grade}}, got {type(qrels).__name__}")
     out: dict[str, dict[str, int]] = {}
     for qid, judged in qrels.items():
         if not isinstance(judged, Mapping):
-            raise TypeError(
-                f"qrels[{qid!r}] must be a mapping of doc id to grade, got {type(judged).__name__}"
-            )
+            raise TypeError(f"qrels[{qid!r}] must be a mapping of doc id to grade, got {type(judged).__name__}")
         grades: dict[str, int] = {}
         for did, grade in judged.items():
             if isinstance(grade, bool) or not isinstance(grade, int | float) or grade != int(grade):
@@ -120,14 +116,10 @@ def _prepare(run: Run, qrels: Qrels) -> tuple[dict[str, dict[str, float]], dict[
         )
     hopeless = [qid for qid, judged in qrels_c.items() if max(judged.values()) <= 0]
     if hopeless:
-        logger.warning(
-            "%d queries have no relevant passage (all grades <= 0) and count as zero", len(hopeless)
-        )
+        logger.warning("%d queries have no relevant passage (all grades <= 0) and count as zero", len(hopeless))
     missing = sum(1 for qid in qrels_c if not run_c.get(qid))
     if missing:
-        logger.info(
-            "%d of %d judged queries have no ranking in the run and count as zero", missing, len(qrels_c)
-        )
+        logger.info("%d of %d judged queries have no ranking in the run and count as zero", missing, len(qrels_c))
     # Queries the run lacks get an empty ranking (scored zero); queries without judgements are dropped.
     run_c = {qid: run_c.get(qid, {}) for qid in qrels_c}
     return run_c, qrels_c
@@ -199,7 +191,5 @@ def evaluate_per_query(
         {'q1': {'hit@10': 1.0}, 'q2': {'hit@10': 0.0}}
     """
     qids, scores = _ranx_scores(run, qrels, metrics, per_query=True)
-    by_qid = {
-        qid: {metric: float(values[i]) for metric, values in scores.items()} for i, qid in enumerate(qids)
-    }
+    by_qid = {qid: {metric: float(values[i]) for metric, values in scores.items()} for i, qid in enumerate(qids)}
     return {str(qid): by_qid[str(qid)] for qid in qrels if str(qid) in by_qid}  # the caller's query order

@@ -91,11 +91,7 @@ class MachineInfo:
         parts = [self.cpu_model, f"{self.usable_cores} cores"]
         if self.ram_gb is not None:
             parts.append(f"{self.ram_gb:.1f} GiB")
-        flags = [
-            name
-            for name in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-            if self.cpu_features.get(name)
-        ]
+        flags = [name for name in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if self.cpu_features.get(name)]
         if flags:
             parts.append(" ".join(flags))
         if self.torch:

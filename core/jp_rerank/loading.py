@@ -162,7 +162,9 @@ def load_st_model(
         ModelLoadError: If the model cannot be found or read (the message says what to do).
     """
     offline = hub_offline() if local_files_only is None else local_files_only
-    trust = trust_remote_code if trust_remote_code is not None else bool(source.preset and source.preset.trust_remote_code)
+    trust = (
+        trust_remote_code if trust_remote_code is not None else bool(source.preset and source.preset.trust_remote_code)
+    )
     logger.info("loading %s %s on %s", cls.__name__, source.location, device)
     try:
         return cls(  # type: ignore[call-arg]

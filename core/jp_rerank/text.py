@@ -18,7 +18,7 @@ _SENTENCE_END_RE = re.compile(r"(?<=[。！？!?．])|(?<=\n)")
 
 
 def normalize_text(text: str, *, nfkc: bool = True) -> str:
-    """Normalise Japanese text: NFKC, drop control/zero-width characters, fold whitespace.
+    r"""Normalise Japanese text: NFKC, drop control/zero-width characters, fold whitespace.
 
     NFKC maps half-width katakana to full-width and full-width ASCII to ASCII, so ``ｶﾀｶﾅ`` and ``カタカナ``
     (or ``ＡＢＣ`` and ``ABC``) compare equal. Runs of whitespace (including the ideographic space U+3000)
@@ -35,7 +35,7 @@ def normalize_text(text: str, *, nfkc: bool = True) -> str:
         TypeError: If ``text`` is not a ``str``.
 
     Example:
-        >>> normalize_text("ﾃｽﾄ　ＡＢＣ\\t１２３ ")
+        >>> normalize_text("ﾃｽﾄ　ＡＢＣ\t１２３ ")
         'テスト ABC 123'
     """
     if not isinstance(text, str):

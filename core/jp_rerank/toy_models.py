@@ -52,6 +52,7 @@ __all__ = [
     "MECAB_KWARGS",
     "SHAPES",
     "XLMR_SPECIAL_TOKENS",
+    "Arch",
     "ModelShape",
     "ShapeName",
     "build_bert_ja_cross_encoder",
@@ -68,6 +69,7 @@ ShapeName = Literal["tiny", "xsmall", "small", "base", "large", "e5-small"]
 """Names of the model sizes in :data:`SHAPES`."""
 
 Arch = Literal["xlm-roberta", "bert"]
+"""Encoder architectures a dense embedder can be built with."""
 
 XLMR_SPECIAL_TOKENS: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 """Special tokens of the Unigram tokenizer, at ids 0..4 in this order."""
@@ -117,18 +119,10 @@ class ModelShape:
 SHAPES: Mapping[str, ModelShape] = MappingProxyType(
     {
         "tiny": ModelShape(32, 2, 2, 64, None, "tests only"),
-        "xsmall": ModelShape(
-            384, 6, 12, 1536, 250002, "XLM-R: hotchpotch/japanese-reranker-cross-encoder-xsmall-v1"
-        ),
-        "small": ModelShape(
-            384, 12, 12, 1536, 250002, "XLM-R: hotchpotch/japanese-reranker-cross-encoder-small-v1"
-        ),
-        "base": ModelShape(
-            768, 12, 12, 3072, 32768, "BERT: hotchpotch/japanese-reranker-cross-encoder-base-v1"
-        ),
-        "large": ModelShape(
-            1024, 24, 16, 4096, 32768, "BERT: hotchpotch/japanese-reranker-cross-encoder-large-v1"
-        ),
+        "xsmall": ModelShape(384, 6, 12, 1536, 250002, "XLM-R: hotchpotch/japanese-reranker-cross-encoder-xsmall-v1"),
+        "small": ModelShape(384, 12, 12, 1536, 250002, "XLM-R: hotchpotch/japanese-reranker-cross-encoder-small-v1"),
+        "base": ModelShape(768, 12, 12, 3072, 32768, "BERT: hotchpotch/japanese-reranker-cross-encoder-base-v1"),
+        "large": ModelShape(1024, 24, 16, 4096, 32768, "BERT: hotchpotch/japanese-reranker-cross-encoder-large-v1"),
         "e5-small": ModelShape(384, 12, 12, 1536, 250002, "dense: intfloat/multilingual-e5-small"),
     }
 )
@@ -239,13 +233,9 @@ def _nfkc_charsmap() -> bytes:
         minloglevel=2,
         num_threads=1,
     )
-    normalizer_spec = next(
-        v for n, v in _proto_fields(buf.getvalue()) if n == 3
-    )  # ModelProto.normalizer_spec
+    normalizer_spec = next(v for n, v in _proto_fields(buf.getvalue()) if n == 3)  # ModelProto.normalizer_spec
     assert isinstance(normalizer_spec, bytes)
-    charsmap = next(
-        v for n, v in _proto_fields(normalizer_spec) if n == 2
-    )  # NormalizerSpec.precompiled_charsmap
+    charsmap = next(v for n, v in _proto_fields(normalizer_spec) if n == 2)  # NormalizerSpec.precompiled_charsmap
     assert isinstance(charsmap, bytes)
     return charsmap
 
@@ -637,9 +627,7 @@ def build_splade_encoder(
     with tempfile.TemporaryDirectory(prefix="jp-rerank-splade-") as tmp:
         vocab_size = _save_hf(Path(tmp), "bert", "mlm", shape, seed, texts)
         transformer = Transformer(tmp, transformer_task="fill-mask", max_seq_length=MODEL_MAX_LENGTH)
-        pooling = SpladePooling(
-            pooling_strategy="max", activation_function="relu", embedding_dimension=vocab_size
-        )
+        pooling = SpladePooling(pooling_strategy="max", activation_function="relu", embedding_dimension=vocab_size)
         model = SparseEncoder(modules=[transformer, pooling], device="cpu")
         model.save(str(out))
     return out

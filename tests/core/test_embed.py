@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sentence_transformers import SentenceTransformer
-
 from jp_rerank import Embedder
+from sentence_transformers import SentenceTransformer
 
 TEXTS = ["富士山は日本一高い山です。", "京都には寺が多い。", "ﾃｽﾄ ＡＢＣ"]
 QUERY = "日本で一番高い山は？"
@@ -24,7 +23,9 @@ def test_dense_uses_saved_prompts_like_encode_query_and_document(dense_path: Pat
     assert docs.shape == (3, emb.dim)
     ref_docs = st.encode_document(TEXTS, normalize_embeddings=True)
     np.testing.assert_allclose(docs, ref_docs, atol=1e-5)
-    np.testing.assert_allclose(emb.embed_query(QUERY), st.encode_query([QUERY], normalize_embeddings=True)[0], atol=1e-5)
+    np.testing.assert_allclose(
+        emb.embed_query(QUERY), st.encode_query([QUERY], normalize_embeddings=True)[0], atol=1e-5
+    )
     # the prompt really changes the vector
     plain = st.encode([QUERY], normalize_embeddings=True)[0]
     assert not np.allclose(emb.embed_query(QUERY), plain, atol=1e-4)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from jp_rerank.presets import (
     DEFAULT_EMBEDDER,
     DEFAULT_RERANKER,
@@ -22,7 +21,12 @@ def test_aliases_and_ids_are_unique() -> None:
 
 @pytest.mark.parametrize(
     ("alias", "arch", "needs_mecab"),
-    [("xsmall", "xlm-roberta", False), ("small", "xlm-roberta", False), ("base", "bert", True), ("large", "bert", True)],
+    [
+        ("xsmall", "xlm-roberta", False),
+        ("small", "xlm-roberta", False),
+        ("base", "bert", True),
+        ("large", "bert", True),
+    ],
 )
 def test_hotchpotch_rerankers(alias: str, arch: str, needs_mecab: bool) -> None:
     p = get_preset(alias)

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-from jp_rerank import RerankResult, Reranker
+from jp_rerank import Reranker, RerankResult
 from jp_rerank.errors import ModelLoadError
 from jp_rerank.rerank.pairs import PairTemplate
 from jp_rerank.text import iter_windows, normalize_text
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 QUERY = "富士山の高さは何メートルですか？"
 DOCS = [
@@ -137,9 +136,7 @@ def test_constructor_validation(xlmr_ce_path: Path) -> None:
         Reranker(xlmr_ce_path, activation="relu")  # type: ignore[arg-type]
 
 
-def test_long_passage_truncated_with_one_counting_warning(
-    xlmr_ce_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_long_passage_truncated_with_one_counting_warning(xlmr_ce_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     reranker = Reranker(xlmr_ce_path, device="cpu", max_length=32)
     long_docs = [DOCS[0] * 20, DOCS[1] * 20, DOCS[2]]
     with caplog.at_level(logging.WARNING, logger="jp_rerank"):

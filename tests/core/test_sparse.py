@@ -12,8 +12,9 @@ import scipy.sparse as sp
 from sentence_transformers import SparseEncoder
 
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.embed import SparseEmbedder, SparseHit, SparseIndex
+from jp_rerank.embed import SparseEmbedder, SparseIndex
 from jp_rerank.errors import IndexMismatchError
+from jp_rerank.index.base import IndexCorruptedError, SearchHit
 
 TEXTS = ["富士山は日本一高い山です。", "京都には寺が多い。", "東京タワーの高さは333メートル。", ""]
 QUERIES = ["日本で一番高い山は？", "京都の寺"]
@@ -98,9 +99,9 @@ def test_decode_lists_heaviest_tokens(embedder: SparseEmbedder) -> None:
     assert all(isinstance(tok, str) for tok, _ in decoded)
 
 
-def _brute_force(query: np.ndarray, docs: np.ndarray, k: int) -> list[tuple[int, float]]:
+def _brute_force(query: np.ndarray, docs: np.ndarray, ids: list[str], k: int) -> list[tuple[int, float]]:
     scores = docs.astype(np.float64) @ query.astype(np.float64)
-    order = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], i))
+    order = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], ids[i]))
     return [(i, float(scores[i])) for i in order[:k]]
 
 
@@ -116,36 +117,38 @@ def test_index_search_equals_brute_force_dot_product(
     q = encoder.encode_query(queries).to_dense().numpy()
     results = index.search_many(queries, k=7)
     for qi, hits in enumerate(results):
-        expected = _brute_force(q[qi], docs, 7)
+        expected = _brute_force(q[qi], docs, ids, 7)
         assert [h.id for h in hits] == [ids[i] for i, _ in expected]
         np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-5)
-        assert all(isinstance(h.score, float) for h in hits)
+        assert all(type(h.score) is float and isinstance(h, SearchHit) for h in hits)
         assert all(h.text == texts[ids.index(h.id)] for h in hits)
     assert index.search(queries[0], k=7) == results[0]
 
 
-def test_index_ties_keep_insertion_order_and_zero_scores_are_left_out() -> None:
+def test_index_ties_by_ascending_id_and_zero_scores_are_left_out() -> None:
     vectors = sp.csr_matrix(
         np.array([[0, 1, 0], [0, 2, 0], [0, 2, 0], [1, 0, 0], [0, 2, 0]], dtype=np.float32)
     )
     index = SparseIndex()
-    index.add(["a", "b", "c", "d", "e"], ids=["a", "b", "c", "d", "e"], vectors=vectors)
-    hits = index.search(sp.csr_matrix(np.array([[0, 1, 0]], dtype=np.float32)), k=2)
-    assert [(h.id, h.score) for h in hits] == [("b", 2.0), ("c", 2.0)]
-    all_hits = index.search(sp.csr_matrix(np.array([[0, 1, 0]], dtype=np.float32)), k=10)
+    index.add(["a", "e", "c", "d", "b"], ids=["a", "e", "c", "d", "b"], vectors=vectors)
+    query = sp.csr_matrix(np.array([[0, 1, 0]], dtype=np.float32))
+    assert [(h.id, h.score) for h in index.search(query, k=2)] == [("b", 2.0), ("c", 2.0)]
+    all_hits = index.search(query, k=10)
     assert [h.id for h in all_hits] == ["b", "c", "e", "a"]  # "d" shares no dimension: left out
 
 
 def test_index_copies_metadata(embedder: SparseEmbedder) -> None:
-    meta = {"source": "wiki", "tags": ["山"]}
+    meta = {"source": "wiki", "year": 2024}
     index = SparseIndex(embedder)
-    index.add(TEXTS[:2], metadatas=[meta, {}])
-    meta["tags"].append("changed")
+    index.add(TEXTS[:2], metadatas=[meta, None])
+    meta["source"] = "changed"
     hit = next(h for h in index.search("富士山", k=2) if h.id == "0")
-    assert hit.metadata == {"source": "wiki", "tags": ["山"]}
-    hit.metadata["tags"].append("mutated")  # hits are copies too
+    assert hit.metadata == {"source": "wiki", "year": 2024}
+    hit.metadata["source"] = "mutated"  # hits are copies too
     again = next(h for h in index.search("富士山", k=2) if h.id == "0")
-    assert again.metadata == {"source": "wiki", "tags": ["山"]}
+    assert again.metadata == {"source": "wiki", "year": 2024}
+    with pytest.raises(TypeError, match=r"metadatas\[0\]\['tags'\] must be str, int, float or bool"):
+        index.add(["x"], metadatas=[{"tags": ["山"]}])
 
 
 def test_index_add_appends_with_default_ids_and_rejects_duplicates(embedder: SparseEmbedder) -> None:
@@ -153,9 +156,9 @@ def test_index_add_appends_with_default_ids_and_rejects_duplicates(embedder: Spa
     assert index.add(TEXTS[:2]) == ["0", "1"]
     assert index.add(TEXTS[2:3]) == ["2"]
     assert len(index) == 3
-    with pytest.raises(ValueError, match="duplicate id '1'"):
+    with pytest.raises(ValueError, match=r"already in the index \(e.g. '1'\)"):
         index.add(["x"], ids=["1"])
-    with pytest.raises(ValueError, match="duplicate id 'z'"):
+    with pytest.raises(ValueError, match="contains 'z' more than once"):
         index.add(["x", "y"], ids=["z", "z"])
     with pytest.raises(ValueError, match="got 1 texts but 2 ids"):
         index.add(["x"], ids=["p", "q"])
@@ -186,45 +189,53 @@ def test_index_errors() -> None:
 
 def test_index_save_load_roundtrip(tmp_path: Path, embedder: SparseEmbedder) -> None:
     index = SparseIndex(embedder)
-    index.add(TEXTS, ids=["f", "k", "t", "e"], metadatas=[{"n": 1}, {"n": 2}, {"n": 3}, {}])
-    index.save(tmp_path / "idx")
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["docs.jsonl", "manifest.json", "matrix.npz"]
-    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text(encoding="utf-8"))
+    index.add(TEXTS, ids=["f", "k", "t", "e"], metadatas=[{"n": 1}, {"n": 2}, {"n": 3.5, "ok": True}, {}])
+    snapshot = index.save(tmp_path / "idx")
+    assert sorted(p.name for p in snapshot.iterdir()) == ["docs.jsonl", "manifest.json", "matrix.npz"]
+    manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["backend"] == "sparse"
     assert manifest["count"] == 4
     assert manifest["vocab_size"] == embedder.vocab_size
+    assert manifest["embedder_id"] == embedder.model_id
     loaded = SparseIndex.load(tmp_path / "idx", embedder)
     assert loaded.ids == ["f", "k", "t", "e"]
     assert (loaded.matrix != index.matrix).nnz == 0  # type: ignore[operator]
     assert loaded.search_many(QUERIES, k=3) == index.search_many(QUERIES, k=3)
     assert loaded.add(["追加の文書"]) == ["4"]
+    index.add(["もう一つ"], ids=["x"])
+    index.save(tmp_path / "idx")  # a second save replaces the snapshot
+    assert SparseIndex.load(tmp_path / "idx").ids == ["f", "k", "t", "e", "x"]
 
 
 def test_index_load_errors(tmp_path: Path, embedder: SparseEmbedder) -> None:
-    with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
+    with pytest.raises(FileNotFoundError, match="not a saved jp-rerank index"):
         SparseIndex.load(tmp_path / "missing")
     index = SparseIndex()
     index.add(["x"], vectors=sp.csr_matrix(np.ones((1, 4), dtype=np.float32)))
-    index.save(tmp_path / "small")
+    snapshot = index.save(tmp_path / "small")
     with pytest.raises(IndexMismatchError, match="vocabulary size"):
         SparseIndex.load(tmp_path / "small", embedder)
-    manifest = tmp_path / "small" / "manifest.json"
-    manifest.write_text(json.dumps({"format": "other"}), encoding="utf-8")
-    with pytest.raises(IndexMismatchError, match="not a jp-rerank sparse index"):
+    docs = snapshot / "docs.jsonl"
+    docs.write_text(docs.read_text(encoding="utf-8").replace('"x"', '"y"'), encoding="utf-8")
+    with pytest.raises(IndexCorruptedError, match="SHA-256"):
         SparseIndex.load(tmp_path / "small")
 
 
-def test_save_rejects_non_json_metadata(tmp_path: Path) -> None:
-    index = SparseIndex()
-    index.add(["x"], ids=["a"], metadatas=[{"obj": object()}], vectors=sp.csr_matrix(np.ones((1, 2), np.float32)))
-    with pytest.raises(TypeError, match="id 'a'.*not JSON-serialisable"):
-        index.save(tmp_path / "bad")
+def test_load_refuses_a_vector_index(tmp_path: Path) -> None:
+    from jp_rerank.index.exact import ExactIndex
+
+    exact = ExactIndex(2)
+    exact.add(["a"], [[1.0, 0.0]], ["犬"])
+    exact.save(tmp_path / "dense")
+    with pytest.raises(IndexMismatchError, match="not a sparse index"):
+        SparseIndex.load(tmp_path / "dense")
 
 
 def test_concurrent_searches_agree(embedder: SparseEmbedder) -> None:
     index = SparseIndex(embedder)
     index.add(TEXTS)
     expected = index.search(QUERIES[0], k=3)
-    results: list[list[SparseHit]] = []
+    results: list[list[SearchHit]] = []
 
     def work() -> None:
         results.append(index.search(QUERIES[0], k=3))

@@ -191,9 +191,7 @@ def test_dense_embedder_saves_prompts(dense_path: Path) -> None:
     assert query.shape == (1, 32)
     np.testing.assert_allclose(np.linalg.norm(query, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(query, model.encode(texts, prompt="query: "), atol=1e-6)
-    np.testing.assert_allclose(
-        model.encode_document(texts), model.encode(texts, prompt="passage: "), atol=1e-6
-    )
+    np.testing.assert_allclose(model.encode_document(texts), model.encode(texts, prompt="passage: "), atol=1e-6)
     assert not np.allclose(query, model.encode(texts), atol=1e-4)
 
 
@@ -264,9 +262,7 @@ def test_same_seed_same_model_other_seed_differs(tmp_path: Path) -> None:
     assert a.keys() == b.keys() == c.keys()
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not all(np.array_equal(a[k], c[k]) for k in a)
-    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (
-        tmp_path / "b" / "tokenizer.json"
-    ).read_bytes()
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
 
 
 def test_build_leaves_caller_rng_alone(tmp_path: Path) -> None:
@@ -281,9 +277,7 @@ def test_build_leaves_caller_rng_alone(tmp_path: Path) -> None:
 
 def test_mecab_vocab_is_deterministic() -> None:
     texts = ["今日は良い天気です。", "明日は雨が降るでしょう。"]
-    assert toy_models.build_mecab_wordpiece_vocab(texts) == toy_models.build_mecab_wordpiece_vocab(
-        list(texts)
-    )
+    assert toy_models.build_mecab_wordpiece_vocab(texts) == toy_models.build_mecab_wordpiece_vocab(list(texts))
 
 
 def test_shape_table() -> None:

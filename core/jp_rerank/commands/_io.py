@@ -33,10 +33,10 @@ def open_in(path: str) -> Iterator[TextIO]:
 @contextmanager
 def open_out(path: str | None) -> Iterator[TextIO]:
     """Open ``path`` for writing (``None`` or ``-`` is standard output)."""
-    if path in (None, "-"):
+    if path is None or path == "-":
         yield sys.stdout
         return
-    p = Path(path)  # type: ignore[arg-type]
+    p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with p.open("w", encoding="utf-8") as fh:
         yield fh
@@ -85,7 +85,11 @@ def iter_records(path: str, *, text_field: str = "text", id_field: str = "id") -
                 raise CliInputError(f"{path}: CSV header must contain a {text_field!r} column")
             for line_no, row in enumerate(reader, 2):
                 meta = {k: v for k, v in row.items() if k not in (text_field, id_field)}
-                yield {"id": str(row.get(id_field) or f"{stem}:{line_no}"), "text": row[text_field] or "", "metadata": meta}
+                yield {
+                    "id": str(row.get(id_field) or f"{stem}:{line_no}"),
+                    "text": row[text_field] or "",
+                    "metadata": meta,
+                }
         else:
             for line_no, line in enumerate(fh, 1):
                 text = line.rstrip("\n")

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from jp_rerank.embed.dense import Embedder
-from jp_rerank.embed.sparse import SparseEmbedder, SparseHit, SparseIndex
+from jp_rerank.embed.sparse import SparseEmbedder, SparseIndex
 
-__all__ = ["Embedder", "SparseEmbedder", "SparseHit", "SparseIndex"]
+__all__ = ["Embedder", "SparseEmbedder", "SparseIndex"]

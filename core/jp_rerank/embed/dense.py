@@ -153,9 +153,11 @@ class Embedder:
                     **self._load_kwargs,
                 )
                 self._check_truncate_dim(model)
-                limit = self._max_length or (self.preset.max_length if self.preset else None)
-                if limit is not None and getattr(model, "max_seq_length", None) is not None:
-                    model.max_seq_length = min(limit, model.max_seq_length) if self._max_length is None else limit
+                own_limit = getattr(model, "max_seq_length", None)
+                if self._max_length is not None:
+                    model.max_seq_length = self._max_length
+                elif self.preset is not None and self.preset.max_length is not None and own_limit is not None:
+                    model.max_seq_length = min(self.preset.max_length, int(own_limit))
                 saved = getattr(model, "prompts", None) or {}
                 for side in ("query", "document"):
                     override = self._prefix_override[side]
@@ -201,7 +203,7 @@ class Embedder:
             vectors = vectors[:, : self.truncate_dim]
         if self.normalize_embeddings:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms > 0, norms, 1.0)
+            vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

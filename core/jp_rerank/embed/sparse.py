@@ -5,21 +5,17 @@ Its output is a ``scipy.sparse.csr_matrix`` of float32 with one row per text and
 entry; rows keep only the active (non-zero) dimensions, with sorted column indices. Relevance is the dot product.
 
 :class:`SparseIndex` stores such rows with their ids, texts and metadata, scores a query against every passage with
-one sparse matrix product (the inverted-index computation) and persists to ``matrix.npz`` + ``docs.jsonl`` +
-``manifest.json`` (no pickle).
+one sparse matrix product (the inverted-index computation), returns the vector indexes' ``SearchHit`` and saves
+the same atomic, checksummed snapshots as they do (``matrix.npz`` + ``docs.jsonl`` + ``manifest.json``, no pickle).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
-import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +24,7 @@ import numpy as np
 from jp_rerank._validate import check_positive_int, check_query, check_texts
 from jp_rerank._version import __version__
 from jp_rerank.errors import IndexMismatchError
+from jp_rerank.index.base import Metadata, MetadataValue, SearchHit, check_ids, check_metadata
 from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
 from jp_rerank.presets import DEFAULT_SPARSE, ModelPreset
 from jp_rerank.text import normalize_text
@@ -37,14 +34,17 @@ if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
     from sentence_transformers import SparseEncoder
 
-__all__ = ["SparseEmbedder", "SparseHit", "SparseIndex"]
+__all__ = ["SparseEmbedder", "SparseIndex"]
 
 logger = logging.getLogger(__name__)
 
 Side = Literal["query", "document"]
 
-_FORMAT = "jp-rerank-sparse-index"
+_BACKEND = "sparse"
 _FORMAT_VERSION = 1
+_MATRIX_FILE, _DOCS_FILE = "matrix.npz", "docs.jsonl"
+_SCORE_CELLS = 1 << 22
+"""Most query x passage scores held densely at once (16 MiB of float32)."""
 
 
 def _scipy_sparse() -> Any:
@@ -272,30 +272,16 @@ class SparseEmbedder:
         return [(str(tok), float(coo.data[i])) for tok, i in zip(tokens, order, strict=True)]
 
 
-@dataclass(frozen=True)
-class SparseHit:
-    """One search result of :class:`SparseIndex`.
-
-    Attributes:
-        id: Passage id.
-        score: Dot product of the query and passage vectors (a plain float; higher is more relevant).
-        text: Passage text.
-        metadata: A copy of the passage's metadata.
-    """
-
-    id: str
-    score: float
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 class SparseIndex:
     """Exact top-k search over SPLADE vectors (sparse dot product), with ids, texts and metadata.
 
     Passages are stored as one CSR matrix; a query is scored against all of them with a sparse matrix product,
     which touches only the passages sharing an active dimension with it (what an inverted index computes).
     Passages sharing none score 0 and are **not returned**, so a search may give fewer than ``k`` hits.
-    Ties are broken by insertion order. One instance is safe to share between threads.
+    Hits are :class:`~jp_rerank.index.SearchHit` objects, as from the vector indexes, and follow their rules:
+    equal scores are ordered by ascending id, metadata is a flat mapping of ``str`` keys to ``str``, ``int``,
+    finite ``float`` or ``bool`` values (checked and copied on :meth:`add`, copied again into every hit).
+    One instance is safe to share between threads.
 
     Args:
         embedder: Encodes texts on :meth:`add` and queries on :meth:`search`. Without one, pass vectors to
@@ -315,7 +301,7 @@ class SparseIndex:
         self._matrix: csr_matrix | None = None
         self._ids: list[str] = []
         self._texts: list[str] = []
-        self._metadatas: list[dict[str, Any]] = []
+        self._metadatas: list[Metadata] = []
         self._positions: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -344,7 +330,7 @@ class SparseIndex:
         texts: Sequence[str],
         *,
         ids: Sequence[str] | None = None,
-        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        metadatas: Sequence[Mapping[str, MetadataValue] | None] | None = None,
         vectors: csr_matrix | None = None,
     ) -> list[str]:
         """Add passages; returns their ids.
@@ -352,18 +338,18 @@ class SparseIndex:
         Args:
             texts: Passage texts.
             ids: One unique id per text (default: ``"0"``, ``"1"``... continuing from the current size).
-            metadatas: One mapping per text (copied; default: empty dicts).
+            metadatas: One flat mapping per text (checked and copied; default: empty).
             vectors: Precomputed rows ``(len(texts), vocab_size)``; default encodes ``texts`` with the embedder.
 
         Raises:
-            ValueError: Lengths differ, an id repeats or already exists, the vocabulary size differs, or there is
-                neither an embedder nor ``vectors``.
-            TypeError: A non-string text or id, or a metadata that is not a mapping.
+            ValueError: Lengths differ, an id is empty, repeats or already exists, the vocabulary size differs,
+                or there is neither an embedder nor ``vectors``. Nothing is added when an error is raised.
+            TypeError: A non-string text or id, or metadata that is not a flat mapping of supported values.
         """
         items = check_texts(texts, name="texts")
         with self._lock:
             new_ids = self._check_ids(ids, len(items))
-            metas = _copy_metadatas(metadatas, len(items))
+            metas = _check_metadatas(metadatas, len(items))
             if vectors is None:
                 rows = self._require_embedder("pass vectors= or build it with an embedder").embed_documents(items)
             else:
@@ -388,14 +374,12 @@ class SparseIndex:
             start = len(self._ids)
             new_ids = [str(start + i) for i in range(n)]
         else:
-            new_ids = check_texts(ids, name="ids")
+            new_ids = check_ids(ids)
             if len(new_ids) != n:
                 raise ValueError(f"got {n} texts but {len(new_ids)} ids")
-        seen: set[str] = set()
-        for doc_id in new_ids:
-            if doc_id in seen or doc_id in self._positions:
-                raise ValueError(f"duplicate id {doc_id!r}")
-            seen.add(doc_id)
+        stored = [doc_id for doc_id in new_ids if doc_id in self._positions]
+        if stored:
+            raise ValueError(f"{len(stored)} id(s) are already in the index (e.g. {stored[0]!r})")
         return new_ids
 
     def _query_rows(self, queries: Sequence[str] | csr_matrix) -> csr_matrix:
@@ -403,11 +387,11 @@ class SparseIndex:
             return _check_rows(queries, None, "queries")
         return self._require_embedder("pass query vectors instead of text").embed_queries(queries)  # type: ignore[arg-type]
 
-    def search(self, query: str | csr_matrix, k: int = 10) -> list[SparseHit]:
+    def search(self, query: str | csr_matrix, k: int = 10) -> list[SearchHit]:
         """Return the ``k`` best passages for one query (text, or a ``(1, vocab_size)`` row).
 
         Returns:
-            Hits sorted by descending score (ties: insertion order); passages scoring 0 are left out.
+            Hits sorted by descending score (ties: ascending id); passages scoring 0 are left out.
 
         Raises:
             ValueError: Empty query or ``k <= 0``.
@@ -417,7 +401,7 @@ class SparseIndex:
             return self.search_many([query], k)[0]
         return self.search_many(query, k)[0]
 
-    def search_many(self, queries: Sequence[str] | csr_matrix, k: int = 10) -> list[list[SparseHit]]:
+    def search_many(self, queries: Sequence[str] | csr_matrix, k: int = 10) -> list[list[SearchHit]]:
         """Search several queries at once (one batched encode and one matrix product); one hit list per query."""
         check_positive_int(k, name="k")
         rows = self._query_rows(queries)
@@ -429,120 +413,134 @@ class SparseIndex:
                 raise ValueError(
                     f"query vectors have {rows.shape[1]} columns but the index holds {matrix.shape[1]}-column vectors"
                 )
-            scores = np.asarray((rows @ matrix.T).toarray(), dtype=np.float32)
-            return [self._top_k(row, k) for row in scores]
+            out: list[list[SearchHit]] = []
+            block = max(1, _SCORE_CELLS // n)  # queries per dense (queries x passages) score block
+            for start in range(0, rows.shape[0], block):
+                scores = np.asarray((rows[start : start + block] @ matrix.T).toarray(), dtype=np.float32)
+                out.extend(self._top_k(row, k) for row in scores)
+            return out
 
-    def _top_k(self, scores: np.ndarray, k: int) -> list[SparseHit]:
+    def _top_k(self, scores: np.ndarray, k: int) -> list[SearchHit]:
         candidates = np.flatnonzero(scores > 0)
         if candidates.size > k:
-            # keep every passage tied with the k-th score, so the index tie-break below is exact
+            # keep every passage tied with the k-th score, so the id tie-break below is exact
             kth = np.partition(scores[candidates], candidates.size - k)[candidates.size - k]
             candidates = candidates[scores[candidates] >= kth]
-        order = candidates[np.lexsort((candidates, -scores[candidates]))][:k]
+        best = sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), self._ids[i]))[:k]
         return [
-            SparseHit(
+            SearchHit(
                 id=self._ids[i],
                 score=float(scores[i]),
                 text=self._texts[i],
-                metadata=copy.deepcopy(self._metadatas[i]),
+                metadata=dict(self._metadatas[i]),
             )
-            for i in order
+            for i in best
         ]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``matrix.npz``, ``docs.jsonl`` and ``manifest.json`` into folder ``path`` (created if needed).
+        """Save a snapshot (``matrix.npz`` + ``docs.jsonl`` + ``manifest.json``) into the directory ``path``.
 
-        Each file is written to a temporary name and renamed into place.
+        The same atomic, checksummed snapshot layout as the vector indexes (see :mod:`jp_rerank.index.persist`):
+        an interrupted save leaves the previous snapshot in place. No pickle.
+
+        Returns:
+            The snapshot folder that was written.
 
         Raises:
-            TypeError: A metadata value that JSON cannot store.
+            ValueError: If ``path`` holds files that are not a jp-rerank index.
         """
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
+        from jp_rerank.index.persist import write_snapshot
+
         with self._lock:
             matrix = self._matrix
-            n_cols = matrix.shape[1] if matrix is not None else (self.embedder.vocab_size if self.embedder else 0)
             if matrix is None:
-                matrix = _empty_rows(n_cols)
-            lines = []
-            for i, (doc_id, text, meta) in enumerate(zip(self._ids, self._texts, self._metadatas, strict=True)):
-                try:
-                    lines.append(json.dumps({"id": doc_id, "text": text, "metadata": meta}, ensure_ascii=False))
-                except (TypeError, ValueError) as exc:
-                    raise TypeError(f"metadata of passage {i} (id {doc_id!r}) is not JSON-serialisable: {exc}") from exc
+                matrix = _empty_rows(self.embedder.vocab_size if self.embedder else 0)
             manifest = {
-                "format": _FORMAT,
-                "format_version": _FORMAT_VERSION,
-                "jp_rerank_version": __version__,
-                "embedder": self.embedder.model_id if self.embedder else None,
-                "vocab_size": int(n_cols),
+                "backend": _BACKEND,
+                "embedder_id": self.embedder.model_id if self.embedder else None,
+                "vocab_size": int(matrix.shape[1]),
                 "count": len(self._ids),
+                "params": {"sparse_format_version": _FORMAT_VERSION},
             }
-            with _atomic(out / "matrix.npz", "wb") as fh:
-                _scipy_sparse().save_npz(fh, matrix.tocsr(), compressed=True)
-            with _atomic(out / "docs.jsonl", "w") as fh:
-                fh.write("".join(line + "\n" for line in lines))
-            with _atomic(out / "manifest.json", "w") as fh:
-                json.dump(manifest, fh, ensure_ascii=False, indent=2)
-        return out
+            docs = list(zip(self._ids, self._texts, self._metadatas, strict=True))
+
+            def write_payload(folder: Path) -> None:
+                with (folder / _MATRIX_FILE).open("wb") as fh:
+                    _scipy_sparse().save_npz(fh, matrix.tocsr(), compressed=True)
+                with (folder / _DOCS_FILE).open("w", encoding="utf-8", newline="\n") as fh:
+                    for doc_id, text, meta in docs:
+                        row = {"id": doc_id, "text": text, "metadata": meta}
+                        fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+
+            return write_snapshot(Path(path), manifest, write_payload)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], embedder: SparseEmbedder | None = None) -> SparseIndex:
-        """Read an index written by :meth:`save`.
+    def load(
+        cls, path: str | os.PathLike[str], embedder: SparseEmbedder | None = None, *, verify: bool = True
+    ) -> SparseIndex:
+        """Load an index saved with :meth:`save`.
 
         Args:
-            path: The folder.
-            embedder: Encoder for new texts and queries; a different model id than the saved one logs a warning.
+            path: The directory given to :meth:`save`.
+            embedder: Encoder for new texts and queries. A different model id than the saved one logs a warning.
+            verify: Check every file's SHA-256 before reading it.
 
         Raises:
-            FileNotFoundError: A file is missing.
-            IndexMismatchError: Not a sparse index folder, an unknown format version, inconsistent files, or an
-                embedder whose vocabulary size differs from the saved vectors.
+            FileNotFoundError: ``path`` is not a saved index.
+            IndexMismatchError: The directory holds another kind of index, or ``embedder``'s vocabulary size
+                differs from the saved vectors.
+            IndexCorruptedError: A file is missing, truncated, altered or inconsistent.
         """
-        root = Path(path)
-        for name in ("manifest.json", "matrix.npz", "docs.jsonl"):
-            if not (root / name).is_file():
-                raise FileNotFoundError(f"sparse index file not found: {root / name}")
-        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
-            raise IndexMismatchError(f"{root} is not a jp-rerank sparse index (manifest format mismatch)")
-        if manifest.get("format_version") != _FORMAT_VERSION:
+        from jp_rerank.index.base import IndexCorruptedError
+        from jp_rerank.index.persist import read_snapshot
+
+        snapshot, manifest = read_snapshot(path, verify=verify)
+        if manifest.get("backend") != _BACKEND:
+            raise IndexMismatchError(f"{path} holds a {manifest.get('backend')!r} index, not a sparse index")
+        version = (manifest.get("params") or {}).get("sparse_format_version")
+        if version != _FORMAT_VERSION:
             raise IndexMismatchError(
-                f"{root} has sparse index format version {manifest.get('format_version')!r}; "
-                f"this jp-rerank reads version {_FORMAT_VERSION}"
+                f"{path} has sparse index format version {version!r}; this jp-rerank reads {_FORMAT_VERSION}"
             )
-        matrix = _scipy_sparse().load_npz(root / "matrix.npz").tocsr().astype(np.float32)
-        docs = [json.loads(line) for line in (root / "docs.jsonl").read_text(encoding="utf-8").splitlines() if line]
-        if matrix.shape[0] != len(docs) or manifest.get("count") != len(docs):
-            raise IndexMismatchError(
-                f"{root}: matrix has {matrix.shape[0]} rows, docs.jsonl {len(docs)} passages, "
-                f"manifest count {manifest.get('count')!r}"
+        matrix = _scipy_sparse().load_npz(snapshot / _MATRIX_FILE).tocsr().astype(np.float32)
+        ids: list[str] = []
+        texts: list[str] = []
+        metas: list[Metadata] = []
+        with (snapshot / _DOCS_FILE).open(encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, 1):
+                try:
+                    row = json.loads(line)
+                    ids.append(str(row["id"]))
+                    texts.append(str(row["text"]))
+                    metas.append(check_metadata(row["metadata"], name=f"metadata of line {line_no}"))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise IndexCorruptedError(f"{_DOCS_FILE} line {line_no} is not a valid record: {exc}") from exc
+        if matrix.shape[0] != len(ids) or manifest.get("count") != len(ids) or len(set(ids)) != len(ids):
+            raise IndexCorruptedError(
+                f"{path}: matrix has {matrix.shape[0]} rows, {_DOCS_FILE} {len(ids)} records "
+                f"({len(set(ids))} distinct ids), manifest count {manifest.get('count')!r}"
             )
         if manifest.get("jp_rerank_version") != __version__:
             logger.warning(
-                "sparse index %s was written by jp-rerank %s, loading with %s",
-                root,
+                "sparse index %s was saved by jp-rerank %s, loading with %s",
+                path,
                 manifest.get("jp_rerank_version"),
                 __version__,
             )
         if embedder is not None:
-            saved = manifest.get("embedder")
+            saved = manifest.get("embedder_id")
             if saved is not None and saved != embedder.model_id:
-                logger.warning("sparse index %s was built with %s, loading with %s", root, saved, embedder.model_id)
+                logger.warning("sparse index %s was built with %s, loading with %s", path, saved, embedder.model_id)
             if embedder.vocab_size != matrix.shape[1]:
                 raise IndexMismatchError(
                     f"embedder {embedder.model_id!r} has vocabulary size {embedder.vocab_size} but the index at "
-                    f"{root} holds {matrix.shape[1]}-column vectors"
+                    f"{path} holds {matrix.shape[1]}-column vectors"
                 )
         index = cls(embedder)
-        index._ids = [str(d["id"]) for d in docs]
-        index._texts = [str(d["text"]) for d in docs]
-        index._metadatas = [dict(d.get("metadata") or {}) for d in docs]
-        index._positions = {doc_id: i for i, doc_id in enumerate(index._ids)}
-        if len(index._positions) != len(index._ids):
-            raise IndexMismatchError(f"{root}/docs.jsonl holds duplicate ids")
-        index._matrix = matrix if docs else None
+        index._ids, index._texts, index._metadatas = ids, texts, metas
+        index._positions = {doc_id: i for i, doc_id in enumerate(ids)}
+        index._matrix = matrix if ids else None
         return index
 
 
@@ -561,28 +559,11 @@ def _check_rows(rows: Any, n: int | None, name: str) -> csr_matrix:
     return matrix
 
 
-def _copy_metadatas(metadatas: Sequence[Mapping[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+def _check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | None, n: int) -> list[Metadata]:
     if metadatas is None:
         return [{} for _ in range(n)]
-    if isinstance(metadatas, Mapping) or len(metadatas) != n:
-        got = "a single mapping" if isinstance(metadatas, Mapping) else f"{len(metadatas)}"
-        raise ValueError(f"got {n} texts but {got} metadatas")
-    out = []
-    for i, meta in enumerate(metadatas):
-        if not isinstance(meta, Mapping):
-            raise TypeError(f"metadatas[{i}] must be a mapping, got {type(meta).__name__}")
-        out.append(copy.deepcopy(dict(meta)))
-    return out
-
-
-@contextmanager
-def _atomic(target: Path, mode: Literal["w", "wb"]) -> Iterator[Any]:
-    """Write ``target`` through a temporary file in the same folder, renamed into place on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
+        raise TypeError("metadatas must be a sequence with one mapping per text, not a single mapping")
+    if len(metadatas) != n:
+        raise ValueError(f"got {n} texts but {len(metadatas)} metadatas")
+    return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]

@@ -54,11 +54,7 @@ def _build(cls: type[Any], data: object, what: str) -> Any:
         raise ValueError(f"{what} lacks {sorted(missing)}")
     values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
     for key, value in values.items():
-        if (
-            key != "name"
-            and value is not None
-            and (isinstance(value, bool) or not isinstance(value, int | float))
-        ):
+        if key != "name" and value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValueError(f"{what} field {key!r} must be a number, got {value!r}")
     return cls(**values)
 

@@ -361,8 +361,8 @@ def build_candidates(
 
     With ``ensure_gold=True`` (analysis only), every relevant passage (grade > 0 in ``qrels``) the first stage
     missed takes the place of the lowest-ranked non-relevant candidate, so lists never grow past ``depth`` and
-    the inserted passages sit at the bottom (they gain nothing from tie-breaking). Judged queries missing from
-    the run get their relevant passages as candidates. Scores then measure the reranker alone, as an upper
+    the inserted passages sit at the bottom (they gain nothing from tie-breaking). Only queries in ``run`` get
+    candidates. Scores then measure the reranker alone, as an upper
     bound: do not compare them with pipeline results. Record the choice in the result's ``settings``.
 
     Args:
@@ -393,9 +393,9 @@ def build_candidates(
     if not ensure_gold or qrels is None:
         return out
     inserted = 0
-    for qid, judged in qrels.items():
-        gold = sorted((str(d) for d, g in judged.items() if g > 0), key=lambda d: -judged[d])[:depth]
-        cands = out.setdefault(str(qid), [])
+    for qid, cands in out.items():
+        judged = {str(d): g for d, g in qrels.get(qid, {}).items()}
+        gold = sorted((d for d, g in judged.items() if g > 0), key=lambda d: -judged[d])[:depth]
         missing = [d for d in gold if d not in cands]
         if not missing:
             continue
@@ -408,5 +408,5 @@ def build_candidates(
             # replace the lowest-ranked non-relevant candidate, in place
             slot = next(i for i in range(len(cands) - 1, -1, -1) if cands[i] not in gold_set)
             cands[slot] = did
-    logger.info("ensure_gold: inserted relevant passages for %d of %d judged queries", inserted, len(qrels))
+    logger.info("ensure_gold: inserted relevant passages for %d of %d queries", inserted, len(out))
     return out

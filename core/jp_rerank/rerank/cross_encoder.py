@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from jp_rerank._validate import check_positive_int, check_query, check_texts
+from jp_rerank.errors import ModelLoadError
 from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
 from jp_rerank.presets import DEFAULT_RERANKER, ModelPreset
 from jp_rerank.rerank.backends import Precision, ScoringBackend, TorchBackend
@@ -232,8 +233,7 @@ class Reranker:
         """Rerank many queries at once (shared batches); one sorted result list per query."""
         rank_scores([], top_n=top_n, score_threshold=score_threshold)  # validates arguments before any work
         return [
-            rank_scores(s, top_n=top_n, score_threshold=score_threshold)
-            for s in self.score_many(queries, documents)
+            rank_scores(s, top_n=top_n, score_threshold=score_threshold) for s in self.score_many(queries, documents)
         ]
 
 
@@ -264,14 +264,20 @@ class _Loaded:
         ce: CrossEncoder = load_st_model(
             CrossEncoder, source, device=resolve_device(owner.device), **owner._load_kwargs
         )
-        model = ce.model
+        model: Any = ce.model
+        if model is None:
+            raise ModelLoadError(f"{source.location!r} did not load as a sequence-classification cross-encoder")
         model.eval()
         tokenizer = ce.tokenizer
         preset_len = source.preset.max_length if source.preset else None
         model_len = getattr(ce, "max_seq_length", None) or getattr(tokenizer, "model_max_length", None) or 512
         limit = getattr(model.config, "max_position_embeddings", None)
         max_length = owner._max_length or preset_len or int(model_len)
-        if limit is not None and getattr(model.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
+        if limit is not None and getattr(model.config, "model_type", "") in (
+            "xlm-roberta",
+            "roberta",
+            "camembert",
+        ):
             limit -= 2  # RoBERTa-style position ids start after the padding index
         if limit is not None and max_length > limit:
             logger.info("max_length %d exceeds the model's positions; using %d", max_length, limit)

@@ -126,9 +126,7 @@ class PairTemplate:
         return [self.join(pair, query, document[s:e]) for s, e in iter_windows(len(document), budget, stride)]
 
 
-def length_sorted_batches(
-    items: Sequence[EncodedPair], *, batch_size: int, token_budget: int
-) -> Iterator[list[int]]:
+def length_sorted_batches(items: Sequence[EncodedPair], *, batch_size: int, token_budget: int) -> Iterator[list[int]]:
     """Yield batches of item positions, longest first, each within ``batch_size`` items and ``token_budget``.
 
     A batch is padded to its longest item, so ``len(batch) * longest <= token_budget`` (a single item longer than

@@ -1,0 +1,342 @@
+"""Chroma vector index, embedded (``chromadb.PersistentClient``) or client/server (``chromadb.HttpClient``).
+
+chromadb is imported on first use (``pip install "jp-rerank[chroma]"``). We always pass our own embeddings and
+create and open collections with ``embedding_function=None``, so Chroma never loads (or downloads) its default
+ONNX embedder; anonymised telemetry is switched off for the clients built here.
+
+Chroma persists the collection itself: opening the same ``path`` (or server) and ``collection_name`` again gives
+the same records, and the collection's metadata records the dimension, metric and embedder id, which are checked
+on every open. :meth:`ChromaIndex.save` additionally writes a portable snapshot (vectors + JSONL, same format as
+the other backends) that :meth:`ChromaIndex.load` imports into an empty collection.
+
+Large writes are split under the client's ``get_max_batch_size()``. Scores are ``1 - distance`` for Chroma's
+``cosine`` and ``ip`` spaces, i.e. the cosine or inner product. Chroma searches with its own HNSW graph
+(``ef_search`` is fixed per collection), so on large collections results are approximate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jp_rerank._deps import require
+from jp_rerank._validate import check_positive_int
+from jp_rerank.errors import IndexMismatchError
+from jp_rerank.index.base import (
+    Batch,
+    IndexCorruptedError,
+    Metadata,
+    MetadataValue,
+    Metric,
+    Record,
+    SearchHit,
+    VectorIndex,
+    sort_hits,
+)
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["ChromaIndex"]
+
+logger = logging.getLogger(__name__)
+
+_KEY_DIM = "jp_rerank:dim"
+_KEY_METRIC = "jp_rerank:metric"
+_KEY_EMBEDDER = "jp_rerank:embedder_id"
+_QUERY_CHUNK = 256
+
+
+def _chroma_where(where: Mapping[str, MetadataValue]) -> dict[str, Any]:
+    clauses = [{key: {"$eq": value}} for key, value in where.items()]
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class ChromaIndex(VectorIndex):
+    """A Chroma collection behind the :class:`VectorIndex` interface.
+
+    Give exactly one of ``path`` (embedded, persistent), ``host`` (a running ``chroma run`` server) or ``client``
+    (any chromadb client you built).
+
+    Args:
+        dim: Vector dimension.
+        collection_name: Chroma collection (3-512 characters of ``[a-zA-Z0-9._-]``), created if missing.
+        path: Folder of an embedded ``PersistentClient``.
+        host: Host of a Chroma server (``HttpClient``).
+        port: Port of the Chroma server.
+        ssl: Use HTTPS for the server.
+        headers: Extra HTTP headers (e.g. authentication) for the server.
+        client: A ready chromadb client (its settings are used as they are).
+        metric: ``"cosine"`` (normalised) or ``"ip"``.
+        embedder_id: Id of the model that made the vectors; recorded in the collection and checked on open.
+        ef_search: HNSW query-time beam width of a new collection.
+        ef_construction: HNSW build-time beam width of a new collection.
+        max_neighbors: HNSW graph degree of a new collection.
+
+    Raises:
+        IndexMismatchError: If the existing collection was made with another dimension, metric or embedder.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+        ...     index = ChromaIndex(2, path=tmp)
+        ...     index.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], ["犬", "猫"])
+        ...     [h.id for h in index.search([0.9, 0.1], k=1)]
+        ['a']
+    """
+
+    backend = "chroma"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        collection_name: str = "jp_rerank",
+        path: str | Path | None = None,
+        host: str | None = None,
+        port: int = 8000,
+        ssl: bool = False,
+        headers: Mapping[str, str] | None = None,
+        client: Any = None,
+        metric: Metric = "cosine",
+        embedder_id: str | None = None,
+        ef_search: int = 100,
+        ef_construction: int = 100,
+        max_neighbors: int = 16,
+    ) -> None:
+        super().__init__(dim, metric=metric, embedder_id=embedder_id)
+        given = [name for name, value in (("path", path), ("host", host), ("client", client)) if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of path= (embedded), host= (server) or client=, got {given or 'none'}")
+        self._hnsw = {
+            "ef_search": check_positive_int(ef_search, name="ef_search"),
+            "ef_construction": check_positive_int(ef_construction, name="ef_construction"),
+            "max_neighbors": check_positive_int(max_neighbors, name="max_neighbors"),
+        }
+        chromadb = require("chromadb", "chroma")
+        settings = chromadb.config.Settings(anonymized_telemetry=False)
+        if client is None and path is not None:
+            client = chromadb.PersistentClient(path=str(path), settings=settings)
+        elif client is None:
+            client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=dict(headers or {}), settings=settings)
+        self._client = client
+        self._max_batch = int(client.get_max_batch_size())
+        self._collection_name = collection_name
+        self._collection = self._open_collection()
+
+    # ------------------------------------------------------------------ collection
+
+    @property
+    def collection_name(self) -> str:
+        """Name of the Chroma collection."""
+        return self._collection_name
+
+    @property
+    def client(self) -> Any:
+        """The chromadb client."""
+        return self._client
+
+    def _open_collection(self) -> Any:
+        chromadb = require("chromadb", "chroma")
+        try:
+            collection = self._client.get_collection(self._collection_name, embedding_function=None)
+        except (chromadb.errors.NotFoundError, ValueError):
+            metadata: dict[str, Any] = {_KEY_DIM: self.dim, _KEY_METRIC: self.metric}
+            if self.embedder_id is not None:
+                metadata[_KEY_EMBEDDER] = self.embedder_id
+            configuration = {"hnsw": {"space": self.metric, **self._hnsw}}
+            return self._client.get_or_create_collection(
+                self._collection_name, configuration=configuration, metadata=metadata, embedding_function=None
+            )
+        self._check_existing(collection)
+        return collection
+
+    def _check_existing(self, collection: Any) -> None:
+        meta = dict(collection.metadata or {})
+        name = self._collection_name
+        if _KEY_DIM not in meta:
+            raise IndexMismatchError(
+                f"Chroma collection {name!r} was not created by jp-rerank (no {_KEY_DIM!r} in its metadata)"
+            )
+        for key, mine in ((_KEY_DIM, self.dim), (_KEY_METRIC, self.metric)):
+            if meta.get(key) != mine:
+                raise IndexMismatchError(f"Chroma collection {name!r} has {key}={meta.get(key)!r}, not {mine!r}")
+        saved = meta.get(_KEY_EMBEDDER)
+        if self.embedder_id is not None and saved is not None and saved != self.embedder_id:
+            raise IndexMismatchError(
+                f"Chroma collection {name!r} was built with embedder {saved!r}, not {self.embedder_id!r}"
+            )
+        if self.embedder_id is None and saved is not None:
+            self._embedder_id = str(saved)
+
+    def params(self) -> dict[str, Any]:
+        """Backend parameters for the manifest."""
+        return {"collection_name": self._collection_name, **self._hnsw}
+
+    # ------------------------------------------------------------------ hooks
+
+    def _chunks(self, n: int) -> Iterator[slice]:
+        for start in range(0, n, self._max_batch):
+            yield slice(start, start + self._max_batch)
+
+    def _count(self) -> int:
+        return int(self._collection.count())
+
+    def _present(self, ids: list[str]) -> list[str]:
+        found: set[str] = set()
+        for part in self._chunks(len(ids)):
+            found.update(self._collection.get(ids=ids[part], include=[])["ids"])
+        return [i for i in ids if i in found]
+
+    def _write(self, method: str, batch: Batch) -> None:
+        write = getattr(self._collection, method)
+        for part in self._chunks(len(batch.ids)):
+            write(
+                ids=batch.ids[part],
+                embeddings=batch.vectors[part],
+                documents=batch.texts[part],
+                metadatas=[m or None for m in batch.metadatas[part]],
+            )
+
+    def _insert(self, batch: Batch) -> None:
+        self._write("add", batch)
+
+    def _upsert(self, batch: Batch) -> None:
+        self._write("upsert", batch)
+
+    def _remove(self, ids: list[str]) -> int:
+        present = self._present(ids)
+        for part in self._chunks(len(present)):
+            self._collection.delete(ids=present[part])
+        return len(present)
+
+    def _get(self, ids: list[str]) -> list[Record | None]:
+        found: dict[str, Record] = {}
+        for part in self._chunks(len(ids)):
+            res = self._collection.get(ids=ids[part], include=["documents", "metadatas"])
+            for rec in self._records(res):
+                found[rec.id] = rec
+        return [found.get(i) for i in ids]
+
+    @staticmethod
+    def _records(res: Mapping[str, Any]) -> list[Record]:
+        metas: Sequence[Metadata | None] = res["metadatas"] or [None] * len(res["ids"])
+        return [
+            Record(id_, doc or "", dict(meta or {}))
+            for id_, doc, meta in zip(res["ids"], res["documents"], metas, strict=True)
+        ]
+
+    def _pages(self, batch_size: int, include: list[str]) -> Iterator[Mapping[str, Any]]:
+        offset = 0
+        while True:
+            with self._lock:
+                res = self._collection.get(limit=min(batch_size, self._max_batch), offset=offset, include=include)
+            if not res["ids"]:
+                return
+            yield res
+            offset += len(res["ids"])
+
+    def _iter_records(self, batch_size: int) -> Iterator[Record]:
+        for res in self._pages(batch_size, ["documents", "metadatas"]):
+            yield from self._records(res)
+
+    def _search(
+        self, queries: np.ndarray, k: int, where: dict[str, MetadataValue] | None, options: Mapping[str, int]
+    ) -> list[list[SearchHit]]:
+        n_results = min(k, self._count())
+        out: list[list[SearchHit]] = []
+        for start in range(0, queries.shape[0], _QUERY_CHUNK):
+            res = self._collection.query(
+                query_embeddings=queries[start : start + _QUERY_CHUNK],
+                n_results=n_results,
+                where=None if where is None else _chroma_where(where),
+                include=["documents", "metadatas", "distances"],
+            )
+            for q in range(len(res["ids"])):
+                metas = res["metadatas"][q] if res["metadatas"] else [None] * len(res["ids"][q])
+                hits = [
+                    SearchHit(id_, 1.0 - float(dist), doc or "", dict(meta or {}))
+                    for id_, dist, doc, meta in zip(
+                        res["ids"][q], res["distances"][q], res["documents"][q], metas, strict=True
+                    )
+                ]
+                out.append(sort_hits(hits))
+        return out
+
+    # ------------------------------------------------------------------ snapshot
+
+    def _write_payload(self, folder: Path) -> None:
+        n = self._count()
+        vectors = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, self.dim))
+        row = 0
+        with (folder / "docs.jsonl").open("w", encoding="utf-8", newline="\n") as fh:
+            for res in self._pages(self._max_batch, ["documents", "metadatas", "embeddings"]):
+                emb = np.asarray(res["embeddings"], dtype=np.float32)
+                vectors[row : row + emb.shape[0]] = emb
+                for rec in self._records(res):
+                    obj = {"label": row, "id": rec.id, "text": rec.text, "metadata": rec.metadata}
+                    fh.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+                    row += 1
+        vectors.flush()
+        del vectors
+        if row != n:
+            raise RuntimeError(f"the collection changed while it was being saved ({row} records read, {n} counted)")
+
+    @classmethod
+    def _from_payload(cls, folder: Path, manifest: Mapping[str, Any], **options: Any) -> Self:
+        """Import a snapshot into an empty collection.
+
+        ``options`` are the constructor's connection arguments (``path=``, ``host=``/``port=``, or ``client=``)
+        and optionally ``collection_name=`` (default: the saved collection's name).
+        """
+        p = dict(manifest["params"])
+        options.setdefault("collection_name", p["collection_name"])
+        index = cls(
+            manifest["dim"],
+            metric=manifest["metric"],
+            embedder_id=manifest["embedder_id"],
+            ef_search=p["ef_search"],
+            ef_construction=p["ef_construction"],
+            max_neighbors=p["max_neighbors"],
+            **options,
+        )
+        if len(index):
+            raise ValueError(
+                f"Chroma collection {index.collection_name!r} already holds {len(index)} records; "
+                "load a snapshot into a new or empty collection"
+            )
+        try:
+            vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise IndexCorruptedError(f"cannot read {folder / 'vectors.npy'}: {exc}") from exc
+        if vectors.ndim != 2 or vectors.shape[1] != index.dim:
+            raise IndexCorruptedError(f"{folder / 'vectors.npy'} has shape {vectors.shape}, not (n, {index.dim})")
+        buffer: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            start = buffer[0]["label"]
+            rows = np.ascontiguousarray(vectors[start : start + len(buffer)], dtype=np.float32)
+            batch = Batch([b["id"] for b in buffer], rows, [b["text"] for b in buffer], [b["metadata"] for b in buffer])
+            with index._lock:
+                index._insert(batch)
+            buffer.clear()
+
+        with (folder / "docs.jsonl").open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh):
+                try:
+                    obj = json.loads(line)
+                except ValueError as exc:
+                    raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} is not valid JSON: {exc}") from exc
+                if obj.get("label") != lineno or lineno >= vectors.shape[0]:
+                    raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} does not match vectors.npy")
+                buffer.append(obj)
+                if len(buffer) == index._max_batch:
+                    flush()
+        if buffer:
+            flush()
+        return index

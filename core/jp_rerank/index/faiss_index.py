@@ -1,0 +1,451 @@
+"""faiss vector index: exact flat inner product, HNSW graph, or IVF-PQ for corpora of millions.
+
+faiss is imported on first use (``pip install "jp-rerank[faiss]"``). Vectors are stored in faiss under the
+integer labels of a :class:`~jp_rerank.index.store.DocumentStore`, which keeps ids, texts and metadata beside
+them; all three kinds search by inner product (on unit vectors for ``metric="cosine"``).
+
+========  ===============================================  =========================================
+kind      what it is                                       deletes
+========  ===============================================  =========================================
+flat      exact brute force (same results as ExactIndex)   removed from faiss at once
+hnsw      HNSW graph over full vectors; ``ef_search``       marked deleted and skipped by searches;
+          trades speed for recall per query                 :meth:`FaissIndex.compact` rebuilds
+ivfpq     inverted lists + product quantisation, trained   removed from faiss at once
+          on a sample (:meth:`train`); ``nprobe`` trades
+          speed for recall; ~``pq_m`` bytes per vector
+========  ===============================================  =========================================
+
+Metadata filters (``where=``) run inside faiss through an id selector. When a filter keeps at most
+``exhaustive_filter_limit`` records, HNSW scores exactly those records instead of walking the graph (graph
+search with a very selective filter can miss matches), and IVF-PQ probes every list, so a small filter still
+returns ``min(k, matches)`` hits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+
+import numpy as np
+
+from jp_rerank._deps import require
+from jp_rerank._validate import check_positive_int
+from jp_rerank.index.base import (
+    Batch,
+    IndexCorruptedError,
+    MetadataValue,
+    Metric,
+    Record,
+    SearchHit,
+    VectorIndex,
+    Where,
+    sort_hits,
+    top_k_rows,
+)
+from jp_rerank.index.store import DocumentStore
+
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Self
+
+__all__ = ["FaissIndex", "FaissKind"]
+
+logger = logging.getLogger(__name__)
+
+FaissKind: TypeAlias = Literal["flat", "hnsw", "ivfpq"]
+_KINDS: tuple[str, ...] = get_args(FaissKind)
+_INDEX_FILE = "index.faiss"
+_TOMBSTONES_FILE = "tombstones.npy"
+
+
+def _faiss() -> ModuleType:
+    return require("faiss", "faiss")
+
+
+def default_nlist(n_train: int) -> int:
+    """Number of IVF lists chosen when ``nlist`` is not given: about ``4 * sqrt(n)``, >= 39 training points each.
+
+    Example:
+        >>> default_nlist(100_000)
+        1264
+    """
+    return max(1, min(round(4 * math.sqrt(n_train)), n_train // 39))
+
+
+def default_pq_m(dim: int) -> int:
+    """Number of PQ sub-quantisers chosen when ``pq_m`` is not given: the largest divisor of ``dim`` <= dim / 8.
+
+    Example:
+        >>> default_pq_m(384)
+        48
+    """
+    for m in range(max(1, dim // 8), 0, -1):
+        if dim % m == 0:
+            return m
+    return 1
+
+
+class FaissIndex(VectorIndex):
+    """A faiss index (flat, HNSW or IVF-PQ) with ids, texts and metadata kept beside it.
+
+    Args:
+        dim: Vector dimension.
+        kind: ``"flat"`` (exact), ``"hnsw"`` or ``"ivfpq"``.
+        metric: ``"cosine"`` (normalised) or ``"ip"``.
+        embedder_id: Id of the model that made the vectors, checked when the index is loaded.
+        hnsw_m: HNSW graph degree.
+        ef_construction: HNSW build-time beam width.
+        ef_search: Default HNSW query-time beam width (raised to ``k`` when smaller); override per query.
+        nlist: IVF lists; ``None`` picks :func:`default_nlist` of the training sample size at :meth:`train`.
+        pq_m: PQ sub-quantisers (must divide ``dim``); ``None`` picks :func:`default_pq_m`.
+        pq_nbits: Bits per PQ code (8 = 256 centroids per sub-quantiser).
+        nprobe: Default number of IVF lists probed per query; override per query.
+        exhaustive_filter_limit: Filters matching at most this many records are searched exhaustively
+            (HNSW: exact scores; IVF-PQ: all lists).
+
+    Example:
+        >>> index = FaissIndex(2, kind="flat")  # doctest: +SKIP
+        >>> index.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], ["犬", "猫"])  # doctest: +SKIP
+        >>> [h.id for h in index.search([0.9, 0.1], k=1)]  # doctest: +SKIP
+        ['a']
+    """
+
+    backend = "faiss"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        kind: FaissKind = "flat",
+        metric: Metric = "cosine",
+        embedder_id: str | None = None,
+        hnsw_m: int = 32,
+        ef_construction: int = 100,
+        ef_search: int = 64,
+        nlist: int | None = None,
+        pq_m: int | None = None,
+        pq_nbits: int = 8,
+        nprobe: int = 16,
+        exhaustive_filter_limit: int = 10_000,
+    ) -> None:
+        super().__init__(dim, metric=metric, embedder_id=embedder_id)
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {list(_KINDS)}, got {kind!r}")
+        self._kind: FaissKind = kind
+        self._hnsw_m = check_positive_int(hnsw_m, name="hnsw_m")
+        self._ef_construction = check_positive_int(ef_construction, name="ef_construction")
+        self._ef_search = check_positive_int(ef_search, name="ef_search")
+        self._nlist = None if nlist is None else check_positive_int(nlist, name="nlist")
+        self._pq_m = default_pq_m(dim) if pq_m is None else check_positive_int(pq_m, name="pq_m")
+        if dim % self._pq_m:
+            raise ValueError(f"pq_m={self._pq_m} must divide the dimension {dim}")
+        self._pq_nbits = check_positive_int(pq_nbits, name="pq_nbits")
+        self._nprobe = check_positive_int(nprobe, name="nprobe")
+        self._exhaustive_limit = check_positive_int(exhaustive_filter_limit, name="exhaustive_filter_limit")
+        self._store = DocumentStore()
+        self._tombstones: set[int] = set()  # HNSW labels deleted but still in the graph
+        self._tomb_selector: Any = None
+        self._index: Any = None if (kind == "ivfpq" and self._nlist is None) else self._new_index(self._nlist)
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def kind(self) -> FaissKind:
+        """``"flat"``, ``"hnsw"`` or ``"ivfpq"``."""
+        return self._kind
+
+    @property
+    def nprobe(self) -> int:
+        """Default number of IVF lists probed per query (IVF-PQ)."""
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self._nprobe = check_positive_int(value, name="nprobe")
+
+    @property
+    def ef_search(self) -> int:
+        """Default HNSW query-time beam width."""
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._ef_search = check_positive_int(value, name="ef_search")
+
+    @property
+    def nlist(self) -> int | None:
+        """Number of IVF lists (``None`` until an IVF-PQ index with automatic ``nlist`` is trained)."""
+        return self._nlist
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether vectors can be added (always true except for an untrained IVF-PQ index)."""
+        return self._index is not None and bool(self._index.is_trained)
+
+    @property
+    def needs_training(self) -> bool:
+        """Whether :meth:`train` must be called before :meth:`add`."""
+        return not self.is_trained
+
+    @property
+    def n_tombstones(self) -> int:
+        """HNSW records deleted but still occupying the graph (see :meth:`compact`)."""
+        return len(self._tombstones)
+
+    def params(self) -> dict[str, Any]:
+        """Backend parameters for the manifest."""
+        return {
+            "kind": self._kind,
+            "hnsw_m": self._hnsw_m,
+            "ef_construction": self._ef_construction,
+            "ef_search": self._ef_search,
+            "nlist": self._nlist,
+            "pq_m": self._pq_m,
+            "pq_nbits": self._pq_nbits,
+            "nprobe": self._nprobe,
+            "exhaustive_filter_limit": self._exhaustive_limit,
+            "next_label": self._store.next_label,
+            "faiss_version": _faiss().__version__,
+        }
+
+    def _new_index(self, nlist: int | None) -> Any:
+        faiss = _faiss()
+        ip = faiss.METRIC_INNER_PRODUCT
+        if self._kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if self._kind == "hnsw":
+            graph = faiss.IndexHNSWFlat(self.dim, self._hnsw_m, ip)
+            graph.hnsw.efConstruction = self._ef_construction
+            return faiss.IndexIDMap2(graph)
+        assert nlist is not None
+        quantizer = faiss.IndexFlatIP(self.dim)
+        return faiss.IndexIVFPQ(quantizer, self.dim, nlist, self._pq_m, self._pq_nbits, ip)
+
+    # ------------------------------------------------------------------ training and maintenance
+
+    def _train(self, vectors: np.ndarray) -> None:
+        if self._kind != "ivfpq":
+            return
+        if self.is_trained:
+            raise ValueError("this IVF-PQ index is already trained")
+        n = vectors.shape[0]
+        nlist = self._nlist or default_nlist(n)
+        if n < nlist or n < 2**self._pq_nbits:
+            raise ValueError(
+                f"training IVF-PQ needs at least max(nlist={nlist}, 2**pq_nbits={2**self._pq_nbits}) vectors, got {n}"
+            )
+        if n < 39 * nlist:
+            logger.warning("training %d IVF lists on %d vectors; faiss advises >= %d", nlist, n, 39 * nlist)
+        index = self._new_index(nlist)
+        index.train(vectors)
+        self._index, self._nlist = index, nlist
+
+    def compact(self) -> int:
+        """Rebuild an HNSW graph without its deleted records (no-op for flat and IVF-PQ).
+
+        Returns:
+            How many deleted records were dropped from the graph.
+        """
+        with self._lock:
+            if not self._tombstones:
+                return 0
+            dropped = len(self._tombstones)
+            live = self._store.live_labels()
+            vectors = self._index.reconstruct_batch(live) if live.size else None
+            index = self._new_index(None)
+            if vectors is not None:
+                index.add_with_ids(vectors, live)
+            self._index = index
+            self._set_tombstones(set())
+            return dropped
+
+    def _set_tombstones(self, tombstones: set[int]) -> None:
+        self._tombstones = tombstones
+        self._tomb_selector = None
+        if tombstones:
+            faiss = _faiss()
+            batch = faiss.IDSelectorBatch(np.fromiter(sorted(tombstones), dtype=np.int64))
+            self._tomb_selector = (faiss.IDSelectorNot(batch), batch)  # keep the inner selector alive
+
+    # ------------------------------------------------------------------ hooks
+
+    def _count(self) -> int:
+        return len(self._store)
+
+    def _present(self, ids: list[str]) -> list[str]:
+        return [i for i in ids if self._store.label_of(i) is not None]
+
+    def _insert(self, batch: Batch) -> None:
+        if not self.is_trained:
+            raise ValueError("this IVF-PQ index must be trained first: call train(sample_vectors)")
+        start = self._store.next_label
+        labels = np.arange(start, start + len(batch.ids), dtype=np.int64)
+        self._index.add_with_ids(batch.vectors, labels)
+        self._store.append(batch.ids, batch.texts, batch.metadatas)
+
+    def _remove(self, ids: list[str]) -> int:
+        labels = self._store.labels_of(ids)
+        if labels.size == 0:
+            return 0
+        if self._kind == "hnsw":
+            self._set_tombstones(self._tombstones | set(labels.tolist()))
+        else:
+            removed = self._index.remove_ids(_faiss().IDSelectorBatch(labels))
+            if removed != labels.size:
+                raise RuntimeError(f"faiss removed {removed} vectors instead of {labels.size}")
+        self._store.remove(ids)
+        return int(labels.size)
+
+    def _get(self, ids: list[str]) -> list[Record | None]:
+        labels = [self._store.label_of(i) for i in ids]
+        return [None if label is None else self._store.record(label) for label in labels]
+
+    def _iter_records(self, batch_size: int) -> Iterator[Record]:
+        with self._lock:
+            labels = self._store.live_labels()
+        for start in range(0, labels.size, batch_size):
+            with self._lock:
+                page = [
+                    self._store.record(lb)
+                    for lb in labels[start : start + batch_size].tolist()
+                    if self._store.id_at(lb) is not None
+                ]
+            yield from page
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        query: object,
+        k: int = 10,
+        *,
+        where: Where | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> list[SearchHit]:
+        """Return the ``k`` stored records most similar to one query vector.
+
+        Args:
+            query: Array-like of shape ``(dim,)``.
+            k: Number of hits.
+            where: Optional equality filter on metadata, e.g. ``{"lang": "ja"}``.
+            nprobe: IVF lists to probe for this query (IVF-PQ; default :attr:`nprobe`).
+            ef_search: HNSW beam width for this query (default :attr:`ef_search`).
+        """
+        return self._run_search(query, k, where, self._options(nprobe, ef_search), single=True)[0]
+
+    def search_batch(
+        self,
+        queries: object,
+        k: int = 10,
+        *,
+        where: Where | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> list[list[SearchHit]]:
+        """Search many query vectors at once; see :meth:`search` for the arguments."""
+        return self._run_search(queries, k, where, self._options(nprobe, ef_search), single=False)
+
+    def _options(self, nprobe: int | None, ef_search: int | None) -> dict[str, int]:
+        return {
+            "nprobe": self._nprobe if nprobe is None else check_positive_int(nprobe, name="nprobe"),
+            "ef_search": self._ef_search if ef_search is None else check_positive_int(ef_search, name="ef_search"),
+        }
+
+    def _search(
+        self, queries: np.ndarray, k: int, where: dict[str, MetadataValue] | None, options: Mapping[str, int]
+    ) -> list[list[SearchHit]]:
+        faiss = _faiss()
+        allowed = None if where is None else self._store.matching_labels(where)
+        if allowed is not None and allowed.size == 0:
+            return [[] for _ in range(queries.shape[0])]
+        small_filter = allowed is not None and allowed.size <= self._exhaustive_limit
+        if small_filter and self._kind == "hnsw":
+            assert allowed is not None
+            return self._score_exactly(queries, k, allowed)
+        keep: list[Any] = []  # selectors must outlive the search call
+        selector = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(allowed)
+        elif self._tomb_selector is not None:
+            selector = self._tomb_selector[0]
+        keep.append(selector)
+        if self._kind == "ivfpq":
+            nprobe = self._nlist if small_filter else min(options["nprobe"], self._nlist or 1)
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+        elif self._kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(options["ef_search"], k))
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        n_live = len(self._store)
+        distances, labels = self._index.search(queries, min(k, n_live), params=params)
+        del keep
+        out: list[list[SearchHit]] = []
+        for drow, lrow in zip(distances, labels, strict=True):
+            hits = [self._store.hit(int(lb), float(d)) for d, lb in zip(drow, lrow, strict=True) if lb >= 0]
+            out.append(sort_hits(hits))
+        return out
+
+    def _score_exactly(self, queries: np.ndarray, k: int, labels: np.ndarray) -> list[list[SearchHit]]:
+        vectors = self._index.reconstruct_batch(labels)
+        store = self._store
+
+        def id_of(row: int) -> str:
+            return store.id_at(int(labels[row])) or ""
+
+        out: list[list[SearchHit]] = []
+        for row in queries @ vectors.T:
+            out.append([store.hit(int(labels[r]), float(row[r])) for r in top_k_rows(row, k, id_of)])
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def _write_payload(self, folder: Path) -> None:
+        if self._index is not None:
+            _faiss().write_index(self._index, str(folder / _INDEX_FILE))
+        if self._tombstones:
+            tomb = np.fromiter(sorted(self._tombstones), dtype=np.int64)
+            np.save(folder / _TOMBSTONES_FILE, tomb, allow_pickle=False)
+        self._store.write_jsonl(folder / "docs.jsonl")
+
+    @classmethod
+    def _from_payload(cls, folder: Path, manifest: Mapping[str, Any], **options: Any) -> Self:
+        if options:
+            raise TypeError(f"unexpected options for a faiss index: {sorted(options)}")
+        p = dict(manifest["params"])
+        index = cls(
+            manifest["dim"],
+            kind=p["kind"],
+            metric=manifest["metric"],
+            embedder_id=manifest["embedder_id"],
+            hnsw_m=p["hnsw_m"],
+            ef_construction=p["ef_construction"],
+            ef_search=p["ef_search"],
+            nlist=p["nlist"],
+            pq_m=p["pq_m"],
+            pq_nbits=p["pq_nbits"],
+            nprobe=p["nprobe"],
+            exhaustive_filter_limit=p["exhaustive_filter_limit"],
+        )
+        index._store = DocumentStore.read_jsonl(folder / "docs.jsonl", next_label=p["next_label"])
+        files = manifest["files"]
+        if _INDEX_FILE in files:
+            try:
+                index._index = _faiss().read_index(str(folder / _INDEX_FILE))
+            except RuntimeError as exc:
+                raise IndexCorruptedError(f"faiss cannot read {folder / _INDEX_FILE}: {exc}") from exc
+        elif len(index._store):
+            raise IndexCorruptedError(f"{folder} holds records but no {_INDEX_FILE}")
+        if _TOMBSTONES_FILE in files:
+            index._set_tombstones(set(np.load(folder / _TOMBSTONES_FILE, allow_pickle=False).tolist()))
+        expected = len(index._store) + len(index._tombstones)
+        if index._index is not None and index._index.ntotal != expected:
+            raise IndexCorruptedError(
+                f"{folder / _INDEX_FILE} holds {index._index.ntotal} vectors but the documents need {expected}"
+            )
+        return index

@@ -1,0 +1,352 @@
+"""The two-stage retriever: first stage(s) → fusion → cross-encoder rerank → top passages."""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from jp_rerank._validate import check_positive_int, check_query, check_texts
+from jp_rerank.fusion import Normalization, _check_weights, reciprocal_rank_fusion, weighted_score_fusion
+from jp_rerank.pipeline.stages import FirstStage, StageHit
+from jp_rerank.rerank.results import rank_scores
+
+if TYPE_CHECKING:
+    from jp_rerank.embed import Embedder, SparseEmbedder
+    from jp_rerank.rerank import Reranker
+
+__all__ = ["FusionMethod", "RetrievedPassage", "TwoStageRetriever"]
+
+FusionMethod = Literal["rrf", "weighted"]
+
+
+@dataclass(frozen=True)
+class RetrievedPassage:
+    """One passage returned by :class:`TwoStageRetriever`.
+
+    Attributes:
+        id: Passage id.
+        text: Passage text.
+        metadata: A fresh copy of the passage's metadata (changing it changes nothing else).
+        score: The ranking score: ``rerank_score`` when a reranker is set, else ``first_stage_score``.
+        first_stage_score: The first stage's score, or the fused score when several first stages run.
+        rerank_score: The cross-encoder's score, ``None`` without a reranker.
+
+    Example:
+        >>> RetrievedPassage(id="d1", text="富士山", metadata={}, score=0.9, first_stage_score=0.03, rerank_score=0.9)
+        RetrievedPassage(id='d1', text='富士山', metadata={}, score=0.9, first_stage_score=0.03, rerank_score=0.9)
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float
+    first_stage_score: float
+    rerank_score: float | None
+
+
+class TwoStageRetriever:
+    """Retrieve ``first_k`` candidates with one or more first stages, fuse them, rerank, keep ``top_n``.
+
+    With several first stages (hybrid), their rankings are fused per query by reciprocal rank fusion
+    (``fusion="rrf"``) or a weighted sum of normalised scores (``fusion="weighted"``; see :mod:`jp_rerank.fusion`),
+    and the best ``first_k`` fused candidates go on. The reranker (``Reranker.rerank_many``, batches shared across
+    queries) scores every candidate; the ``top_n`` best come back, dropping those under ``score_threshold``.
+    Without a reranker the first-stage order is the answer and the threshold applies to the first-stage score.
+
+    Ties keep the first-stage order (fusion ties: see :mod:`jp_rerank.fusion`). A candidate's text and
+    metadata come from the first stage (in ``first_stages`` order) that returned it.
+
+    ``last_timings`` holds the seconds spent in the most recent finished call (from any thread): one key per first
+    stage name (query encoding included), ``"fusion"`` (several stages only), ``"rerank"`` (with a reranker) and
+    ``"total"``. Concurrent ``retrieve`` calls are safe; each replaces ``last_timings`` whole when it finishes.
+
+    Args:
+        first_stages: The first-stage retrievers (see :class:`~jp_rerank.pipeline.FirstStage`), unique names.
+        reranker: Cross-encoder applied to the candidates; ``None`` for first stage only.
+        first_k: Candidates per first stage, and fused candidates handed to the reranker.
+        top_n: Passages returned per query.
+        score_threshold: Drop passages whose ``score`` is below it.
+        fusion: ``"rrf"`` or ``"weighted"``.
+        rrf_k: The rank offset of reciprocal rank fusion.
+        weights: Per-stage fusion weights, by stage name (mapping) or in ``first_stages`` order; default all 1.
+        normalization: Score normalisation of weighted fusion: ``"minmax"`` or ``"zscore"``.
+
+    Example:
+        >>> from jp_rerank.data import load_demo_corpus
+        >>> docs = load_demo_corpus()
+        >>> retriever = TwoStageRetriever.from_texts([d["text"] for d in docs], ids=[d["id"] for d in docs], top_n=2)
+        >>> [p.id for p in retriever.retrieve("富士山の標高は何メートル？")][0]
+        'doc-001'
+    """
+
+    def __init__(
+        self,
+        *,
+        first_stages: Sequence[FirstStage],
+        reranker: Reranker | None = None,
+        first_k: int = 100,
+        top_n: int = 10,
+        score_threshold: float | None = None,
+        fusion: FusionMethod = "rrf",
+        rrf_k: int = 60,
+        weights: Mapping[str, float] | Sequence[float] | None = None,
+        normalization: Normalization = "minmax",
+    ) -> None:
+        if isinstance(first_stages, FirstStage) or not isinstance(first_stages, Sequence):
+            raise TypeError("first_stages must be a sequence of first-stage retrievers")
+        stages = tuple(first_stages)
+        if not stages:
+            raise ValueError("first_stages is empty; give at least one first-stage retriever")
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, FirstStage):
+                raise TypeError(f"first_stages[{i}] has no name and search_many(queries, k): {type(stage).__name__}")
+        names = [stage.name for stage in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"first stage names must be unique, got {names}")
+        if fusion not in ("rrf", "weighted"):
+            raise ValueError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
+        if normalization not in ("minmax", "zscore"):
+            raise ValueError(f"normalization must be 'minmax' or 'zscore', got {normalization!r}")
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
+            raise ValueError(f"rrf_k must be an int >= 0, got {rrf_k!r}")
+        self.first_stages: tuple[FirstStage, ...] = stages
+        self.reranker = reranker
+        self.first_k = check_positive_int(first_k, name="first_k")
+        self.top_n = check_positive_int(top_n, name="top_n")
+        self.score_threshold = _check_threshold(score_threshold)
+        self.fusion: FusionMethod = fusion
+        self.rrf_k = rrf_k
+        self.normalization: Normalization = normalization
+        self.weights: tuple[float, ...] | None = _stage_weights(weights, names)
+        self._timings_lock = threading.Lock()
+        self._last_timings: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        names = [stage.name for stage in self.first_stages]
+        return (
+            f"TwoStageRetriever(first_stages={names}, reranker={self.reranker!r}, first_k={self.first_k}, "
+            f"top_n={self.top_n}, fusion={self.fusion!r})"
+        )
+
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Seconds per stage of the most recent finished call (a copy; empty before the first call)."""
+        with self._timings_lock:
+            return dict(self._last_timings)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        embedder: Embedder | str | os.PathLike[str] | None = None,
+        bm25: str | None = "mecab",
+        sparse: SparseEmbedder | str | os.PathLike[str] | None = None,
+        reranker: Reranker | str | os.PathLike[str] | None = None,
+        vector_backend: str = "exact",
+        **kwargs: Any,
+    ) -> TwoStageRetriever:
+        """Index passages with the chosen first stages and build a retriever over them.
+
+        First stages are built in the order dense (``embedder``), sparse (``sparse``), BM25 (``bm25``), for those
+        that are set; that order is the order of ``weights`` given as a sequence and of fusion tie-breaks.
+
+        Args:
+            texts: Passages.
+            ids: One unique id per passage (default ``"0"``, ``"1"``...).
+            metadatas: One mapping per passage (copied), default empty.
+            embedder: Dense embedder (object, alias, hub id or local path); ``None`` for no dense stage.
+            bm25: BM25 tokenizer spec (``"mecab"``, ``"char2"``, ``"sudachi"``...); ``None`` for no BM25 stage.
+            sparse: SPLADE encoder (object, alias, hub id or local path); ``None`` for no sparse stage.
+            reranker: Cross-encoder (object, alias, hub id or local path); ``None`` for first stage only.
+            vector_backend: Vector index of the dense stage (see :func:`jp_rerank.index.make_index`).
+            **kwargs: Passed to the constructor (``first_k``, ``top_n``, ``score_threshold``, ``fusion``...).
+
+        Raises:
+            ValueError: No first stage chosen, no texts, duplicate ids, or lengths that differ.
+        """
+        from jp_rerank.pipeline.stages import BM25Stage, SparseStage, _copy_metadatas
+
+        items = check_texts(texts, name="texts")
+        if not items:
+            raise ValueError("texts is empty; give at least one passage to index")
+        if embedder is None and bm25 is None and sparse is None:
+            raise ValueError("no first stage: set at least one of embedder, sparse or bm25")
+        doc_ids = _check_ids(ids, len(items))
+        metas = _copy_metadatas(metadatas, len(items))
+        stages: list[FirstStage] = []
+        if embedder is not None:
+            from jp_rerank.pipeline.stages import DenseStage
+
+            stages.append(DenseStage.build(items, ids=doc_ids, metadatas=metas, embedder=embedder, backend=vector_backend))
+        if sparse is not None:
+            from jp_rerank.embed import SparseEmbedder, SparseIndex
+
+            encoder = sparse if isinstance(sparse, SparseEmbedder) else SparseEmbedder(sparse)
+            index = SparseIndex(encoder)
+            index.add(items, ids=doc_ids, metadatas=metas)
+            stages.append(SparseStage(index))
+        if bm25 is not None:
+            from jp_rerank.lexical import BM25Index
+
+            stages.append(BM25Stage(BM25Index(bm25).index(items, ids=doc_ids), items, metas))
+        cross: Reranker | None = None
+        if reranker is not None:
+            from jp_rerank.rerank import Reranker
+
+            cross = reranker if isinstance(reranker, Reranker) else Reranker(reranker)
+        return cls(first_stages=stages, reranker=cross, **kwargs)
+
+    # ------------------------------------------------------------------ retrieval
+    def retrieve(self, query: str, *, top_n: int | None = None, first_k: int | None = None) -> list[RetrievedPassage]:
+        """Return the best passages for one query, by descending ``score``.
+
+        Args:
+            query: The question (non-empty).
+            top_n: Passages to return (default: the retriever's ``top_n``).
+            first_k: Candidates per first stage (default: the retriever's ``first_k``).
+
+        Raises:
+            ValueError: Empty or whitespace query; ``top_n`` or ``first_k`` not positive.
+            TypeError: A non-string query.
+        """
+        check_query(query)
+        return self.retrieve_many([query], top_n=top_n, first_k=first_k)[0]
+
+    def retrieve_many(
+        self, queries: Sequence[str], *, top_n: int | None = None, first_k: int | None = None
+    ) -> list[list[RetrievedPassage]]:
+        """Retrieve for several queries at once: batched first stages and one shared rerank.
+
+        Returns:
+            One list per query, each equal to ``retrieve(query)``.
+        """
+        items = check_texts(queries, name="queries")
+        for i, q in enumerate(items):
+            check_query(q, name=f"queries[{i}]" if len(items) > 1 else "query")
+        n = self.top_n if top_n is None else check_positive_int(top_n, name="top_n")
+        k = self.first_k if first_k is None else check_positive_int(first_k, name="first_k")
+        if not items:
+            return []
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        per_stage: list[Sequence[Sequence[StageHit]]] = []
+        for stage in self.first_stages:
+            t0 = time.perf_counter()
+            results = stage.search_many(items, k)
+            timings[stage.name] = time.perf_counter() - t0
+            if len(results) != len(items):
+                raise ValueError(f"first stage {stage.name!r} returned {len(results)} result lists for {len(items)} queries")
+            per_stage.append(results)
+        t0 = time.perf_counter()
+        candidates = [self._fuse([results[qi] for results in per_stage], k) for qi in range(len(items))]
+        if len(per_stage) > 1:
+            timings["fusion"] = time.perf_counter() - t0
+        if self.reranker is None:
+            out = [self._first_stage_only(cands, n) for cands in candidates]
+        else:
+            t0 = time.perf_counter()
+            ranked = self.reranker.rerank_many(
+                items, [[c.text for c in cands] for cands in candidates], top_n=n, score_threshold=self.score_threshold
+            )
+            timings["rerank"] = time.perf_counter() - t0
+            out = [
+                [_passage(cands[r.index], rerank_score=r.score) for r in results]
+                for cands, results in zip(candidates, ranked, strict=True)
+            ]
+        timings["total"] = time.perf_counter() - start
+        with self._timings_lock:
+            self._last_timings = timings
+        return out
+
+    def _fuse(self, rankings: list[Sequence[StageHit]], k: int) -> list[_Fused]:
+        """Merge one query's stage rankings into at most ``k`` candidates, best first."""
+        by_id: dict[str, StageHit] = {}
+        for hits in rankings:
+            for hit in hits:
+                by_id.setdefault(hit.id, hit)
+        if len(rankings) == 1:
+            return [_Fused(hit, float(hit.score)) for hit in list(rankings[0])[:k]]
+        if self.fusion == "rrf":
+            fused = reciprocal_rank_fusion(
+                [[hit.id for hit in hits] for hits in rankings], k=self.rrf_k, weights=self.weights, top_n=k
+            )
+        else:
+            fused = weighted_score_fusion(
+                [[(hit.id, float(hit.score)) for hit in hits] for hits in rankings],
+                weights=self.weights,
+                normalization=self.normalization,
+                top_n=k,
+            )
+        return [_Fused(by_id[f.id], f.score) for f in fused]
+
+    def _first_stage_only(self, candidates: list[_Fused], top_n: int) -> list[RetrievedPassage]:
+        ranked = rank_scores([c.score for c in candidates], top_n=top_n, score_threshold=self.score_threshold)
+        return [_passage(candidates[r.index], rerank_score=None) for r in ranked]
+
+
+@dataclass(frozen=True)
+class _Fused:
+    hit: StageHit
+    score: float
+
+    @property
+    def text(self) -> str:
+        return self.hit.text
+
+
+def _passage(candidate: _Fused, *, rerank_score: float | None) -> RetrievedPassage:
+    hit = candidate.hit
+    return RetrievedPassage(
+        id=str(hit.id),
+        text=hit.text,
+        metadata=copy.deepcopy(dict(hit.metadata)),
+        score=float(rerank_score if rerank_score is not None else candidate.score),
+        first_stage_score=float(candidate.score),
+        rerank_score=None if rerank_score is None else float(rerank_score),
+    )
+
+
+def _check_threshold(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise ValueError(f"score_threshold must be a number or None, got {value!r}")
+    return float(value)
+
+
+def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
+    if ids is None:
+        return [str(i) for i in range(n)]
+    doc_ids = check_texts(ids, name="ids")
+    if len(doc_ids) != n:
+        raise ValueError(f"got {n} texts but {len(doc_ids)} ids")
+    seen: set[str] = set()
+    for doc_id in doc_ids:
+        if doc_id in seen:
+            raise ValueError(f"duplicate id {doc_id!r}")
+        seen.add(doc_id)
+    return doc_ids
+
+
+def _stage_weights(weights: Mapping[str, float] | Sequence[float] | None, names: list[str]) -> tuple[float, ...] | None:
+    if weights is None:
+        return None
+    if isinstance(weights, Mapping):
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise ValueError(f"weights name unknown first stages {unknown}; stages are {names}")
+        values: list[float] = [weights.get(name, 1.0) for name in names]
+    else:
+        values = list(weights)
+    return tuple(_check_weights(values, len(names)))

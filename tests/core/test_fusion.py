@@ -1,0 +1,144 @@
+"""Rank fusion: hand-computed RRF and weighted-score values, ties, partial lists, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jp_rerank.fusion import FusedHit, reciprocal_rank_fusion, weighted_score_fusion
+
+
+def _pairs(hits: list[FusedHit]) -> list[tuple[str, float]]:
+    return [(h.id, h.score) for h in hits]
+
+
+def test_rrf_hand_computed_default_k() -> None:
+    hits = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])
+    # a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62
+    expected = [("a", 1 / 61 + 1 / 62), ("c", 1 / 63 + 1 / 61), ("b", 1 / 62)]
+    assert [h.id for h in hits] == [e[0] for e in expected]
+    for hit, (_, score) in zip(hits, expected, strict=True):
+        assert hit.score == pytest.approx(score, rel=1e-12)
+        assert type(hit.score) is float
+    assert hits[0].ranks == (1, 2)
+    assert hits[1].ranks == (3, 1)
+    assert hits[2].ranks == (2, None)  # id present in only one list
+
+
+def test_rrf_weights_and_k() -> None:
+    hits = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], k=0, weights=[2.0, 1.0])
+    # a: 2/1 + 1/2 = 2.5 ; b: 2/2 + 1/1 = 2.0
+    assert _pairs(hits) == [("a", 2.5), ("b", 2.0)]
+    zero_weight = reciprocal_rank_fusion([["a"], ["b"]], k=1, weights=[0.0, 1.0])
+    assert _pairs(zero_weight) == [("b", 0.5), ("a", 0.0)]  # still listed, with no credit
+
+
+def test_rrf_ties_follow_first_appearance() -> None:
+    # x and y both rank 1 in one list each; x's list comes first
+    assert [h.id for h in reciprocal_rank_fusion([["x"], ["y"]])] == ["x", "y"]
+    assert [h.id for h in reciprocal_rank_fusion([["y"], ["x"]])] == ["y", "x"]
+    # symmetric swap: a and b tie; a appears first when reading list 0
+    assert [h.id for h in reciprocal_rank_fusion([["a", "b"], ["b", "a"]])] == ["a", "b"]
+
+
+def test_rrf_top_n_and_empty_inputs() -> None:
+    assert [h.id for h in reciprocal_rank_fusion([["a", "b", "c"]], top_n=2)] == ["a", "b"]
+    assert reciprocal_rank_fusion([]) == []
+    assert reciprocal_rank_fusion([[], []]) == []
+    assert [h.id for h in reciprocal_rank_fusion([[], ["q"]])] == ["q"]
+
+
+def test_minmax_fusion_hand_computed() -> None:
+    hits = weighted_score_fusion(
+        [[("a", 10.0), ("b", 6.0), ("c", 2.0)], [("c", 0.9), ("d", 0.5), ("a", 0.1)]],
+        weights=[1.0, 2.0],
+    )
+    # list 0: a 1.0, b 0.5, c 0.0 ; list 1: c 1.0, d 0.5, a 0.0 ; absent -> 0
+    # a: 1 + 0 = 1 ; b: 0.5 ; c: 0 + 2 = 2 ; d: 2 * 0.5 = 1
+    assert _pairs(hits) == [("c", 2.0), ("a", 1.0), ("d", 1.0), ("b", 0.5)]
+    assert hits[0].ranks == (3, 1)
+    assert hits[3].ranks == (2, None)
+
+
+def test_minmax_equal_scores_get_one() -> None:
+    hits = weighted_score_fusion([[("a", 3.0), ("b", 3.0)], [("c", 1.0)]])
+    assert _pairs(hits) == [("a", 1.0), ("b", 1.0), ("c", 1.0)]
+
+
+def test_zscore_fusion_hand_computed() -> None:
+    hits = weighted_score_fusion([[("a", 3.0), ("b", 2.0), ("c", 1.0)], [("b", 5.0), ("d", 1.0)]], normalization="zscore")
+    # list 0: mean 2, std sqrt(2/3) -> a +1.2247, b 0, c -1.2247 ; absent gets -1.2247
+    # list 1: mean 3, std 2 -> b +1, d -1 ; absent gets -1
+    z = math.sqrt(1.5)
+    expected = {"a": z - 1, "b": 0 + 1, "c": -z - 1, "d": -z - 1}
+    assert [h.id for h in hits] == ["b", "a", "c", "d"]  # c and d tie: c appears first
+    for h in hits:
+        assert h.score == pytest.approx(expected[h.id], rel=1e-12)
+
+
+def test_zscore_equal_scores_give_zero() -> None:
+    hits = weighted_score_fusion([[("a", 2.0), ("b", 2.0)]], normalization="zscore")
+    assert _pairs(hits) == [("a", 0.0), ("b", 0.0)]
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match=r"rankings\[0\] lists id 'a' more than once"):
+        reciprocal_rank_fusion([["a", "a"]])
+    with pytest.raises(TypeError, match=r"rankings\[1\]\[0\] must be a str id"):
+        reciprocal_rank_fusion([["a"], [1]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="rankings must be a sequence"):
+        reciprocal_rank_fusion("abc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must be a finite number >= 0"):
+        reciprocal_rank_fusion([["a"]], k=-1)
+    with pytest.raises(ValueError, match="got 2 rankings but 1 weights"):
+        reciprocal_rank_fusion([["a"], ["b"]], weights=[1.0])
+    with pytest.raises(ValueError, match="at least one weight must be positive"):
+        reciprocal_rank_fusion([["a"]], weights=[0.0])
+    with pytest.raises(ValueError, match=r"weights\[0\] must be finite and >= 0"):
+        reciprocal_rank_fusion([["a"]], weights=[-1.0])
+    with pytest.raises(ValueError, match="top_n must be positive"):
+        reciprocal_rank_fusion([["a"]], top_n=0)
+    with pytest.raises(ValueError, match="non-finite score"):
+        weighted_score_fusion([[("a", float("nan"))]])
+    with pytest.raises(TypeError, match=r"must be an \(id, score\) pair"):
+        weighted_score_fusion([["a"]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="normalization must be"):
+        weighted_score_fusion([[("a", 1.0)]], normalization="l2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lists id 'b' more than once"):
+        weighted_score_fusion([[("b", 1.0), ("b", 0.5)]])
+
+
+def test_inputs_are_not_mutated() -> None:
+    rankings = [["a", "b"], ["b"]]
+    weights = [1.0, 2.0]
+    reciprocal_rank_fusion(rankings, weights=weights)
+    assert rankings == [["a", "b"], ["b"]]
+    assert weights == [1.0, 2.0]
+
+
+_ids = st.lists(st.sampled_from("abcdefgh"), unique=True, max_size=8)
+
+
+@given(st.lists(_ids, min_size=1, max_size=4))
+def test_rrf_properties(rankings: list[list[str]]) -> None:
+    hits = reciprocal_rank_fusion(rankings)
+    assert sorted(h.id for h in hits) == sorted({i for r in rankings for i in r})  # every id once
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert hits == reciprocal_rank_fusion([list(r) for r in rankings])  # deterministic
+    for h in hits:
+        assert h.score == pytest.approx(sum(1 / (60 + r) for r in h.ranks if r is not None))
+
+
+@given(st.lists(_ids, min_size=1, max_size=4), st.sampled_from(["minmax", "zscore"]))
+def test_weighted_properties(rankings: list[list[str]], normalization: str) -> None:
+    scored = [[(doc_id, float(len(r) - j) * 1.5) for j, doc_id in enumerate(r)] for r in rankings]
+    hits = weighted_score_fusion(scored, normalization=normalization)  # type: ignore[arg-type]
+    assert sorted(h.id for h in hits) == sorted({i for r in rankings for i in r})
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    if normalization == "minmax":
+        assert all(0.0 <= s <= len(rankings) for s in scores)

@@ -1,0 +1,70 @@
+"""JapaneseCrossEncoder: input-order scores, mixed queries, and the one-line switch in CrossEncoderReranker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+from langchain_core.cross_encoders import BaseCrossEncoder
+from langchain_core.documents import Document
+from sentence_transformers import CrossEncoder
+
+from jp_rerank import Reranker
+from jp_rerank.data import load_demo_corpus
+from langchain_jp_rerank import JapaneseCrossEncoder, JapaneseReranker
+
+Q1 = "富士山の高さは？"
+Q2 = "日本で一番長い川は何ですか？"
+
+
+@pytest.fixture(scope="module")
+def engine(xlmr_ce_path: Path) -> Reranker:
+    return Reranker(xlmr_ce_path, device="cpu").load()
+
+
+@pytest.fixture(scope="module")
+def passages() -> list[str]:
+    return [row["text"] for row in load_demo_corpus()[:8]]
+
+
+def test_is_a_langchain_cross_encoder(engine: Reranker) -> None:
+    assert isinstance(JapaneseCrossEncoder(reranker=engine), BaseCrossEncoder)
+
+
+def test_scores_match_sentence_transformers(xlmr_ce_path: Path, passages: list[str]) -> None:
+    pairs = [(Q1, p) for p in passages]
+    got = JapaneseCrossEncoder(model=xlmr_ce_path, device="cpu").score(pairs)
+    reference = CrossEncoder(str(xlmr_ce_path), device="cpu").predict(pairs)  # sigmoid for one-label models
+    assert all(type(s) is float for s in got)
+    np.testing.assert_allclose(got, reference, atol=1e-5)
+
+
+def test_mixed_queries_keep_input_order(engine: Reranker, passages: list[str]) -> None:
+    pairs = [(Q1 if i % 3 else Q2, p) for i, p in enumerate(passages)]
+    got = JapaneseCrossEncoder(reranker=engine).score(pairs)
+    expected = [float(engine.score(q, [p])[0]) for q, p in pairs]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_empty_and_bad_pairs(engine: Reranker) -> None:
+    encoder = JapaneseCrossEncoder(reranker=engine)
+    assert encoder.score([]) == []
+    with pytest.raises(TypeError, match=r"text_pairs\[1\] must be a \(query, passage\) pair"):
+        encoder.score([(Q1, "a"), "not a pair"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"text_pairs\[0\]\[1\] must be a str"):
+        encoder.score([(Q1, None)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="query is empty"):
+        encoder.score([("", "a")])
+    with pytest.raises(ValueError, match="either reranker= or model"):
+        JapaneseCrossEncoder(reranker=engine, model="xsmall")
+
+
+def test_drop_in_for_cross_encoder_reranker(engine: Reranker) -> None:
+    docs = [Document(row["text"], id=row["id"]) for row in load_demo_corpus()[:10]]
+    via_classic = CrossEncoderReranker(model=JapaneseCrossEncoder(reranker=engine), top_n=3)
+    ours = JapaneseReranker(reranker=engine, top_n=3)
+    assert [d.id for d in via_classic.compress_documents(docs, Q1)] == [
+        d.id for d in ours.compress_documents(docs, Q1)
+    ]
