@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jp_rerank.datasets import default_data_dir, load_beir
+from jp_rerank.datasets import BeirDataset, default_data_dir, load_beir
 from jp_rerank.evaluate import evaluate
-from jp_rerank.lexical import DEFAULT_B, DEFAULT_K1, DEFAULT_TOKENIZER, BM25Index
+from jp_rerank.lexical import DEFAULT_B, DEFAULT_K1, DEFAULT_TOKENIZER, BM25Index, BM25Method
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
 ATTRIBUTION = "JSQuAD (JGLUE, Kurihara et al., 2022), CC BY-SA 4.0"
@@ -31,14 +31,19 @@ ATTRIBUTION = "JSQuAD (JGLUE, Kurihara et al., 2022), CC BY-SA 4.0"
 
 @dataclass(frozen=True)
 class Config:
+    """One measured configuration."""
+
     tokenizer: str
     k1: float = DEFAULT_K1
     b: float = DEFAULT_B
+    method: BM25Method = "lucene"
     with_title: bool = True
 
     @property
     def label(self) -> str:
-        return f"{self.tokenizer} k1={self.k1} b={self.b}" + ("" if self.with_title else " (text only)")
+        """Row label of the table."""
+        method = "" if self.method == "lucene" else f" {self.method}"
+        return f"{self.tokenizer} k1={self.k1} b={self.b}{method}" + ("" if self.with_title else " (text only)")
 
 
 CONFIGS = (
@@ -52,6 +57,8 @@ CONFIGS = (
     Config("mecab-base"),
     Config("mecab-lemma+func"),
     Config("mecab"),
+    Config("mecab", method="robertson"),
+    Config("mecab", method="atire"),
     Config("mecab", with_title=False),
     Config("sudachi-a"),
     Config("sudachi-c"),
@@ -63,11 +70,10 @@ CONFIGS = (
 )
 
 
-def run_config(config: Config, data_path: Path) -> dict[str, float]:
-    ds = load_beir(data_path)
+def run_config(config: Config, ds: BeirDataset) -> dict[str, float]:
     qids = list(ds.queries)
     texts = ds.passages(with_title=config.with_title)
-    index = BM25Index(config.tokenizer, k1=config.k1, b=config.b)
+    index = BM25Index(config.tokenizer, k1=config.k1, b=config.b, method=config.method)
     start = time.perf_counter()
     index.index(texts, ids=ds.doc_ids)
     build_s = time.perf_counter() - start
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for config in configs:
-        m = run_config(config, args.data)
+        m = run_config(config, ds)
         print(
             f"{config.label:42s} {m['ndcg@10']:8.4f} {m['mrr@10']:8.4f} {m['recall@100']:8.4f} "
             f"{m['build_s']:8.2f} {m['qps']:8.0f} {m['vocab']:8.0f}",

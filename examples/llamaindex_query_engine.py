@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         engine = RetrieverQueryEngine.from_args(retriever, llm=llm, node_postprocessors=[rerank])
 
     response = asyncio.run(engine.aquery(args.question))
-    print(f"Q: {args.question}\nA: {response}\n")
+    note = "  (mock LLM: placeholder text)" if args.llm == "mock" else ""
+    print(f"Q: {args.question}\nA: {response}{note}\n")
     for rank, hit in enumerate(response.source_nodes, 1):
         first = getattr(hit, "retrieval_score", None)
         first_str = "-" if first is None else f"{first:.3f}"

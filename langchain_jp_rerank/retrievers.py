@@ -85,7 +85,8 @@ class JapaneseRetriever(BaseRetriever):
 
         Args:
             texts: Passages.
-            metadatas: One mapping per passage (copied).
+            metadatas: One flat mapping per passage (copied): values must be ``str``, ``int``, ``float`` or
+                ``bool``, as in the engine's indexes.
             ids: One unique id per passage (default ``"0"``, ``"1"``...).
             reranker: Cross-encoder (engine, :class:`JapaneseReranker`, alias, hub id or path); ``None`` to return
                 the first-stage order.
@@ -99,6 +100,7 @@ class JapaneseRetriever(BaseRetriever):
 
         Raises:
             ValueError: No texts, no first stage, duplicate ids or lengths that differ.
+            TypeError: A metadata value that is not ``str``, ``int``, ``float`` or ``bool`` (named in the message).
         """
         if isinstance(reranker, JapaneseReranker):
             reranker = reranker.reranker
@@ -113,8 +115,8 @@ class JapaneseRetriever(BaseRetriever):
     def from_documents(cls, documents: Iterable[Document], **kwargs: Any) -> JapaneseRetriever:
         """Index LangChain documents (text, metadata and ids) and build the retriever.
 
-        A document without an ``id`` gets its position (``"0"``, ``"1"``...) as id. ``kwargs`` are those of
-        :meth:`from_texts`.
+        A document without an ``id`` gets its position (``"0"``, ``"1"``...) as id. Metadata values must be
+        ``str``, ``int``, ``float`` or ``bool``. ``kwargs`` are those of :meth:`from_texts`.
         """
         docs = list(documents)
         ids = [doc.id if doc.id is not None else str(i) for i, doc in enumerate(docs)]

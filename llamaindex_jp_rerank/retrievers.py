@@ -22,6 +22,15 @@ from llamaindex_jp_rerank.postprocessor import JapaneseRerank, RerankedNode
 __all__ = ["JapaneseRetriever"]
 
 
+def _by_id(nodes: Sequence[BaseNode]) -> dict[str, BaseNode]:
+    out: dict[str, BaseNode] = {}
+    for node in nodes:
+        if node.node_id in out:
+            raise ValueError(f"duplicate node id {node.node_id!r}")
+        out[node.node_id] = node
+    return out
+
+
 class _JapaneseChunker(TextSplitter):
     """Node parser over :func:`jp_rerank.text.chunk_text` (sentence-packed character chunks)."""
 
@@ -74,11 +83,7 @@ class JapaneseRetriever(BaseRetriever):
     ) -> None:
         if not isinstance(retriever, TwoStageRetriever):
             raise TypeError(f"retriever must be a jp_rerank TwoStageRetriever, got {type(retriever).__name__}")
-        self._nodes: dict[str, BaseNode] = {}
-        for node in nodes:
-            if node.node_id in self._nodes:
-                raise ValueError(f"duplicate node id {node.node_id!r}")
-            self._nodes[node.node_id] = node
+        self._nodes = _by_id(nodes)
         self.pipeline = retriever
         self.top_n = None if top_n is None else check_positive_int(top_n, name="top_n")
         self.first_k = None if first_k is None else check_positive_int(first_k, name="first_k")
@@ -118,7 +123,7 @@ class JapaneseRetriever(BaseRetriever):
         ):
             if isinstance(pipeline_kwargs.get(key), wrapper):
                 pipeline_kwargs[key] = getattr(pipeline_kwargs[key], attr)  # share the adapter's loaded model
-        items = list(nodes)
+        items = list(_by_id(nodes).values())  # fails fast on duplicate ids, before any indexing
         texts = [node.get_content(metadata_mode=MetadataMode(metadata_mode)) for node in items]
         ids = [node.node_id for node in items]
         pipeline = TwoStageRetriever.from_texts(texts, ids=ids, **pipeline_kwargs)

@@ -1,18 +1,52 @@
-"""Input checks shared by the engine and the adapters (one wording for every entry point)."""
+"""Input checks shared by the engine and the adapters (one wording for every entry point).
+
+Besides type and emptiness checks, this module holds the resource caps every model-backed engine applies before
+doing any model work: at most :data:`DEFAULT_MAX_DOCUMENTS` texts per call and :data:`DEFAULT_MAX_CHARS`
+characters per text unless the engine is built with other ``max_documents`` / ``max_chars`` values (``None``
+removes a cap).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 
-__all__ = ["check_positive_int", "check_query", "check_texts"]
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "DEFAULT_MAX_DOCUMENTS",
+    "check_limits",
+    "check_optional_positive_int",
+    "check_positive_int",
+    "check_query",
+    "check_texts",
+]
+
+DEFAULT_MAX_DOCUMENTS = 100_000
+"""Default cap on the texts one engine call accepts (all queries' passages together)."""
+
+DEFAULT_MAX_CHARS = 1_000_000
+"""Default cap on the characters of one text (query or passage) an engine accepts."""
+
+# Lone UTF-16 surrogates (e.g. from ``json.loads('"\\ud800"')``) are not text: they cannot be encoded as UTF-8,
+# so tokenizers, JSON files and Chroma all reject them with obscure errors. They are refused up front instead.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _check_encodable(text: str, name: str) -> None:
+    found = _SURROGATE_RE.search(text)
+    if found is not None:
+        raise ValueError(
+            f"{name} contains a lone surrogate U+{ord(found.group()):04X} at character {found.start()}, which is "
+            "not valid Unicode text; decode the source with errors='replace' (or clean it) first"
+        )
 
 
 def check_query(query: object, *, name: str = "query") -> str:
-    """Return ``query`` if it is a non-blank string.
+    """Return ``query`` if it is a non-blank string of valid Unicode.
 
     Raises:
         TypeError: If it is not a ``str``.
-        ValueError: If it is empty or only whitespace.
+        ValueError: If it is empty or only whitespace, or holds a lone surrogate.
 
     Example:
         >>> check_query("富士山の高さ")
@@ -22,16 +56,19 @@ def check_query(query: object, *, name: str = "query") -> str:
         raise TypeError(f"{name} must be a str, got {type(query).__name__}")
     if not query.strip():
         raise ValueError(f"{name} is empty or whitespace only")
+    _check_encodable(query, name)
     return query
 
 
 def check_texts(texts: object, *, name: str = "documents") -> list[str]:
-    """Return ``texts`` as a list after checking every item is a string.
+    """Return ``texts`` as a list after checking every item is a string of valid Unicode.
 
-    Empty strings are allowed (they get a model score like any other text); ``None``, numbers and bytes are not.
+    Empty strings are allowed (they get a model score like any other text); ``None``, numbers and bytes are not,
+    and neither are strings holding lone surrogates (not encodable as UTF-8).
 
     Raises:
         TypeError: If ``texts`` is a single string or not a sequence, or an item is not a ``str`` (names its position).
+        ValueError: If an item holds a lone surrogate (names its position).
 
     Example:
         >>> check_texts(("a", "b"))
@@ -45,6 +82,7 @@ def check_texts(texts: object, *, name: str = "documents") -> list[str]:
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type(item).__name__}")
+        _check_encodable(item, f"{name}[{i}]")
     return items
 
 
@@ -54,9 +92,75 @@ def check_positive_int(value: object, *, name: str) -> int:
     Raises:
         TypeError: If it is not an int.
         ValueError: If it is not positive.
+
+    Example:
+        >>> check_positive_int(8, name="batch_size")
+        8
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
+
+
+def check_optional_positive_int(value: object, *, name: str) -> int | None:
+    """Return ``value`` if it is ``None`` or a positive ``int`` (for caps where ``None`` means "no cap").
+
+    Raises:
+        TypeError: If it is neither ``None`` nor an int.
+        ValueError: If it is not positive.
+
+    Example:
+        >>> check_optional_positive_int(None, name="max_chars") is None
+        True
+    """
+    return None if value is None else check_positive_int(value, name=name)
+
+
+def check_limits(
+    groups: Sequence[Sequence[str]],
+    *,
+    max_documents: int | None,
+    max_chars: int | None,
+    name: str = "documents",
+    owner: str = "Reranker",
+) -> None:
+    """Check texts against an engine's caps before any model work.
+
+    Args:
+        groups: The texts of one call, as lists (one per query for ``score_many``; a single list otherwise).
+        max_documents: Most texts accepted in one call, all groups together (``None``: no cap).
+        max_chars: Most characters accepted in one text (``None``: no cap).
+        name: Argument name used in error messages.
+        owner: Engine class named in the hint on how to raise the cap.
+
+    Raises:
+        ValueError: If the call holds more than ``max_documents`` texts, or a text is longer than ``max_chars``
+            (names its position, its length, the cap and how to raise it).
+
+    Example:
+        >>> check_limits([["短い文", "もう一つ"]], max_documents=10, max_chars=100)
+        >>> check_limits([["x" * 101]], max_documents=10, max_chars=100)
+        Traceback (most recent call last):
+        ...
+        ValueError: documents[0] has 101 characters, over the cap max_chars=100; split it first \
+(jp_rerank.text.chunk_text) or raise the cap with Reranker(max_chars=...) (None removes it)
+    """
+    if max_documents is not None:
+        total = sum(len(group) for group in groups)
+        if total > max_documents:
+            raise ValueError(
+                f"{total} {name} in one call is over the cap max_documents={max_documents}; send fewer per call "
+                f"or raise the cap with {owner}(max_documents=...) (None removes it)"
+            )
+    if max_chars is None:
+        return
+    for g, group in enumerate(groups):
+        for i, text in enumerate(group):
+            if len(text) > max_chars:
+                where = f"{name}[{i}]" if len(groups) == 1 else f"{name}[{g}][{i}]"
+                raise ValueError(
+                    f"{where} has {len(text)} characters, over the cap max_chars={max_chars}; split it first "
+                    f"(jp_rerank.text.chunk_text) or raise the cap with {owner}(max_chars=...) (None removes it)"
+                )

@@ -7,8 +7,8 @@ Conventions, all checked by the tests:
 * A passage is relevant when its grade is ``> 0``. nDCG uses the grade itself as gain (``ranx``'s default,
   the trec_eval convention) and ``log2(rank + 1)`` discounts. A query whose judgements are all ``<= 0`` can
   never score and counts as zero (a warning is logged).
-* Ties keep the order of the ranking as given (``ranx`` sorts stably by descending score), so pass each
-  query's ranking in rank order when scores tie.
+* Ties keep the order of the ranking as given (a stable sort by descending score), so pass each query's
+  ranking in rank order when scores tie.
 * Ids are compared as strings; scores must be finite numbers.
 """
 
@@ -18,6 +18,7 @@ import logging
 import math
 import numbers
 import re
+import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -120,30 +121,55 @@ def _prepare(run: Run, qrels: Qrels) -> tuple[dict[str, dict[str, float]], dict[
     missing = sum(1 for qid in qrels_c if not run_c.get(qid))
     if missing:
         logger.info("%d of %d judged queries have no ranking in the run and count as zero", missing, len(qrels_c))
-    # Queries the run lacks get an empty ranking (scored zero); queries without judgements are dropped.
+    # Queries without judgements are dropped; a judged query the run lacks gets an empty ranking.
     run_c = {qid: run_c.get(qid, {}) for qid in qrels_c}
     return run_c, qrels_c
 
 
-def _ranx_scores(run: Run, qrels: Qrels, metrics: Sequence[str], *, per_query: bool) -> tuple[list[str], Any]:
+def _encode(
+    run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]
+) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, int]]]:
+    """Recode run and qrels for ranx, in the same query order.
+
+    * Passages get small integer codes: ranx keys passages by ``hash(doc_id)`` stored as float64, which is exact
+      for small ints (no collisions).
+    * Scores become strictly decreasing ranks after a stable sort, so ties keep the given order (ranx's own sort
+      of plain dicts is not stable); metrics depend on the order only.
+    * An empty ranking becomes one never-relevant placeholder passage, which scores zero on every metric (ranx
+      fails on empty rankings, and its ``make_comparable`` recompiles numba code in every new process).
+    """
+    codes: dict[str, int] = {}
+    qrels_e = {qid: {codes.setdefault(d, len(codes)): g for d, g in judged.items()} for qid, judged in qrels.items()}
+    placeholder = len(codes)  # reserved: passages first seen in the run are coded from len(codes) + 1 on
+    run_e: dict[str, dict[int, float]] = {}
+    for qid in qrels:
+        ranked = sorted(run[qid].items(), key=lambda item: -item[1])  # stable
+        run_e[qid] = (
+            {codes.setdefault(d, len(codes) + 1): float(len(ranked) - i) for i, (d, _) in enumerate(ranked)}
+            if ranked
+            else {placeholder: 1.0}
+        )
+    return run_e, qrels_e
+
+
+def _ranx_scores(
+    run: Run, qrels: Qrels, metrics: Sequence[str], *, per_query: bool
+) -> tuple[list[str], dict[str, Any]]:
     mapping = _check_metrics(metrics)
-    run_c, qrels_c = _prepare(run, qrels)
+    run_e, qrels_e = _encode(*_prepare(run, qrels))
     ranx = require("ranx", "eval")
-    ranx_qrels = ranx.Qrels(qrels_c)
+    names = sorted(set(mapping.values()))
+    if len(names) == 1:  # ranx 0.3 fails on a single metric with return_mean=False: ask for a second one
+        names.append("precision@1" if names[0] != "precision@1" else "recall@1")
     with warnings.catch_warnings():
         # numba warns about an internal uint64 → int64 cast inside ranx's nDCG; harmless for our sizes.
         warnings.simplefilter("ignore")
-        scores = ranx.evaluate(
-            ranx_qrels,
-            ranx.Run(run_c),
-            sorted(set(mapping.values())),
-            return_mean=not per_query,
-            make_comparable=True,
-        )
-    if not isinstance(scores, dict):  # ranx returns a bare number when a single metric is asked for
-        scores = {next(iter(mapping.values())): scores}
-    qids = list(ranx_qrels.keys()) if per_query else []  # ranx orders per-query arrays by its sorted ids
-    return qids, {metric: scores[name] for metric, name in mapping.items()}
+        # Plain dicts, not ranx.Qrels/Run: those compile extra numba code (seconds) in every new process.
+        scores = ranx.evaluate(qrels_e, run_e, names, return_mean=False)
+    per_metric = {metric: [float(v) for v in scores[name]] for metric, name in mapping.items()}
+    if not per_query:
+        per_metric = {metric: [statistics.fmean(values)] for metric, values in per_metric.items()}
+    return list(qrels_e), per_metric
 
 
 def evaluate(
@@ -173,7 +199,7 @@ def evaluate(
         {'mrr@10': 0.5, 'hit@1': 0.0}
     """
     _, scores = _ranx_scores(run, qrels, metrics, per_query=False)
-    return {metric: float(value) for metric, value in scores.items()}
+    return {metric: values[0] for metric, values in scores.items()}
 
 
 def evaluate_per_query(
@@ -191,5 +217,4 @@ def evaluate_per_query(
         {'q1': {'hit@10': 1.0}, 'q2': {'hit@10': 0.0}}
     """
     qids, scores = _ranx_scores(run, qrels, metrics, per_query=True)
-    by_qid = {qid: {metric: float(values[i]) for metric, values in scores.items()} for i, qid in enumerate(qids)}
-    return {str(qid): by_qid[str(qid)] for qid in qrels if str(qid) in by_qid}  # the caller's query order
+    return {qid: {metric: values[i] for metric, values in scores.items()} for i, qid in enumerate(qids)}

@@ -62,7 +62,7 @@ def _check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
         raise TypeError(f"weights must be a sequence of numbers, got {type(weights).__name__}")
     if len(weights) != n:
         raise ValueError(f"got {n} rankings but {len(weights)} weights")
-    out = []
+    out: list[float] = []
     for i, w in enumerate(weights):
         if isinstance(w, bool) or not isinstance(w, numbers.Real):
             raise TypeError(f"weights[{i}] must be a number, got {type(w).__name__}")
@@ -94,9 +94,7 @@ def _check_rankings(rankings: object) -> list[object]:
     return list(rankings)
 
 
-def _finish(
-    totals: dict[str, float], ranks: dict[str, list[int | None]], top_n: int | None
-) -> list[FusedHit]:
+def _finish(totals: dict[str, float], ranks: dict[str, list[int | None]], top_n: int | None) -> list[FusedHit]:
     # dicts keep insertion order = first appearance; sorted() is stable, so ties keep that order
     order = sorted(totals, key=lambda doc_id: -totals[doc_id])
     if top_n is not None:

@@ -7,7 +7,6 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from jp_rerank.fusion import FusedHit, reciprocal_rank_fusion, weighted_score_fusion
 
 
@@ -69,7 +68,9 @@ def test_minmax_equal_scores_get_one() -> None:
 
 
 def test_zscore_fusion_hand_computed() -> None:
-    hits = weighted_score_fusion([[("a", 3.0), ("b", 2.0), ("c", 1.0)], [("b", 5.0), ("d", 1.0)]], normalization="zscore")
+    hits = weighted_score_fusion(
+        [[("a", 3.0), ("b", 2.0), ("c", 1.0)], [("b", 5.0), ("d", 1.0)]], normalization="zscore"
+    )
     # list 0: mean 2, std sqrt(2/3) -> a +1.2247, b 0, c -1.2247 ; absent gets -1.2247
     # list 1: mean 3, std 2 -> b +1, d -1 ; absent gets -1
     z = math.sqrt(1.5)

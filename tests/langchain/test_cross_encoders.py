@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from jp_rerank import Reranker
+from jp_rerank.data import load_demo_corpus
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 from langchain_core.cross_encoders import BaseCrossEncoder
 from langchain_core.documents import Document
 from sentence_transformers import CrossEncoder
 
-from jp_rerank import Reranker
-from jp_rerank.data import load_demo_corpus
 from langchain_jp_rerank import JapaneseCrossEncoder, JapaneseReranker
 
 Q1 = "富士山の高さは？"
@@ -65,6 +65,4 @@ def test_drop_in_for_cross_encoder_reranker(engine: Reranker) -> None:
     docs = [Document(row["text"], id=row["id"]) for row in load_demo_corpus()[:10]]
     via_classic = CrossEncoderReranker(model=JapaneseCrossEncoder(reranker=engine), top_n=3)
     ours = JapaneseReranker(reranker=engine, top_n=3)
-    assert [d.id for d in via_classic.compress_documents(docs, Q1)] == [
-        d.id for d in ours.compress_documents(docs, Q1)
-    ]
+    assert [d.id for d in via_classic.compress_documents(docs, Q1)] == [d.id for d in ours.compress_documents(docs, Q1)]

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from jp_rerank import Embedder
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 from sentence_transformers import SentenceTransformer
 
-from jp_rerank import Embedder
 from langchain_jp_rerank import JapaneseEmbeddings
 
 QUERY = "富士山の高さは？"
@@ -110,7 +110,7 @@ def test_injection_conflicts_and_bad_inputs(dense_engine: Embedder) -> None:
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
         emb.embed_documents(["a", None])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="frozen"):
-        emb.model = "other"
+        emb.model = "other"  # type: ignore[misc]
 
 
 @pytest.mark.asyncio
@@ -124,7 +124,8 @@ async def test_async_runs_in_worker_thread_and_matches_sync(dense_path: Path) ->
 
     emb = JapaneseEmbeddings(embedder=RecordingEmbedder(dense_path))
     got = await emb.aembed_documents(TEXTS)
-    assert threads and threads[0] != threading.get_ident()
+    assert threads
+    assert threads[0] != threading.get_ident()
     assert got == emb.embed_documents(TEXTS)
     queries = [f"{t}について" for t in TEXTS] * 4
     results = await asyncio.gather(*(emb.aembed_query(q) for q in queries))

@@ -59,9 +59,7 @@ def test_text_batch_is_one_engine_call(dense_path: Path, demo_corpus: list[dict[
     np.testing.assert_allclose(vectors, engine.embed_documents(texts), atol=1e-5)
 
 
-def test_concurrent_async_batches_match_sync(
-    dense_embedder: Embedder, demo_corpus: list[dict[str, str]]
-) -> None:
+def test_concurrent_async_batches_match_sync(dense_embedder: Embedder, demo_corpus: list[dict[str, str]]) -> None:
     texts = [d["text"] for d in demo_corpus[:24]]
     emb = JapaneseEmbedding(embedder=dense_embedder, embed_batch_size=2, num_workers=12)
     sync = emb.get_text_embedding_batch(texts)

@@ -23,9 +23,7 @@ def _snapshot(nodes: list[NodeWithScore]) -> list[dict[str, Any]]:
     return [n.model_dump() for n in nodes]
 
 
-def test_reranks_like_the_engine_and_returns_new_nodes(
-    reranker: Reranker, corpus_nodes: list[TextNode]
-) -> None:
+def test_reranks_like_the_engine_and_returns_new_nodes(reranker: Reranker, corpus_nodes: list[TextNode]) -> None:
     nodes = _scored(corpus_nodes[:12])
     rerank = JapaneseRerank(reranker=reranker, top_n=4)
     out = rerank.postprocess_nodes(nodes, query_str=QUERY)
@@ -73,8 +71,7 @@ def test_top_n_none_keeps_all_sorted(reranker: Reranker, corpus_nodes: list[Text
 def test_score_threshold_filters(reranker: Reranker, corpus_nodes: list[TextNode]) -> None:
     nodes = _scored(corpus_nodes[:10])
     all_scores = sorted(
-        o.get_score()
-        for o in JapaneseRerank(reranker=reranker, top_n=None).postprocess_nodes(nodes, query_str=QUERY)
+        o.get_score() for o in JapaneseRerank(reranker=reranker, top_n=None).postprocess_nodes(nodes, query_str=QUERY)
     )
     threshold = all_scores[5]
     out = JapaneseRerank(reranker=reranker, top_n=None, score_threshold=threshold).postprocess_nodes(

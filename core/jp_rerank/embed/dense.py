@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from jp_rerank._validate import check_positive_int, check_query, check_texts
+from jp_rerank._validate import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_DOCUMENTS,
+    check_limits,
+    check_optional_positive_int,
+    check_positive_int,
+    check_query,
+    check_texts,
+)
 from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
 from jp_rerank.presets import DEFAULT_EMBEDDER, ModelPreset
 from jp_rerank.text import normalize_text
@@ -47,6 +55,10 @@ class Embedder:
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
         trust_remote_code: Allow custom code from the hub repository.
+        max_documents: Most texts one call accepts (default 100,000; ``None``: no cap). Checked before any model
+            work; over the cap raises ``ValueError``.
+        max_chars: Most characters of one text (default 1,000,000; ``None``: no cap). Checked before any model
+            work; over the cap raises ``ValueError`` (chunk long texts first).
 
     Example:
         >>> emb = Embedder("static-ja", truncate_dim=256)  # doctest: +SKIP
@@ -70,8 +82,12 @@ class Embedder:
         cache_folder: str | None = None,
         revision: str | None = None,
         trust_remote_code: bool | None = None,
+        max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
+        max_chars: int | None = DEFAULT_MAX_CHARS,
     ) -> None:
         self.source: ModelSource = resolve_model(model)
+        self.max_documents = check_optional_positive_int(max_documents, name="max_documents")
+        self.max_chars = check_optional_positive_int(max_chars, name="max_chars")
         if truncate_dim is not None:
             check_positive_int(truncate_dim, name="truncate_dim")
         check_positive_int(batch_size, name="batch_size")
@@ -185,6 +201,8 @@ class Embedder:
             )
 
     def _encode(self, texts: list[str], side: Side) -> np.ndarray:
+        name = "texts" if side == "document" else "queries"
+        check_limits([texts], max_documents=self.max_documents, max_chars=self.max_chars, name=name, owner="Embedder")
         model = self._load()
         if self.normalize:
             texts = [normalize_text(t) for t in texts]
@@ -199,6 +217,9 @@ class Embedder:
                 show_progress_bar=False,
             )
         vectors = np.asarray(out, dtype=np.float32)
+        bad = int((~np.isfinite(vectors).all(axis=1)).sum()) if vectors.size else 0
+        if bad:
+            logger.warning("the model returned NaN or infinite values for %d of %d texts", bad, len(texts))
         if self.truncate_dim is not None:
             vectors = vectors[:, : self.truncate_dim]
         if self.normalize_embeddings:

@@ -43,6 +43,8 @@ Side = Literal["query", "document"]
 _BACKEND = "sparse"
 _FORMAT_VERSION = 1
 _MATRIX_FILE, _DOCS_FILE = "matrix.npz", "docs.jsonl"
+_DENSE_CELLS = 1 << 23
+"""Most text x vocabulary values encoded at once before conversion to CSR (32 MiB of float32)."""
 _SCORE_CELLS = 1 << 22
 """Most query x passage scores held densely at once (16 MiB of float32)."""
 
@@ -57,20 +59,9 @@ def _empty_rows(n_cols: int) -> csr_matrix:
     return _scipy_sparse().csr_matrix((0, n_cols), dtype=np.float32)
 
 
-def _to_csr(tensor: torch.Tensor, n_rows: int, n_cols: int) -> csr_matrix:
-    """Convert a (sparse or dense) 2-D torch tensor to a float32 CSR matrix without explicit zeros."""
-    import torch
-
-    sp = _scipy_sparse()
-    tensor = tensor.detach().cpu()
-    if tensor.layout == torch.strided:
-        matrix = sp.csr_matrix(tensor.float().numpy().reshape(n_rows, n_cols), dtype=np.float32)
-    else:
-        coo = tensor.coalesce()
-        rows, cols = coo.indices().numpy()
-        values = coo.values().float().numpy().astype(np.float32, copy=False)
-        matrix = sp.csr_matrix((values, (rows, cols)), shape=(n_rows, n_cols), dtype=np.float32)
-    matrix.sum_duplicates()
+def _to_csr(tensor: torch.Tensor) -> csr_matrix:
+    """Convert a dense 2-D torch tensor to a float32 CSR matrix without explicit zeros, indices sorted."""
+    matrix = _scipy_sparse().csr_matrix(tensor.detach().cpu().float().numpy(), dtype=np.float32)
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
@@ -208,23 +199,38 @@ class SparseEmbedder:
 
     def _encode(self, texts: list[str], side: Side) -> csr_matrix:
         model = self._load()
+        n_cols = self.vocab_size
         if not texts:
-            return _empty_rows(self.vocab_size)
+            return _empty_rows(n_cols)
         if self.normalize:
             texts = [normalize_text(t) for t in texts]
         encode = model.encode_query if side == "query" else model.encode_document
+        # Longest first over the whole call, so sentence-transformers' per-call length sorting spans every chunk.
+        # Each chunk comes back dense (chunk x vocab, freed right after conversion): iterating sparse COO tensors
+        # inside sentence-transformers costs more than the forward pass on CPU.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunk = max(1, _DENSE_CELLS // n_cols)
+        parts = []
         with self._lock:
-            out = encode(
-                texts,
-                prompt=self._prefix_override[side],
-                batch_size=self.batch_size,
-                show_progress_bar=False,
-                convert_to_tensor=True,
-                convert_to_sparse_tensor=True,
-                save_to_cpu=True,
-                max_active_dims=self.max_active_dims,
-            )
-        return _to_csr(out, len(texts), self.vocab_size)
+            for start in range(0, len(order), chunk):
+                out = encode(
+                    [texts[i] for i in order[start : start + chunk]],
+                    prompt=self._prefix_override[side],
+                    batch_size=self.batch_size,
+                    show_progress_bar=False,
+                    convert_to_tensor=True,
+                    convert_to_sparse_tensor=False,
+                    save_to_cpu=True,
+                    max_active_dims=self.max_active_dims,
+                )
+                parts.append(_to_csr(out))
+        sp = _scipy_sparse()
+        stacked = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
+        rows = stacked[inverse]
+        rows.sort_indices()
+        return sp.csr_matrix(rows, dtype=np.float32)
 
     def embed_documents(self, texts: Sequence[str]) -> csr_matrix:
         """Encode passages with the document prompt / route.
@@ -385,7 +391,7 @@ class SparseIndex:
     def _query_rows(self, queries: Sequence[str] | csr_matrix) -> csr_matrix:
         if _is_sparse(queries):
             return _check_rows(queries, None, "queries")
-        return self._require_embedder("pass query vectors instead of text").embed_queries(queries)  # type: ignore[arg-type]
+        return self._require_embedder("pass query vectors instead of text").embed_queries(queries)
 
     def search(self, query: str | csr_matrix, k: int = 10) -> list[SearchHit]:
         """Return the ``k`` best passages for one query (text, or a ``(1, vocab_size)`` row).
@@ -495,7 +501,7 @@ class SparseIndex:
         from jp_rerank.index.base import IndexCorruptedError
         from jp_rerank.index.persist import read_snapshot
 
-        snapshot, manifest = read_snapshot(path, verify=verify)
+        snapshot, manifest = read_snapshot(Path(path), verify=verify)
         if manifest.get("backend") != _BACKEND:
             raise IndexMismatchError(f"{path} holds a {manifest.get('backend')!r} index, not a sparse index")
         version = (manifest.get("params") or {}).get("sparse_format_version")

@@ -359,11 +359,11 @@ def build_candidates(
     realistic setting: a relevant passage the first stage missed cannot be recovered by the reranker, so the
     reranked Recall@``depth`` equals the first stage's.
 
-    With ``ensure_gold=True`` (analysis only), every relevant passage (grade > 0 in ``qrels``) the first stage
-    missed takes the place of the lowest-ranked non-relevant candidate, so lists never grow past ``depth`` and
-    the inserted passages sit at the bottom (they gain nothing from tie-breaking). Only queries in ``run`` get
-    candidates. Scores then measure the reranker alone, as an upper
-    bound: do not compare them with pipeline results. Record the choice in the result's ``settings``.
+    With ``ensure_gold=True`` (analysis only), the relevant passages (grade > 0 in ``qrels``) the first stage
+    missed are appended at the bottom after dropping as many of the lowest-ranked non-relevant candidates, so
+    lists never grow past ``depth`` and the inserted passages gain nothing from tie-breaking. Only queries in
+    ``run`` get candidates. Scores then measure the reranker alone, as an upper bound: do not compare them with
+    pipeline results. Record the choice in the result's ``settings``.
 
     Args:
         run: Query id → {passage id → first-stage score}.
@@ -401,12 +401,15 @@ def build_candidates(
             continue
         inserted += 1
         gold_set = set(gold)
-        for did in missing:
-            if len(cands) < depth:
-                cands.append(did)
-                continue
-            # replace the lowest-ranked non-relevant candidate, in place
-            slot = next(i for i in range(len(cands) - 1, -1, -1) if cands[i] not in gold_set)
-            cands[slot] = did
+        excess = len(cands) + len(missing) - depth
+        if excess > 0:  # drop the lowest-ranked non-relevant candidates to make room
+            drop: set[int] = set()
+            for i in range(len(cands) - 1, -1, -1):
+                if len(drop) == excess:
+                    break
+                if cands[i] not in gold_set:
+                    drop.add(i)
+            cands[:] = [did for i, did in enumerate(cands) if i not in drop]
+        cands.extend(missing)
     logger.info("ensure_gold: inserted relevant passages for %d of %d queries", inserted, len(out))
     return out

@@ -252,7 +252,8 @@ def as_matrix(vectors: object, dim: int, *, name: str = "vectors", ndim: Literal
         raise ValueError(f"{name} must have shape {want}, got an array of shape {arr.shape}")
     if arr.shape[-1] != dim:
         raise ValueError(f"{name} have dimension {arr.shape[-1]} but the index has dimension {dim}")
-    out = np.array(arr, dtype=np.float32, order="C", copy=True).reshape(-1, dim)
+    with np.errstate(over="ignore"):  # overflow becomes inf, reported just below
+        out = np.array(arr, dtype=np.float32, order="C", copy=True).reshape(-1, dim)
     if not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
         raise ValueError(f"{name} row {bad} contains NaN or infinite values (after casting to float32)")

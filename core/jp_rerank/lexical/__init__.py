@@ -11,7 +11,15 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank.lexical.bm25 import DEFAULT_B, DEFAULT_K1, DEFAULT_METHOD, DEFAULT_TOKENIZER, BM25Index, LexicalHit
+from jp_rerank.lexical.bm25 import (
+    DEFAULT_B,
+    DEFAULT_K1,
+    DEFAULT_METHOD,
+    DEFAULT_TOKENIZER,
+    BM25Index,
+    BM25Method,
+    LexicalHit,
+)
 from jp_rerank.lexical.tokenizers import (
     FUNCTION_WORD_POS,
     CharNgramTokenizer,
@@ -29,6 +37,7 @@ __all__ = [
     "DEFAULT_TOKENIZER",
     "FUNCTION_WORD_POS",
     "BM25Index",
+    "BM25Method",
     "CharNgramTokenizer",
     "LexicalHit",
     "MeCabTokenizer",

@@ -93,7 +93,7 @@ class Tokenizer(Protocol):
 
 
 def prepare_text(text: str, *, normalize: bool = True) -> str:
-    """Return ``text`` as the built-in tokenizers see it.
+    r"""Return ``text`` as the built-in tokenizers see it.
 
     Args:
         text: Input text.
@@ -109,7 +109,7 @@ def prepare_text(text: str, *, normalize: bool = True) -> str:
     Example:
         >>> prepare_text("ﾃｽﾄ　ＡＢＣ")
         'テスト abc'
-        >>> prepare_text("a\\x00b", normalize=False)
+        >>> prepare_text("a\x00b", normalize=False)
         'a b'
     """
     if not isinstance(text, str):
@@ -208,9 +208,7 @@ class MeCabTokenizer:
         ['東京', '都', 'に', '住ん', 'で', 'い', 'ます']
     """
 
-    def __init__(
-        self, *, form: MeCabForm = "lemma", drop_function_words: bool = True, normalize: bool = True
-    ) -> None:
+    def __init__(self, *, form: MeCabForm = "lemma", drop_function_words: bool = True, normalize: bool = True) -> None:
         if form not in ("surface", "base", "lemma"):
             raise ValueError(f"form must be 'surface', 'base' or 'lemma', got {form!r}")
         self.form: MeCabForm = form
@@ -396,9 +394,7 @@ def get_tokenizer(spec: str | Tokenizer, *, normalize: bool = True) -> Tokenizer
     if not isinstance(spec, str):
         if isinstance(spec, Tokenizer) and isinstance(spec.name, str):
             return spec
-        raise TypeError(
-            f"tokenizer must be a spec string or a callable with a 'name', got {type(spec).__name__}"
-        )
+        raise TypeError(f"tokenizer must be a spec string or a callable with a 'name', got {type(spec).__name__}")
     key = spec.strip().lower()
     if match := _MECAB_SPEC.match(key):
         form = match.group(1) or "lemma"

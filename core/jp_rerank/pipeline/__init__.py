@@ -10,11 +10,12 @@ Example:
 from __future__ import annotations
 
 from jp_rerank.pipeline.retriever import FusionMethod, RetrievedPassage, TwoStageRetriever
-from jp_rerank.pipeline.stages import BM25Stage, Candidate, FirstStage, SparseStage, StageHit
+from jp_rerank.pipeline.stages import BM25Stage, Candidate, DenseStage, FirstStage, SparseStage, StageHit
 
 __all__ = [
     "BM25Stage",
     "Candidate",
+    "DenseStage",
     "FirstStage",
     "FusionMethod",
     "RetrievedPassage",

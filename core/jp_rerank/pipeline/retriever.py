@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from jp_rerank._validate import check_positive_int, check_query, check_texts
 from jp_rerank.fusion import Normalization, _check_weights, reciprocal_rank_fusion, weighted_score_fusion
+from jp_rerank.index.base import MetadataValue, check_ids
 from jp_rerank.pipeline.stages import FirstStage, StageHit
 from jp_rerank.rerank.results import rank_scores
 
 if TYPE_CHECKING:
     from jp_rerank.embed import Embedder, SparseEmbedder
+    from jp_rerank.index import BackendName
     from jp_rerank.rerank import Reranker
 
 __all__ = ["FusionMethod", "RetrievedPassage", "TwoStageRetriever"]
@@ -148,12 +150,13 @@ class TwoStageRetriever:
         texts: Sequence[str],
         *,
         ids: Sequence[str] | None = None,
-        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        metadatas: Sequence[Mapping[str, MetadataValue] | None] | None = None,
         embedder: Embedder | str | os.PathLike[str] | None = None,
         bm25: str | None = "mecab",
         sparse: SparseEmbedder | str | os.PathLike[str] | None = None,
         reranker: Reranker | str | os.PathLike[str] | None = None,
-        vector_backend: str = "exact",
+        vector_backend: BackendName | str = "exact",
+        vector_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> TwoStageRetriever:
         """Index passages with the chosen first stages and build a retriever over them.
@@ -164,31 +167,46 @@ class TwoStageRetriever:
         Args:
             texts: Passages.
             ids: One unique id per passage (default ``"0"``, ``"1"``...).
-            metadatas: One mapping per passage (copied), default empty.
+            metadatas: One flat mapping per passage (``str`` keys; ``str``, ``int``, finite ``float`` or ``bool``
+                values, as the vector indexes require), checked and copied; default empty.
             embedder: Dense embedder (object, alias, hub id or local path); ``None`` for no dense stage.
             bm25: BM25 tokenizer spec (``"mecab"``, ``"char2"``, ``"sudachi"``...); ``None`` for no BM25 stage.
             sparse: SPLADE encoder (object, alias, hub id or local path); ``None`` for no sparse stage.
             reranker: Cross-encoder (object, alias, hub id or local path); ``None`` for first stage only.
-            vector_backend: Vector index of the dense stage (see :func:`jp_rerank.index.make_index`).
+            vector_backend: Vector index of the dense stage: ``"exact"``, ``"faiss-flat"``, ``"faiss-hnsw"``,
+                ``"faiss-ivfpq"`` or ``"chroma"`` (see :func:`jp_rerank.index.make_index`).
+            vector_options: Options of that index (e.g. ``{"ef_search": 64}``).
             **kwargs: Passed to the constructor (``first_k``, ``top_n``, ``score_threshold``, ``fusion``...).
 
         Raises:
             ValueError: No first stage chosen, no texts, duplicate ids, or lengths that differ.
         """
-        from jp_rerank.pipeline.stages import BM25Stage, SparseStage, _copy_metadatas
+        from jp_rerank.pipeline.stages import BM25Stage, DenseStage, SparseStage, check_metadatas
 
         items = check_texts(texts, name="texts")
         if not items:
             raise ValueError("texts is empty; give at least one passage to index")
         if embedder is None and bm25 is None and sparse is None:
             raise ValueError("no first stage: set at least one of embedder, sparse or bm25")
-        doc_ids = _check_ids(ids, len(items))
-        metas = _copy_metadatas(metadatas, len(items))
+        doc_ids = [str(i) for i in range(len(items))] if ids is None else check_ids(ids)
+        if len(doc_ids) != len(items):
+            raise ValueError(f"got {len(items)} texts but {len(doc_ids)} ids")
+        metas = check_metadatas(metadatas, len(items))
         stages: list[FirstStage] = []
         if embedder is not None:
-            from jp_rerank.pipeline.stages import DenseStage
+            from jp_rerank.embed import Embedder
 
-            stages.append(DenseStage.build(items, ids=doc_ids, metadatas=metas, embedder=embedder, backend=vector_backend))
+            dense = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
+            stages.append(
+                DenseStage.build(
+                    items,
+                    ids=doc_ids,
+                    metadatas=metas,
+                    embedder=dense,
+                    backend=vector_backend,
+                    **dict(vector_options or {}),
+                )
+            )
         if sparse is not None:
             from jp_rerank.embed import SparseEmbedder, SparseIndex
 
@@ -246,7 +264,9 @@ class TwoStageRetriever:
             results = stage.search_many(items, k)
             timings[stage.name] = time.perf_counter() - t0
             if len(results) != len(items):
-                raise ValueError(f"first stage {stage.name!r} returned {len(results)} result lists for {len(items)} queries")
+                raise ValueError(
+                    f"first stage {stage.name!r} returned {len(results)} result lists for {len(items)} queries"
+                )
             per_stage.append(results)
         t0 = time.perf_counter()
         candidates = [self._fuse([results[qi] for results in per_stage], k) for qi in range(len(items))]
@@ -323,20 +343,6 @@ def _check_threshold(value: float | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"score_threshold must be a number or None, got {value!r}")
     return float(value)
-
-
-def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
-    if ids is None:
-        return [str(i) for i in range(n)]
-    doc_ids = check_texts(ids, name="ids")
-    if len(doc_ids) != n:
-        raise ValueError(f"got {n} texts but {len(doc_ids)} ids")
-    seen: set[str] = set()
-    for doc_id in doc_ids:
-        if doc_id in seen:
-            raise ValueError(f"duplicate id {doc_id!r}")
-        seen.add(doc_id)
-    return doc_ids
 
 
 def _stage_weights(weights: Mapping[str, float] | Sequence[float] | None, names: list[str]) -> tuple[float, ...] | None:

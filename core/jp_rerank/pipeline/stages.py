@@ -7,18 +7,20 @@ to that shape; pass your own object to the retriever to plug in another backend.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from jp_rerank._validate import check_positive_int, check_texts
+from jp_rerank.errors import IndexMismatchError
+from jp_rerank.index.base import Metadata, MetadataValue, check_ids, check_metadata
 
 if TYPE_CHECKING:
-    from jp_rerank.embed.sparse import SparseIndex
+    from jp_rerank.embed import Embedder, SparseIndex
+    from jp_rerank.index import BackendName, VectorIndex
     from jp_rerank.lexical import BM25Index
 
-__all__ = ["BM25Stage", "Candidate", "FirstStage", "SparseStage", "StageHit"]
+__all__ = ["BM25Stage", "Candidate", "DenseStage", "FirstStage", "SparseStage", "StageHit", "check_metadatas"]
 
 
 class StageHit(Protocol):
@@ -76,20 +78,20 @@ class Candidate:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _copy_metadatas(metadatas: Sequence[Mapping[str, Any]] | None, n: int) -> list[dict[str, Any]]:
-    """Deep-copy one metadata mapping per passage (empty dicts when ``None``)."""
+def check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | None, n: int) -> list[Metadata]:
+    """Check and copy one flat metadata mapping per passage (the vector indexes' rules; ``None`` → ``{}``).
+
+    Raises:
+        TypeError: Not a sequence of mappings, or a key/value of an unsupported type.
+        ValueError: A length other than ``n``, an empty key or a non-finite float.
+    """
     if metadatas is None:
         return [{} for _ in range(n)]
     if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
-        raise TypeError(f"metadatas must be a sequence of mappings, got {type(metadatas).__name__}")
+        raise TypeError("metadatas must be a sequence with one mapping per text, not a single mapping")
     if len(metadatas) != n:
         raise ValueError(f"got {n} texts but {len(metadatas)} metadatas")
-    out = []
-    for i, meta in enumerate(metadatas):
-        if not isinstance(meta, Mapping):
-            raise TypeError(f"metadatas[{i}] must be a mapping, got {type(meta).__name__}")
-        out.append(copy.deepcopy(dict(meta)))
-    return out
+    return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]
 
 
 class BM25Stage:
@@ -98,7 +100,7 @@ class BM25Stage:
     Args:
         index: The built BM25 index.
         texts: Passage texts in index order (``index.ids`` order).
-        metadatas: One mapping per passage (copied), default empty.
+        metadatas: One flat mapping per passage (checked and copied, see :func:`check_metadatas`), default empty.
         name: Stage name.
 
     Example:
@@ -113,7 +115,7 @@ class BM25Stage:
         self,
         index: BM25Index,
         texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        metadatas: Sequence[Mapping[str, MetadataValue] | None] | None = None,
         *,
         name: str = "bm25",
     ) -> None:
@@ -123,7 +125,7 @@ class BM25Stage:
         self.index = index
         self._name = name
         self._texts = items
-        self._metadatas = _copy_metadatas(metadatas, len(items))
+        self._metadatas = check_metadatas(metadatas, len(items))
 
     @property
     def name(self) -> str:
@@ -138,7 +140,9 @@ class BM25Stage:
         check_positive_int(k, name="k")
         return [
             [
-                Candidate(id=hit.id, score=hit.score, text=self._texts[hit.index], metadata=self._metadatas[hit.index])
+                Candidate(
+                    id=hit.id, score=hit.score, text=self._texts[hit.index], metadata=dict(self._metadatas[hit.index])
+                )
                 for hit in hits
             ]
             for hits in self.index.search_many(queries, k=k)
@@ -174,3 +178,84 @@ class SparseStage:
     def search_many(self, queries: Sequence[str], k: int) -> Sequence[Sequence[StageHit]]:
         """Encode the queries once and return the best ``k`` passages by dot product (score > 0 only)."""
         return self.index.search_many(list(queries), k=k)
+
+
+class DenseStage:
+    """Dense first stage: queries embedded by an :class:`~jp_rerank.embed.Embedder`, searched in a vector index.
+
+    Args:
+        index: Vector index holding the passages (embedded with the same model, document prompt).
+        embedder: Embeds the queries (query prompt applied).
+        name: Stage name.
+
+    Raises:
+        IndexMismatchError: The index records another embedder id, or its dimension differs from the embedder's.
+
+    Example:
+        >>> from jp_rerank.embed import Embedder
+        >>> emb = Embedder("static-ja")  # doctest: +SKIP
+        >>> stage = DenseStage.build(["富士山は日本一高い山です。"], ids=["fuji"], embedder=emb)  # doctest: +SKIP
+        >>> stage.search_many(["日本一の山"], k=1)[0][0].id  # doctest: +SKIP
+        'fuji'
+    """
+
+    def __init__(self, index: VectorIndex, embedder: Embedder, *, name: str = "dense") -> None:
+        if index.embedder_id is not None and index.embedder_id != embedder.model_id:
+            raise IndexMismatchError(
+                f"the vector index was built with embedder {index.embedder_id!r}, not {embedder.model_id!r}"
+            )
+        if index.dim != embedder.dim:
+            raise IndexMismatchError(f"the vector index has dimension {index.dim}, the embedder {embedder.dim}")
+        self.index = index
+        self.embedder = embedder
+        self._name = name
+
+    @classmethod
+    def build(
+        cls,
+        texts: Sequence[str],
+        *,
+        embedder: Embedder,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, MetadataValue] | None] | None = None,
+        backend: BackendName | str = "exact",
+        batch_size: int = 256,
+        name: str = "dense",
+        **index_options: Any,
+    ) -> DenseStage:
+        """Embed ``texts`` (document prompt) into a new index of ``backend`` and return a stage over it.
+
+        Args:
+            texts: Passages.
+            embedder: The dense embedder.
+            ids: One unique id per passage (default ``"0"``, ``"1"``...).
+            metadatas: One flat mapping per passage.
+            backend: A name of :data:`jp_rerank.index.BACKENDS` (``"exact"``, ``"faiss-hnsw"``, ``"chroma"``...).
+            batch_size: Passages embedded and written at a time.
+            name: Stage name.
+            **index_options: Passed to :func:`jp_rerank.index.make_index`.
+        """
+        from jp_rerank.index import Record, ingest, make_index
+
+        items = check_texts(texts, name="texts")
+        doc_ids = [str(i) for i in range(len(items))] if ids is None else check_ids(ids)
+        if len(doc_ids) != len(items):
+            raise ValueError(f"got {len(items)} texts but {len(doc_ids)} ids")
+        metas = check_metadatas(metadatas, len(items))
+        index = make_index(backend, embedder.dim, embedder_id=embedder.model_id, **index_options)
+        records = [Record(i, t, m) for i, t, m in zip(doc_ids, items, metas, strict=True)]
+        ingest(index, records, embedder.embed_documents, batch_size=batch_size, progress=False)
+        return cls(index, embedder, name=name)
+
+    @property
+    def name(self) -> str:
+        """Stage name."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"DenseStage(name={self._name!r}, index={self.index!r}, embedder={self.embedder!r})"
+
+    def search_many(self, queries: Sequence[str], k: int) -> Sequence[Sequence[StageHit]]:
+        """Embed the queries in one batch and return each one's ``k`` nearest passages."""
+        check_positive_int(k, name="k")
+        return self.index.search_batch(self.embedder.embed_queries(queries), k=k)

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from jp_rerank._validate import check_positive_int, check_query, check_texts
+from jp_rerank._validate import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_DOCUMENTS,
+    check_limits,
+    check_optional_positive_int,
+    check_positive_int,
+    check_query,
+    check_texts,
+)
 from jp_rerank.errors import ModelLoadError
 from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
 from jp_rerank.presets import DEFAULT_RERANKER, ModelPreset
@@ -60,6 +68,10 @@ class Reranker:
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
         trust_remote_code: Allow custom code from the hub repository.
+        max_documents: Most passages one call accepts, all queries together (default 100,000; ``None``: no cap).
+            Checked before any model work; over the cap raises ``ValueError``.
+        max_chars: Most characters of one query or passage (default 1,000,000; ``None``: no cap). Checked
+            before any model work; over the cap raises ``ValueError`` (chunk long texts first).
 
     Example:
         >>> reranker = Reranker("xsmall")  # doctest: +SKIP
@@ -84,11 +96,15 @@ class Reranker:
         cache_folder: str | None = None,
         revision: str | None = None,
         trust_remote_code: bool | None = None,
+        max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
+        max_chars: int | None = DEFAULT_MAX_CHARS,
     ) -> None:
         self.source: ModelSource = resolve_model(model)
         if max_length is not None:
             check_positive_int(max_length, name="max_length")
         check_positive_int(batch_size, name="batch_size")
+        self.max_documents = check_optional_positive_int(max_documents, name="max_documents")
+        self.max_chars = check_optional_positive_int(max_chars, name="max_chars")
         if token_budget is not None:
             check_positive_int(token_budget, name="token_budget")
         if activation not in ("auto", "sigmoid", "softmax", "none"):
@@ -190,6 +206,8 @@ class Reranker:
         for i, q in enumerate(queries):
             check_query(q, name=f"queries[{i}]" if len(queries) > 1 else "query")
         doc_lists = [check_texts(docs, name="documents") for docs in documents]
+        check_limits([queries], max_documents=None, max_chars=self.max_chars, name="queries")
+        check_limits(doc_lists, max_documents=self.max_documents, max_chars=self.max_chars)
         if not any(doc_lists):
             return [np.zeros(0, dtype=np.float32) for _ in doc_lists]
         loaded = self._load()
@@ -362,7 +380,8 @@ class _Loaded:
         window_scores = _activate(logits, self.activation)
         pair_scores = np.full(len(owners), -np.inf, dtype=np.float32)
         pair_ids = np.fromiter((it.pair for it in items), dtype=np.int64, count=len(items))
-        np.maximum.at(pair_scores, pair_ids, window_scores)
+        with np.errstate(invalid="ignore"):  # NaN windows are handled just below
+            np.maximum.at(pair_scores, pair_ids, window_scores)
         nan_pairs = np.unique(pair_ids[np.isnan(window_scores)])
         pair_scores[nan_pairs] = np.nan
         if len(nan_pairs):
