@@ -1,7 +1,8 @@
 """LangChain RAG over the bundled Japanese demo corpus: first-stage retriever → rerank → prompt → chat model.
 
-An LCEL chain: a first stage (a vector store over JapaneseEmbeddings, or jp-rerank's Japanese BM25 / hybrid
-JapaneseRetriever) fetches candidates, JapaneseReranker keeps the best few, and a prompt + chat model answers.
+An LCEL chain: a first stage (a vector store over JapaneseEmbeddings: in-memory, FAISS or Chroma; or
+jp-rerank's Japanese BM25 / hybrid JapaneseRetriever) fetches candidates, JapaneseReranker keeps the best few,
+and a prompt + chat model answers.
 Runs offline with an echo model by default (it quotes the best passage instead of generating); pass --llm to use
 a real chat model. Models default to the jp-rerank presets; when they are not in the Hugging Face cache and the hub
 is unreachable, tiny random-weight models are built instead (everything runs, but the ranking is meaningless).
@@ -9,6 +10,8 @@ is unreachable, tiny random-weight models are built instead (everything runs, bu
     python examples/langchain_rag.py
     python examples/langchain_rag.py --question "日本で二番目に高い山は？" --retriever hybrid
     python examples/langchain_rag.py --reranker /models/reranker --embedder /models/ruri-v3-30m
+    python examples/langchain_rag.py --store faiss     # needs langchain-community and faiss-cpu
+    python examples/langchain_rag.py --store chroma    # needs langchain-chroma
     python examples/langchain_rag.py --llm openai:gpt-4o-mini   # needs langchain-openai and OPENAI_API_KEY
     python examples/langchain_rag.py --llm ollama:qwen2.5       # needs langchain-ollama and a local Ollama
 """
@@ -30,7 +33,7 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
-from langchain_core.vectorstores import InMemoryVectorStore
+from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
@@ -86,6 +89,26 @@ def make_llm(spec: str) -> Runnable[Any, Any]:
     return chat
 
 
+def make_store(kind: str, embeddings: JapaneseEmbeddings, docs: list[Document]) -> VectorStore:
+    """A LangChain vector store over ``docs`` embedded with ``embeddings`` (document prompt applied)."""
+    if kind == "faiss":
+        from langchain_community.vectorstores import FAISS  # pip install langchain-community faiss-cpu
+
+        # JapaneseEmbeddings returns unit vectors, so inner product = cosine similarity.
+        return FAISS.from_documents(docs, embeddings, distance_strategy="MAX_INNER_PRODUCT")
+    if kind == "chroma":
+        from langchain_chroma import Chroma  # pip install langchain-chroma
+
+        store: VectorStore = Chroma(
+            collection_name="jp_rerank_demo",
+            embedding_function=embeddings,
+            collection_metadata={"hnsw:space": "cosine"},
+        )
+        store.add_documents(docs)
+        return store
+    return InMemoryVectorStore.from_documents(docs, embeddings)
+
+
 def prompt_inputs(state: dict[str, Any]) -> dict[str, str]:
     """The prompt's variables: the reranked passages (with their ids) as context, and the question."""
     context = "\n".join(f"[{doc.id}] {doc.page_content}" for doc in state["docs"])
@@ -110,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--question", default="富士山の高さは？")
     parser.add_argument("--retriever", choices=["vector", "bm25", "hybrid"], default="vector")
+    parser.add_argument(
+        "--store", choices=["memory", "faiss", "chroma"], default="memory", help="for --retriever vector"
+    )
     parser.add_argument("--reranker", default=DEFAULT_RERANKER, help="alias, hub id or local folder")
     parser.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="alias, hub id or local folder")
     parser.add_argument("--llm", default="echo", help="echo | openai[:model] | ollama[:model]")
@@ -121,8 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     docs = [Document(d["text"], id=d["id"], metadata={"title": d["title"]}) for d in load_demo_corpus()]
     first_stage: BaseRetriever
     if args.retriever == "vector":
-        store = InMemoryVectorStore(JapaneseEmbeddings(embedder=embedder))
-        store.add_documents(docs)
+        store = make_store(args.store, JapaneseEmbeddings(embedder=embedder), docs)
         first_stage = store.as_retriever(search_kwargs={"k": args.first_k})
     else:  # Japanese BM25 (MeCab), fused with the dense embedder for "hybrid"; reranking happens in the chain
         first_stage = JapaneseRetriever.from_documents(

@@ -94,9 +94,12 @@ class JapaneseReranker(BaseDocumentCompressor):
 
         Raises:
             ValueError: An empty or whitespace-only query.
-            TypeError: A non-string query.
+            TypeError: A non-string query, or an item that is not a ``Document`` (the message names its position).
         """
         docs = list(documents)
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, Document):
+                raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}")
         results = self._reranker.rerank(
             query,
             [doc.page_content for doc in docs],

@@ -50,8 +50,9 @@ class _JapaneseChunker(TextSplitter):
 class JapaneseRetriever(BaseRetriever):
     """Japanese first-stage retrieval for LlamaIndex: MeCab BM25, dense, SPLADE or their fusion, optional rerank.
 
-    LlamaIndex's own BM25 retriever splits on spaces, which Japanese text does not have; this one tokenises
-    with MeCab (or Sudachi / character n-grams) through :class:`jp_rerank.pipeline.TwoStageRetriever`.
+    LlamaIndex's own BM25 retriever tokenises for space-separated languages and scores Japanese text as zero;
+    this one tokenises with MeCab (or Sudachi / character n-grams) through
+    :class:`jp_rerank.pipeline.TwoStageRetriever`.
     Returned nodes are the caller's node objects (not copies) wrapped in new ``NodeWithScore`` objects; with a
     reranker they are :class:`~llamaindex_jp_rerank.RerankedNode` with the fused first-stage score kept.
 

@@ -50,10 +50,11 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Functions that add one subcommand each (imported here so ``import jp_rerank`` stays light)."""
+    from jp_rerank.commands.evaluate import add_eval_command, add_report_command
     from jp_rerank.commands.models import add_models_command
     from jp_rerank.commands.rerank import add_rerank_command
 
-    return [_add_demo, add_models_command, add_rerank_command]
+    return [_add_demo, add_models_command, add_rerank_command, add_eval_command, add_report_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # some libraries (bm25s) set their own loggers to DEBUG
+        handler.setLevel(level)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

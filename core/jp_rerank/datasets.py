@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jp_rerank._deps import require
 from jp_rerank.errors import JpRerankError
 
 __all__ = [
@@ -378,13 +379,7 @@ _LOCAL_HINT = (
 
 
 def _load_hub_split(repo: str, config: str | None, split: str, cache_dir: str | None) -> Any:
-    try:
-        hf_datasets = importlib.import_module("datasets")
-    except ImportError as exc:
-        raise ImportError(
-            f"loading {repo} needs the Hugging Face 'datasets' package (pip install datasets); "
-            f"without it, {_LOCAL_HINT}"
-        ) from exc
+    hf_datasets = require("datasets", "eval")
     try:
         return hf_datasets.load_dataset(repo, config, split=split, cache_dir=cache_dir)
     except Exception as exc:  # the hub stack raises many types (connection, HTTP, offline, missing cache)

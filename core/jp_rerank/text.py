@@ -12,13 +12,14 @@ from collections.abc import Iterator
 __all__ = ["chunk_text", "normalize_text", "split_sentences"]
 
 _SPACE_RE = re.compile(r"[\s\u3000]+")
-# Control characters except tab/newline (normalised to spaces afterwards anyway).
-_CONTROL_RE = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b\ufeff]")
+# Control characters except tab/newline (normalised to spaces afterwards anyway), zero-width characters, and lone
+# surrogates (not encodable as UTF-8, e.g. from ``json.loads('"\\ud800"')``).
+_CONTROL_RE = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b\ufeff\ud800-\udfff]")
 _SENTENCE_END_RE = re.compile(r"(?<=[。！？!?．])|(?<=\n)")
 
 
 def normalize_text(text: str, *, nfkc: bool = True) -> str:
-    r"""Normalise Japanese text: NFKC, drop control/zero-width characters, fold whitespace.
+    r"""Normalise Japanese text: NFKC, control/zero-width characters and lone surrogates to spaces, fold whitespace.
 
     NFKC maps half-width katakana to full-width and full-width ASCII to ASCII, so ``ｶﾀｶﾅ`` and ``カタカナ``
     (or ``ＡＢＣ`` and ``ABC``) compare equal. Runs of whitespace (including the ideographic space U+3000)

@@ -84,3 +84,54 @@ def test_missing_file_and_unloadable_model_exit_codes(tmp_path: Path, capsys: py
     src.write_text('{"query": "q", "documents": ["d"]}\n', encoding="utf-8")
     assert main(["rerank", str(src), "-m", "xsmall"]) == EXIT_FAILURE  # hub unreachable in tests
     assert "could not load model" in capsys.readouterr().err
+
+
+def _beir(root: Path, corpus: list[dict[str, str]], queries: list[dict[str, object]]) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    with (root / "corpus.jsonl").open("w", encoding="utf-8") as fh:
+        for d in corpus:
+            fh.write(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}, ensure_ascii=False) + "\n")
+    with (root / "queries.jsonl").open("w", encoding="utf-8") as fh:
+        for q in queries:
+            fh.write(json.dumps({"_id": q["id"], "text": q["text"]}, ensure_ascii=False) + "\n")
+    lines = ["query-id\tcorpus-id\tscore"]
+    lines += [f"{q['id']}\t{r}\t1" for q in queries for r in q["relevant"]]  # type: ignore[attr-defined]
+    (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_eval_and_report_on_a_beir_folder(
+    tmp_path: Path,
+    xlmr_ce_path: Path,
+    demo_corpus: list[dict[str, str]],
+    demo_queries: list[dict[str, object]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = _beir(tmp_path / "demo", demo_corpus, demo_queries)
+    bm25_json, rerank_json = tmp_path / "bm25.json", tmp_path / "rerank.json"
+    assert main(["eval", str(data), "-m", "none", "--name", "bm25", "-o", str(bm25_json)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "ndcg@10" in out
+    assert "bm25" in out
+    saved = json.loads(bm25_json.read_text(encoding="utf-8"))
+    assert saved["metrics"]["recall@100"] == pytest.approx(1.0)  # the whole demo corpus fits in the first 100
+    assert 0.5 < saved["metrics"]["ndcg@10"] <= 1.0
+    args = ["eval", str(data), "--setting", "rerank", "-m", str(xlmr_ce_path), "--first-k", "10", "--limit", "5"]
+    assert main([*args, "--name", "tiny", "-o", str(rerank_json)]) == EXIT_OK
+    reranked = json.loads(rerank_json.read_text(encoding="utf-8"))
+    assert reranked["dataset"]["n_queries"] == 5
+    assert reranked["setting"] == "rerank"
+    capsys.readouterr()
+    md, png = tmp_path / "cmp.md", tmp_path / "cmp.png"
+    assert main(["report", str(bm25_json), str(rerank_json), "--markdown", str(md), "--plot", str(png)]) == EXIT_OK
+    table = capsys.readouterr().out
+    assert "bm25" in table
+    assert "tiny" in table
+    assert "| bm25 |" in md.read_text(encoding="utf-8")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_missing_dataset_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tmp_path / "nope"), "-m", "none"]) == EXIT_USAGE
+    assert "dataset folder not found" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "none.json")]) == EXIT_USAGE

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jp_rerank.datasets import (
     BeirDataset,
     DatasetUnavailableError,
@@ -146,6 +148,55 @@ def test_ids_are_compared_as_strings_and_inputs_are_not_mutated() -> None:
 def test_bad_inputs_raise_clear_errors(run: Any, qrels: Any, metrics: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         evaluate(run, qrels, metrics)
+
+
+def _reference(ranking: list[str], judged: dict[str, int], k: int) -> dict[str, float]:
+    """Textbook definitions, computed from a ranked list (linear gains, log2(rank + 1) discounts)."""
+    rel = {d for d, g in judged.items() if g > 0}
+    top = ranking[:k]
+    hits = [i for i, d in enumerate(top) if d in rel]
+    dcg = sum(judged.get(d, 0) / math.log2(i + 2) for i, d in enumerate(top) if d in rel)
+    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return {
+        f"ndcg@{k}": dcg / idcg if idcg else 0.0,
+        f"mrr@{k}": 1 / (hits[0] + 1) if hits else 0.0,
+        f"map@{k}": sum((n + 1) / (i + 1) for n, i in enumerate(hits)) / len(rel) if rel else 0.0,
+        f"recall@{k}": len(hits) / len(rel) if rel else 0.0,
+        f"hit@{k}": 1.0 if hits else 0.0,
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from("abcdefgh"), unique=True, max_size=8),
+            st.dictionaries(st.sampled_from("abcdefgh"), st.integers(-1, 3), min_size=1, max_size=4),
+            st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=8, max_size=8),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([1, 3, 10]),
+)
+def test_metrics_match_a_reference_implementation(queries: list[Any], k: int) -> None:
+    run: dict[str, dict[str, float]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    reference: dict[str, dict[str, float]] = {}
+    for i, (docs, judged, scores) in enumerate(queries):
+        qid = f"q{i}"
+        ranking = {d: scores[j] for j, d in enumerate(docs)}  # ties (repeated scores) keep list order
+        run[qid], qrels[qid] = ranking, judged
+        ordered = sorted(ranking, key=lambda d: -ranking[d])
+        reference[qid] = _reference(ordered, judged, k)
+    if not any(run.values()):
+        run["q0"] = {"z": 1.0}
+        reference["q0"] = _reference(["z"], qrels["q0"], k)
+    names = [f"{m}@{k}" for m in ("ndcg", "mrr", "map", "recall", "hit")]
+    per_query = evaluate_per_query(run, qrels, names)
+    for qid, expected in reference.items():
+        assert per_query[qid] == pytest.approx(expected)
 
 
 # --- a tiny BEIR folder ------------------------------------------------------------------------------------------
@@ -620,9 +671,9 @@ def test_load_beir_errors(tmp_path: Path) -> None:
 
 def test_hub_loaders_without_datasets_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
-    with pytest.raises(ImportError, match=r"pip install datasets.*pass path="):
+    with pytest.raises(ImportError, match=r"'datasets' is required.*pip install \"jp-rerank\[eval\]\""):
         load_jqara()
-    with pytest.raises(ImportError, match="hotchpotch/JaCWIR"):
+    with pytest.raises(ImportError, match=r"'datasets' is required"):
         load_jacwir()
 
 
@@ -638,3 +689,29 @@ def test_hub_loaders_when_hub_unreachable(monkeypatch: pytest.MonkeyPatch) -> No
         load_jqara("dev")
     with pytest.raises(FileNotFoundError, match="local copy not found"):
         load_jqara(path="/nonexistent/jqara")
+
+
+# --- with the real reranking engine ------------------------------------------------------------------------------
+
+
+def test_evaluate_rerank_with_the_engine_reranker(tiny: BeirDataset, hw: MachineInfo, xlmr_ce_path: Path) -> None:
+    from jp_rerank.rerank import Reranker
+
+    reranker = Reranker(xlmr_ce_path, device="cpu")
+    result = evaluate_rerank(
+        tiny.queries,
+        tiny.candidates,
+        tiny,
+        reranker.score,
+        metrics=["ndcg@10", "mrr@10"],
+        models={"reranker": "toy-xlmr"},
+        hardware=hw,
+    )
+    assert result.run is not None
+    direct = reranker.score(QUERIES["q1"], [tiny.passage(d, with_title=True) for d in tiny.candidates["q1"]])
+    expected = sorted(zip(tiny.candidates["q1"], direct.tolist(), strict=True), key=lambda t: -t[1])
+    assert list(result.run["q1"]) == [did for did, _ in expected]
+    assert list(result.run["q1"].values()) == pytest.approx([score for _, score in expected])
+    assert result.timing.pairs == 12
+    assert 0.0 < result.metrics["mrr@10"] <= 1.0
+    assert result.name == "toy-xlmr"

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from jp_rerank.index import ChromaIndex, ExactIndex, IndexMismatchError, SearchHit, load_index, make_index
+from jp_rerank.index import ChromaIndex, ExactIndex, IndexMismatchError, Record, SearchHit, load_index, make_index
 from jp_rerank.index.synthetic import GaussianMixture
 
 chromadb = pytest.importorskip("chromadb")
@@ -70,7 +69,9 @@ def test_embedded_same_top_k_as_exact_on_cosine(tmp_path, corpus, exact):
     assert_same_hits([index.search(queries[0], k=5)], [exact.search(queries[0], k=5)])
     where = {"lang": "en", "n": 2}
     assert_same_hits(index.search_batch(queries, k=10, where=where), exact.search_batch(queries, k=10, where=where))
-    assert_same_hits([index.search(queries[1], k=10, where={"even": True})], [exact.search(queries[1], k=10, where={"even": True})])
+    assert_same_hits(
+        [index.search(queries[1], k=10, where={"even": True})], [exact.search(queries[1], k=10, where={"even": True})]
+    )
     assert index.search(queries[0], k=3, where={"lang": "fr"}) == []
 
 
@@ -80,7 +81,8 @@ def test_embedded_reopen_keeps_records_and_checks_embedder(tmp_path, corpus):
     first = fill(ChromaIndex(DIM, path=path, collection_name="docs", embedder_id="toy"), corpus)
     before = first.search_batch(queries, k=10)
     again = ChromaIndex(DIM, path=path, collection_name="docs")
-    assert again.embedder_id == "toy" and len(again) == N
+    assert again.embedder_id == "toy"
+    assert len(again) == N
     assert again.search_batch(queries, k=10) == before
     with pytest.raises(IndexMismatchError, match="built with embedder 'toy', not 'other'"):
         ChromaIndex(DIM, path=path, collection_name="docs", embedder_id="other")
@@ -96,14 +98,16 @@ def test_embedded_add_upsert_delete_get(tmp_path, corpus):
     index.add(ids[:100], vectors[:100], texts[:100], metas[:100])
     with pytest.raises(ValueError, match="already in the index"):
         index.add([ids[5], "fresh"], vectors[:2], ["a", "b"])
-    assert len(index) == 100 and "fresh" not in index
+    assert len(index) == 100
+    assert "fresh" not in index
     index.upsert([ids[5], "fresh"], vectors[[200, 201]], ["replaced", "new"], [{"lang": "xx"}, None])
     assert len(index) == 101
-    assert index.get([ids[5], "fresh"])[0].text == "replaced"
+    assert index.get([ids[5]]) == [Record(ids[5], "replaced", {"lang": "xx"})]  # replaced, not merged
     assert index.get(["fresh"])[0].metadata == {}
     assert index.search(vectors[200], k=1)[0].id == ids[5]
     assert index.delete([ids[0], "missing", ids[1]]) == 2
-    assert len(index) == 99 and ids[0] not in index
+    assert len(index) == 99
+    assert ids[0] not in index
     with pytest.raises(KeyError, match="not in the index"):
         index.get([ids[0]])
     assert sorted(r.id for r in index.records(batch_size=30)) == sorted([*ids[2:100], "fresh"])
@@ -111,7 +115,9 @@ def test_embedded_add_upsert_delete_get(tmp_path, corpus):
 
 def test_large_writes_are_split_under_the_max_batch_size(tmp_path, corpus, monkeypatch):
     ids, vectors, texts, metas, _ = corpus
-    client = chromadb.PersistentClient(path=str(tmp_path / "db"), settings=chromadb.config.Settings(anonymized_telemetry=False))
+    client = chromadb.PersistentClient(
+        path=str(tmp_path / "db"), settings=chromadb.config.Settings(anonymized_telemetry=False)
+    )
     monkeypatch.setattr(client, "get_max_batch_size", lambda: 400)
     index = ChromaIndex(DIM, client=client, collection_name="split")
     sizes: list[int] = []
@@ -152,8 +158,12 @@ def test_snapshot_imports_into_a_new_collection(tmp_path, corpus):
     source.delete([corpus[0][3]])
     source.save(tmp_path / "snap")
     copy = ChromaIndex.load(tmp_path / "snap", path=tmp_path / "db", collection_name="copy", embedder_id="toy")
-    assert copy.collection_name == "copy" and len(copy) == N - 1 and copy.embedder_id == "toy"
-    assert copy.search_batch(queries, k=10) == source.search_batch(queries, k=10)
+    assert copy.collection_name == "copy"
+    assert len(copy) == N - 1
+    assert copy.embedder_id == "toy"
+    # same hits; Chroma computes distances on different code paths (write log vs HNSW segment), so the last
+    # float32 bit of a score can differ between two collections holding the same vectors
+    assert_same_hits(copy.search_batch(queries, k=10), source.search_batch(queries, k=10))
     with pytest.raises(ValueError, match="already holds 1499 records"):
         load_index(tmp_path / "snap", path=tmp_path / "db", collection_name="copy")
 
@@ -235,4 +245,4 @@ def test_server_upsert_delete_and_snapshot_round_trip(chroma_server, tmp_path, c
     server.save(tmp_path / "snap")
     local = ChromaIndex.load(tmp_path / "snap", path=tmp_path / "db", embedder_id="toy")
     assert local.collection_name == "crud"
-    assert local.search_batch(queries, k=10) == server.search_batch(queries, k=10)
+    assert_same_hits(local.search_batch(queries, k=10), server.search_batch(queries, k=10))

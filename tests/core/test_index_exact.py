@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
 from jp_rerank.index import (
     ExactIndex,
     IngestReport,
@@ -87,16 +86,18 @@ def test_add_refuses_stored_ids_upsert_replaces_delete_counts(data):
     ids, vectors, texts, metas = data
     index = ExactIndex(DIM)
     index.add(ids[:10], vectors[:10], texts[:10], metas[:10])
-    with pytest.raises(ValueError, match="already in the index.*upsert"):
+    with pytest.raises(ValueError, match=r"already in the index.*upsert"):
         index.add(["new", ids[3]], vectors[:2], ["x", "y"])
-    assert len(index) == 10 and "new" not in index  # nothing from the failed call was kept
+    assert len(index) == 10
+    assert "new" not in index
     index.upsert([ids[3], "new"], vectors[[20, 21]], ["replaced", "added"], [{"lang": "xx"}, None])
     assert len(index) == 11
     assert index.get([ids[3]]) == [Record(ids[3], "replaced", {"lang": "xx"})]
     assert index.search(vectors[20], k=1)[0].id == ids[3]
     assert index.delete([ids[0], "missing", ids[1]]) == 2
     assert index.delete(["missing"]) == 0
-    assert len(index) == 9 and ids[0] not in index
+    assert len(index) == 9
+    assert ids[0] not in index
     assert all(h.id != ids[0] for h in index.search(vectors[0], k=9))
     index.add([ids[0]], vectors[:1], ["back"])  # a deleted id can be added again
     assert index.search(vectors[0], k=1)[0] == SearchHit(ids[0], pytest.approx(1.0), "back", {})
@@ -276,7 +277,8 @@ def test_ingest_accepts_records_tuples_and_mappings_and_upserts(data, capsys):
     with pytest.raises(ValueError, match="already in the index"):
         ingest(index, items, embed, progress=False)
     report = ingest(index, items, embed, mode="upsert", progress=False)  # re-running with upsert is safe
-    assert report.n_records == 4 and len(index) == 4
+    assert report.n_records == 4
+    assert len(index) == 4
 
 
 def test_ingest_rejects_bad_records_and_bad_embeddings(data):
@@ -287,9 +289,9 @@ def test_ingest_rejects_bad_records_and_bad_embeddings(data):
     with pytest.raises(TypeError, match="record 0 is a mapping without 'id' and 'text'"):
         ingest(index, [{"text": "x"}], lambda t: vectors[: len(t)], progress=False)
     with pytest.raises(ValueError, match=r"embed_documents returned shape \(2, 16\) for 3 texts"):
-        ingest(index, zip(ids[:3], texts[:3]), lambda t: vectors[:2], progress=False)
+        ingest(index, zip(ids[:3], texts[:3], strict=False), lambda t: vectors[:2], progress=False)
     with pytest.raises(ValueError, match="NaN"):
-        ingest(index, zip(ids[:3], texts[:3]), lambda t: np.full((len(t), DIM), np.nan), progress=False)
+        ingest(index, zip(ids[:3], texts[:3], strict=False), lambda t: np.full((len(t), DIM), np.nan), progress=False)
     with pytest.raises(ValueError, match="mode must be"):
         ingest(index, [], lambda t: vectors[: len(t)], mode="replace", progress=False)  # type: ignore[arg-type]
     assert len(index) == 0

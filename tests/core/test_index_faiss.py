@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
 from jp_rerank.index import ExactIndex, FaissIndex, SearchHit, ingest, make_index
 from jp_rerank.index.synthetic import GaussianMixture
 
@@ -50,7 +49,9 @@ def exact(corpus) -> ExactIndex:
 
 
 def recall(found: list[list[SearchHit]], truth: list[list[SearchHit]]) -> float:
-    return float(np.mean([len({h.id for h in f} & {h.id for h in t}) / len(t) for f, t in zip(found, truth, strict=True)]))
+    return float(
+        np.mean([len({h.id for h in f} & {h.id for h in t}) / len(t) for f, t in zip(found, truth, strict=True)])
+    )
 
 
 def assert_same_hits(found: list[list[SearchHit]], truth: list[list[SearchHit]], tol: float = 1e-5) -> None:
@@ -160,7 +161,8 @@ def test_ingest_trains_ivfpq_on_the_leading_records():
         progress=False,
     )
     assert (report.n_records, report.n_batches, report.trained_on) == (3000, 6, 1000)
-    assert index.nlist is not None and 1 <= index.nlist <= 1000 // 39
+    assert index.nlist is not None
+    assert 1 <= index.nlist <= 1000 // 39
     assert len(index) == 3000
     assert index.search(vectors[42], k=1, nprobe=index.nlist)[0].id == "d42"
 
@@ -183,10 +185,11 @@ def build(kind: str, small) -> FaissIndex:
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
 def test_delete_and_upsert_semantics(kind, small):
-    ids, vectors, texts, metas = small
+    ids, vectors, _texts, _metas = small
     index = build(kind, small)
     assert index.delete([ids[0], ids[1], "unknown"]) == 2
-    assert len(index) == 1198 and ids[0] not in index
+    assert len(index) == 1198
+    assert ids[0] not in index
     assert all(h.id not in (ids[0], ids[1]) for h in index.search(vectors[0], k=50))
     with pytest.raises(ValueError, match="already in the index"):
         index.add([ids[2]], vectors[:1], ["dup"])
@@ -200,7 +203,8 @@ def test_delete_and_upsert_semantics(kind, small):
     if kind == "hnsw":
         assert index.n_tombstones == 3  # two deletes and one replaced vector
         before = index.search_batch(vectors[:20], k=10)
-        assert index.compact() == 3 and index.n_tombstones == 0
+        assert index.compact() == 3
+        assert index.n_tombstones == 0
         assert [[h.id for h in hs] for hs in index.search_batch(vectors[:20], k=10)] == [
             [h.id for h in hs] for hs in before
         ]
@@ -234,7 +238,7 @@ def test_query_time_params_are_checked(small):
 
 
 def test_concurrent_searches_and_writes_are_safe(small):
-    ids, vectors, texts, metas = small
+    ids, vectors, _texts, _metas = small
     index = build("hnsw", small)
     errors: list[BaseException] = []
 
@@ -260,4 +264,6 @@ def test_concurrent_searches_and_writes_are_safe(small):
 def test_make_index_builds_faiss_kinds():
     assert make_index("faiss", 8).kind == "flat"  # type: ignore[attr-defined]
     hnsw = make_index("faiss-hnsw", 8, ef_search=99)
-    assert isinstance(hnsw, FaissIndex) and hnsw.kind == "hnsw" and hnsw.ef_search == 99
+    assert isinstance(hnsw, FaissIndex)
+    assert hnsw.kind == "hnsw"
+    assert hnsw.ef_search == 99

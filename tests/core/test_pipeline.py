@@ -137,11 +137,10 @@ def test_hybrid_is_deterministic(
     assert sorted(fused_hybrid) == sorted(first)
 
 
-def test_weighted_fusion_path(texts: list[str], ids: list[str], embedder: Embedder) -> None:
-    retriever = TwoStageRetriever.from_texts(
-        texts,
-        ids=ids,
-        embedder=embedder,
+def test_weighted_fusion_path(hybrid: TwoStageRetriever) -> None:
+    dense, _, bm25 = hybrid.first_stages
+    retriever = TwoStageRetriever(
+        first_stages=[dense, bm25],
         fusion="weighted",
         normalization="zscore",
         weights={"bm25": 2.0},
@@ -215,26 +214,28 @@ def test_first_k_bounds_the_candidates(texts: list[str], ids: list[str], reranke
     assert len(retriever.retrieve(QUERIES[0], first_k=5)) == 5
 
 
-def test_sparse_and_dense_stages_alone(
-    texts: list[str], ids: list[str], embedder: Embedder, sparse: SparseEmbedder
-) -> None:
-    dense = TwoStageRetriever.from_texts(texts, ids=ids, embedder=embedder, bm25=None, top_n=3)
-    stage = dense.first_stages[0]
-    assert isinstance(stage, DenseStage)
-    expected = stage.index.search(embedder.embed_query(QUERIES[0]), k=3)
-    assert [(p.id, p.score) for p in dense.retrieve(QUERIES[0])] == [(h.id, h.score) for h in expected]
-    only_sparse = TwoStageRetriever.from_texts(texts, ids=ids, sparse=sparse, bm25=None, top_n=3)
-    sparse_stage = only_sparse.first_stages[0]
+def test_sparse_and_dense_stages_alone(hybrid: TwoStageRetriever, embedder: Embedder) -> None:
+    dense_stage, sparse_stage, _ = hybrid.first_stages
+    assert isinstance(dense_stage, DenseStage)
     assert isinstance(sparse_stage, SparseStage)
+    dense = TwoStageRetriever(first_stages=[dense_stage], top_n=3)
+    expected = dense_stage.index.search(embedder.embed_query(QUERIES[0]), k=3)
+    assert [(p.id, p.score) for p in dense.retrieve(QUERIES[0])] == [(h.id, h.score) for h in expected]
+    only_sparse = TwoStageRetriever(first_stages=[sparse_stage], top_n=3)
     hits = sparse_stage.index.search(QUERIES[0], k=3)
     assert [(p.id, p.score) for p in only_sparse.retrieve(QUERIES[0])] == [(h.id, h.score) for h in hits]
 
 
-def test_faiss_backend_matches_exact(texts: list[str], ids: list[str], embedder: Embedder) -> None:
-    exact = TwoStageRetriever.from_texts(texts, ids=ids, embedder=embedder, bm25=None, top_n=5)
+def test_faiss_backend_matches_exact(
+    hybrid: TwoStageRetriever, texts: list[str], ids: list[str], embedder: Embedder
+) -> None:
+    exact = TwoStageRetriever(first_stages=hybrid.first_stages[:1], top_n=5)
     flat = TwoStageRetriever.from_texts(
         texts, ids=ids, embedder=embedder, bm25=None, top_n=5, vector_backend="faiss-flat"
     )
+    stage = flat.first_stages[0]
+    assert isinstance(stage, DenseStage)
+    assert stage.index.backend == "faiss"
     a, b = exact.retrieve(QUERIES[1]), flat.retrieve(QUERIES[1])
     assert [p.id for p in a] == [p.id for p in b]
     assert [p.score for p in a] == pytest.approx([p.score for p in b], abs=1e-5)
@@ -322,5 +323,9 @@ def test_bad_input(texts: list[str], ids: list[str]) -> None:
         TwoStageRetriever(first_stages=[_FixedStage()], fusion="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="score_threshold must be a number"):
         TwoStageRetriever(first_stages=[_FixedStage()], score_threshold=float("nan"))
+    dup = _FixedStage()
+    dup.search_many = lambda queries, k: [[Candidate("x", 1.0, "a"), Candidate("x", 0.5, "a")] for _ in queries]  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="first stage 'fixed' returned id 'x' more than once"):
+        TwoStageRetriever(first_stages=[dup]).retrieve("京都")
     with pytest.raises(ValueError, match="BM25 index holds 2 passages but 1 texts"):
         BM25Stage(BM25Index().index(["a", "b"]), ["a"])

@@ -46,6 +46,17 @@ def test_example_runs_offline(
     assert f"1. [{result['docs'][0].id}]" in printed
 
 
+@pytest.mark.filterwarnings("ignore:.*langchain-community.* is being sunset:DeprecationWarning")
+def test_example_with_a_faiss_store(example: ModuleType, xlmr_ce_path: Path, dense_path: Path) -> None:
+    pytest.importorskip("faiss")
+    pytest.importorskip("langchain_community.vectorstores")
+    args = ["--reranker", str(xlmr_ce_path), "--embedder", str(dense_path), "--store", "faiss", "--first-k", "5"]
+    result = example.main(args)
+    assert len(result["candidates"]) == 5
+    assert len(result["docs"]) == 3
+    assert {d.id for d in result["docs"]} <= {d.id for d in result["candidates"]}
+
+
 def test_chain_async_matches_sync(example: ModuleType, xlmr_ce_path: Path, dense_path: Path) -> None:
     docs = [Document("富士山は3776メートルです。", id="a"), Document("京都には寺が多い。", id="b")]
     store = InMemoryVectorStore(JapaneseEmbeddings(embedder=Embedder(dense_path)))

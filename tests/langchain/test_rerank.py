@@ -115,6 +115,8 @@ def test_bad_arguments(engine: Reranker, docs: list[Document]) -> None:
         compressor.compress_documents(docs, " ")
     with pytest.raises(TypeError, match="query must be a str"):
         compressor.compress_documents(docs, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a langchain_core Document, got str"):
+        compressor.compress_documents([docs[0], "富士山"], QUERY)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="NaN"):
         JapaneseReranker(reranker=engine, score_threshold=float("nan")).compress_documents(docs, QUERY)
     with pytest.raises(ValueError, match="either reranker= or device, model"):
@@ -184,3 +186,19 @@ def test_in_an_lcel_chain(engine: Reranker, docs: list[Document]) -> None:
     chain = RunnableLambda(rerank) | RunnableLambda(ids)
     assert chain.invoke(QUERY) == ids(compressor.compress_documents(docs, QUERY))
     assert asyncio.run(chain.ainvoke(QUERY)) == chain.invoke(QUERY)
+
+
+def test_one_engine_serves_langchain_and_llamaindex(engine: Reranker, docs: list[Document]) -> None:
+    pytest.importorskip("llama_index.core")
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from llamaindex_jp_rerank import JapaneseRerank
+
+    ours = JapaneseReranker(reranker=engine, top_n=3)
+    theirs = JapaneseRerank(reranker=engine, top_n=3)
+    assert ours.reranker is theirs.reranker is engine
+    nodes = [NodeWithScore(node=TextNode(id_=str(d.id), text=d.page_content)) for d in docs]
+    ranked_nodes = theirs.postprocess_nodes(nodes, query_str=QUERY)
+    ranked_docs = ours.compress_documents(docs, QUERY)
+    assert [n.node.node_id for n in ranked_nodes] == [d.id for d in ranked_docs]
+    np.testing.assert_allclose([n.score for n in ranked_nodes], [d.metadata["relevance_score"] for d in ranked_docs])

@@ -28,6 +28,12 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def poison() -> str:
+    """:data:`POISON`, for test modules (they cannot import this conftest)."""
+    return POISON
+
+
 @pytest.fixture(scope="module")
 def reranker(xlmr_ce_path: Path) -> Reranker:
     return Reranker(xlmr_ce_path, device="cpu").load()

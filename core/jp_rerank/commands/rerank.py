@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from jp_rerank.commands._io import CliInputError, open_in, open_out, read_jsonl
@@ -43,8 +44,17 @@ def _run(args: argparse.Namespace) -> int:
                 raise CliInputError(f"{where}: 'query' must be a non-empty string")
             texts, ids = _passages(row, where)
             results = reranker.rerank(query, texts, top_n=args.top_n, score_threshold=args.threshold)
-            ranked = [{"id": ids[r.index], "index": r.index, "score": r.score, "text": texts[r.index]} for r in results]
-            out.write(json.dumps({"query": query, "results": ranked}, ensure_ascii=False) + "\n")
+            ranked = [
+                # NaN (a broken model; ranked last) has no JSON form: written as null
+                {
+                    "id": ids[r.index],
+                    "index": r.index,
+                    "score": None if math.isnan(r.score) else r.score,
+                    "text": texts[r.index],
+                }
+                for r in results
+            ]
+            out.write(json.dumps({"query": query, "results": ranked}, ensure_ascii=False, allow_nan=False) + "\n")
     return 0
 
 

@@ -67,7 +67,8 @@ class DatasetStats:
         name: Dataset name.
         n_queries: Queries run (those with judgements count in the metrics).
         n_passages: Corpus size (retrieval) or distinct candidate passages (rerank).
-        mean_passage_chars: Mean characters per passage, as fed to the model.
+        mean_passage_chars: Mean characters per passage: as fed to the model (rerank), or of the passage text
+            without title (retrieval).
         mean_query_chars: Mean characters per query.
         mean_candidates: Mean candidates per query (rerank only).
 

@@ -9,7 +9,9 @@ the same records, and the collection's metadata records the dimension, metric an
 on every open. :meth:`ChromaIndex.save` additionally writes a portable snapshot (vectors + JSONL, same format as
 the other backends) that :meth:`ChromaIndex.load` imports into an empty collection.
 
-Large writes are split under the client's ``get_max_batch_size()``. Scores are ``1 - distance`` for Chroma's
+Large writes are split under the client's ``get_max_batch_size()``. :meth:`~VectorIndex.upsert` replaces whole
+records (Chroma's native upsert would merge old and new metadata), by deleting stored ids and adding the batch:
+another client reading the same collection may briefly miss those records. Scores are ``1 - distance`` for Chroma's
 ``cosine`` and ``ip`` spaces, i.e. the cosine or inner product. Chroma searches with its own HNSW graph
 (``ef_search`` is fixed per collection), so on large collections results are approximate.
 """
@@ -83,7 +85,7 @@ class ChromaIndex(VectorIndex):
 
     Example:
         >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+        >>> with tempfile.TemporaryDirectory() as tmp:
         ...     index = ChromaIndex(2, path=tmp)
         ...     index.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], ["犬", "猫"])
         ...     [h.id for h in index.search([0.9, 0.1], k=1)]
@@ -193,21 +195,14 @@ class ChromaIndex(VectorIndex):
             found.update(self._collection.get(ids=ids[part], include=[])["ids"])
         return [i for i in ids if i in found]
 
-    def _write(self, method: str, batch: Batch) -> None:
-        write = getattr(self._collection, method)
+    def _insert(self, batch: Batch) -> None:
         for part in self._chunks(len(batch.ids)):
-            write(
+            self._collection.add(
                 ids=batch.ids[part],
                 embeddings=batch.vectors[part],
                 documents=batch.texts[part],
                 metadatas=[m or None for m in batch.metadatas[part]],
             )
-
-    def _insert(self, batch: Batch) -> None:
-        self._write("add", batch)
-
-    def _upsert(self, batch: Batch) -> None:
-        self._write("upsert", batch)
 
     def _remove(self, ids: list[str]) -> int:
         present = self._present(ids)

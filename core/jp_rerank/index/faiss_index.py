@@ -70,7 +70,7 @@ def default_nlist(n_train: int) -> int:
 
     Example:
         >>> default_nlist(100_000)
-        1264
+        1265
     """
     return max(1, min(round(4 * math.sqrt(n_train)), n_train // 39))
 
@@ -107,9 +107,9 @@ class FaissIndex(VectorIndex):
             (HNSW: exact scores; IVF-PQ: all lists).
 
     Example:
-        >>> index = FaissIndex(2, kind="flat")  # doctest: +SKIP
-        >>> index.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], ["犬", "猫"])  # doctest: +SKIP
-        >>> [h.id for h in index.search([0.9, 0.1], k=1)]  # doctest: +SKIP
+        >>> index = FaissIndex(2, kind="hnsw", ef_search=32)
+        >>> index.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], ["犬", "猫"], [{"lang": "ja"}, {"lang": "ja"}])
+        >>> [h.id for h in index.search([0.9, 0.1], k=1, where={"lang": "ja"})]
         ['a']
     """
 

@@ -229,13 +229,17 @@ class TwoStageRetriever:
     def retrieve(self, query: str, *, top_n: int | None = None, first_k: int | None = None) -> list[RetrievedPassage]:
         """Return the best passages for one query, by descending ``score``.
 
+        At most ``top_n`` passages come back, and never more than the ``first_k`` candidates the first stage(s)
+        handed on.
+
         Args:
             query: The question (non-empty).
             top_n: Passages to return (default: the retriever's ``top_n``).
             first_k: Candidates per first stage (default: the retriever's ``first_k``).
 
         Raises:
-            ValueError: Empty or whitespace query; ``top_n`` or ``first_k`` not positive.
+            ValueError: Empty or whitespace query; ``top_n`` or ``first_k`` not positive; a first stage that
+                returned one id twice for the query.
             TypeError: A non-string query.
         """
         check_query(query)
@@ -292,8 +296,12 @@ class TwoStageRetriever:
     def _fuse(self, rankings: list[Sequence[StageHit]], k: int) -> list[_Fused]:
         """Merge one query's stage rankings into at most ``k`` candidates, best first."""
         by_id: dict[str, StageHit] = {}
-        for hits in rankings:
+        for stage, hits in zip(self.first_stages, rankings, strict=True):
+            seen: set[str] = set()
             for hit in hits:
+                if hit.id in seen:
+                    raise ValueError(f"first stage {stage.name!r} returned id {hit.id!r} more than once for one query")
+                seen.add(hit.id)
                 by_id.setdefault(hit.id, hit)
         if len(rankings) == 1:
             return [_Fused(hit, float(hit.score)) for hit in list(rankings[0])[:k]]

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,6 +72,35 @@ def test_concurrent_async_batches_match_sync(dense_embedder: Embedder, demo_corp
     for result in asyncio.run(fan_out()):
         assert len(result) == len(texts)
         np.testing.assert_allclose(result, sync, rtol=0, atol=1e-6)
+
+
+def test_concurrent_batches_never_enter_the_shared_model_at_once(
+    dense_path: Path, demo_corpus: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = Embedder(dense_path).load()
+    model = engine.model
+    encode = model.encode
+    active = [0]
+    most = [0]
+    guard = threading.Lock()
+
+    def tracking_encode(*args: Any, **kwargs: Any) -> Any:
+        with guard:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.005)  # widen the window in which an unguarded second call would overlap
+            return encode(*args, **kwargs)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    monkeypatch.setattr(model, "encode", tracking_encode)
+    emb = JapaneseEmbedding(embedder=engine, embed_batch_size=1, num_workers=8)
+    texts = [d["text"] for d in demo_corpus[:16]]
+    out = asyncio.run(emb.aget_text_embedding_batch(texts))
+    assert len(out) == 16
+    assert most[0] == 1
 
 
 def test_async_runs_the_model_off_the_event_loop_thread(dense_path: Path) -> None:

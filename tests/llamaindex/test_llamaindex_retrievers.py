@@ -8,7 +8,7 @@ from jp_rerank import Embedder, Reranker
 from jp_rerank.pipeline import TwoStageRetriever
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import Document, MetadataMode, NodeRelationship, NodeWithScore, TextNode
+from llama_index.core.schema import Document, MetadataMode, NodeWithScore, TextNode
 
 from llamaindex_jp_rerank import JapaneseEmbedding, JapaneseRerank, JapaneseRetriever, RerankedNode
 
@@ -111,7 +111,7 @@ def test_from_documents_chunks_and_links_nodes() -> None:
     assert "京都" in node.get_content()
     assert len(node.get_content()) <= 60
     assert node.metadata == {"source": "guide.txt"}
-    assert node.relationships[NodeRelationship.SOURCE].node_id == doc.doc_id
+    assert node.ref_doc_id == doc.doc_id
     assert doc.model_dump() == before
 
 

@@ -1,0 +1,260 @@
+"""Vector-index scale: IVF-PQ against the exact flat index on up to millions of clustered synthetic vectors.
+
+Data: ``--n`` unit vectors in ``--dim`` dimensions from a Gaussian mixture (:class:`jp_rerank.index.synthetic.
+GaussianMixture`, ``--clusters`` components, noise/centre length ``--spread``), generated in chunks from a fixed
+seed, plus queries from the same mixture with another seed. Uniform random vectors would have no neighbours worth
+finding; a mixture is a simple stand-in for the topical clusters of sentence embeddings.
+
+Ground truth: exact top-``k`` of every query by float32 brute force over the whole corpus (numpy, streamed chunk by
+chunk, never holding the corpus).
+
+Each index is built in its own child process through :class:`jp_rerank.index.FaissIndex` (string ids and the
+document store included, texts empty), so its peak RSS is its own. Reported per index / query setting:
+
+* build: wall time to train (IVF-PQ, on the first ``--train-size`` vectors) and add everything, in batches;
+* peak RSS of the child process, and the index's code bytes per vector;
+* single-query latency p50 / p95 (``index.search(q, k)``, hits built with ids and texts), over the query sample;
+* batched throughput (``index.search_batch`` on ``--batch-queries`` queries at once), in queries per second;
+* recall@k against the exact ground truth;
+
+with ratios against the flat index measured in the same run.
+
+Usage:
+    python benchmarks/index_scale.py [--n 1000000] [--dim 384] [--nprobe 8,32,128] [--kinds flat,ivfpq]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jp_rerank.index import FaissIndex
+from jp_rerank.index.synthetic import GaussianMixture
+
+CORPUS_SEED = 1
+QUERY_SEED = 2
+
+
+def mixture(args: argparse.Namespace) -> GaussianMixture:
+    return GaussianMixture(args.dim, n_clusters=args.clusters, spread=args.spread, seed=0, rank=args.rank or None)
+
+
+def queries(args: argparse.Namespace) -> np.ndarray:
+    return mixture(args).sample(max(args.queries, args.batch_queries), seed=QUERY_SEED)
+
+
+def ground_truth(args: argparse.Namespace, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k row numbers and scores per query, merging per-chunk top-k (memory: one chunk of scores)."""
+    k = args.k
+    best_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+    best_i = np.zeros((q.shape[0], k), dtype=np.int64)
+    offset = 0
+    for chunk in mixture(args).iter_samples(args.n, seed=CORPUS_SEED, chunk=args.chunk):
+        s = q @ chunk.T
+        cand_s = np.concatenate([best_s, s], axis=1)
+        cand_i = np.concatenate([best_i, np.arange(offset, offset + chunk.shape[0])[None, :].repeat(q.shape[0], 0)], 1)
+        top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]
+        best_s = np.take_along_axis(cand_s, top, 1)
+        best_i = np.take_along_axis(cand_i, top, 1)
+        offset += chunk.shape[0]
+    return best_i, -np.sort(-best_s, axis=1)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_phase(args: argparse.Namespace) -> dict[str, Any]:
+    """Build one index and measure it (runs in a child process)."""
+    import faiss
+
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
+    work = Path(args.workdir)
+    q = np.load(work / "queries.npy")
+    truth = np.load(work / "truth.npy")
+    kind = args.phase
+    index = FaissIndex(args.dim, kind=kind, nlist=args.nlist, pq_m=args.pq_m, hnsw_m=32, ef_construction=100)
+    rss_before = peak_rss_mb()
+    start = time.perf_counter()
+    train_s = 0.0
+    row = 0
+    for chunk in mixture(args).iter_samples(args.n, seed=CORPUS_SEED, chunk=args.chunk):
+        if index.needs_training:
+            t0 = time.perf_counter()
+            index.train(chunk[: args.train_size])
+            train_s = time.perf_counter() - t0
+        ids = [f"p{i}" for i in range(row, row + chunk.shape[0])]
+        index.add(ids, chunk, [""] * chunk.shape[0])
+        row += chunk.shape[0]
+    build_s = time.perf_counter() - start
+    rss_build = peak_rss_mb()
+    settings: list[dict[str, int]] = [{}]
+    if kind == "ivfpq":
+        settings = [{"nprobe": p} for p in args.nprobe]
+    elif kind == "hnsw":
+        settings = [{"ef_search": e} for e in args.ef_search]
+    rows = []
+    for params in settings:
+        index.search(q[0], k=args.k, **params)  # warm-up
+        lat = []
+        found = []
+        for vec in q[: args.queries]:
+            t0 = time.perf_counter()
+            hits = index.search(vec, k=args.k, **params)
+            lat.append(time.perf_counter() - t0)
+            found.append([int(h.id[1:]) for h in hits])
+        t0 = time.perf_counter()
+        index.search_batch(q[: args.batch_queries], k=args.k, **params)
+        batch_s = time.perf_counter() - t0
+        recall = float(np.mean([len(set(f) & set(t.tolist())) / args.k for f, t in zip(found, truth, strict=False)]))
+        rows.append(
+            {
+                "params": params,
+                "p50_ms": 1000 * float(np.percentile(lat, 50)),
+                "p95_ms": 1000 * float(np.percentile(lat, 95)),
+                "qps": args.batch_queries / batch_s,
+                "recall": recall,
+            }
+        )
+    return {
+        "kind": kind,
+        "nlist": index.nlist,
+        "pq_m": args.pq_m,
+        "train_s": train_s,
+        "build_s": build_s,
+        "rss_mb": rss_build,
+        "rss_before_mb": rss_before,
+        "code_bytes": int(index._index.sa_code_size()),
+        "rows": rows,
+    }
+
+
+def hardware() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import faiss
+
+    return (
+        f"{model}; {os.cpu_count()} cores; Python {platform.python_version()}; numpy {np.__version__}; "
+        f"faiss {faiss.__version__}"
+    )
+
+
+def print_table(args: argparse.Namespace, results: list[dict[str, Any]], gt_s: float) -> None:
+    flat = next((r for r in results if r["kind"] == "flat"), None)
+    base = flat["rows"][0] if flat else None
+    print(f"\nhardware: {hardware()}; faiss threads: {args.threads or 'default'}")
+    shape = f"rank-{args.rank} subspaces + noise 0.1" if args.rank else "isotropic"
+    print(
+        f"data: {args.n:,} x {args.dim}-d unit vectors, {args.clusters} Gaussian clusters ({shape}, spread "
+        f"{args.spread}); exact cosine of the 1st / {args.k}th neighbour: {args.cos_first:.3f} / {args.cos_last:.3f}"
+    )
+    print(
+        f"{args.queries} queries for latency and recall, {args.batch_queries} for throughput; k={args.k}; "
+        f"exact ground truth (numpy brute force) in {gt_s:.1f} s"
+    )
+    header = (
+        f"{'index':<32} {'build s':>8} {'RSS MB':>8} {'B/vec':>6} {'p50 ms':>8} {'p95 ms':>8} {'QPS':>8} "
+        f"{'recall@' + str(args.k):>10} | {'build':>6} {'RSS':>6} {'p50':>6} {'QPS':>6}  (x flat)"
+    )
+    print(header)
+    print("-" * len(header))
+    for res in results:
+        label = res["kind"]
+        if res["kind"] == "ivfpq":
+            label = f"ivfpq nlist={res['nlist']} m={res['pq_m']}"
+        for row in res["rows"]:
+            name = label + "".join(f" {k}={v}" for k, v in row["params"].items())
+            ratio = ""
+            if flat and base:
+                ratio = (
+                    f"{res['build_s'] / flat['build_s']:>6.2f} {res['rss_mb'] / flat['rss_mb']:>6.2f} "
+                    f"{base['p50_ms'] / row['p50_ms']:>5.1f}x {row['qps'] / base['qps']:>5.1f}x"
+                )
+            print(
+                f"{name:<32} {res['build_s']:>8.1f} {res['rss_mb']:>8.0f} {res['code_bytes']:>6} "
+                f"{row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} {row['qps']:>8.0f} {row['recall']:>10.3f} | {ratio}"
+            )
+    print("(x flat: build time and RSS as ratios; p50 and QPS as speed-ups over the flat index)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=1_000_000, help="corpus size")
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--clusters", type=int, default=None, help="mixture components (default n / 1000, >= 10)")
+    p.add_argument("--spread", type=float, default=1.0)
+    p.add_argument("--rank", type=int, default=16, help="dimension of each cluster's subspace (0: isotropic)")
+    p.add_argument("--queries", type=int, default=200, help="queries for latency and recall")
+    p.add_argument("--batch-queries", type=int, default=1000, help="queries for batched throughput")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--kinds", default="flat,ivfpq", help="comma list of flat, ivfpq, hnsw")
+    p.add_argument("--nlist", type=int, default=None, help="IVF lists (default: power of two near 2*sqrt(n))")
+    p.add_argument("--pq-m", type=int, default=48, help="PQ sub-quantisers (bytes per vector)")
+    p.add_argument("--nprobe", default="8,32,128", help="comma list of nprobe values to measure")
+    p.add_argument("--ef-search", default="64,256", help="comma list of HNSW efSearch values")
+    p.add_argument("--train-size", type=int, default=None, help="IVF-PQ training sample (default max(100k, 50*nlist))")
+    p.add_argument("--chunk", type=int, default=100_000, help="vectors generated and added per batch")
+    p.add_argument("--threads", type=int, default=0, help="faiss OpenMP threads (0: faiss default)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--phase", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.clusters = args.clusters or max(10, args.n // 1000)
+    args.nlist = args.nlist or 2 ** round(math.log2(2 * math.sqrt(args.n)))
+    args.train_size = min(args.n, args.train_size or max(100_000, 50 * args.nlist))
+    args.chunk = max(args.chunk, args.train_size)
+    args.nprobe = [int(x) for x in str(args.nprobe).split(",")]
+    args.ef_search = [int(x) for x in str(args.ef_search).split(",")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.phase:
+        out = run_phase(args)
+        Path(args.workdir, f"{args.phase}.json").write_text(json.dumps(out))
+        return
+    with tempfile.TemporaryDirectory() as work:
+        q = queries(args)
+        np.save(Path(work) / "queries.npy", q)
+        t0 = time.perf_counter()
+        truth, scores = ground_truth(args, q[: args.queries])
+        gt_s = time.perf_counter() - t0
+        args.cos_first, args.cos_last = float(scores[:, 0].mean()), float(scores[:, -1].mean())
+        np.save(Path(work) / "truth.npy", truth)
+        print(f"ground truth: {gt_s:.1f} s", flush=True)
+        results = []
+        forwarded = list(argv if argv is not None else sys.argv[1:])  # a child ignores --json
+        for kind in args.kinds.split(","):
+            t0 = time.perf_counter()
+            cmd = [sys.executable, __file__, *forwarded, "--phase", kind, "--workdir", work]
+            subprocess.run(cmd, check=True)
+            results.append(json.loads(Path(work, f"{kind}.json").read_text()))
+            print(f"{kind}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+    print_table(args, results, gt_s)
+    if args.json is not None:
+        payload = {"args": {k: v for k, v in vars(args).items() if k != "json"}, "results": results}
+        args.json.write_text(json.dumps(payload, default=str, indent=2))
+
+
+if __name__ == "__main__":
+    main()

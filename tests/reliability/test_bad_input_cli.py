@@ -1,0 +1,143 @@
+"""Bad-input matrix for ``jp-rerank rerank`` (run in-process through ``jp_rerank.cli.main``).
+
+Usage errors exit with code 2 and a one-line message naming the file, the line and the problem; documented
+results are valid JSONL that keeps every passage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jp_rerank.cli import EXIT_OK, EXIT_USAGE, main
+
+pytestmark = pytest.mark.timeout(300)
+
+QUERY = "富士山の高さは？"
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def strict_rows(out: str) -> list[dict[str, Any]]:
+    """Parse JSONL strictly: ``NaN``/``Infinity`` tokens are not JSON and fail the test."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"the CLI wrote {token}, which is not valid JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in out.splitlines()]
+
+
+USAGE_CASES: list[tuple[str, str, str]] = [
+    ("empty query", json.dumps({"query": "", "documents": ["a"]}), r"in\.jsonl:1: 'query' must be a non-empty string"),
+    ("whitespace query", json.dumps({"query": " \u3000", "documents": ["a"]}), "'query' must be a non-empty string"),
+    ("null query", json.dumps({"query": None, "documents": ["a"]}), "'query' must be a non-empty string"),
+    ("number query", json.dumps({"query": 3, "documents": ["a"]}), "'query' must be a non-empty string"),
+    ("null document", json.dumps({"query": QUERY, "documents": ["a", None]}), "'documents' must be a list of strings"),
+    ("number document", json.dumps({"query": QUERY, "documents": [1.5]}), "'documents' must be a list of strings"),
+    ("documents not a list", json.dumps({"query": QUERY, "documents": "a"}), "'documents' must be a list of strings"),
+    ("no passages", json.dumps({"query": QUERY}), "expected 'documents' \\(list of strings\\) or 'passages'"),
+    ("passage without text", json.dumps({"query": QUERY, "passages": [{"id": 1}]}), r"passages\[0\] must be an object"),
+    ("not JSON", "{not json", r"in\.jsonl:1: invalid JSON"),
+    ("not an object", json.dumps(["a", "b"]), "expected a JSON object, got list"),
+    ("lone surrogate", '{"query": "q", "documents": ["ok", "bad \\ud800"]}', r"documents\[1\] contains a lone surrogate"),
+]
+
+
+@pytest.mark.parametrize(("case", "line", "match"), USAGE_CASES, ids=[c[0] for c in USAGE_CASES])
+def test_bad_lines_are_usage_errors_naming_the_line(
+    xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, line: str, match: str
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(line + "\n", encoding="utf-8")
+    code, out, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", "cpu"], capsys)
+    assert code == EXIT_USAGE, case
+    assert err.startswith("jp-rerank rerank: error: ")
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert re.search(match, err), err
+
+
+def test_missing_input_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["rerank", str(tmp_path / "nope.jsonl")], capsys)
+    assert code == EXIT_USAGE
+    assert "input file not found" in err
+
+
+def test_bad_options_are_usage_errors(xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"query": QUERY, "documents": ["a"]}])
+    code, _, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--top-n", "0"], capsys)
+    assert code == EXIT_USAGE
+    assert "top_n must be a positive integer" in err
+    code, _, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--batch-size", "0"], capsys)
+    assert code == EXIT_USAGE
+    assert "batch_size must be positive" in err
+
+
+def test_empty_file_blank_lines_and_empty_candidates(
+    xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    assert run(["rerank", str(empty), "-m", str(xlmr_ce_path)], capsys) == (EXIT_OK, "", "")
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n" + json.dumps({"query": QUERY, "documents": []}) + "\n\n", encoding="utf-8")
+    code, out, _ = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", "cpu"], capsys)
+    assert code == EXIT_OK
+    assert strict_rows(out) == [{"query": QUERY, "results": []}]
+
+
+def test_messy_long_and_duplicate_passages_all_come_back(
+    xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = [
+        "富士山は3776メートル。" * 8_000,  # ~100k characters
+        "制御\x00文字\x1fと\u200bゼロ幅",
+        "😀🎌 絵文字",
+        "ｶﾀｶﾅとＡＢＣ",
+        "日本語 English 한국어",
+        "重複",
+        "重複",
+        "",
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"query": QUERY, "documents": docs}])
+    code, out, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", "cpu"], capsys)
+    assert code == EXIT_OK, err
+    (row,) = strict_rows(out)
+    assert sorted(r["index"] for r in row["results"]) == list(range(len(docs)))
+    assert [docs[r["index"]] for r in row["results"]] == [r["text"] for r in row["results"]]  # caller text, unchanged
+    assert all(math.isfinite(r["score"]) for r in row["results"])
+
+
+def test_over_the_default_caps_is_a_usage_error(
+    xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"query": QUERY, "documents": ["短い", "あ" * 1_000_001]}])
+    code, out, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", "cpu"], capsys)
+    assert code == EXIT_USAGE
+    assert "documents[1] has 1000001 characters, over the cap max_chars=1000000" in err
+    assert out == ""
+
+
+def test_nan_scores_are_written_as_valid_json(
+    nan_ce_path: Path, poison: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = ["富士山は高い。", f"{poison}が好き。", "京都の寺。"]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"query": QUERY, "documents": docs}])
+    code, out, err = run(["rerank", str(src), "-m", str(nan_ce_path), "--device", "cpu"], capsys)
+    assert code == EXIT_OK, err
+    (row,) = strict_rows(out)
+    assert [r["index"] for r in row["results"]][-1] == 1  # ranked last, still present
+    assert row["results"][-1]["score"] is None  # NaN has no JSON form: written as null
+    assert all(isinstance(r["score"], float) for r in row["results"][:-1])

@@ -1,0 +1,198 @@
+"""Concurrency: one shared model serving 32 threads and 32 asyncio tasks gives exactly the sequential results.
+
+Each engine serialises its model calls with a lock (tokenizer and forward pass), so results never depend on
+what else runs at the same time, the fast tokenizer never raises "Already borrowed", and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from jp_rerank import Embedder, Reranker
+from jp_rerank.data import load_demo_corpus, load_demo_queries
+from jp_rerank.lexical import BM25Index
+from jp_rerank.rerank import cross_encoder
+
+pytestmark = [pytest.mark.timeout(600)]
+
+N = 32
+
+
+def workload() -> list[tuple[str, list[str]]]:
+    """32 different (query, candidates) requests: demo questions over rotating slices of the demo corpus."""
+    texts = [d["text"] for d in load_demo_corpus()]
+    questions = [str(q["text"]) for q in load_demo_queries()]
+    out = []
+    for i in range(N):
+        start = (i * 5) % len(texts)
+        docs = (texts[start:] + texts[:start])[: 8 + i % 9]
+        out.append((questions[i % len(questions)], docs))
+    return out
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux ``/proc``)."""
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        resident_pages = int(fh.read().split()[1])
+    import os
+
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_threads(fn: Callable[[int], Any], n: int = N) -> list[Any]:
+    """Call ``fn(i)`` for ``i < n`` from ``n`` threads released together by a barrier; re-raise any error."""
+    barrier = threading.Barrier(n)
+
+    def call(i: int) -> Any:
+        barrier.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(call, range(n)))
+
+
+def assert_same_rankings(got: list[Any], want: list[Any]) -> None:
+    for g, w in zip(got, want, strict=True):
+        assert [r.index for r in g] == [r.index for r in w]
+        np.testing.assert_array_equal([r.score for r in g], [r.score for r in w])
+
+
+@pytest.mark.slow
+def test_32_threads_share_one_reranker_and_one_embedder(xlmr_ce_path: Path, dense_path: Path) -> None:
+    requests = workload()
+    reranker = Reranker(xlmr_ce_path, device="cpu", batch_size=4)  # several batches per call
+    embedder = Embedder(dense_path, device="cpu", batch_size=4)
+    want_rank = [reranker.rerank(q, docs) for q, docs in requests]
+    want_docs = [embedder.embed_documents(docs) for _, docs in requests]
+    want_query = [embedder.embed_query(q) for q, _ in requests]
+
+    def mixed(i: int) -> tuple[Any, np.ndarray, np.ndarray]:
+        q, docs = requests[i]
+        # interleave engine calls so tokenizers and models are used by many threads at once
+        return reranker.rerank(q, docs), embedder.embed_documents(docs), embedder.embed_query(q)
+
+    for _ in range(2):
+        got = run_threads(mixed)
+        assert_same_rankings([g[0] for g in got], want_rank)
+        for (_, d, q), wd, wq in zip(got, want_docs, want_query, strict=True):
+            np.testing.assert_array_equal(d, wd)
+            np.testing.assert_array_equal(q, wq)
+
+
+def test_lazy_load_happens_once_under_a_thundering_herd(
+    xlmr_ce_path: Path, dense_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = []
+    real_create = cross_encoder._Loaded.create.__func__  # type: ignore[attr-defined]
+
+    def counting_create(cls: type, owner: Reranker) -> Any:
+        created.append(owner)
+        return real_create(cls, owner)
+
+    monkeypatch.setattr(cross_encoder._Loaded, "create", classmethod(counting_create))
+    fresh = Reranker(xlmr_ce_path, device="cpu")
+    fresh_emb = Embedder(dense_path, device="cpu")
+    q, docs = workload()[0]
+    got = run_threads(lambda i: (fresh.rerank(q, docs), fresh_emb.embed_query(q)), n=16)
+    assert len(created) == 1
+    assert len({id(m) for m in [fresh.model, fresh_emb.model]}) == 2
+    first = got[0]
+    for g in got[1:]:
+        assert_same_rankings([g[0]], [first[0]])
+        np.testing.assert_array_equal(g[1], first[1])
+
+
+@pytest.mark.slow
+def test_32_asyncio_tasks_through_the_adapters_share_one_model(xlmr_ce_path: Path, dense_path: Path) -> None:
+    lc = pytest.importorskip("langchain_jp_rerank")
+    li = pytest.importorskip("llamaindex_jp_rerank")
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    requests = workload()
+    reranker = Reranker(xlmr_ce_path, device="cpu", batch_size=4)
+    embedder = Embedder(dense_path, device="cpu", batch_size=4)
+    lc_rerank = lc.JapaneseReranker(reranker=reranker, top_n=None)
+    lc_embed = lc.JapaneseEmbeddings(embedder=embedder)
+    li_rerank = li.JapaneseRerank(reranker=reranker, top_n=None)
+    li_embed = li.JapaneseEmbedding(embedder=embedder)
+    want_rank = [reranker.rerank(q, docs) for q, docs in requests]
+    want_docs = [embedder.embed_documents(docs).tolist() for _, docs in requests]
+
+    async def one(i: int) -> tuple[list[int], list[int], list[list[float]], list[list[float]]]:
+        q, docs = requests[i]
+        lc_docs = [Document(page_content=t, metadata={"i": j}) for j, t in enumerate(docs)]
+        nodes = [NodeWithScore(node=TextNode(text=t, id_=str(j))) for j, t in enumerate(docs)]
+        a, b, c, d = await asyncio.gather(
+            lc_rerank.acompress_documents(lc_docs, q),
+            li_rerank.apostprocess_nodes(nodes, query_bundle=QueryBundle(q)),
+            lc_embed.aembed_documents(docs),
+            li_embed.aget_text_embedding_batch(docs),
+        )
+        return [x.metadata["i"] for x in a], [int(n.node.id_) for n in b], c, d
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(one(i) for i in range(N))))
+
+    got = asyncio.run(main())
+    for (lc_order, li_order, lc_vecs, li_vecs), want, vecs in zip(got, want_rank, want_docs, strict=True):
+        assert lc_order == [r.index for r in want]
+        assert li_order == [r.index for r in want]
+        assert lc_vecs == vecs
+        assert li_vecs == vecs
+
+
+@pytest.mark.slow
+def test_engine_calls_from_asyncio_to_thread_match_sequential(xlmr_ce_path: Path, dense_path: Path) -> None:
+    requests = workload()
+    reranker = Reranker(xlmr_ce_path, device="cpu")
+    embedder = Embedder(dense_path, device="cpu")
+    want_rank = [reranker.rerank(q, docs) for q, docs in requests]
+    want_q = np.stack([embedder.embed_query(q) for q, _ in requests])
+
+    async def main() -> tuple[list[Any], list[np.ndarray]]:
+        ranks = [asyncio.to_thread(reranker.rerank, q, docs) for q, docs in requests]
+        queries = [asyncio.to_thread(embedder.embed_query, q) for q, _ in requests]
+        results = await asyncio.gather(*ranks, *queries)
+        return list(results[:N]), list(results[N:])
+
+    got_rank, got_q = asyncio.run(main())
+    assert_same_rankings(got_rank, want_rank)
+    np.testing.assert_array_equal(np.stack(got_q), want_q)
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_over_repeated_concurrent_calls(xlmr_ce_path: Path, dense_path: Path) -> None:
+    requests = workload()
+    reranker = Reranker(xlmr_ce_path, device="cpu")
+    embedder = Embedder(dense_path, device="cpu")
+
+    def call(i: int) -> int:
+        q, docs = requests[i]
+        return len(reranker.rerank(q, docs)) + embedder.embed_documents(docs).shape[0]
+
+    run_threads(call)  # warm up: model loading, allocator pools, thread stacks
+    run_threads(call)
+    baseline = rss_bytes()
+    for _ in range(8):
+        counts = run_threads(call)
+        assert counts == [2 * len(docs) for _, docs in requests]
+    growth = rss_bytes() - baseline
+    assert growth < 150 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB over 256 concurrent calls"
+
+
+def test_bm25_search_from_many_threads_matches_sequential() -> None:
+    corpus = load_demo_corpus()
+    index = BM25Index().index([d["text"] for d in corpus], ids=[d["id"] for d in corpus])
+    questions = [str(q["text"]) for q in load_demo_queries()]
+    want = [index.search(q, k=5) for q in questions]
+    got = run_threads(lambda i: index.search(questions[i % len(questions)], k=5))
+    for i, hits in enumerate(got):
+        assert hits == want[i % len(questions)]
