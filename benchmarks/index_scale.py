@@ -84,8 +84,9 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.workdir)
     q = np.load(work / "queries.npy")
     truth = np.load(work / "truth.npy")
-    kind = args.phase
-    index = FaissIndex(args.dim, kind=kind, nlist=args.nlist, pq_m=args.pq_m, hnsw_m=32, ef_construction=100)
+    kind, _, m = args.phase.partition(":")
+    pq_m = int(m) if m else None
+    index = FaissIndex(args.dim, kind=kind, nlist=args.nlist, pq_m=pq_m, hnsw_m=32, ef_construction=100)
     rss_before = peak_rss_mb()
     start = time.perf_counter()
     train_s = 0.0
@@ -131,7 +132,7 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "kind": kind,
         "nlist": index.nlist,
-        "pq_m": args.pq_m,
+        "pq_m": pq_m,
         "train_s": train_s,
         "build_s": build_s,
         "rss_mb": rss_build,
@@ -208,7 +209,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--kinds", default="flat,ivfpq", help="comma list of flat, ivfpq, hnsw")
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default: power of two near 2*sqrt(n))")
-    p.add_argument("--pq-m", type=int, default=48, help="PQ sub-quantisers (bytes per vector)")
+    p.add_argument("--pq-m", default="48,96", help="comma list of PQ sub-quantiser counts (bytes per vector)")
     p.add_argument("--nprobe", default="8,32,128", help="comma list of nprobe values to measure")
     p.add_argument("--ef-search", default="64,256", help="comma list of HNSW efSearch values")
     p.add_argument("--train-size", type=int, default=None, help="IVF-PQ training sample (default max(100k, 50*nlist))")
@@ -223,6 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.train_size = min(args.n, args.train_size or max(100_000, 50 * args.nlist))
     args.chunk = max(args.chunk, args.train_size)
     args.nprobe = [int(x) for x in str(args.nprobe).split(",")]
+    args.pq_m = [int(x) for x in str(args.pq_m).split(",")]
     args.ef_search = [int(x) for x in str(args.ef_search).split(",")]
     return args
 
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.phase:
         out = run_phase(args)
-        Path(args.workdir, f"{args.phase}.json").write_text(json.dumps(out))
+        Path(args.workdir, f"{args.phase.replace(':', '-')}.json").write_text(json.dumps(out))
         return
     with tempfile.TemporaryDirectory() as work:
         q = queries(args)
@@ -244,12 +246,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ground truth: {gt_s:.1f} s", flush=True)
         results = []
         forwarded = list(argv if argv is not None else sys.argv[1:])  # a child ignores --json
+        phases = []
         for kind in args.kinds.split(","):
+            phases += [f"ivfpq:{m}" for m in args.pq_m] if kind == "ivfpq" else [kind]
+        for phase in phases:
             t0 = time.perf_counter()
-            cmd = [sys.executable, __file__, *forwarded, "--phase", kind, "--workdir", work]
+            cmd = [sys.executable, __file__, *forwarded, "--phase", phase, "--workdir", work]
             subprocess.run(cmd, check=True)
-            results.append(json.loads(Path(work, f"{kind}.json").read_text()))
-            print(f"{kind}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+            results.append(json.loads(Path(work, f"{phase.replace(':', '-')}.json").read_text()))
+            print(f"{phase}: done in {time.perf_counter() - t0:.1f} s", flush=True)
     print_table(args, results, gt_s)
     if args.json is not None:
         payload = {"args": {k: v for k, v in vars(args).items() if k != "json"}, "results": results}

@@ -53,8 +53,17 @@ def _commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPa
     from jp_rerank.commands.evaluate import add_eval_command, add_report_command
     from jp_rerank.commands.models import add_models_command
     from jp_rerank.commands.rerank import add_rerank_command
+    from jp_rerank.commands.search_index import add_index_command, add_search_command
 
-    return [_add_demo, add_models_command, add_rerank_command, add_eval_command, add_report_command]
+    return [
+        _add_demo,
+        add_models_command,
+        add_index_command,
+        add_search_command,
+        add_rerank_command,
+        add_eval_command,
+        add_report_command,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,3 +135,49 @@ def test_eval_missing_dataset_is_a_usage_error(tmp_path: Path, capsys: pytest.Ca
     assert main(["eval", str(tmp_path / "nope"), "-m", "none"]) == EXIT_USAGE
     assert "dataset folder not found" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "none.json")]) == EXIT_USAGE
+
+
+def test_index_then_search_bm25_and_hybrid(
+    tmp_path: Path, static_path: Path, xlmr_ce_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "passages.jsonl"
+    rows = [
+        {"id": "fuji", "text": "富士山の標高は3776メートルです。", "tags": ["山"]},
+        {"id": "kyoto", "text": "京都には多くの寺があります。"},
+        {"id": "shinkansen", "text": "東海道新幹線は1964年に開業しました。"},
+    ]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    txt = tmp_path / "more.txt"
+    txt.write_text("北海道の冬は寒い。\n\n沖縄の海はきれいです。\n", encoding="utf-8")
+    idx = tmp_path / "idx"
+    assert (
+        main(["index", str(src), str(txt), "-o", str(idx), "--embedder", str(static_path), "--backend", "exact"]) == 0
+    )
+    assert "indexed 5 passages" in capsys.readouterr().out
+    manifest = json.loads((idx / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["count"] == 5
+    assert manifest["bm25"].startswith("mecab")
+    assert main(["index", str(src), "-o", str(idx)]) == EXIT_USAGE  # exists, no --overwrite
+    assert "already exists" in capsys.readouterr().err
+
+    assert main(["search", str(idx), "富士山の標高", "-m", "none", "--top-n", "2", "--json"]) == EXIT_OK
+    result = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert result["results"][0]["id"] == "fuji"
+    assert result["results"][0]["metadata"]["tags"] == '["山"]'  # non-scalar metadata kept as JSON text
+    assert main(["search", str(idx), "京都の寺", "新幹線", "-m", str(xlmr_ce_path), "--json"]) == EXIT_OK
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [x["query"] for x in lines] == ["京都の寺", "新幹線"]
+    assert all(r["rerank_score"] is not None for r in lines[0]["results"])
+
+
+def test_search_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", str(tmp_path), "質問", "-m", "none"]) == EXIT_USAGE
+    assert "not a jp-rerank index folder" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    assert main(["index", str(empty), "-o", str(tmp_path / "i")]) == EXIT_USAGE
+    assert "hold no passages" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title,body\nx,y\n", encoding="utf-8")
+    assert main(["index", str(bad), "-o", str(tmp_path / "i")]) == EXIT_USAGE
+    assert "must contain a 'text' column" in capsys.readouterr().err

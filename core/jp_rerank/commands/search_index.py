@@ -1,0 +1,211 @@
+"""``jp-rerank index`` (build a persistent search index from files) and ``jp-rerank search`` (query it).
+
+An index folder holds ``manifest.json`` (what was built, with which models), ``passages.jsonl`` (id, text,
+metadata), ``bm25/`` (the Japanese BM25 index) and, when an embedder was given, ``vectors/`` (the vector index).
+It is written to a temporary sibling folder and renamed into place at the end, so an interrupted build never
+leaves a half-written index under the target name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jp_rerank._version import __version__
+from jp_rerank.commands._io import CliInputError, iter_records, open_out
+from jp_rerank.presets import DEFAULT_RERANKER
+
+__all__ = ["INDEX_FORMAT", "add_index_command", "add_search_command", "load_search_index"]
+
+INDEX_FORMAT = "jp-rerank-search-index/1"
+
+
+def _flat(meta: dict[str, Any]) -> dict[str, Any]:
+    """Keep metadata the indexes accept (str, int, float, bool); other values are stored as JSON text."""
+    return {
+        k: v if isinstance(v, str | int | float | bool) else json.dumps(v, ensure_ascii=False) for k, v in meta.items()
+    }
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from jp_rerank.embed import Embedder
+    from jp_rerank.index import ingest, make_index
+    from jp_rerank.lexical import BM25Index
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CliInputError(f"{out} already exists (use --overwrite to replace it)")
+    if args.bm25 == "none" and not args.embedder:
+        raise CliInputError("nothing to build: give --embedder and/or a --bm25 tokenizer")
+    records: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for path in args.inputs:
+        for rec in tqdm(iter_records(path, text_field=args.text_field, id_field=args.id_field), desc=f"read {path}"):
+            if rec["id"] in seen:
+                raise CliInputError(f"{path}: duplicate passage id {rec['id']!r}")
+            seen.add(rec["id"])
+            rec["metadata"] = _flat(rec["metadata"])
+            records.append(rec)
+    if not records:
+        raise CliInputError("the input files hold no passages")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with (tmp / "passages.jsonl").open("w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        manifest: dict[str, Any] = {"format": INDEX_FORMAT, "version": __version__, "count": len(records)}
+        if args.bm25 != "none":
+            bm25 = BM25Index(args.bm25).index([r["text"] for r in records], ids=[r["id"] for r in records])
+            bm25.save(tmp / "bm25")
+            manifest["bm25"] = bm25.tokenizer.name
+        if args.embedder:
+            embedder = Embedder(args.embedder, device=args.device)
+            index = make_index(args.backend, embedder.dim, embedder_id=embedder.model_id)
+            ingest(index, records, embedder.embed_documents, batch_size=args.batch_size, total=len(records))
+            index.save(tmp / "vectors")
+            manifest.update(embedder=embedder.model_id, backend=args.backend, dim=embedder.dim)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    sys.stdout.write(
+        f"indexed {len(records)} passages into {out} ({', '.join(k for k in ('bm25', 'embedder') if k in manifest)})\n"
+    )
+    return 0
+
+
+def add_index_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``jp-rerank index``."""
+    p = sub.add_parser(
+        "index",
+        help="build a persistent search index (BM25 and/or dense) from JSONL/CSV/text files",
+        description="Inputs: .jsonl ({'id', 'text', ...}), .csv (header with a 'text' column) or plain text (one "
+        "passage per line). Other fields become metadata.",
+    )
+    p.add_argument("inputs", nargs="+", help="passage files")
+    p.add_argument("-o", "--out", required=True, help="index folder to create")
+    p.add_argument("--embedder", help="dense embedder (alias, hub id or path); default: BM25 only")
+    p.add_argument("--bm25", default="mecab", help="BM25 tokenizer (mecab, char2, char1-2, sudachi) or 'none'")
+    p.add_argument("--backend", default="faiss-flat", help="vector index: exact, faiss-flat, faiss-hnsw, faiss-ivfpq")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--id-field", default="id")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    p.add_argument("--device", help="cpu, cuda, ... (default: auto)")
+    p.set_defaults(func=_run_index)
+
+
+def load_search_index(
+    path: str | os.PathLike[str],
+    *,
+    reranker: str | None = DEFAULT_RERANKER,
+    embedder: str | None = None,
+    first_k: int = 100,
+    top_n: int = 10,
+    device: str | None = None,
+) -> Any:
+    """Load an index folder written by ``jp-rerank index`` as a :class:`~jp_rerank.pipeline.TwoStageRetriever`.
+
+    Raises:
+        CliInputError: If the folder is not such an index.
+    """
+    from jp_rerank.embed import Embedder
+    from jp_rerank.index import load_index
+    from jp_rerank.lexical import BM25Index
+    from jp_rerank.pipeline import TwoStageRetriever
+    from jp_rerank.pipeline.stages import BM25Stage, DenseStage
+    from jp_rerank.rerank import Reranker
+
+    root = Path(path)
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise CliInputError(f"{root} is not a jp-rerank index folder (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CliInputError(f"{manifest_path}: invalid JSON ({exc.msg})") from exc
+    if manifest.get("format") != INDEX_FORMAT:
+        raise CliInputError(f"{root}: unknown index format {manifest.get('format')!r}")
+    texts, metas = [], []
+    with (root / "passages.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            texts.append(rec["text"])
+            metas.append(rec["metadata"])
+    stages: list[Any] = []
+    if manifest.get("embedder"):
+        dense = Embedder(embedder or manifest["embedder"], device=device)
+        stages.append(DenseStage(load_index(root / "vectors", embedder_id=dense.model_id), dense))
+    if manifest.get("bm25"):
+        stages.append(BM25Stage(BM25Index.load(root / "bm25"), texts, metas))
+    rr = None if reranker in (None, "none") else Reranker(reranker, device=device)
+    return TwoStageRetriever(first_stages=stages, reranker=rr, first_k=first_k, top_n=top_n)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    retriever = load_search_index(
+        args.index,
+        reranker=args.reranker,
+        embedder=args.embedder,
+        first_k=args.first_k,
+        top_n=args.top_n,
+        device=args.device,
+    )
+    queries = args.query or []
+    if not queries:
+        raise CliInputError("give at least one query")
+    with open_out(args.output) as out:
+        for query, passages in zip(queries, retriever.retrieve_many(queries), strict=True):
+            if args.json:
+                rows = [
+                    {
+                        "id": p.id,
+                        "score": p.score,
+                        "first_stage_score": p.first_stage_score,
+                        "rerank_score": p.rerank_score,
+                        "text": p.text,
+                        "metadata": p.metadata,
+                    }
+                    for p in passages
+                ]
+                out.write(json.dumps({"query": query, "results": rows}, ensure_ascii=False) + "\n")
+                continue
+            out.write(f"Q: {query}\n")
+            for rank, p in enumerate(passages, 1):
+                out.write(f"  {rank}. [{p.id}] {p.score:.4f}  {p.text[:80]}\n")
+    return 0
+
+
+def add_search_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``jp-rerank search``."""
+    p = sub.add_parser(
+        "search",
+        help="query an index built by `jp-rerank index`, optionally reranking",
+        description="First stage (BM25 / dense / hybrid, as built) then cross-encoder rerank.",
+    )
+    p.add_argument("index", help="index folder")
+    p.add_argument("query", nargs="+", help="one or more questions")
+    p.add_argument("-m", "--reranker", default=DEFAULT_RERANKER, help="cross-encoder, or 'none'")
+    p.add_argument("--embedder", help="override the embedder path recorded in the index (same model, other place)")
+    p.add_argument("--top-n", type=int, default=5)
+    p.add_argument("--first-k", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="JSONL output")
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+    p.add_argument("--device", help="cpu, cuda, ... (default: auto)")
+    p.set_defaults(func=_run_search)

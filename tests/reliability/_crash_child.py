@@ -1,0 +1,235 @@
+"""Child process for the crash tests: writes an index and gets SIGKILLed part-way (run as a script, never imported).
+
+Usage::
+
+    python _crash_child.py save KIND ROOT SEED MODE
+    python _crash_child.py ingest KIND ROOT SEED MODE
+
+``KIND`` is a vector backend (``exact``, ``faiss``, ``faiss-hnsw``), ``bm25``, or ``chroma`` (embedded Chroma at
+``ROOT``, ingest only). ``MODE`` says where the kill comes from:
+
+* ``event``: the child counts the Python and C calls one dry run of the write makes (into a copy of ``ROOT``),
+  picks one uniformly at random (from ``SEED``) and kills itself with SIGKILL right there, so every step of the
+  write (each file write, fsync, rename, cleanup...) is hit over many trials;
+* ``time``: the child writes in a loop and the parent kills it after a random delay (which can land inside C code);
+* ``rename``: the child kills itself just before the ``SEED``-th rename/replace of the save (0-based), the
+  moments where a non-atomic save would leave a missing or mixed index;
+* ``none``: no kill (``save`` writes one generation; used to set up the first state).
+
+``save`` moves the state at ``ROOT`` from generation ``k`` to ``k + 1``: every generation is a deterministic
+corpus (see :func:`generation`) whose records carry ``k`` in their metadata (vector indexes) or ids (BM25).
+``ingest`` streams the deterministic corpus of :func:`stream` into the index in batches, resuming where the
+stored state ends (by id, with ``upsert``), and checkpoints (saves) after each batch for non-Chroma kinds.
+The child prints ``ready`` once set up and ``done <k>`` after each completed save or batch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIM = 8
+STREAM_SIZE = 120
+BATCH = 20
+
+
+def generation(k: int) -> tuple[list[str], np.ndarray, list[str], list[dict[str, Any]]]:
+    """The records of generation ``k``: ids, vectors, texts, metadata (sizes and contents depend on ``k``)."""
+    n = 30 + (k * 7) % 40
+    rng = np.random.default_rng(k)
+    ids = [f"g{k % 3}-{i}" for i in range(n)]
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    texts = [f"世代{k}の文書{i}：東京の天気は晴れ。" for i in range(n)]
+    metas: list[dict[str, Any]] = [{"k": k, "i": i} for i in range(n)]
+    return ids, vectors, texts, metas
+
+
+def stream() -> list[tuple[str, str, dict[str, Any]]]:
+    """The corpus streamed by ``ingest``: ``STREAM_SIZE`` records in a fixed order."""
+    return [(f"s{i:04d}", f"ストリーム文書{i}：大阪の名物はたこ焼き。", {"i": i}) for i in range(STREAM_SIZE)]
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """A deterministic toy embedder (a hash of the text), so the parent can recompute every vector."""
+    out = np.empty((len(texts), DIM), dtype=np.float32)
+    for row, text in enumerate(texts):
+        seed = int.from_bytes(text.encode("utf-8")[-8:].ljust(8, b"\0"), "little") ^ len(text)
+        out[row] = np.random.default_rng(seed).standard_normal(DIM)
+    return out
+
+
+def bm25_generation(k: int) -> tuple[list[str], list[str]]:
+    """Generation ``k`` of a BM25 index: texts and ids (each id names ``k``)."""
+    n = 20 + (k * 5) % 30
+    return [f"世代{k}の文書{i}は東京と大阪について書かれている。" for i in range(n)], [f"k{k}-{i}" for i in range(n)]
+
+
+def bm25_generation_of(root: Path) -> int:
+    from jp_rerank.lexical import BM25Index
+
+    return int(BM25Index.load(root).ids[0].split("-")[0][1:])
+
+
+def vector_generation_of(root: Path) -> int:
+    from jp_rerank.index import load_index
+
+    index = load_index(root)
+    return int(next(iter(index.records())).metadata["k"])
+
+
+def make_vector_index(kind: str, k: int) -> Any:
+    from jp_rerank.index import make_index
+
+    index = make_index(kind, DIM, embedder_id="toy-hash")
+    ids, vectors, texts, metas = generation(k)
+    index.add(ids, vectors, texts, metas)
+    index.delete(ids[: k % 4])  # exercise deletions (faiss tombstones) too
+    return index
+
+
+def kill_at_random_call(action: Callable[[], None], dry_run: Callable[[], None], seed: int) -> None:
+    """Run ``action`` and SIGKILL this process at a uniformly random Python/C call of it."""
+    count = 0
+
+    def counter(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(counter)
+    dry_run()
+    sys.setprofile(None)
+    target = random.Random(seed).randrange(max(count, 1))
+    seen = 0
+
+    def killer(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if event in ("call", "c_call"):
+            seen += 1
+            if seen > target:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.setprofile(killer)
+    action()
+    sys.setprofile(None)
+
+
+def kill_before_rename(action: Callable[[], None], n: int) -> None:
+    """Run ``action`` and SIGKILL this process just before its ``n``-th (0-based) ``os.rename``/``os.replace``."""
+    seen = 0
+
+    def killer(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if event == "c_call" and arg in (os.rename, os.replace):
+            if seen == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+            seen += 1
+
+    sys.setprofile(killer)
+    action()
+    sys.setprofile(None)
+
+
+def save_once(kind: str, root: Path, seed: int, mode: str) -> None:
+    if kind == "bm25":
+        from jp_rerank.lexical import BM25Index
+
+        k = bm25_generation_of(root) if root.exists() else 0
+
+        def build(j: int) -> BM25Index:
+            texts, ids = bm25_generation(j)
+            return BM25Index(tokenizer="char2").index(texts, ids=ids)
+    else:
+        k = vector_generation_of(root) if root.exists() else 0
+
+        def build(j: int) -> Any:
+            return make_vector_index(kind, j)
+
+    print("ready", flush=True)
+    if mode == "time":
+        while True:
+            k += 1
+            build(k).save(root)
+            print("done", k, flush=True)
+    index = build(k + 1)
+    if mode == "none":
+        index.save(root)
+        print("done", k + 1, flush=True)
+        return
+    if mode == "rename":
+        kill_before_rename(lambda: index.save(root), seed)
+        print("done", k + 1, flush=True)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="crash-dry-"))
+    try:
+        copy = scratch / "index"
+        if root.exists():
+            shutil.copytree(root, copy)
+        kill_at_random_call(lambda: index.save(root), lambda: index.save(copy), seed)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print("done", k + 1, flush=True)
+
+
+def ingest_stream(kind: str, root: Path, seed: int, mode: str) -> None:
+    from jp_rerank.index import ChromaIndex, ingest, load_index, make_index
+
+    records = stream()
+    if kind == "chroma":
+        index: Any = ChromaIndex(DIM, path=root, embedder_id="toy-hash")
+    elif root.exists():
+        index = load_index(root)
+    else:
+        index = make_index(kind, DIM, embedder_id="toy-hash")
+    todo = [r for r in records if r[0] not in index]
+    print("ready", flush=True)
+
+    def run(target: Any, target_root: Path, report: Callable[[int], None]) -> None:
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start : start + BATCH]
+            ingest(target, batch, embed, batch_size=BATCH, mode="upsert", progress=False)
+            if kind != "chroma":
+                target.save(target_root)
+            report(batch[-1][2]["i"])
+
+    def announce(i: int) -> None:
+        print("done", i, flush=True)
+
+    if mode == "time":
+        run(index, root, announce)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="crash-dry-"))
+    try:
+        copy = scratch / "index"
+        if root.exists():
+            shutil.copytree(root, copy)
+        if kind == "chroma":
+            dry: Any = ChromaIndex(DIM, path=copy, embedder_id="toy-hash")
+        else:
+            dry = load_index(copy) if copy.exists() else make_index(kind, DIM, embedder_id="toy-hash")
+        kill_at_random_call(lambda: run(index, root, announce), lambda: run(dry, copy, lambda i: None), seed)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> None:
+    command, kind, root, seed, mode = sys.argv[1:6]
+    if command == "save":
+        save_once(kind, Path(root), int(seed), mode)
+    elif command == "ingest":
+        ingest_stream(kind, Path(root), int(seed), mode)
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main()
