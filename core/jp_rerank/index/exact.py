@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,12 +13,10 @@ from jp_rerank.index.base import (
     IndexCorruptedError,
     MetadataValue,
     Metric,
-    Record,
     SearchHit,
-    VectorIndex,
     top_k_rows,
 )
-from jp_rerank.index.store import DocumentStore
+from jp_rerank.index.store import DocumentStore, StoreBackedIndex
 
 if TYPE_CHECKING:
     from typing import Self
@@ -29,7 +27,7 @@ _SCORE_BLOCK = 1 << 24
 """Largest number of query x vector scores computed at once (64 MiB of float32)."""
 
 
-class ExactIndex(VectorIndex):
+class ExactIndex(StoreBackedIndex):
     """Scores every stored vector for every query (float32 matrix product): exact, simple, O(n) per query.
 
     Use it for small corpora (up to ~100k passages) and as ground truth for the approximate backends.
@@ -52,7 +50,6 @@ class ExactIndex(VectorIndex):
 
     def __init__(self, dim: int, *, metric: Metric = "cosine", embedder_id: str | None = None) -> None:
         super().__init__(dim, metric=metric, embedder_id=embedder_id)
-        self._store = DocumentStore()
         # Rows [0, _n) of _buf hold the stored vectors; _labels[r] is the label of row r (ascending).
         self._buf = np.empty((0, dim), dtype=np.float32)
         self._labels = np.empty(0, dtype=np.int64)
@@ -63,12 +60,6 @@ class ExactIndex(VectorIndex):
         return self._buf[: self._n]
 
     # ------------------------------------------------------------------ hooks
-
-    def _count(self) -> int:
-        return len(self._store)
-
-    def _present(self, ids: list[str]) -> list[str]:
-        return [i for i in ids if self._store.label_of(i) is not None]
 
     def _insert(self, batch: Batch) -> None:
         need = self._n + len(batch.ids)
@@ -90,22 +81,6 @@ class ExactIndex(VectorIndex):
             self._buf[: self._n] = kept
             self._labels = self._labels[keep]
         return int(labels.size)
-
-    def _get(self, ids: list[str]) -> list[Record | None]:
-        labels = [self._store.label_of(i) for i in ids]
-        return [None if label is None else self._store.record(label) for label in labels]
-
-    def _iter_records(self, batch_size: int) -> Iterator[Record]:
-        with self._lock:
-            labels = self._store.live_labels()
-        for start in range(0, labels.size, batch_size):
-            with self._lock:
-                page = [
-                    self._store.record(lb)
-                    for lb in labels[start : start + batch_size].tolist()
-                    if self._store.id_at(lb) is not None
-                ]
-            yield from page
 
     def _search(
         self, queries: np.ndarray, k: int, where: dict[str, MetadataValue] | None, options: Mapping[str, int]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
@@ -38,14 +38,12 @@ from jp_rerank.index.base import (
     IndexCorruptedError,
     MetadataValue,
     Metric,
-    Record,
     SearchHit,
-    VectorIndex,
     Where,
     sort_hits,
     top_k_rows,
 )
-from jp_rerank.index.store import DocumentStore
+from jp_rerank.index.store import DocumentStore, StoreBackedIndex
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -88,7 +86,7 @@ def default_pq_m(dim: int) -> int:
     return 1
 
 
-class FaissIndex(VectorIndex):
+class FaissIndex(StoreBackedIndex):
     """A faiss index (flat, HNSW or IVF-PQ) with ids, texts and metadata kept beside it.
 
     Args:
@@ -145,7 +143,6 @@ class FaissIndex(VectorIndex):
         self._pq_nbits = check_positive_int(pq_nbits, name="pq_nbits")
         self._nprobe = check_positive_int(nprobe, name="nprobe")
         self._exhaustive_limit = check_positive_int(exhaustive_filter_limit, name="exhaustive_filter_limit")
-        self._store = DocumentStore()
         self._tombstones: set[int] = set()  # HNSW labels deleted but still in the graph
         self._tomb_selector: Any = None
         self._index: Any = None if (kind == "ivfpq" and self._nlist is None) else self._new_index(self._nlist)
@@ -272,12 +269,6 @@ class FaissIndex(VectorIndex):
 
     # ------------------------------------------------------------------ hooks
 
-    def _count(self) -> int:
-        return len(self._store)
-
-    def _present(self, ids: list[str]) -> list[str]:
-        return [i for i in ids if self._store.label_of(i) is not None]
-
     def _insert(self, batch: Batch) -> None:
         if not self.is_trained:
             raise ValueError("this IVF-PQ index must be trained first: call train(sample_vectors)")
@@ -298,22 +289,6 @@ class FaissIndex(VectorIndex):
                 raise RuntimeError(f"faiss removed {removed} vectors instead of {labels.size}")
         self._store.remove(ids)
         return int(labels.size)
-
-    def _get(self, ids: list[str]) -> list[Record | None]:
-        labels = [self._store.label_of(i) for i in ids]
-        return [None if label is None else self._store.record(label) for label in labels]
-
-    def _iter_records(self, batch_size: int) -> Iterator[Record]:
-        with self._lock:
-            labels = self._store.live_labels()
-        for start in range(0, labels.size, batch_size):
-            with self._lock:
-                page = [
-                    self._store.record(lb)
-                    for lb in labels[start : start + batch_size].tolist()
-                    if self._store.id_at(lb) is not None
-                ]
-            yield from page
 
     # ------------------------------------------------------------------ search
 

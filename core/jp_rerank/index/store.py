@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from jp_rerank.index.base import IndexCorruptedError, Metadata, MetadataValue, Record, SearchHit
+from jp_rerank.index.base import IndexCorruptedError, Metadata, MetadataValue, Metric, Record, SearchHit, VectorIndex
 
-__all__ = ["DocumentStore"]
+__all__ = ["DocumentStore", "StoreBackedIndex"]
 
 _FilterKey = tuple[str, str | int | float | bool]
 
@@ -183,3 +183,42 @@ class DocumentStore:
                 store._metas[label] = meta or None
                 store._label_of[id_] = label
         return store
+
+
+class StoreBackedIndex(VectorIndex):
+    """Base of the backends whose vector engine keeps only integer labels (numpy, faiss).
+
+    Ids, texts and metadata live in a :class:`DocumentStore` (``self._store``), which answers the bookkeeping
+    hooks here; subclasses implement inserting, removing, searching and persistence.
+
+    Example:
+        >>> from jp_rerank.index import ExactIndex
+        >>> isinstance(ExactIndex(4), StoreBackedIndex)
+        True
+    """
+
+    def __init__(self, dim: int, *, metric: Metric = "cosine", embedder_id: str | None = None) -> None:
+        super().__init__(dim, metric=metric, embedder_id=embedder_id)
+        self._store = DocumentStore()
+
+    def _count(self) -> int:
+        return len(self._store)
+
+    def _present(self, ids: list[str]) -> list[str]:
+        return [i for i in ids if self._store.label_of(i) is not None]
+
+    def _get(self, ids: list[str]) -> list[Record | None]:
+        labels = [self._store.label_of(i) for i in ids]
+        return [None if label is None else self._store.record(label) for label in labels]
+
+    def _iter_records(self, batch_size: int) -> Iterator[Record]:
+        with self._lock:
+            labels = self._store.live_labels()
+        for start in range(0, labels.size, batch_size):
+            with self._lock:  # records deleted since the listing are skipped
+                page = [
+                    self._store.record(lb)
+                    for lb in labels[start : start + batch_size].tolist()
+                    if self._store.id_at(lb) is not None
+                ]
+            yield from page

@@ -1,0 +1,60 @@
+"""The demo (the README's main job) runs end to end: with tiny local models, and offline without any model."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jp_rerank.cli import main
+from jp_rerank.data import load_demo_queries
+from jp_rerank.demo import run_demo
+
+
+def test_demo_full_pipeline_with_tiny_models(
+    xlmr_ce_path: Path, static_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--reranker", str(xlmr_ce_path), "--embedder", str(static_path), "--top-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "stages: bm25 -> dense -> rerank" in out
+    assert "skipped" not in out
+    questions = [str(q["text"]) for q in load_demo_queries()]
+    for q in questions:
+        assert f"Q: {q}" in out
+    assert out.count("rerank 0.") >= 2 * len(questions)  # every shown passage has a rerank score
+    assert "timings:" in out
+
+
+def test_demo_without_models_skips_stages_with_a_banner() -> None:
+    buf = io.StringIO()
+    report = run_demo(reranker="xsmall", embedder="static-ja", out=buf)  # the hub is unreachable in tests
+    text = buf.getvalue()
+    assert report.stages == ("bm25",)
+    assert set(report.skipped) == {"rerank", "dense"}
+    assert "!! reranker skipped: 'xsmall' could not be loaded" in text
+    assert "!! embedder skipped: 'static-ja' could not be loaded" in text
+    assert "pass --reranker with a local model folder" in text
+    assert report.questions == len(load_demo_queries())
+    assert report.hits_at_1 >= report.questions // 2  # BM25 alone finds most answers on the bundled corpus
+
+
+def test_demo_custom_question_and_console_script(tmp_path: Path) -> None:
+    buf = io.StringIO()
+    report = run_demo(reranker="none", embedder="none", questions=["信濃川の長さは？"], out=buf, top_n=1)
+    assert report.questions == 1
+    assert "Q: 信濃川の長さは？" in buf.getvalue()
+    assert "[doc-047]" in buf.getvalue()
+    script = shutil.which("jp-rerank", path=os.path.dirname(sys.executable))
+    assert script is not None, "the jp-rerank console script is not installed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [script, "demo", "--question", "北海道の道庁所在地は？"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "reranker skipped" in proc.stdout
+    assert "Q: 北海道の道庁所在地は？" in proc.stdout
