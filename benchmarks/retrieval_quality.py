@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jp_rerank.datasets import default_data_dir, load_beir
+from jp_rerank.embed import Embedder
 from jp_rerank.evaluate import evaluate
 from jp_rerank.lexical import BM25Index
 from jp_rerank.pipeline import BM25Stage, DenseStage, FirstStage, SparseStage, StageHit, TwoStageRetriever
@@ -71,6 +72,7 @@ class Config:
     fusion: str = "rrf"
     normalization: str = "minmax"
     weights: dict[str, float] = field(default_factory=dict)
+    rrf_k: int = 60
 
 
 def configs(available: set[str], dense_label: str) -> list[Config]:
@@ -81,6 +83,8 @@ def configs(available: set[str], dense_label: str) -> list[Config]:
         Config(f"dense {dense_label}", ("dense",)),
         Config("sparse SPLADE", ("sparse",)),
         Config("hybrid dense + BM25 MeCab, RRF k=60", ("dense", "bm25-mecab")),
+        Config("hybrid dense + BM25 MeCab, RRF k=60 w=1:2", ("dense", "bm25-mecab"), weights={"bm25-mecab": 2.0}),
+        Config("hybrid dense + BM25 MeCab, RRF k=10", ("dense", "bm25-mecab"), rrf_k=10),
         Config("hybrid dense + BM25 char2, RRF k=60", ("dense", "bm25-char2")),
         Config("hybrid dense + MeCab + char2, RRF k=60", ("dense", "bm25-mecab", "bm25-char2")),
         Config("hybrid dense + BM25 MeCab, min-max", ("dense", "bm25-mecab"), fusion="weighted"),
@@ -106,6 +110,30 @@ def default_embedder() -> Path | None:
     return None
 
 
+def build_dense(
+    texts: list[str],
+    ids: list[str],
+    metas: list[dict[str, str]],
+    embedder: Embedder,
+    args: argparse.Namespace,
+    dataset: str,
+) -> DenseStage:
+    """Embed the corpus into an exact index, or load it from ``--cache`` when a matching one was saved."""
+    from jp_rerank.index import ExactIndex
+
+    mode = "text" if args.text_only else "title-text"
+    folder = args.cache / f"{dataset}-{Path(embedder.model_id).name}-{args.max_length}-{mode}" if args.cache else None
+    if folder is not None and (folder / "CURRENT").is_file():
+        index = ExactIndex.load(folder, embedder_id=embedder.model_id)
+        if len(index) == len(ids):
+            print(f"(dense index loaded from {folder})")
+            return DenseStage(index, embedder)
+    stage = DenseStage.build(texts, ids=ids, metadatas=metas, embedder=embedder, backend="exact")
+    if folder is not None:
+        stage.index.save(folder)
+    return stage
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     base = default_data_dir()
@@ -124,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=512, help="token limit of the dense embedder")
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate only the first N questions (0: all)")
     parser.add_argument("--text-only", action="store_true", help="index passage text without the title")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder to save the dense index in and reuse it on the next run (same model, length and text mode)",
+    )
     args = parser.parse_args(argv)
     if args.data is None or not Path(args.data).is_dir():
         parser.error("dataset folder not found: pass --data or set JP_RERANK_DATA")
@@ -157,11 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         build_s[name] = time.perf_counter() - start
         stages[name] = CachedStage(BM25Stage(index, texts, metas, name=name), queries, DEPTH)
     if embedder_path:
-        from jp_rerank.embed import Embedder
-
         embedder = Embedder(embedder_path, max_length=args.max_length, batch_size=16).load()
         start = time.perf_counter()
-        dense = DenseStage.build(texts, ids=ds.doc_ids, metadatas=metas, embedder=embedder, backend="exact")
+        dense = build_dense(texts, ds.doc_ids, metas, embedder, args, ds.name)
         build_s["dense"] = time.perf_counter() - start
         stages["dense"] = CachedStage(dense, queries, DEPTH)
     if args.sparse:
@@ -189,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             fusion=config.fusion,  # type: ignore[arg-type]
             normalization=config.normalization,  # type: ignore[arg-type]
             weights=config.weights or None,
+            rrf_k=config.rrf_k,
         )
         start = time.perf_counter()
         results = retriever.retrieve_many(queries)

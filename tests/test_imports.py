@@ -25,13 +25,18 @@ def test_engine_all_is_pinned() -> None:
             "DEFAULT_EMBEDDER",
             "DEFAULT_RERANKER",
             "DEFAULT_SPARSE",
+            "BM25Index",
             "Embedder",
+            "IndexCorruptedError",
             "IndexMismatchError",
             "JpRerankError",
             "ModelLoadError",
             "ModelPreset",
             "RerankResult",
             "Reranker",
+            "RetrievedPassage",
+            "SparseEmbedder",
+            "TwoStageRetriever",
             "__version__",
             "get_preset",
             "list_presets",
@@ -44,7 +49,8 @@ def test_engine_all_is_pinned() -> None:
 
 def test_import_does_not_load_heavy_modules() -> None:
     code = (
-        "import sys, json, jp_rerank, jp_rerank.cli, jp_rerank.presets, jp_rerank.text;"
+        "import sys, json, jp_rerank, jp_rerank.cli, jp_rerank.index, jp_rerank.lexical, jp_rerank.pipeline,"
+        " jp_rerank.evaluation, jp_rerank.fusion, jp_rerank.datasets;"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

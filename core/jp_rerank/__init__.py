@@ -12,8 +12,10 @@ Example:
 from __future__ import annotations
 
 from jp_rerank._version import __version__
-from jp_rerank.embed import Embedder
-from jp_rerank.errors import IndexMismatchError, JpRerankError, ModelLoadError
+from jp_rerank.embed import Embedder, SparseEmbedder
+from jp_rerank.errors import IndexCorruptedError, IndexMismatchError, JpRerankError, ModelLoadError
+from jp_rerank.lexical import BM25Index
+from jp_rerank.pipeline import RetrievedPassage, TwoStageRetriever
 from jp_rerank.presets import (
     DEFAULT_EMBEDDER,
     DEFAULT_RERANKER,
@@ -27,15 +29,20 @@ from jp_rerank.text import normalize_text
 
 __all__ = [
     "DEFAULT_EMBEDDER",
+    "BM25Index",
     "DEFAULT_RERANKER",
     "DEFAULT_SPARSE",
     "Embedder",
+    "IndexCorruptedError",
     "IndexMismatchError",
     "JpRerankError",
     "ModelLoadError",
     "ModelPreset",
     "RerankResult",
     "Reranker",
+    "RetrievedPassage",
+    "SparseEmbedder",
+    "TwoStageRetriever",
     "__version__",
     "get_preset",
     "list_presets",

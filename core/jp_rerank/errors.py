@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["IndexMismatchError", "JpRerankError", "ModelLoadError"]
+__all__ = ["IndexCorruptedError", "IndexMismatchError", "JpRerankError", "ModelLoadError"]
 
 
 class JpRerankError(Exception):
@@ -15,3 +15,7 @@ class ModelLoadError(JpRerankError, OSError):
 
 class IndexMismatchError(JpRerankError, ValueError):
     """A saved index does not match what it is loaded with (embedder, dimension, metric, version)."""
+
+
+class IndexCorruptedError(JpRerankError, ValueError):
+    """A saved index is unreadable: a file is missing, truncated, or does not match its recorded checksum."""

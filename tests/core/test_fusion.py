@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from jp_rerank.fusion import FusedHit, reciprocal_rank_fusion, weighted_score_fusion
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from jp_rerank.index import ChromaIndex, ExactIndex, IndexMismatchError, Record, SearchHit, load_index, make_index
 from jp_rerank.index.synthetic import GaussianMixture
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+
 from jp_rerank.index import (
     ExactIndex,
     IngestReport,
@@ -295,3 +296,15 @@ def test_ingest_rejects_bad_records_and_bad_embeddings(data):
     with pytest.raises(ValueError, match="mode must be"):
         ingest(index, [], lambda t: vectors[: len(t)], mode="replace", progress=False)  # type: ignore[arg-type]
     assert len(index) == 0
+
+
+def test_gaussian_mixture_is_reproducible_unit_and_clustered():
+    mix = GaussianMixture(32, n_clusters=5, rank=4, seed=1)
+    a = np.concatenate(list(mix.iter_samples(250, seed=3, chunk=100)))
+    np.testing.assert_array_equal(a, np.concatenate(list(mix.iter_samples(250, seed=3, chunk=100))))
+    assert not np.array_equal(a, mix.sample(250, seed=4))
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    nearest_centre = (a @ mix.centres().T).max(axis=1)
+    assert nearest_centre.mean() > 0.5  # points sit near a centre, unlike uniform random vectors in 32-d
+    with pytest.raises(ValueError, match="rank 64 exceeds dim 32"):
+        GaussianMixture(32, n_clusters=5, rank=64).sample(3, seed=0)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+
 from jp_rerank.index import ExactIndex, FaissIndex, SearchHit, ingest, make_index
 from jp_rerank.index.synthetic import GaussianMixture
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from jp_rerank._version import __version__
 from jp_rerank.index import (
     ChromaIndex,

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from jp_rerank._deps import is_available
 from jp_rerank.data import load_demo_corpus, load_demo_queries
 from jp_rerank.errors import IndexMismatchError
+from jp_rerank.index import IndexCorruptedError
+from jp_rerank.index.persist import read_snapshot, write_snapshot
 from jp_rerank.lexical import (
     BM25Index,
     CharNgramTokenizer,
@@ -394,8 +397,8 @@ def test_save_load_round_trip(
     qs = [str(q["text"]) for q in queries]
     target = tmp_path / "bm25"
     demo_index.save(target)
-    assert sorted(p.name for p in target.iterdir()) == ["arrays.npz", "ids.json", "manifest.json", "vocab.json"]
-    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    snapshot, manifest = read_snapshot(target)  # the atomic, checksummed layout of the vector indexes
+    assert sorted(p.name for p in snapshot.iterdir()) == ["arrays.npz", "ids.json", "manifest.json", "vocab.json"]
     assert manifest["tokenizer"] == "mecab"
     assert manifest["num_docs"] == len(texts)
     loaded = BM25Index.load(target)
@@ -426,18 +429,15 @@ def test_save_load_empty_and_errors(tmp_path: Path) -> None:
         BM25Index().save(other)
     assert (other / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
-    with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
+    with pytest.raises(FileNotFoundError, match="not a saved jp-rerank index"):
         BM25Index.load(other)
 
     with pytest.raises(IndexMismatchError, match="built with tokenizer 'char2', not 'mecab'"):
         BM25Index.load(tmp_path / "empty", tokenizer="mecab")
 
-    manifest_path = tmp_path / "empty" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["format_version"] = 99
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    write_snapshot(tmp_path / "future", {"backend": "bm25", "bm25_format_version": 99}, lambda folder: None)
     with pytest.raises(IndexMismatchError, match="version 99"):
-        BM25Index.load(tmp_path / "empty")
+        BM25Index.load(tmp_path / "future")
 
 
 def test_save_load_custom_tokenizer(tmp_path: Path) -> None:
@@ -459,7 +459,22 @@ def test_save_load_custom_tokenizer(tmp_path: Path) -> None:
 
 def test_load_rejects_inconsistent_files(demo_index: BM25Index, tmp_path: Path) -> None:
     demo_index.save(tmp_path / "idx")
-    (tmp_path / "idx" / "ids.json").write_text(json.dumps(["only-one"]), encoding="utf-8")
+    snapshot, _ = read_snapshot(tmp_path / "idx")
+    (snapshot / "ids.json").write_text(json.dumps(["only-one"]), encoding="utf-8")
+    with pytest.raises(IndexCorruptedError, match=r"ids\.json"):  # caught by its size and checksum
+        BM25Index.load(tmp_path / "idx")
+    # Files that match their checksums but not each other are caught too.
+    demo_index.save(tmp_path / "idx")
+    snapshot, manifest = read_snapshot(tmp_path / "idx")
+    payload = {name: (snapshot / name).read_bytes() for name in manifest["files"]}
+    payload["ids.json"] = json.dumps(["only-one"]).encode()
+    fields = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
+
+    def write_payload(folder: Path) -> None:
+        for name, data in payload.items():
+            (folder / name).write_bytes(data)
+
+    write_snapshot(tmp_path / "idx", fields, write_payload)
     with pytest.raises(ValueError, match="inconsistent"):
         BM25Index.load(tmp_path / "idx")
 

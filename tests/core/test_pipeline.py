@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+
 from jp_rerank import Embedder, Reranker
 from jp_rerank.data import load_demo_corpus
 from jp_rerank.embed import SparseEmbedder
@@ -329,3 +330,10 @@ def test_bad_input(texts: list[str], ids: list[str]) -> None:
         TwoStageRetriever(first_stages=[dup]).retrieve("京都")
     with pytest.raises(ValueError, match="BM25 index holds 2 passages but 1 texts"):
         BM25Stage(BM25Index().index(["a", "b"]), ["a"])
+    with pytest.raises(ValueError, match="name must be a non-empty str"):
+        BM25Stage(BM25Index().index(["a"]), ["a"], name="")
+    grown = BM25Index().index(["京都の寺"])
+    stage = BM25Stage(grown, ["京都の寺"])
+    grown.add(["大阪の城"])
+    with pytest.raises(ValueError, match="build a new BM25Stage"):
+        stage.search_many(["京都"], 5)

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sentence_transformers import SparseEncoder
+
 from jp_rerank.data import load_demo_corpus
 from jp_rerank.embed import SparseEmbedder, SparseIndex
 from jp_rerank.errors import IndexMismatchError
 from jp_rerank.index.base import IndexCorruptedError, SearchHit
-from sentence_transformers import SparseEncoder
 
 TEXTS = ["富士山は日本一高い山です。", "京都には寺が多い。", "東京タワーの高さは333メートル。", ""]
 QUERIES = ["日本で一番高い山は？", "京都の寺"]

@@ -8,7 +8,7 @@ Usage::
 ``KIND`` is a vector backend (``exact``, ``faiss``, ``faiss-hnsw``), ``bm25``, or ``chroma`` (embedded Chroma at
 ``ROOT``, ingest only). ``MODE`` says where the kill comes from:
 
-* ``event``: the child counts the Python and C calls one dry run of the write makes (into a copy of ``ROOT``),
+* ``event``: the child counts the Python and C calls a dry run of the write makes (into a copy of ``ROOT``),
   picks one uniformly at random (from ``SEED``) and kills itself with SIGKILL right there, so every step of the
   write (each file write, fsync, rename, cleanup...) is hit over many trials;
 * ``time``: the child writes in a loop and the parent kills it after a random delay (which can land inside C code);
@@ -25,6 +25,7 @@ The child prints ``ready`` once set up and ``done <k>`` after each completed sav
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -62,7 +63,7 @@ def embed(texts: list[str]) -> np.ndarray:
     """A deterministic toy embedder (a hash of the text), so the parent can recompute every vector."""
     out = np.empty((len(texts), DIM), dtype=np.float32)
     for row, text in enumerate(texts):
-        seed = int.from_bytes(text.encode("utf-8")[-8:].ljust(8, b"\0"), "little") ^ len(text)
+        seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
         out[row] = np.random.default_rng(seed).standard_normal(DIM)
     return out
 
@@ -96,8 +97,12 @@ def make_vector_index(kind: str, k: int) -> Any:
     return index
 
 
-def kill_at_random_call(action: Callable[[], None], dry_run: Callable[[], None], seed: int) -> None:
-    """Run ``action`` and SIGKILL this process at a uniformly random Python/C call of it."""
+def kill_at_random_call(action: Callable[[], None], dry_run: Callable[[Path], None], root: Path, seed: int) -> None:
+    """Run ``action`` and SIGKILL this process at a uniformly random Python/C call of it.
+
+    The calls are counted on a dry run into a fresh copy of ``root``, after a first dry run (into another copy)
+    has done the one-off work the real run will not repeat (lazy imports, caches), so the counts match.
+    """
     count = 0
 
     def counter(frame: Any, event: str, arg: Any) -> None:
@@ -105,9 +110,18 @@ def kill_at_random_call(action: Callable[[], None], dry_run: Callable[[], None],
         if event in ("call", "c_call"):
             count += 1
 
-    sys.setprofile(counter)
-    dry_run()
-    sys.setprofile(None)
+    scratch = Path(tempfile.mkdtemp(prefix="crash-dry-"))
+    try:
+        for attempt in range(2):
+            copy = scratch / f"run{attempt}"
+            if root.exists():
+                shutil.copytree(root, copy)
+            if attempt:
+                sys.setprofile(counter)
+            dry_run(copy)
+            sys.setprofile(None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     target = random.Random(seed).randrange(max(count, 1))
     seen = 0
 
@@ -143,13 +157,13 @@ def save_once(kind: str, root: Path, seed: int, mode: str) -> None:
     if kind == "bm25":
         from jp_rerank.lexical import BM25Index
 
-        k = bm25_generation_of(root) if root.exists() else 0
+        k = bm25_generation_of(root) if (root / "CURRENT").exists() else 0
 
         def build(j: int) -> BM25Index:
             texts, ids = bm25_generation(j)
             return BM25Index(tokenizer="char2").index(texts, ids=ids)
     else:
-        k = vector_generation_of(root) if root.exists() else 0
+        k = vector_generation_of(root) if (root / "CURRENT").exists() else 0
 
         def build(j: int) -> Any:
             return make_vector_index(kind, j)
@@ -169,14 +183,7 @@ def save_once(kind: str, root: Path, seed: int, mode: str) -> None:
         kill_before_rename(lambda: index.save(root), seed)
         print("done", k + 1, flush=True)
         return
-    scratch = Path(tempfile.mkdtemp(prefix="crash-dry-"))
-    try:
-        copy = scratch / "index"
-        if root.exists():
-            shutil.copytree(root, copy)
-        kill_at_random_call(lambda: index.save(root), lambda: index.save(copy), seed)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    kill_at_random_call(lambda: index.save(root), index.save, root, seed)
     print("done", k + 1, flush=True)
 
 
@@ -186,7 +193,7 @@ def ingest_stream(kind: str, root: Path, seed: int, mode: str) -> None:
     records = stream()
     if kind == "chroma":
         index: Any = ChromaIndex(DIM, path=root, embedder_id="toy-hash")
-    elif root.exists():
+    elif (root / "CURRENT").exists():  # a first save killed before its commit leaves no CURRENT
         index = load_index(root)
     else:
         index = make_index(kind, DIM, embedder_id="toy-hash")
@@ -207,18 +214,17 @@ def ingest_stream(kind: str, root: Path, seed: int, mode: str) -> None:
     if mode == "time":
         run(index, root, announce)
         return
-    scratch = Path(tempfile.mkdtemp(prefix="crash-dry-"))
-    try:
-        copy = scratch / "index"
-        if root.exists():
-            shutil.copytree(root, copy)
+
+    def dry_run(copy: Path) -> None:
         if kind == "chroma":
             dry: Any = ChromaIndex(DIM, path=copy, embedder_id="toy-hash")
+        elif (copy / "CURRENT").exists():
+            dry = load_index(copy)
         else:
-            dry = load_index(copy) if copy.exists() else make_index(kind, DIM, embedder_id="toy-hash")
-        kill_at_random_call(lambda: run(index, root, announce), lambda: run(dry, copy, lambda i: None), seed)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+            dry = make_index(kind, DIM, embedder_id="toy-hash")
+        run(dry, copy, lambda i: None)
+
+    kill_at_random_call(lambda: run(index, root, announce), dry_run, root, seed)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from jp_rerank import Embedder, Reranker
 
 POISON = "猫"

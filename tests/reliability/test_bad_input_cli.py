@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from jp_rerank.cli import EXIT_OK, EXIT_USAGE, main
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,7 +53,11 @@ USAGE_CASES: list[tuple[str, str, str]] = [
     ("passage without text", json.dumps({"query": QUERY, "passages": [{"id": 1}]}), r"passages\[0\] must be an object"),
     ("not JSON", "{not json", r"in\.jsonl:1: invalid JSON"),
     ("not an object", json.dumps(["a", "b"]), "expected a JSON object, got list"),
-    ("lone surrogate", '{"query": "q", "documents": ["ok", "bad \\ud800"]}', r"documents\[1\] contains a lone surrogate"),
+    (
+        "lone surrogate",
+        '{"query": "q", "documents": ["ok", "bad \\ud800"]}',
+        r"documents\[1\] contains a lone surrogate",
+    ),
 ]
 
 
@@ -62,7 +67,7 @@ def test_bad_lines_are_usage_errors_naming_the_line(
 ) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(line + "\n", encoding="utf-8")
-    code, out, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", "cpu"], capsys)
+    code, _, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", "cpu"], capsys)
     assert code == EXIT_USAGE, case
     assert err.startswith("jp-rerank rerank: error: ")
     assert len(err.strip().splitlines()) == 1  # one line, no traceback
@@ -141,3 +146,45 @@ def test_nan_scores_are_written_as_valid_json(
     assert [r["index"] for r in row["results"]][-1] == 1  # ranked last, still present
     assert row["results"][-1]["score"] is None  # NaN has no JSON form: written as null
     assert all(isinstance(r["score"], float) for r in row["results"][:-1])
+
+
+# ------------------------------------------------------------------------------------------------ index / search
+
+
+def test_index_command_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        "empty.jsonl": ("", "the input files hold no passages"),
+        "dup.jsonl": ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', "duplicate passage id 'a'"),
+        "notext.jsonl": ('{"id": "a", "text": "x"}\n{"id": "b"}\n', "notext.jsonl:2: field 'text' missing"),
+        "badjson.jsonl": ('{"id": "a", "text": "x"}\n{oops\n', r"badjson.jsonl:2: invalid JSON"),
+        "surrogate.jsonl": ('{"id": "a", "text": "x\\ud800"}\n', "surrogate"),
+    }
+    for name, (content, match) in cases.items():
+        src = tmp_path / name
+        src.write_text(content, encoding="utf-8")
+        out = tmp_path / f"idx-{name}"
+        code, _, err = run(["index", str(src), "-o", str(out), "--bm25", "char2"], capsys)
+        assert code == EXIT_USAGE, name
+        assert re.search(match, err), err
+        assert not out.exists()  # nothing half-built is left under the target name
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".idx-{name}")]  # nor beside it
+
+
+def test_search_command_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_jsonl(
+        tmp_path / "p.jsonl", [{"id": "a", "text": "東京は日本の首都。"}, {"id": "b", "text": "京都の寺。"}]
+    )
+    idx = tmp_path / "idx"
+    assert run(["index", str(src), "-o", str(idx), "--bm25", "char2"], capsys)[0] == EXIT_OK
+    for query in ("", " \u3000"):
+        code, out, err = run(["search", str(idx), query, "-m", "none"], capsys)
+        assert code == EXIT_USAGE
+        assert "query is empty or whitespace only" in err
+    code, _, err = run(["search", str(tmp_path / "missing"), "東京", "-m", "none"], capsys)
+    assert code == EXIT_USAGE
+    assert "is not a jp-rerank index folder" in err
+    code, out, _ = run(["search", str(idx), "京都", "-m", "none", "--json"], capsys)
+    assert code == EXIT_OK
+    (row,) = strict_rows(out)
+    assert row["results"][0]["id"] == "b"
+    assert run(["index", str(src), "-o", str(idx), "--bm25", "char2"], capsys)[0] == EXIT_USAGE  # no silent overwrite

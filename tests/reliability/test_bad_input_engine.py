@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from jp_rerank import Embedder, Reranker
 from jp_rerank._validate import DEFAULT_MAX_CHARS, DEFAULT_MAX_DOCUMENTS
 from jp_rerank.data import load_demo_corpus

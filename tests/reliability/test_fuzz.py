@@ -6,12 +6,14 @@ characters included); normalised text is clean and encodable; splitting and chun
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from jp_rerank.lexical import BM25Index, Tokenizer, get_tokenizer
 from jp_rerank.text import chunk_text, iter_windows, normalize_text, split_sentences
 
@@ -94,7 +96,7 @@ def test_iter_windows_cover_the_range_without_gaps(length: int, window: int, dat
     spans = list(iter_windows(length, window, stride))
     assert spans[0][0] == 0
     assert spans[-1][1] == length
-    for (s0, e0), (s1, e1) in zip(spans, spans[1:], strict=False):
+    for (s0, e0), (s1, _) in itertools.pairwise(spans):
         assert s1 <= e0  # no gap
         assert s1 > s0
     assert all(0 < e - s <= window for s, e in spans) or length == 0

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from jp_rerank.index import IndexCorruptedError, VectorIndex, load_index, read_snapshot
 
 pytestmark = pytest.mark.timeout(600)
@@ -30,7 +31,8 @@ CHILD = Path(__file__).with_name("_crash_child.py")
 
 def _load_child() -> ModuleType:
     spec = importlib.util.spec_from_file_location("jp_rerank_crash_child", CHILD)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -70,8 +72,19 @@ def run_child(*args: str, kill_after: float | None = None, timeout: float = 120)
     return proc.returncode, done
 
 
-def generation_of(root: Path) -> int:
+def generation_of(root: Path, kind: str = "vector") -> int:
     """Load the index at ``root`` (it must load) and check it is exactly one generation; return that generation."""
+    if kind == "bm25":
+        from jp_rerank.lexical import BM25Index
+
+        bm25 = BM25Index.load(root)
+        k = int(bm25.ids[0].split("-")[0][1:])
+        texts, ids = child.bm25_generation(k)
+        assert bm25.ids == tuple(ids)
+        fresh = BM25Index(tokenizer="char2").index(texts, ids=ids)
+        queries = ["東京", "大阪について", f"世代{k}"]
+        assert bm25.search_many(queries, k=5) == fresh.search_many(queries, k=5)
+        return k
     index = load_index(root)
     k = int(next(iter(index.records())).metadata["k"])
     expected = child.make_vector_index("exact", k)
@@ -92,7 +105,7 @@ def assert_clean_after_next_save(root: Path, kind: str) -> None:
     """A completed save removes every leftover of the killed ones."""
     rc, done = run_child("save", kind, str(root), "0", "none")
     assert rc == 0
-    assert generation_of(root) == done[-1]
+    assert generation_of(root, kind) == done[-1]
     snapshot, _ = read_snapshot(root)
     assert sorted(p.name for p in root.iterdir()) == sorted(["CURRENT", snapshot.name])
 
@@ -101,15 +114,15 @@ def assert_clean_after_next_save(root: Path, kind: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["exact", "faiss"])
+@pytest.mark.parametrize("kind", ["exact", "faiss", "bm25"])
 def test_sigkill_at_random_calls_of_a_save_leaves_old_or_new_state(tmp_path: Path, kind: str) -> None:
     root = tmp_path / "index"
     run_child("save", kind, str(root), "0", "none")
     outcomes = {"old": 0, "new": 0}
-    for trial in range(8):
-        before = generation_of(root)
+    for trial in range(6):
+        before = generation_of(root, kind)
         rc, done = run_child("save", kind, str(root), str(1000 * trial + 7), "event")
-        after = generation_of(root)
+        after = generation_of(root, kind)
         assert after in (before, before + 1), f"trial {trial}: generation {before} became {after}"
         if rc == 0:
             assert done == [before + 1]
@@ -120,15 +133,15 @@ def test_sigkill_at_random_calls_of_a_save_leaves_old_or_new_state(tmp_path: Pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["exact", "faiss-hnsw"])
+@pytest.mark.parametrize("kind", ["exact", "faiss-hnsw", "bm25"])
 def test_sigkill_before_each_rename_of_a_save_leaves_old_or_new_state(tmp_path: Path, kind: str) -> None:
     root = tmp_path / "index"
     run_child("save", kind, str(root), "0", "none")
     n = 0
     while True:  # kill before the 1st, 2nd... rename/replace until a save completes
-        before = generation_of(root)
-        rc, done = run_child("save", kind, str(root), str(n), "rename")
-        after = generation_of(root)
+        before = generation_of(root, kind)
+        rc, _ = run_child("save", kind, str(root), str(n), "rename")
+        after = generation_of(root, kind)
         assert after in (before, before + 1), f"killed before rename {n}: generation {before} became {after}"
         if rc == 0:
             assert after == before + 1
@@ -169,29 +182,33 @@ def expected_prefix(index: VectorIndex) -> list[str]:
 
 @pytest.mark.slow
 def test_sigkill_during_checkpointed_streaming_ingestion_then_resume(tmp_path: Path) -> None:
-    root = tmp_path / "index"
+    stream = child.stream()
     rng = random.Random(3)
-    for trial in range(5):
-        before = len(load_index(root)) if root.exists() else 0
-        mode = "event" if trial % 2 else "time"
-        kill_after = None if mode == "event" else rng.uniform(0.0, 0.6)
-        _, done = run_child("ingest", "faiss", str(root), str(trial), mode, kill_after=kill_after)
-        if not (root / "CURRENT").exists():
-            assert not done  # killed before the first checkpoint: nothing saved yet, nothing to load
-            continue
-        index = load_index(root)
-        stored = expected_prefix(index)
-        assert len(stored) % child.BATCH == 0 or len(stored) == len(child.stream())  # whole batches only
-        assert len(stored) >= before
-        if done:
-            assert len(stored) >= done[-1] + 1  # every reported checkpoint is on disk
-    rc, _ = run_child("ingest", "faiss", str(root), "0", "time", kill_after=None)  # resume to the end
-    assert rc == 0
-    final = load_index(root)
-    assert expected_prefix(final) == [r[0] for r in child.stream()]
-    vectors = child.embed([r[1] for r in child.stream()])
-    hits = final.search_batch(vectors[:5], k=1)
-    assert [h[0].id for h in hits] == [r[0] for r in child.stream()[:5]]
+    partial = 0
+    for attempt in range(2):
+        root = tmp_path / f"index-{attempt}"
+        for mode in ("event", "time", "event"):  # killed three times, each run resuming the previous one
+            before = len(load_index(root)) if (root / "CURRENT").exists() else 0
+            kill_after = rng.uniform(0.0, 0.2) if mode == "time" else None
+            _, done = run_child("ingest", "faiss", str(root), str(attempt * 10 + before), mode, kill_after=kill_after)
+            if not (root / "CURRENT").exists():  # killed before the first checkpoint committed: no index yet
+                assert not done
+                with pytest.raises(FileNotFoundError, match="is not a saved jp-rerank index"):
+                    load_index(root)
+                continue
+            stored = expected_prefix(load_index(root))
+            assert len(stored) % child.BATCH == 0 or len(stored) == len(stream)  # whole batches only
+            assert len(stored) >= before
+            if done:
+                assert len(stored) >= done[-1] + 1  # every reported checkpoint is on disk
+            partial += 0 < len(stored) < len(stream)
+        rc, _ = run_child("ingest", "faiss", str(root), "0", "time")  # resume to the end
+        assert rc == 0
+        final = load_index(root)
+        assert expected_prefix(final) == [r[0] for r in stream]
+        vectors = child.embed([r[1] for r in stream])
+        assert [h[0].id for h in final.search_batch(vectors[:5], k=1)] == [r[0] for r in stream[:5]]
+    assert partial > 0  # some kill really landed mid-ingestion
 
 
 @pytest.mark.slow
@@ -199,27 +216,30 @@ def test_sigkill_during_embedded_chroma_ingestion_then_resume_without_duplicates
     pytest.importorskip("chromadb")
     from jp_rerank.index import ChromaIndex
 
-    root = tmp_path / "chroma"
+    stream = child.stream()
     rng = random.Random(5)
-    for trial in range(4):
-        mode = "event" if trial % 2 else "time"
-        kill_after = None if mode == "event" else rng.uniform(0.2, 1.5)
-        run_child("ingest", "chroma", str(root), str(trial), mode, kill_after=kill_after)
-        index = ChromaIndex(child.DIM, path=root, embedder_id="toy-hash")  # opens after every kill
-        stored = sorted(r.id for r in index.records())
-        stream_ids = {r[0] for r in child.stream()}
-        assert set(stored) <= stream_ids
-        assert len(stored) == len(set(stored)) == len(index)
-        for rec in index.get(stored):
-            assert rec.text == child.stream()[int(rec.metadata["i"])][1]
-        del index
-    rc, _ = run_child("ingest", "chroma", str(root), "0", "time")
-    assert rc == 0
-    final = ChromaIndex(child.DIM, path=root, embedder_id="toy-hash")
-    assert len(final) == len(child.stream())
-    assert sorted(r.id for r in final.records()) == [r[0] for r in child.stream()]
-    vectors = child.embed([r[1] for r in child.stream()])
-    assert [h[0].id for h in final.search_batch(vectors[:5], k=1)] == [r[0] for r in child.stream()[:5]]
+    partial = 0
+    for attempt in range(2):
+        root = tmp_path / f"chroma-{attempt}"
+        for mode in ("event", "time"):  # killed twice, the second run resuming the first
+            kill_after = rng.uniform(0.0, 0.25) if mode == "time" else None
+            run_child("ingest", "chroma", str(root), str(attempt), mode, kill_after=kill_after)
+            index = ChromaIndex(child.DIM, path=root, embedder_id="toy-hash")  # opens after every kill
+            stored = sorted(r.id for r in index.records())
+            assert set(stored) <= {r[0] for r in stream}
+            assert len(stored) == len(set(stored)) == len(index)
+            for rec in index.get(stored):
+                assert rec.text == stream[int(rec.metadata["i"])][1]
+            partial += 0 < len(stored) < len(stream)
+            del index
+        rc, _ = run_child("ingest", "chroma", str(root), "0", "time")  # resume to the end
+        assert rc == 0
+        final = ChromaIndex(child.DIM, path=root, embedder_id="toy-hash")
+        assert len(final) == len(stream)  # upsert by id: no duplicates
+        assert sorted(r.id for r in final.records()) == [r[0] for r in stream]
+        vectors = child.embed([r[1] for r in stream])
+        assert [h[0].id for h in final.search_batch(vectors[:5], k=1)] == [r[0] for r in stream[:5]]
+    assert partial > 0  # some kill really landed mid-ingestion
 
 
 # ------------------------------------------------------------------------------------------------ damage
@@ -247,8 +267,19 @@ def _damage(path: Path, how: str, rng: random.Random) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncate", "flip", "zero-tail", "append"])
-def test_every_damaged_file_gives_a_clear_error_never_a_wrong_answer(saved: Path, how: str) -> None:
-    snapshot, manifest = read_snapshot(saved)
+@pytest.mark.parametrize("kind", ["faiss", "bm25"])
+def test_every_damaged_file_gives_a_clear_error_never_a_wrong_answer(tmp_path: Path, kind: str, how: str) -> None:
+    from jp_rerank.lexical import BM25Index
+
+    root = tmp_path / "index"
+    if kind == "bm25":
+        texts, ids = child.bm25_generation(5)
+        BM25Index(tokenizer="char2").index(texts, ids=ids).save(root)
+        load: Any = BM25Index.load
+    else:
+        child.make_vector_index(kind, 5).save(root)
+        load = load_index
+    snapshot, manifest = read_snapshot(root)
     names = [*manifest["files"], "manifest.json"]
     rng = random.Random(how)
     pristine = {name: (snapshot / name).read_bytes() for name in names}
@@ -258,9 +289,9 @@ def test_every_damaged_file_gives_a_clear_error_never_a_wrong_answer(saved: Path
             if (snapshot / name).read_bytes() == pristine[name]:
                 continue  # e.g. a zero tail over bytes that were already zero
             with pytest.raises(IndexCorruptedError, match=r"manifest|SHA-256|bytes|CURRENT"):
-                load_index(saved)
+                load(root)
             (snapshot / name).write_bytes(pristine[name])
-    assert generation_of(saved) == 5  # restored files load again: the errors were about the damage
+    assert generation_of(root, "bm25" if kind == "bm25" else "vector") == 5  # restored files load again
 
 
 def test_damaged_current_pointer_is_a_clear_error(saved: Path) -> None:
@@ -313,12 +344,13 @@ def test_loading_never_unpickles(tmp_path: Path, kind: str) -> None:
         from jp_rerank.lexical import BM25Index
 
         BM25Index(tokenizer="char2").index(["東京", "大阪"]).save(root)
-        arrays = root / "arrays.npz"
-        names = list(np.load(arrays, allow_pickle=False).files)
+        snapshot, _ = read_snapshot(root)
+        with np.load(snapshot / "arrays.npz", allow_pickle=False) as arrays:
+            names = list(arrays.files)
         evil = io.BytesIO()
         np.savez(evil, **{n: np.array([_Trap(marker)], dtype=object) for n in names})
-        arrays.write_bytes(evil.getvalue())
-        with pytest.raises(ValueError, match="pickle"):
+        _forge(snapshot, "arrays.npz", evil.getvalue())
+        with pytest.raises(IndexCorruptedError, match="pickle"):
             BM25Index.load(root)
     else:
         child.make_vector_index(kind, 3).save(root)
@@ -331,4 +363,5 @@ def test_loading_never_unpickles(tmp_path: Path, kind: str) -> None:
     assert not marker.exists()
     with pytest.raises(ValueError, match="pickle"):  # sanity: the payload really is a pickle numpy refuses
         np.load(io.BytesIO(evil_npy), allow_pickle=False)
-    assert pickle.loads(pickle.dumps(_Trap(marker))) is None and marker.exists()  # and it would run if unpickled
+    assert pickle.loads(pickle.dumps(_Trap(marker))) is None  # and it would run if unpickled:
+    assert marker.exists()

@@ -23,7 +23,7 @@ import numpy as np
 
 from jp_rerank._validate import check_positive_int, check_query, check_texts
 from jp_rerank._version import __version__
-from jp_rerank.errors import IndexMismatchError
+from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 from jp_rerank.index.base import Metadata, MetadataValue, SearchHit, check_ids, check_metadata
 from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
 from jp_rerank.presets import DEFAULT_SPARSE, ModelPreset
@@ -498,7 +498,6 @@ class SparseIndex:
                 differs from the saved vectors.
             IndexCorruptedError: A file is missing, truncated, altered or inconsistent.
         """
-        from jp_rerank.index.base import IndexCorruptedError
         from jp_rerank.index.persist import read_snapshot
 
         snapshot, manifest = read_snapshot(Path(path), verify=verify)

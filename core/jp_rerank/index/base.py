@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, get_args
 import numpy as np
 
 from jp_rerank._validate import check_positive_int, check_texts
-from jp_rerank.errors import IndexMismatchError, JpRerankError
+from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -57,10 +57,6 @@ Metadata: TypeAlias = dict[str, MetadataValue]
 Where: TypeAlias = Mapping[str, MetadataValue]
 
 _METRICS: tuple[str, ...] = get_args(Metric)
-
-
-class IndexCorruptedError(JpRerankError, ValueError):
-    """A saved index is unreadable: a file is missing, truncated, or does not match its recorded checksum."""
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from jp_rerank.index.base import (
     VectorIndex,
     sort_hits,
 )
+from jp_rerank.index.retry import RetryingProxy, RetryPolicy, call_with_retries, connect_chroma_http
 
 if TYPE_CHECKING:
     from typing import Self
@@ -52,6 +53,8 @@ _KEY_DIM = "jp_rerank:dim"
 _KEY_METRIC = "jp_rerank:metric"
 _KEY_EMBEDDER = "jp_rerank:embedder_id"
 _QUERY_CHUNK = 256
+
+T = TypeVar("T")
 
 
 def _chroma_where(where: Mapping[str, MetadataValue]) -> dict[str, Any]:
@@ -79,6 +82,10 @@ class ChromaIndex(VectorIndex):
         ef_search: HNSW query-time beam width of a new collection.
         ef_construction: HNSW build-time beam width of a new collection.
         max_neighbors: HNSW graph degree of a new collection.
+        retry: For a server (``host=``): request timeout and retries with exponential back-off of transient
+            network failures (default :class:`~jp_rerank.index.retry.RetryPolicy`: 5 attempts, 30 s per request).
+            Reads, upserts and deletes are retried; an ``add`` only when its request never reached the server.
+            Exhausted retries raise :class:`~jp_rerank.index.retry.IndexServerUnavailableError`.
 
     Raises:
         IndexMismatchError: If the existing collection was made with another dimension, metric or embedder.
@@ -110,6 +117,7 @@ class ChromaIndex(VectorIndex):
         ef_search: int = 100,
         ef_construction: int = 100,
         max_neighbors: int = 16,
+        retry: RetryPolicy | None = None,
     ) -> None:
         super().__init__(dim, metric=metric, embedder_id=embedder_id)
         given = [name for name, value in (("path", path), ("host", host), ("client", client)) if value is not None]
@@ -122,14 +130,28 @@ class ChromaIndex(VectorIndex):
         }
         chromadb = require("chromadb", "chroma")
         settings = chromadb.config.Settings(anonymized_telemetry=False)
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._server: str | None = None  # set for a server: its calls get a timeout and retries
         if client is None and path is not None:
             client = chromadb.PersistentClient(path=str(path), settings=settings)
         elif client is None:
-            client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=dict(headers or {}), settings=settings)
+            self._server = f"Chroma server {'https' if ssl else 'http'}://{host}:{port}"
+            client = connect_chroma_http(
+                host=str(host), port=port, ssl=ssl, headers=dict(headers or {}), settings=settings, policy=self._retry
+            )
         self._client = client
-        self._max_batch = int(client.get_max_batch_size())
+        self._max_batch = int(self._remote("get_max_batch_size", client.get_max_batch_size))
         self._collection_name = collection_name
-        self._collection = self._open_collection()
+        collection = self._remote("opening the collection", self._open_collection)
+        self._collection = (
+            collection if self._server is None else RetryingProxy(collection, policy=self._retry, where=self._server)
+        )
+
+    def _remote(self, what: str, fn: Callable[[], T]) -> T:
+        """Call ``fn`` (idempotent), with retries when talking to a server."""
+        if self._server is None:
+            return fn()
+        return call_with_retries(fn, what=what, where=self._server, policy=self._retry, idempotent=True)
 
     # ------------------------------------------------------------------ collection
 

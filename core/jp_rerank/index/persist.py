@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from jp_rerank._version import __version__
-from jp_rerank.errors import IndexMismatchError
-from jp_rerank.index.base import IndexCorruptedError, VectorIndex
+from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
+from jp_rerank.index.base import VectorIndex
 
 __all__ = ["CURRENT_FILE", "MANIFEST_FILE", "load_index", "read_snapshot", "write_snapshot"]
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from jp_rerank.index.base import IndexCorruptedError, Metadata, MetadataValue, Metric, Record, SearchHit, VectorIndex
+from jp_rerank.errors import IndexCorruptedError
+from jp_rerank.index.base import Metadata, MetadataValue, Metric, Record, SearchHit, VectorIndex
 
 __all__ = ["DocumentStore", "StoreBackedIndex"]
 

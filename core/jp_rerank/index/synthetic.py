@@ -75,7 +75,10 @@ class GaussianMixture:
         return parts[0] if parts else np.empty((0, self.dim), np.float32)
 
     def iter_samples(self, n: int, *, seed: int, chunk: int = 100_000) -> Iterator[np.ndarray]:
-        """Draw ``n`` unit vectors in chunks of at most ``chunk`` rows (memory bounded by one chunk)."""
+        """Draw ``n`` unit vectors in chunks of at most ``chunk`` rows (memory bounded by one chunk).
+
+        The draw is reproducible for the same ``seed`` and ``chunk`` (a different ``chunk`` draws other vectors).
+        """
         centres = self.centres()
         bases = self._bases()
         rng = np.random.default_rng([self.seed, seed])

@@ -21,10 +21,8 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import threading
-import uuid
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ import numpy as np
 
 from jp_rerank._validate import check_positive_int, check_texts
 from jp_rerank._version import __version__
-from jp_rerank.errors import IndexMismatchError
+from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 from jp_rerank.lexical.tokenizers import Tokenizer, get_tokenizer, prepare_text
 
 if TYPE_CHECKING:
@@ -65,9 +63,10 @@ DEFAULT_B = 0.4
 DEFAULT_METHOD: BM25Method = "lucene"
 """BM25 variant (see the module docs)."""
 
-_FORMAT = "jp-rerank-bm25"
+_BACKEND = "bm25"
+"""Backend name in the snapshot manifest (see :mod:`jp_rerank.index.persist`)."""
 _FORMAT_VERSION = 1
-_MANIFEST, _IDS, _VOCAB, _ARRAYS = "manifest.json", "ids.json", "vocab.json", "arrays.npz"
+_IDS, _VOCAB, _ARRAYS = "ids.json", "vocab.json", "arrays.npz"
 # Postings summed per sparse product: bounds the memory of one block of queries (about 16 bytes each).
 _BLOCK_POSTINGS = 1 << 24
 
@@ -468,37 +467,40 @@ class BM25Index:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to the folder ``path`` (JSON and ``.npz`` files, no pickle).
+        """Write the index to the folder ``path`` as an atomic, checksummed snapshot (JSON and ``.npz``, no pickle).
 
-        The folder is written beside the target and swapped in, so a crash never leaves a half-written index.
-        An existing folder is replaced only if it holds a saved BM25 index (or is empty).
+        The layout is that of the vector indexes (see :mod:`jp_rerank.index.persist`): the files go into a new
+        snapshot folder and ``CURRENT`` is switched to it atomically, so a crash at any point leaves the previous
+        index or the new one, never a mix or nothing; the leftovers of an interrupted save are removed by the
+        next one. An existing folder is replaced only if it holds a saved BM25 index (or is empty).
 
         Raises:
             FileExistsError: If ``path`` exists and is not an empty folder or a saved BM25 index.
         """
+        from jp_rerank.index.persist import write_snapshot
+
         target = Path(path)
         if target.exists() and not _replaceable(target):
             raise FileExistsError(f"{target} exists and is not a saved BM25 index; refusing to overwrite it")
         state = self._state
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            manifest = {
-                "format": _FORMAT,
-                "format_version": _FORMAT_VERSION,
-                "jp_rerank_version": __version__,
-                "tokenizer": self._tokenizer.name,
-                "normalize": self._normalize,
-                "k1": self._k1,
-                "b": self._b,
-                "method": self._method,
-                "num_docs": len(state.ids),
-                "vocabulary_size": len(state.vocab),
-            }
+        manifest = {
+            "backend": _BACKEND,
+            "bm25_format_version": _FORMAT_VERSION,
+            "count": len(state.ids),
+            "tokenizer": self._tokenizer.name,
+            "normalize": self._normalize,
+            "k1": self._k1,
+            "b": self._b,
+            "method": self._method,
+            "num_docs": len(state.ids),
+            "vocabulary_size": len(state.vocab),
+        }
+
+        def write_payload(folder: Path) -> None:
             vocab_list = sorted(state.vocab, key=state.vocab.__getitem__)
-            (tmp / _IDS).write_text(json.dumps(list(state.ids), ensure_ascii=False), encoding="utf-8")
-            (tmp / _VOCAB).write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
-            with (tmp / _ARRAYS).open("wb") as fh:
+            (folder / _IDS).write_text(json.dumps(list(state.ids), ensure_ascii=False), encoding="utf-8")
+            (folder / _VOCAB).write_text(json.dumps(vocab_list, ensure_ascii=False), encoding="utf-8")
+            with (folder / _ARRAYS).open("wb") as fh:
                 np.savez(
                     fh,
                     doc_offsets=state.doc_offsets,
@@ -507,46 +509,40 @@ class BM25Index:
                     indices=state.indices,
                     indptr=state.indptr,
                 )
-            (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+
+        write_snapshot(target, manifest, write_payload)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, tokenizer: str | Tokenizer | None = None) -> BM25Index:
+    def load(
+        cls, path: str | os.PathLike[str], *, tokenizer: str | Tokenizer | None = None, verify: bool = True
+    ) -> BM25Index:
         """Load an index written by :meth:`save`.
 
         Args:
             path: The folder given to :meth:`save`.
             tokenizer: Needed only when the index was built with a custom tokenizer object; its ``name`` must
                 equal the saved one. By default the saved spec is rebuilt.
+            verify: Check the size and SHA-256 of every file first (a damaged file is then an error, never a
+                wrong result).
 
         Returns:
             The index, ready to search and to :meth:`add` to.
 
         Raises:
-            FileNotFoundError: If a file of the index is missing.
-            IndexMismatchError: If the folder is not a BM25 index of a supported format version, or
-                ``tokenizer`` does not match the saved tokenizer name.
-            ValueError: If the saved custom tokenizer cannot be rebuilt (pass ``tokenizer``) or the files are
-                inconsistent.
+            FileNotFoundError: If ``path`` is not a saved index.
+            IndexMismatchError: If the folder holds another kind of index or an unsupported BM25 format version,
+                or ``tokenizer`` does not match the saved tokenizer name.
+            IndexCorruptedError: If a file is missing, truncated, altered or inconsistent (a ``ValueError``).
+            ValueError: If the saved custom tokenizer cannot be rebuilt (pass ``tokenizer``).
         """
+        from jp_rerank.index.persist import read_snapshot
+
         root = Path(path)
-        for name in (_MANIFEST, _IDS, _VOCAB, _ARRAYS):
-            if not (root / name).is_file():
-                raise FileNotFoundError(f"BM25 index file not found: {root / name}")
-        manifest: dict[str, Any] = json.loads((root / _MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("format") != _FORMAT or manifest.get("format_version") != _FORMAT_VERSION:
+        snapshot, manifest = read_snapshot(root, verify=verify)
+        if manifest.get("backend") != _BACKEND or manifest.get("bm25_format_version") != _FORMAT_VERSION:
             raise IndexMismatchError(
-                f"{root} holds format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
-                f"this jp-rerank reads {_FORMAT!r} version {_FORMAT_VERSION}"
+                f"{root} holds a {manifest.get('backend')!r} index of BM25 format version "
+                f"{manifest.get('bm25_format_version')!r}; this jp-rerank reads {_BACKEND!r} version {_FORMAT_VERSION}"
             )
         if manifest.get("jp_rerank_version") != __version__:
             logger.warning(
@@ -574,33 +570,41 @@ class BM25Index:
             method=manifest["method"],
             normalize=bool(manifest["normalize"]),
         )
-        ids = json.loads((root / _IDS).read_text(encoding="utf-8"))
-        vocab_list = json.loads((root / _VOCAB).read_text(encoding="utf-8"))
-        with np.load(root / _ARRAYS, allow_pickle=False) as arrays:
-            state = _State(
-                ids=tuple(str(doc_id) for doc_id in ids),
-                vocab={token: i for i, token in enumerate(vocab_list)},
-                doc_offsets=arrays["doc_offsets"].astype(np.int64),
-                doc_tokens=arrays["doc_tokens"].astype(np.int32),
-                data=arrays["data"].astype(np.float32),
-                indices=arrays["indices"].astype(np.int32),
-                indptr=arrays["indptr"].astype(np.int64),
-            )
+        try:
+            ids = json.loads((snapshot / _IDS).read_text(encoding="utf-8"))
+            vocab_list = json.loads((snapshot / _VOCAB).read_text(encoding="utf-8"))
+            with np.load(snapshot / _ARRAYS, allow_pickle=False) as arrays:
+                state = _State(
+                    ids=tuple(str(doc_id) for doc_id in ids),
+                    vocab={token: i for i, token in enumerate(vocab_list)},
+                    doc_offsets=arrays["doc_offsets"].astype(np.int64),
+                    doc_tokens=arrays["doc_tokens"].astype(np.int32),
+                    data=arrays["data"].astype(np.float32),
+                    indices=arrays["indices"].astype(np.int32),
+                    indptr=arrays["indptr"].astype(np.int64),
+                )
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:  # ValueError: bad JSON, a pickle
+            raise IndexCorruptedError(f"{root}: cannot read the BM25 files of {snapshot.name}: {exc}") from exc
         _check_state(root, state, manifest)
         index._state = state
         return index
 
 
 def _replaceable(target: Path) -> bool:
+    """Whether ``save`` may write into ``target``: an empty folder, or a snapshot folder of a BM25 index."""
+    from jp_rerank.index.persist import CURRENT_FILE, read_snapshot
+
     if not target.is_dir():
         return False
     if not any(target.iterdir()):
         return True
-    manifest = target / _MANIFEST
-    try:
-        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == _FORMAT
-    except (OSError, ValueError, AttributeError):
+    if not (target / CURRENT_FILE).is_file():
         return False
+    try:
+        _, manifest = read_snapshot(target, verify=False)
+    except IndexCorruptedError:
+        return True  # a damaged snapshot folder: replacing it is how it gets repaired
+    return manifest.get("backend") == _BACKEND
 
 
 def _check_state(root: Path, state: _State, manifest: dict[str, Any]) -> None:
@@ -617,4 +621,5 @@ def _check_state(root: Path, state: _State, manifest: dict[str, Any]) -> None:
     if state.indices.size and (state.indices.min() < 0 or state.indices.max() >= n_docs):
         problems.append("document indices")
     if problems:
-        raise ValueError(f"{root}: saved BM25 index is inconsistent ({', '.join(problems)})")
+
+        raise IndexCorruptedError(f"{root}: saved BM25 index is inconsistent ({', '.join(problems)})")

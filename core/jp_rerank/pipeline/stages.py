@@ -94,6 +94,12 @@ def check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | No
     return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]
 
 
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a first stage name must be a non-empty str, got {name!r}")
+    return name
+
+
 class BM25Stage:
     """BM25 first stage over a :class:`~jp_rerank.lexical.BM25Index` (which keeps ids, not texts).
 
@@ -123,7 +129,7 @@ class BM25Stage:
         if len(items) != len(index):
             raise ValueError(f"the BM25 index holds {len(index)} passages but {len(items)} texts were given")
         self.index = index
-        self._name = name
+        self._name = _check_name(name)
         self._texts = items
         self._metadatas = check_metadatas(metadatas, len(items))
 
@@ -136,8 +142,17 @@ class BM25Stage:
         return f"BM25Stage(name={self._name!r}, index={self.index!r})"
 
     def search_many(self, queries: Sequence[str], k: int) -> list[list[Candidate]]:
-        """BM25 search; only passages sharing a token with the query are returned."""
+        """BM25 search; only passages sharing a token with the query are returned.
+
+        Raises:
+            ValueError: The index was changed after this stage was built (its size no longer matches the texts).
+        """
         check_positive_int(k, name="k")
+        if len(self.index) != len(self._texts):
+            raise ValueError(
+                f"the BM25 index now holds {len(self.index)} passages but this stage has {len(self._texts)} texts; "
+                "build a new BM25Stage after changing the index"
+            )
         return [
             [
                 Candidate(
@@ -165,7 +180,7 @@ class SparseStage:
         if index.embedder is None:
             raise ValueError("SparseStage needs a SparseIndex built with an embedder (to encode queries)")
         self.index = index
-        self._name = name
+        self._name = _check_name(name)
 
     @property
     def name(self) -> str:
@@ -208,7 +223,7 @@ class DenseStage:
             raise IndexMismatchError(f"the vector index has dimension {index.dim}, the embedder {embedder.dim}")
         self.index = index
         self.embedder = embedder
-        self._name = name
+        self._name = _check_name(name)
 
     @classmethod
     def build(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from jp_rerank._deps import is_available
 from jp_rerank._validate import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
@@ -22,8 +23,17 @@ from jp_rerank._validate import (
 from jp_rerank.errors import ModelLoadError
 from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
 from jp_rerank.presets import DEFAULT_RERANKER, ModelPreset
-from jp_rerank.rerank.backends import Precision, ScoringBackend, TorchBackend
-from jp_rerank.rerank.pairs import EncodedPair, PairTemplate, length_sorted_batches
+from jp_rerank.rerank.backends import (
+    BackendOption,
+    PrecisionOption,
+    ScoringBackend,
+    ScoringPlan,
+    TorchBackend,
+    default_token_budget,
+    plan_scoring,
+    run_batches,
+)
+from jp_rerank.rerank.pairs import EncodedPair, PairTemplate
 from jp_rerank.rerank.results import RerankResult, rank_scores
 from jp_rerank.text import normalize_text
 
@@ -48,22 +58,31 @@ class Reranker:
     directory. One instance is safe to share between threads.
 
     Pairs are sorted by token length and batched under a token budget, so little compute goes to padding; scores
-    come back in input order. The query is never truncated. Passages longer than the model's limit are truncated
-    (``overflow="truncate"``, one warning per call counting them) or split into overlapping token windows and
-    scored by their best window (``overflow="window"``).
+    come back in input order. By default the fastest faithful precision is chosen (``precision="auto"``): bf16
+    autocast on CPUs with native bf16 (AVX-512 BF16 / AMX) and on CUDA (fp16 where bf16 is unsupported), fp32
+    elsewhere; ``precision="fp32"`` gives exact fp32 scores. ``backend="onnx"`` runs an ONNX Runtime export
+    (made once and cached beside the model, see ``jp-rerank export``), int8 by default.
+
+    The query is never truncated. Passages longer than the model's limit are truncated (``overflow="truncate"``,
+    one warning per call counting them) or split into overlapping token windows and scored by their best window
+    (``overflow="window"``).
 
     Args:
         model: Alias, hub id or local directory of a sequence-classification cross-encoder.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default picks CUDA when available.
         max_length: Token limit of a pair (default: the preset's, else the model's own).
         batch_size: Most pairs per forward pass.
-        token_budget: Most tokens (pairs x padded length) per forward pass; default ``batch_size * 256``.
+        token_budget: Most tokens (pairs x padded length) per forward pass; default 2048 on CPU (measured
+            fastest), sized by free memory on CUDA (halved automatically on out-of-memory).
         activation: ``"auto"`` (the preset's or the model's own; sigmoid for single-logit rerankers),
             ``"sigmoid"``, ``"softmax"`` (multi-label models: probability of the last label) or ``"none"`` (raw logit).
         overflow: ``"truncate"`` or ``"window"`` for passages longer than the limit.
         window_overlap: Tokens shared by consecutive windows in window mode.
         normalize: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to query and passages.
-        precision: ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"`` autocast.
+        precision: ``"auto"`` (see above), ``"fp32"`` (exact), ``"bf16"`` / ``"fp16"`` (torch autocast) or
+            ``"int8"`` (ONNX Runtime, dynamic quantisation).
+        backend: ``"auto"`` (torch; ONNX int8 on CPUs without native bf16 when an int8 export is cached),
+            ``"torch"`` or ``"onnx"`` (exports on first load if needed; needs ``jp-rerank[onnx]``).
         local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
@@ -91,7 +110,8 @@ class Reranker:
         overflow: Overflow = "truncate",
         window_overlap: int = 64,
         normalize: bool = True,
-        precision: Precision = "fp32",
+        precision: PrecisionOption = "auto",
+        backend: BackendOption = "auto",
         local_files_only: bool | None = None,
         cache_folder: str | None = None,
         revision: str | None = None,
@@ -113,16 +133,16 @@ class Reranker:
             raise ValueError(f"overflow must be 'truncate' or 'window', got {overflow!r}")
         if isinstance(window_overlap, bool) or not isinstance(window_overlap, int) or window_overlap < 0:
             raise ValueError(f"window_overlap must be a non-negative int, got {window_overlap!r}")
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        plan_scoring(backend, precision, "cpu", hidden_size=None)  # validates the options and their combination
         self.device = device
         self.batch_size = batch_size
-        self.token_budget = token_budget or batch_size * 256
+        self.token_budget = token_budget
         self.activation: Activation = activation
         self.overflow: Overflow = overflow
         self.window_overlap = window_overlap
         self.normalize = normalize
-        self.precision: Precision = precision
+        self.precision: PrecisionOption = precision
+        self.backend: BackendOption = backend
         self._max_length = max_length
         self._load_kwargs: dict[str, Any] = {
             "local_files_only": local_files_only,
@@ -159,8 +179,16 @@ class Reranker:
         """The underlying transformers model (loads the model)."""
         return self._load().model
 
+    @property
+    def scoring_plan(self) -> ScoringPlan:
+        """The backend and precision in use, with the reason they were chosen (loads the model)."""
+        return self._load().plan
+
     def __repr__(self) -> str:
-        return f"Reranker(model={self.source.name!r}, overflow={self.overflow!r}, precision={self.precision!r})"
+        return (
+            f"Reranker(model={self.source.name!r}, overflow={self.overflow!r}, precision={self.precision!r}, "
+            f"backend={self.backend!r})"
+        )
 
     # ------------------------------------------------------------------ loading
     def load(self) -> Reranker:
@@ -264,24 +292,27 @@ class _Loaded:
         tokenizer: Any,
         template: PairTemplate,
         backend: ScoringBackend,
+        plan: ScoringPlan,
         max_length: int,
         activation: Literal["sigmoid", "softmax", "none"],
+        token_budget: int,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
         self.backend = backend
+        self.plan = plan
         self.max_length = max_length
         self.activation = activation
+        self.token_budget = token_budget
 
     @classmethod
     def create(cls, owner: Reranker) -> _Loaded:
         from sentence_transformers import CrossEncoder
 
         source = owner.source
-        ce: CrossEncoder = load_st_model(
-            CrossEncoder, source, device=resolve_device(owner.device), **owner._load_kwargs
-        )
+        device = resolve_device(owner.device)
+        ce: CrossEncoder = load_st_model(CrossEncoder, source, device=device, **owner._load_kwargs)
         model: Any = ce.model
         if model is None:
             raise ModelLoadError(f"{source.location!r} did not load as a sequence-classification cross-encoder")
@@ -302,8 +333,16 @@ class _Loaded:
             max_length = int(limit)
         segment_types = int(getattr(model.config, "type_vocab_size", 1) or 1) > 1
         template = PairTemplate.from_tokenizer(tokenizer, segment_types=segment_types)
-        backend = TorchBackend(model, pad_id=tokenizer.pad_token_id or 0, precision=owner.precision)
-        return cls(model, tokenizer, template, backend, max_length, _resolve_activation(owner, ce))
+        device = str(next(model.parameters()).device)
+        plan, backend = _make_backend(
+            owner, model, pad_id=tokenizer.pad_token_id or 0, device=device, token_types=template.uses_token_types
+        )
+        logger.info("%s scores with %s (%s)", owner.model_id, plan.label, plan.reason)
+        budget = owner.token_budget or default_token_budget(device, model.config)
+        return cls(model, tokenizer, template, backend, plan, max_length, _resolve_activation(owner, ce), budget)
+
+    def _keep_budget(self, budget: int) -> None:
+        self.token_budget = budget
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -371,12 +410,13 @@ class _Loaded:
                 len(owners),
                 self.max_length,
             )
-        logits = np.empty((len(items), 0), dtype=np.float32)
-        for batch in length_sorted_batches(items, batch_size=owner.batch_size, token_budget=owner.token_budget):
-            out = self.backend.logits([items[i] for i in batch])
-            if logits.shape[1] == 0:
-                logits = np.empty((len(items), out.shape[1]), dtype=np.float32)
-            logits[batch] = out
+        logits = run_batches(
+            self.backend,
+            items,
+            batch_size=owner.batch_size,
+            token_budget=self.token_budget,
+            on_budget_change=self._keep_budget,
+        )
         window_scores = _activate(logits, self.activation)
         pair_scores = np.full(len(owners), -np.inf, dtype=np.float32)
         pair_ids = np.fromiter((it.pair for it in items), dtype=np.int64, count=len(items))
@@ -390,6 +430,30 @@ class _Loaded:
         for pair, (qi, di) in enumerate(owners):
             out_lists[qi][di] = pair_scores[pair]
         return out_lists
+
+
+def _make_backend(
+    owner: Reranker, model: Any, *, pad_id: int, device: str, token_types: bool
+) -> tuple[ScoringPlan, ScoringBackend]:
+    """Choose the backend and precision (see :func:`~jp_rerank.rerank.backends.plan_scoring`) and build it."""
+    hidden = getattr(model.config, "hidden_size", None)
+    int8_ready = False
+    if owner.backend == "auto" and owner.precision == "auto" and device == "cpu" and is_available("onnxruntime"):
+        from jp_rerank.rerank.onnx_backend import find_export
+
+        int8_ready = find_export(owner.source, model, "int8") is not None
+    plan = plan_scoring(owner.backend, owner.precision, device, hidden_size=hidden, onnx_int8_ready=int8_ready)
+    if plan.backend == "torch":
+        assert plan.precision != "int8"
+        return plan, TorchBackend(model, pad_id=pad_id, precision=plan.precision)
+    from jp_rerank.rerank.onnx_backend import OnnxBackend, export_model, find_export
+
+    precision: Literal["fp32", "int8"] = "int8" if plan.precision == "int8" else "fp32"
+    export = find_export(owner.source, model, precision)
+    if export is None:
+        logger.warning("no ONNX export of %s yet: exporting once (cached for later runs)", owner.model_id)
+        export = export_model(owner.source, model, token_types=token_types, int8=True)
+    return plan, OnnxBackend(export.path(precision), pad_id)
 
 
 def _resolve_activation(owner: Reranker, ce: CrossEncoder) -> Literal["sigmoid", "softmax", "none"]:
