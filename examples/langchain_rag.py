@@ -22,9 +22,6 @@ import argparse
 import tempfile
 from typing import Any
 
-from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, Embedder, Reranker
-from jp_rerank.data import load_demo_corpus
-from jp_rerank.errors import ModelLoadError
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
@@ -35,6 +32,9 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
+from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, Embedder, Reranker
+from jp_rerank.data import load_demo_corpus
+from jp_rerank.errors import ModelLoadError
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
 PROMPT = ChatPromptTemplate.from_messages(

@@ -18,14 +18,14 @@ import asyncio
 import tempfile
 from typing import Any
 
-from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, Embedder, Reranker
-from jp_rerank.data import load_demo_corpus
-from jp_rerank.errors import ModelLoadError
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import LLM, MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import TextNode
 
+from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, Embedder, Reranker
+from jp_rerank.data import load_demo_corpus
+from jp_rerank.errors import ModelLoadError
 from llamaindex_jp_rerank import JapaneseEmbedding, JapaneseRerank, JapaneseRetriever
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from jp_rerank._validate import check_texts
-from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import Reranker
 from langchain_core.cross_encoders import BaseCrossEncoder
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from jp_rerank._validate import check_texts
+from jp_rerank.presets import DEFAULT_RERANKER
+from jp_rerank.rerank import Reranker
 from langchain_jp_rerank._common import as_model_name, check_engine
 
 __all__ = ["JapaneseCrossEncoder"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from jp_rerank.embed import Embedder
-from jp_rerank.presets import DEFAULT_EMBEDDER
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from jp_rerank.embed import Embedder
+from jp_rerank.presets import DEFAULT_EMBEDDER
 from langchain_jp_rerank._common import as_model_name, check_engine
 
 __all__ = ["JapaneseEmbeddings"]

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from jp_rerank._validate import check_positive_int
-from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import Reranker
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
+from jp_rerank._validate import check_positive_int
+from jp_rerank.presets import DEFAULT_RERANKER
+from jp_rerank.rerank import Reranker
 from langchain_jp_rerank._common import as_model_name, check_engine, scored_copy
 
 __all__ = ["JapaneseReranker"]

@@ -7,16 +7,16 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from jp_rerank._validate import check_positive_int
-from jp_rerank.embed import Embedder
-from jp_rerank.pipeline import TwoStageRetriever
-from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import Reranker
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, PrivateAttr, ValidationInfo, field_validator
 
+from jp_rerank._validate import check_positive_int
+from jp_rerank.embed import Embedder
+from jp_rerank.pipeline import TwoStageRetriever
+from jp_rerank.presets import DEFAULT_RERANKER
+from jp_rerank.rerank import Reranker
 from langchain_jp_rerank.embeddings import JapaneseEmbeddings
 from langchain_jp_rerank.rerank import JapaneseReranker
 

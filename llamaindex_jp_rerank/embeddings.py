@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 
-from jp_rerank.embed import Embedder
-from jp_rerank.presets import DEFAULT_EMBEDDER
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 
+from jp_rerank.embed import Embedder
+from jp_rerank.presets import DEFAULT_EMBEDDER
 from llamaindex_jp_rerank._common import build_engine
 
 __all__ = ["JapaneseEmbedding"]

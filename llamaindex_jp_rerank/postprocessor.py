@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import Reranker, RerankResult, rank_scores
-from jp_rerank.rerank.cross_encoder import Overflow
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
@@ -15,6 +12,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from jp_rerank.presets import DEFAULT_RERANKER
+from jp_rerank.rerank import Reranker, RerankResult, rank_scores
+from jp_rerank.rerank.cross_encoder import Overflow
 from llamaindex_jp_rerank._common import build_engine
 
 __all__ = ["JapaneseRerank", "RerankedNode"]

@@ -6,9 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from jp_rerank._validate import check_positive_int
-from jp_rerank.pipeline import RetrievedPassage, TwoStageRetriever
-from jp_rerank.text import chunk_text
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager
@@ -16,6 +13,9 @@ from llama_index.core.ingestion import run_transformations
 from llama_index.core.node_parser import TextSplitter
 from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeWithScore, QueryBundle, TransformComponent
 
+from jp_rerank._validate import check_positive_int
+from jp_rerank.pipeline import RetrievedPassage, TwoStageRetriever
+from jp_rerank.text import chunk_text
 from llamaindex_jp_rerank.embeddings import JapaneseEmbedding
 from llamaindex_jp_rerank.postprocessor import JapaneseRerank, RerankedNode
 

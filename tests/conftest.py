@@ -25,6 +25,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
+
 from jp_rerank import toy_models  # noqa: E402
 from jp_rerank.data import load_demo_corpus, load_demo_queries  # noqa: E402
 from jp_rerank.datasets import default_data_dir  # noqa: E402

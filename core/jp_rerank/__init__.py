@@ -29,9 +29,9 @@ from jp_rerank.text import normalize_text
 
 __all__ = [
     "DEFAULT_EMBEDDER",
-    "BM25Index",
     "DEFAULT_RERANKER",
     "DEFAULT_SPARSE",
+    "BM25Index",
     "Embedder",
     "IndexCorruptedError",
     "IndexMismatchError",

@@ -9,7 +9,6 @@ fetched once from the Hugging Face hub can be kept as a local copy and loaded of
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import logging
 import os

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from jp_rerank.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from jp_rerank import Embedder
 from sentence_transformers import SentenceTransformer
+
+from jp_rerank import Embedder
 
 TEXTS = ["富士山は日本一高い山です。", "京都には寺が多い。", "ﾃｽﾄ ＡＢＣ"]
 QUERY = "日本で一番高い山は？"

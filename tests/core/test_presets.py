@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from jp_rerank.presets import (
     DEFAULT_EMBEDDER,
     DEFAULT_RERANKER,

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
 from jp_rerank import Reranker, RerankResult
 from jp_rerank.errors import ModelLoadError
 from jp_rerank.rerank.pairs import PairTemplate
 from jp_rerank.text import iter_windows, normalize_text
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 QUERY = "富士山の高さは何メートルですか？"
 DOCS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from jp_rerank.text import chunk_text, iter_windows, normalize_text, split_sentences
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from jp_rerank import Reranker
-from jp_rerank.data import load_demo_corpus
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 from langchain_core.cross_encoders import BaseCrossEncoder
 from langchain_core.documents import Document
 from sentence_transformers import CrossEncoder
 
+from jp_rerank import Reranker
+from jp_rerank.data import load_demo_corpus
 from langchain_jp_rerank import JapaneseCrossEncoder, JapaneseReranker
 
 Q1 = "富士山の高さは？"

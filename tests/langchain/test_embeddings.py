@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from jp_rerank import Embedder
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 from sentence_transformers import SentenceTransformer
 
+from jp_rerank import Embedder
 from langchain_jp_rerank import JapaneseEmbeddings
 
 QUERY = "富士山の高さは？"

@@ -8,10 +8,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from jp_rerank import Embedder, Reranker
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 
+from jp_rerank import Embedder, Reranker
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "langchain_rag.py"

@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from jp_rerank import Embedder, Reranker, RerankResult
-from jp_rerank.data import load_demo_corpus, load_demo_queries
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
 
+from jp_rerank import Embedder, Reranker, RerankResult
+from jp_rerank.data import load_demo_corpus, load_demo_queries
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker
 
 QUERY = "富士山の高さは？"

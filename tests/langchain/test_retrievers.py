@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jp_rerank import Embedder, Reranker
-from jp_rerank.data import load_demo_corpus, load_demo_queries
-from jp_rerank.pipeline import TwoStageRetriever
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
+from jp_rerank import Embedder, Reranker
+from jp_rerank.data import load_demo_corpus, load_demo_queries
+from jp_rerank.pipeline import TwoStageRetriever
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
 QUERY = "富士山の高さは？"

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jp_rerank import Embedder, Reranker
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.schema import TextNode
+
+from jp_rerank import Embedder, Reranker
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from jp_rerank import DEFAULT_EMBEDDER, Embedder, get_preset
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from sentence_transformers import SentenceTransformer
 
+from jp_rerank import DEFAULT_EMBEDDER, Embedder, get_preset
 from llamaindex_jp_rerank import JapaneseEmbedding
 
 QUERY = "富士山の高さは？"

@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jp_rerank import DEFAULT_RERANKER, Reranker, get_preset
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
+from jp_rerank import DEFAULT_RERANKER, Reranker, get_preset
 from llamaindex_jp_rerank import JapaneseRerank, RerankedNode
 
 QUERY = "富士山の高さは？"

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from jp_rerank import Embedder, Reranker
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import MetadataMode, TextNode
 from llama_index.core.vector_stores import SimpleVectorStore
 
+from jp_rerank import Embedder, Reranker
 from llamaindex_jp_rerank import JapaneseEmbedding, JapaneseRerank, RerankedNode
 
 QUERY = "富士山の高さは？"

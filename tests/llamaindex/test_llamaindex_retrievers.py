@@ -4,12 +4,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from jp_rerank import Embedder, Reranker
-from jp_rerank.pipeline import TwoStageRetriever
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import Document, MetadataMode, NodeWithScore, TextNode
 
+from jp_rerank import Embedder, Reranker
+from jp_rerank.pipeline import TwoStageRetriever
 from llamaindex_jp_rerank import JapaneseEmbedding, JapaneseRerank, JapaneseRetriever, RerankedNode
 
 QUERY = "富士山の高さは？"

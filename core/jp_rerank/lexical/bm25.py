@@ -621,5 +621,4 @@ def _check_state(root: Path, state: _State, manifest: dict[str, Any]) -> None:
     if state.indices.size and (state.indices.min() < 0 or state.indices.max() >= n_docs):
         problems.append("document indices")
     if problems:
-
         raise IndexCorruptedError(f"{root}: saved BM25 index is inconsistent ({', '.join(problems)})")
