@@ -19,7 +19,6 @@ is unreachable, tiny random-weight models are built instead (everything runs, bu
 from __future__ import annotations
 
 import argparse
-import tempfile
 from typing import Any
 
 from langchain_core.documents import Document
@@ -32,9 +31,9 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
-from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, Embedder, Reranker
+from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.errors import ModelLoadError
+from jp_rerank.toy_models import load_or_toy_engines
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
 PROMPT = ChatPromptTemplate.from_messages(
@@ -46,21 +45,6 @@ PROMPT = ChatPromptTemplate.from_messages(
         ("human", "{question}"),
     ]
 )
-
-
-def load_engines(reranker: str, embedder: str) -> tuple[Reranker, Embedder]:
-    """Load the two models, or build tiny random-weight stand-ins when they cannot be had offline."""
-    try:
-        return Reranker(reranker).load(), Embedder(embedder).load()
-    except ModelLoadError as exc:
-        from jp_rerank import toy_models
-
-        print(f"!! {exc}\n!! using tiny random-weight models instead: the ranking below is meaningless\n")
-        root = tempfile.mkdtemp(prefix="jp-rerank-example-")
-        return (
-            Reranker(toy_models.build_xlmr_cross_encoder(f"{root}/reranker")).load(),
-            Embedder(toy_models.build_dense_embedder(f"{root}/embedder")).load(),
-        )
 
 
 def echo_answer(prompt: PromptValue) -> AIMessage:
@@ -143,7 +127,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--top-n", type=int, default=3, help="passages kept after reranking")
     args = parser.parse_args(argv)
 
-    reranker, embedder = load_engines(args.reranker, args.embedder)
+    reranker, embedder, why = load_or_toy_engines(args.reranker, args.embedder)
+    if why:
+        print(f"!! {why}\n!! using tiny random-weight models instead: the ranking below is meaningless\n")
     docs = [Document(d["text"], id=d["id"], metadata={"title": d["title"]}) for d in load_demo_corpus()]
     first_stage: BaseRetriever
     if args.retriever == "vector":

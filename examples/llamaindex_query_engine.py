@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 from typing import Any
 
 from llama_index.core import VectorStoreIndex
@@ -23,25 +22,10 @@ from llama_index.core.llms import LLM, MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import TextNode
 
-from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, Embedder, Reranker
+from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.errors import ModelLoadError
+from jp_rerank.toy_models import load_or_toy_engines
 from llamaindex_jp_rerank import JapaneseEmbedding, JapaneseRerank, JapaneseRetriever
-
-
-def load_engines(reranker: str, embedder: str) -> tuple[Reranker, Embedder]:
-    """Load the two models, or build tiny random-weight stand-ins when they cannot be had offline."""
-    try:
-        return Reranker(reranker).load(), Embedder(embedder).load()
-    except ModelLoadError as exc:
-        from jp_rerank import toy_models
-
-        print(f"!! {exc}\n!! using tiny random-weight models instead: the ranking below is meaningless\n")
-        root = tempfile.mkdtemp(prefix="jp-rerank-example-")
-        return (
-            Reranker(toy_models.build_xlmr_cross_encoder(f"{root}/reranker")).load(),
-            Embedder(toy_models.build_dense_embedder(f"{root}/embedder")).load(),
-        )
 
 
 def make_llm(spec: str) -> LLM:
@@ -71,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top-n", type=int, default=3, help="passages kept after reranking")
     args = parser.parse_args(argv)
 
-    reranker, embedder = load_engines(args.reranker, args.embedder)
+    reranker, embedder, why = load_or_toy_engines(args.reranker, args.embedder)
+    if why:
+        print(f"!! {why}\n!! using tiny random-weight models instead: the ranking below is meaningless\n")
     nodes = [TextNode(id_=d["id"], text=d["text"], metadata={"title": d["title"]}) for d in load_demo_corpus()]
     embed_model = JapaneseEmbedding(embedder=embedder)
     rerank = JapaneseRerank(reranker=reranker, top_n=args.top_n)

@@ -47,6 +47,9 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from transformers import BertJapaneseTokenizer, PreTrainedTokenizerBase, XLMRobertaTokenizer
 
+    from jp_rerank.embed import Embedder
+    from jp_rerank.rerank import Reranker
+
 __all__ = [
     "DEFAULT_PROMPTS",
     "MECAB_KWARGS",
@@ -62,6 +65,7 @@ __all__ = [
     "build_splade_encoder",
     "build_static_embedder",
     "build_xlmr_cross_encoder",
+    "load_or_toy_engines",
     "train_unigram_tokenizer",
 ]
 
@@ -631,3 +635,30 @@ def build_splade_encoder(
         model = SparseEncoder(modules=[transformer, pooling], device="cpu")
         model.save(str(out))
     return out
+
+
+def load_or_toy_engines(reranker: str, embedder: str) -> tuple[Reranker, Embedder, str | None]:
+    """Load a reranker and an embedder, or build tiny random-weight stand-ins when either cannot be had.
+
+    For examples that must run anywhere: on an offline machine without the models, everything still runs but
+    the ranking is meaningless, and the third item says why the stand-ins were used (``None`` when the real
+    models loaded).
+
+    Example:
+        >>> rr, emb, why = load_or_toy_engines("xsmall", "static-ja")  # doctest: +SKIP
+        >>> why is None  # doctest: +SKIP
+        True
+    """
+    from jp_rerank.embed import Embedder
+    from jp_rerank.errors import ModelLoadError
+    from jp_rerank.rerank import Reranker
+
+    try:
+        return Reranker(reranker).load(), Embedder(embedder).load(), None
+    except ModelLoadError as exc:
+        root = Path(tempfile.mkdtemp(prefix="jp-rerank-toy-"))
+        return (
+            Reranker(build_xlmr_cross_encoder(root / "reranker")).load(),
+            Embedder(build_dense_embedder(root / "embedder")).load(),
+            str(exc),
+        )

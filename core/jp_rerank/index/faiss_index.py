@@ -15,10 +15,28 @@ ivfpq     inverted lists + product quantisation, trained   removed from faiss at
           speed for recall; ~``pq_m`` bytes per vector
 ========  ===============================================  =========================================
 
+PQ codes are lossy: at a few bytes per vector, recall@100 stops rising with ``nprobe`` well below 1 because the
+approximate scores misorder close neighbours. ``refine="flat"`` or ``refine="sq8"`` keeps a second copy of every
+vector (float32, or 8-bit scalar-quantised with a per-dimension range learnt at :meth:`train`) and re-scores the
+best ``k * refine_factor`` IVF-PQ candidates with it, like faiss's ``IndexRefine``; returned scores are then the
+refine copy's inner products (exact for ``"flat"``). Bytes per vector held by faiss (the document store, and
+the slack of arrays grown by doubling, come on top):
+
+============  ==========================================  ===================
+index         bytes per vector                            384-d, ``pq_m=48``
+============  ==========================================  ===================
+flat          ``4*dim`` + ~50 (id map and reverse map)    ~1,590
+ivfpq         ``pq_m`` + 8 (id in the inverted list)      56
+ivfpq + sq8   ``pq_m + 8`` + ``dim`` + 8 (label array)    448
+ivfpq + flat  ``pq_m + 8`` + ``4*dim`` + 8                1,600
+============  ==========================================  ===================
+
+"sq8" keeps about a quarter of the memory of a flat index; "flat" only buys speed, not memory.
+
 Metadata filters (``where=``) run inside faiss through an id selector. When a filter keeps at most
 ``exhaustive_filter_limit`` records, HNSW scores exactly those records instead of walking the graph (graph
-search with a very selective filter can miss matches), and IVF-PQ probes every list, so a small filter still
-returns ``min(k, matches)`` hits.
+search with a very selective filter can miss matches), IVF-PQ with a refine copy scores them with that copy,
+and IVF-PQ without one probes every list, so a small filter still returns ``min(k, matches)`` hits.
 """
 
 from __future__ import annotations
@@ -49,13 +67,17 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Self
 
-__all__ = ["FaissIndex", "FaissKind"]
+__all__ = ["FaissIndex", "FaissKind", "FaissRefine"]
 
 logger = logging.getLogger(__name__)
 
 FaissKind: TypeAlias = Literal["flat", "hnsw", "ivfpq"]
 _KINDS: tuple[str, ...] = get_args(FaissKind)
+FaissRefine: TypeAlias = Literal["none", "flat", "sq8"]
+"""Second copy of the vectors that re-scores IVF-PQ candidates: none, float32, or 8-bit scalar-quantised."""
+_REFINES: tuple[str, ...] = get_args(FaissRefine)
 _INDEX_FILE = "index.faiss"
+_REFINE_FILE = "refine.faiss"
 _TOMBSTONES_FILE = "tombstones.npy"
 
 
@@ -101,14 +123,27 @@ class FaissIndex(StoreBackedIndex):
         pq_m: PQ sub-quantisers (must divide ``dim``); ``None`` picks :func:`default_pq_m`.
         pq_nbits: Bits per PQ code (8 = 256 centroids per sub-quantiser).
         nprobe: Default number of IVF lists probed per query; override per query.
+        refine: IVF-PQ only: ``"flat"`` or ``"sq8"`` keeps a float32 or 8-bit copy of every vector (``4 * dim`` or
+            ``dim`` more bytes each) and re-scores the PQ candidates with it; ``"none"`` returns PQ scores.
+        refine_factor: Default number of PQ candidates re-scored, as a multiple of ``k``; override per query.
+            Ignored when ``refine="none"``.
         exhaustive_filter_limit: Filters matching at most this many records are searched exhaustively
-            (HNSW: exact scores; IVF-PQ: all lists).
+            (HNSW: exact scores; IVF-PQ: all lists, or the refine copy's scores when there is one).
+
+    Raises:
+        ValueError: On an unknown ``kind`` or ``refine``, ``refine`` with another kind than ``"ivfpq"``, a
+            ``pq_m`` that does not divide ``dim``, or a parameter that is not a positive int.
 
     Example:
         >>> index = FaissIndex(2, kind="hnsw", ef_search=32)
         >>> index.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], ["犬", "猫"], [{"lang": "ja"}, {"lang": "ja"}])
         >>> [h.id for h in index.search([0.9, 0.1], k=1, where={"lang": "ja"})]
         ['a']
+        >>> ivf = FaissIndex(2, kind="ivfpq", nlist=1, pq_m=1, pq_nbits=2, refine="flat", refine_factor=4)
+        >>> ivf.train([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]])
+        >>> ivf.add(["a", "b"], [[1.0, 0.0], [0.6, 0.8]], ["犬", "猫"])
+        >>> [(h.id, round(h.score, 3)) for h in ivf.search([1.0, 0.0], k=2)]
+        [('a', 1.0), ('b', 0.6)]
     """
 
     backend = "faiss"
@@ -127,6 +162,8 @@ class FaissIndex(StoreBackedIndex):
         pq_m: int | None = None,
         pq_nbits: int = 8,
         nprobe: int = 16,
+        refine: FaissRefine = "none",
+        refine_factor: int = 4,
         exhaustive_filter_limit: int = 10_000,
     ) -> None:
         super().__init__(dim, metric=metric, embedder_id=embedder_id)
@@ -142,6 +179,15 @@ class FaissIndex(StoreBackedIndex):
             raise ValueError(f"pq_m={self._pq_m} must divide the dimension {dim}")
         self._pq_nbits = check_positive_int(pq_nbits, name="pq_nbits")
         self._nprobe = check_positive_int(nprobe, name="nprobe")
+        if refine not in _REFINES:
+            raise ValueError(f"refine must be one of {list(_REFINES)}, got {refine!r}")
+        if refine != "none" and kind != "ivfpq":
+            raise ValueError(f"refine={refine!r} applies only to kind='ivfpq', not {kind!r}")
+        self._refine: FaissRefine = refine
+        self._refine_factor = check_positive_int(refine_factor, name="refine_factor")
+        # The refine copy stores vectors by position, in ascending label order; _refine_labels[pos] is the label.
+        self._refine_index: Any = None
+        self._refine_labels = np.empty(0, dtype=np.int64)
         self._exhaustive_limit = check_positive_int(exhaustive_filter_limit, name="exhaustive_filter_limit")
         self._tombstones: set[int] = set()  # HNSW labels deleted but still in the graph
         self._tomb_selector: Any = None
@@ -162,6 +208,20 @@ class FaissIndex(StoreBackedIndex):
     @nprobe.setter
     def nprobe(self, value: int) -> None:
         self._nprobe = check_positive_int(value, name="nprobe")
+
+    @property
+    def refine(self) -> FaissRefine:
+        """``"none"``, ``"flat"`` or ``"sq8"``: the copy of the vectors that re-scores IVF-PQ candidates."""
+        return self._refine
+
+    @property
+    def refine_factor(self) -> int:
+        """Default number of IVF-PQ candidates re-scored per query, as a multiple of ``k``."""
+        return self._refine_factor
+
+    @refine_factor.setter
+    def refine_factor(self, value: int) -> None:
+        self._refine_factor = check_positive_int(value, name="refine_factor")
 
     @property
     def ef_search(self) -> int:
@@ -203,6 +263,8 @@ class FaissIndex(StoreBackedIndex):
             "pq_m": self._pq_m,
             "pq_nbits": self._pq_nbits,
             "nprobe": self._nprobe,
+            "refine": self._refine,
+            "refine_factor": self._refine_factor,
             "exhaustive_filter_limit": self._exhaustive_limit,
             "next_label": self._store.next_label,
             "faiss_version": _faiss().__version__,
@@ -221,6 +283,25 @@ class FaissIndex(StoreBackedIndex):
         quantizer = faiss.IndexFlatIP(self.dim)
         return faiss.IndexIVFPQ(quantizer, self.dim, nlist, self._pq_m, self._pq_nbits, ip)
 
+    def _new_refine_index(self) -> Any:
+        faiss = _faiss()
+        if self._refine == "flat":
+            return faiss.IndexFlatIP(self.dim)
+        return faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+
+    def _refine_positions(self, labels: np.ndarray) -> np.ndarray:
+        """Positions of live labels in the refine copy."""
+        pos = np.searchsorted(self._refine_labels, labels)
+        if pos.size and (pos.max() >= self._refine_labels.size or not np.array_equal(self._refine_labels[pos], labels)):
+            raise RuntimeError("the refine copy of the vectors is out of step with the IVF-PQ index")
+        return pos
+
+    def _vectors_of(self, labels: np.ndarray) -> np.ndarray:
+        """Stored vectors of live labels (from the refine copy when there is one), float32 ``(n, dim)``."""
+        if self._refine_index is not None:
+            return np.asarray(self._refine_index.reconstruct_batch(self._refine_positions(labels)))
+        return np.asarray(self._index.reconstruct_batch(labels))
+
     # ------------------------------------------------------------------ training and maintenance
 
     def _train(self, vectors: np.ndarray) -> None:
@@ -238,7 +319,11 @@ class FaissIndex(StoreBackedIndex):
             logger.warning("training %d IVF lists on %d vectors; faiss advises >= %d", nlist, n, 39 * nlist)
         index = self._new_index(nlist)
         index.train(vectors)
-        self._index, self._nlist = index, nlist
+        refine_index = None
+        if self._refine != "none":
+            refine_index = self._new_refine_index()
+            refine_index.train(vectors)  # sq8: per-dimension ranges; flat: no-op
+        self._index, self._nlist, self._refine_index = index, nlist, refine_index
 
     def compact(self) -> int:
         """Rebuild an HNSW graph without its deleted records (no-op for flat and IVF-PQ).
@@ -275,6 +360,9 @@ class FaissIndex(StoreBackedIndex):
         start = self._store.next_label
         labels = np.arange(start, start + len(batch.ids), dtype=np.int64)
         self._index.add_with_ids(batch.vectors, labels)
+        if self._refine_index is not None:  # labels only grow, so appending keeps the copy in label order
+            self._refine_index.add(batch.vectors)
+            self._refine_labels = np.concatenate([self._refine_labels, labels])
         self._store.append(batch.ids, batch.texts, batch.metadatas)
 
     def _remove(self, ids: list[str]) -> int:
@@ -287,6 +375,12 @@ class FaissIndex(StoreBackedIndex):
             removed = self._index.remove_ids(_faiss().IDSelectorBatch(labels))
             if removed != labels.size:
                 raise RuntimeError(f"faiss removed {removed} vectors instead of {labels.size}")
+            if self._refine_index is not None:
+                pos = self._refine_positions(np.sort(labels))
+                removed = self._refine_index.remove_ids(_faiss().IDSelectorBatch(pos))
+                if removed != labels.size:
+                    raise RuntimeError(f"faiss removed {removed} refine vectors instead of {labels.size}")
+                self._refine_labels = np.delete(self._refine_labels, pos)
         self._store.remove(ids)
         return int(labels.size)
 
@@ -300,6 +394,7 @@ class FaissIndex(StoreBackedIndex):
         where: Where | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
+        refine_factor: int | None = None,
     ) -> list[SearchHit]:
         """Return the ``k`` stored records most similar to one query vector.
 
@@ -309,8 +404,11 @@ class FaissIndex(StoreBackedIndex):
             where: Optional equality filter on metadata, e.g. ``{"lang": "ja"}``.
             nprobe: IVF lists to probe for this query (IVF-PQ; default :attr:`nprobe`).
             ef_search: HNSW beam width for this query (default :attr:`ef_search`).
+            refine_factor: IVF-PQ candidates re-scored, as a multiple of ``k`` (with ``refine``; default
+                :attr:`refine_factor`).
         """
-        return self._run_search(query, k, where, self._options(nprobe, ef_search), single=True)[0]
+        options = self._options(nprobe, ef_search, refine_factor)
+        return self._run_search(query, k, where, options, single=True)[0]
 
     def search_batch(
         self,
@@ -320,14 +418,21 @@ class FaissIndex(StoreBackedIndex):
         where: Where | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
+        refine_factor: int | None = None,
     ) -> list[list[SearchHit]]:
         """Search many query vectors at once; see :meth:`search` for the arguments."""
-        return self._run_search(queries, k, where, self._options(nprobe, ef_search), single=False)
+        options = self._options(nprobe, ef_search, refine_factor)
+        return self._run_search(queries, k, where, options, single=False)
 
-    def _options(self, nprobe: int | None, ef_search: int | None) -> dict[str, int]:
+    def _options(self, nprobe: int | None, ef_search: int | None, refine_factor: int | None) -> dict[str, int]:
         return {
             "nprobe": self._nprobe if nprobe is None else check_positive_int(nprobe, name="nprobe"),
             "ef_search": self._ef_search if ef_search is None else check_positive_int(ef_search, name="ef_search"),
+            "refine_factor": (
+                self._refine_factor
+                if refine_factor is None
+                else check_positive_int(refine_factor, name="refine_factor")
+            ),
         }
 
     def _search(
@@ -338,7 +443,7 @@ class FaissIndex(StoreBackedIndex):
         if allowed is not None and allowed.size == 0:
             return [[] for _ in range(queries.shape[0])]
         small_filter = allowed is not None and allowed.size <= self._exhaustive_limit
-        if small_filter and self._kind == "hnsw":
+        if small_filter and (self._kind == "hnsw" or self._refine_index is not None):
             assert allowed is not None
             return self._score_exactly(queries, k, allowed)
         keep: list[Any] = []  # selectors must outlive the search call
@@ -358,6 +463,11 @@ class FaissIndex(StoreBackedIndex):
         if selector is not None:
             params.sel = selector
         n_live = len(self._store)
+        if self._refine_index is not None:
+            k_base = min(k * options["refine_factor"], n_live)
+            _, candidates = self._index.search(queries, k_base, params=params)
+            del keep
+            return [self._rescore(q, row[row >= 0], k) for q, row in zip(queries, candidates, strict=True)]
         distances, labels = self._index.search(queries, min(k, n_live), params=params)
         del keep
         out: list[list[SearchHit]] = []
@@ -366,8 +476,20 @@ class FaissIndex(StoreBackedIndex):
             out.append(sort_hits(hits))
         return out
 
+    def _rescore(self, query: np.ndarray, labels: np.ndarray, k: int) -> list[SearchHit]:
+        """Score candidate labels with the refine copy and keep the best ``k``."""
+        if labels.size == 0:
+            return []
+        scores = self._vectors_of(labels) @ query
+        store = self._store
+
+        def id_of(row: int) -> str:
+            return store.id_at(int(labels[row])) or ""
+
+        return [store.hit(int(labels[r]), float(scores[r])) for r in top_k_rows(scores, k, id_of)]
+
     def _score_exactly(self, queries: np.ndarray, k: int, labels: np.ndarray) -> list[list[SearchHit]]:
-        vectors = self._index.reconstruct_batch(labels)
+        vectors = self._vectors_of(labels)
         store = self._store
 
         def id_of(row: int) -> str:
@@ -383,6 +505,8 @@ class FaissIndex(StoreBackedIndex):
     def _write_payload(self, folder: Path) -> None:
         if self._index is not None:
             _faiss().write_index(self._index, str(folder / _INDEX_FILE))
+        if self._refine_index is not None:
+            _faiss().write_index(self._refine_index, str(folder / _REFINE_FILE))
         if self._tombstones:
             tomb = np.fromiter(sorted(self._tombstones), dtype=np.int64)
             np.save(folder / _TOMBSTONES_FILE, tomb, allow_pickle=False)
@@ -405,6 +529,8 @@ class FaissIndex(StoreBackedIndex):
             pq_m=p["pq_m"],
             pq_nbits=p["pq_nbits"],
             nprobe=p["nprobe"],
+            refine=p.get("refine", "none"),  # snapshots written before refine existed have none
+            refine_factor=p.get("refine_factor", 4),
             exhaustive_filter_limit=p["exhaustive_filter_limit"],
         )
         index._store = DocumentStore.read_jsonl(folder / "docs.jsonl", next_label=p["next_label"])
@@ -416,6 +542,21 @@ class FaissIndex(StoreBackedIndex):
                 raise IndexCorruptedError(f"faiss cannot read {folder / _INDEX_FILE}: {exc}") from exc
         elif len(index._store):
             raise IndexCorruptedError(f"{folder} holds records but no {_INDEX_FILE}")
+        if index._refine != "none" and index._index is not None:
+            if _REFINE_FILE not in files:
+                raise IndexCorruptedError(
+                    f"{folder} is an IVF-PQ index with refine={index._refine!r} but has no {_REFINE_FILE}"
+                )
+            try:
+                index._refine_index = _faiss().read_index(str(folder / _REFINE_FILE))
+            except RuntimeError as exc:
+                raise IndexCorruptedError(f"faiss cannot read {folder / _REFINE_FILE}: {exc}") from exc
+            index._refine_labels = index._store.live_labels()
+            if index._refine_index.ntotal != len(index._store):
+                raise IndexCorruptedError(
+                    f"{folder / _REFINE_FILE} holds {index._refine_index.ntotal} vectors but the documents need "
+                    f"{len(index._store)}"
+                )
         if _TOMBSTONES_FILE in files:
             index._set_tombstones(set(np.load(folder / _TOMBSTONES_FILE, allow_pickle=False).tolist()))
         expected = len(index._store) + len(index._tombstones)
