@@ -1,4 +1,4 @@
-"""Vector-index scale: IVF-PQ against the exact flat index on up to millions of clustered synthetic vectors.
+"""Vector-index scale: IVF-PQ (with and without exact re-ranking) against the exact flat index, at millions.
 
 Data: ``--n`` unit vectors in ``--dim`` dimensions from a Gaussian mixture (:class:`jp_rerank.index.synthetic.
 GaussianMixture`, ``--clusters`` components, noise/centre length ``--spread``), generated in chunks from a fixed
@@ -17,10 +17,14 @@ document store included, texts empty), so its peak RSS is its own. Reported per 
 * batched throughput (``index.search_batch`` on ``--batch-queries`` queries at once), in queries per second;
 * recall@k against the exact ground truth;
 
-with ratios against the flat index measured in the same run.
+with ratios against the flat index measured in the same run. IVF-PQ variants are given by ``--pq-m`` as ``M`` (PQ
+codes of ``M`` bytes) or ``M+sq8`` / ``M+flat`` (the same, plus a refine copy that re-scores the best
+``k * refine_factor`` PQ candidates, see :class:`jp_rerank.index.FaissIndex`); refined variants are measured at
+every ``--nprobe`` x ``--refine-factor``.
 
 Usage:
-    python benchmarks/index_scale.py [--n 1000000] [--dim 384] [--nprobe 8,32,128] [--kinds flat,ivfpq]
+    python benchmarks/index_scale.py [--n 1000000] [--dim 384] [--nprobe 2,8,32] [--kinds flat,ivfpq]
+        [--pq-m 48,96,48+sq8,48+flat] [--refine-factor 2,4,8] [--threads 1] [--json out.json] [--markdown out.md]
 """
 
 from __future__ import annotations
@@ -93,9 +97,11 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.workdir)
     q = np.load(work / "queries.npy")
     truth = np.load(work / "truth.npy")
-    kind, _, m = args.phase.partition(":")
+    kind, _, variant = args.phase.partition(":")
+    m, _, refine = variant.partition("+")
     pq_m = int(m) if m else None
-    index = FaissIndex(args.dim, kind=kind, nlist=args.nlist, pq_m=pq_m, hnsw_m=32, ef_construction=100)
+    refine = refine or "none"
+    index = FaissIndex(args.dim, kind=kind, nlist=args.nlist, pq_m=pq_m, hnsw_m=32, ef_construction=100, refine=refine)
     rss_before = peak_rss_mb()
     start = time.perf_counter()
     train_s = 0.0
@@ -113,7 +119,9 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
     rss_build = peak_rss_mb()
     rss_now = current_rss_mb()
     settings: list[dict[str, int]] = [{}]
-    if kind == "ivfpq":
+    if kind == "ivfpq" and refine != "none":
+        settings = [{"nprobe": p, "refine_factor": f} for p in args.nprobe for f in args.refine_factor]
+    elif kind == "ivfpq":
         settings = [{"nprobe": p} for p in args.nprobe]
     elif kind == "hnsw":
         settings = [{"ef_search": e} for e in args.ef_search]
@@ -140,16 +148,20 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
                 "recall": recall,
             }
         )
+    code_bytes = int(index._index.sa_code_size())
+    if index._refine_index is not None:
+        code_bytes += int(index._refine_index.sa_code_size())
     return {
         "kind": kind,
         "nlist": index.nlist,
         "pq_m": pq_m,
+        "refine": refine,
         "train_s": train_s,
         "build_s": build_s,
         "rss_mb": rss_build,
         "rss_before_mb": rss_before,
         "rss_after_mb": rss_now,
-        "code_bytes": int(index._index.sa_code_size()),
+        "code_bytes": code_bytes,
         "rows": rows,
     }
 
@@ -171,46 +183,104 @@ def hardware() -> str:
     )
 
 
-def print_table(args: argparse.Namespace, results: list[dict[str, Any]], gt_s: float) -> None:
+_SHORT = {"nprobe": "nprobe", "refine_factor": "rf", "ef_search": "ef"}
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """One row of formatted cells per index and query setting, with ratios against the flat index."""
     flat = next((r for r in results if r["kind"] == "flat"), None)
     base = flat["rows"][0] if flat else None
-    print(f"\nhardware: {hardware()}; faiss threads: {args.threads or 'default'}")
-    shape = f"rank-{args.rank} subspaces + noise 0.1" if args.rank else "isotropic"
-    print(
-        f"data: {args.n:,} x {args.dim}-d unit vectors, {args.clusters} Gaussian clusters ({shape}, spread "
-        f"{args.spread}); exact cosine of the 1st / {args.k}th neighbour: {args.cos_first:.3f} / {args.cos_last:.3f}"
-    )
-    print(
-        f"{args.queries} queries for latency and recall, {args.batch_queries} for throughput; k={args.k}; "
-        f"exact ground truth (numpy brute force) in {gt_s:.1f} s"
-    )
-    header = (
-        f"{'index':<32} {'build s':>8} {'peak MB':>8} {'RSS MB':>7} {'B/vec':>6} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'QPS':>8} {'recall@' + str(args.k):>10} | {'build':>6} {'RSS':>6} {'p50':>6} {'QPS':>6}  (x flat)"
-    )
-    print(header)
-    print("-" * len(header))
+    out = []
     for res in results:
         label = res["kind"]
         if res["kind"] == "ivfpq":
             label = f"ivfpq nlist={res['nlist']} m={res['pq_m']}"
+            if res.get("refine", "none") != "none":
+                label += f" +{res['refine']}"
         for row in res["rows"]:
-            name = label + "".join(f" {k}={v}" for k, v in row["params"].items())
-            ratio = ""
+            name = label + "".join(f" {_SHORT.get(k, k)}={v}" for k, v in row["params"].items())
+            ratios = ["", "", "", ""]
             if flat and base:
-                ratio = (
-                    f"{res['build_s'] / flat['build_s']:>6.2f} {res['rss_after_mb'] / flat['rss_after_mb']:>6.2f} "
-                    f"{base['p50_ms'] / row['p50_ms']:>5.1f}x {row['qps'] / base['qps']:>5.1f}x"
-                )
-            print(
-                f"{name:<32} {res['build_s']:>8.1f} {res['rss_mb']:>8.0f} {res['rss_after_mb']:>7.0f} "
-                f"{res['code_bytes']:>6} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} {row['qps']:>8.0f} "
-                f"{row['recall']:>10.3f} | {ratio}"
+                ratios = [
+                    f"{res['build_s'] / flat['build_s']:.2f}",
+                    f"{res['rss_after_mb'] / flat['rss_after_mb']:.2f}",
+                    f"{base['p50_ms'] / row['p50_ms']:.1f}x",
+                    f"{row['qps'] / base['qps']:.1f}x",
+                ]
+            out.append(
+                [
+                    name,
+                    f"{res['build_s']:.1f}",
+                    f"{res['rss_mb']:.0f}",
+                    f"{res['rss_after_mb']:.0f}",
+                    str(res["code_bytes"]),
+                    f"{row['p50_ms']:.2f}",
+                    f"{row['p95_ms']:.2f}",
+                    f"{row['qps']:.0f}",
+                    f"{row['recall']:.3f}",
+                    *ratios,
+                ]
             )
-    print(
-        "peak MB: peak RSS of the build process (faiss grows its arrays by doubling, so a flat build peaks near 2x);"
-        " RSS MB: resident after the build. x flat: build time and resident RSS as ratios; p50 and QPS as speed-ups"
-    )
+    return out
+
+
+def headers(args: argparse.Namespace) -> list[str]:
+    return [
+        "index",
+        "build s",
+        "peak MB",
+        "RSS MB",
+        "B/vec",
+        "p50 ms",
+        "p95 ms",
+        "QPS",
+        f"recall@{args.k}",
+        "build x flat",
+        "RSS x flat",
+        "p50 speed-up",
+        "QPS speed-up",
+    ]
+
+
+def describe(args: argparse.Namespace, gt_s: float) -> list[str]:
+    shape = f"rank-{args.rank} subspaces + noise 0.1" if args.rank else "isotropic"
+    return [
+        f"hardware: {hardware()}; faiss threads: {args.threads or 'default'}",
+        f"data: {args.n:,} x {args.dim}-d unit vectors, {args.clusters} Gaussian clusters ({shape}, spread "
+        f"{args.spread}); exact cosine of the 1st / {args.k}th neighbour: {args.cos_first:.3f} / {args.cos_last:.3f}",
+        f"{args.queries} queries for latency and recall, {args.batch_queries} for throughput; k={args.k}; "
+        f"IVF-PQ trained on {args.train_size:,} vectors; exact ground truth (numpy brute force) in {gt_s:.1f} s",
+    ]
+
+
+LEGEND = (
+    "peak MB: peak RSS of the build process (faiss grows its arrays by doubling, so a flat build peaks near 2x); "
+    "RSS MB: resident after the build (document store included). B/vec: faiss code bytes per vector (PQ code + "
+    "refine copy). rf: refine_factor. x flat: build time and resident RSS as ratios; p50 and QPS as speed-ups"
+)
+
+
+def print_table(args: argparse.Namespace, results: list[dict[str, Any]], gt_s: float) -> None:
+    print()
+    for line in describe(args, gt_s):
+        print(line)
+    head = headers(args)
+    rows = table_rows(results)
+    widths = [max(len(c) for c in col) for col in zip(head, *rows, strict=True)]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True)))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+    print(LEGEND)
+
+
+def markdown_table(args: argparse.Namespace, results: list[dict[str, Any]]) -> str:
+    """The results as a GitHub-flavoured Markdown table."""
+    head = headers(args)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -225,13 +295,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--kinds", default="flat,ivfpq", help="comma list of flat, ivfpq, hnsw")
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default: power of two near 2*sqrt(n))")
-    p.add_argument("--pq-m", default="48,96", help="comma list of PQ sub-quantiser counts (bytes per vector)")
+    p.add_argument(
+        "--pq-m",
+        default="48,96,48+sq8,48+flat",
+        help="comma list of IVF-PQ variants: M (PQ bytes per vector) or M+sq8 / M+flat (with a refine copy)",
+    )
+    p.add_argument("--refine-factor", default="2,4,8", help="comma list of refine factors for refined variants")
     p.add_argument("--nprobe", default="2,8,32", help="comma list of nprobe values to measure")
     p.add_argument("--ef-search", default="64,256", help="comma list of HNSW efSearch values")
     p.add_argument("--train-size", type=int, default=None, help="IVF-PQ training sample (default max(100k, 50*nlist))")
     p.add_argument("--chunk", type=int, default=100_000, help="vectors generated and added per batch")
     p.add_argument("--threads", type=int, default=0, help="faiss OpenMP threads (0: faiss default)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the table here as Markdown")
     p.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     p.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -240,7 +316,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.train_size = min(args.n, args.train_size or max(100_000, 50 * args.nlist))
     args.chunk = max(args.chunk, args.train_size)
     args.nprobe = [int(x) for x in str(args.nprobe).split(",")]
-    args.pq_m = [int(x) for x in str(args.pq_m).split(",")]
+    args.pq_m = [x.strip() for x in str(args.pq_m).split(",")]
+    for spec in args.pq_m:
+        m, _, refine = spec.partition("+")
+        if not m.isdigit() or refine not in ("", "sq8", "flat"):
+            p.error(f"--pq-m entries are M, M+sq8 or M+flat, got {spec!r}")
+    args.refine_factor = [int(x) for x in str(args.refine_factor).split(",")]
     args.ef_search = [int(x) for x in str(args.ef_search).split(",")]
     return args
 
@@ -261,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         np.save(Path(work) / "truth.npy", truth)
         print(f"ground truth: {gt_s:.1f} s", flush=True)
         results = []
-        forwarded = list(argv if argv is not None else sys.argv[1:])  # a child ignores --json
+        forwarded = list(argv if argv is not None else sys.argv[1:])  # a child ignores --json / --markdown
         phases = []
         for kind in args.kinds.split(","):
             phases += [f"ivfpq:{m}" for m in args.pq_m] if kind == "ivfpq" else [kind]
@@ -273,8 +354,18 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{phase}: done in {time.perf_counter() - t0:.1f} s", flush=True)
     print_table(args, results, gt_s)
     if args.json is not None:
-        payload = {"args": {k: v for k, v in vars(args).items() if k != "json"}, "results": results}
+        skip = ("json", "markdown", "phase", "workdir")
+        payload = {
+            "args": {k: v for k, v in vars(args).items() if k not in skip},
+            "hardware": hardware(),
+            "ground_truth_s": gt_s,
+            "results": results,
+        }
         args.json.write_text(json.dumps(payload, default=str, indent=2))
+    if args.markdown is not None:
+        args.markdown.write_text(
+            "\n".join(describe(args, gt_s)) + "\n\n" + markdown_table(args, results) + "\n" + LEGEND + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jp_rerank.index import ExactIndex, FaissIndex, SearchHit, ingest, make_index
+from jp_rerank.index import ExactIndex, FaissIndex, IndexCorruptedError, SearchHit, ingest, load_index, make_index
+from jp_rerank.index.persist import read_snapshot
 from jp_rerank.index.synthetic import GaussianMixture
 
 faiss = pytest.importorskip("faiss")
@@ -138,6 +140,98 @@ def test_ivfpq_recall_at_100_at_nprobe_32(corpus, exact):
         ivf.train(vectors[:5000])
 
 
+def test_refine_lifts_ivfpq_recall_at_100(corpus, exact):
+    """8-byte PQ codes alone plateau well below 0.95; re-scoring 4k candidates with an SQ8 copy reaches it.
+
+    Measured here: no refine 0.847 at nprobe=32; sq8 refine_factor=4 0.969, flat 0.970.
+    """
+    ids, vectors, texts, metas, queries = corpus
+    params = {"kind": "ivfpq", "nlist": 128, "pq_m": 8, "pq_nbits": 8, "nprobe": 32}
+    truth = exact.search_batch(queries, k=100)
+    plain = FaissIndex(DIM, **params)  # type: ignore[arg-type]
+    sq8 = FaissIndex(DIM, refine="sq8", refine_factor=4, **params)  # type: ignore[arg-type]
+    for index in (plain, sq8):
+        index.train(vectors[:5000])
+        index.add(ids, vectors, texts, metas)
+    base = recall(plain.search_batch(queries, k=100), truth)
+    refined = recall(sq8.search_batch(queries, k=100), truth)
+    assert base < 0.9
+    assert refined >= 0.95
+    # refine_factor=1 re-scores only the k PQ hits: the same set as no refine, in a better order
+    assert recall(sq8.search_batch(queries, k=100, refine_factor=1), truth) == pytest.approx(base)
+    sq8.refine_factor = 2
+    assert base < recall(sq8.search_batch(queries, k=100), truth) <= refined
+    # returned scores are the SQ8 copy's inner products: close to the exact ones, unlike PQ's
+    top = sq8.search(queries[0], k=10, refine_factor=8)
+    want = {h.id: h.score for h in exact.search(queries[0], k=N)}
+    assert [h.score for h in top] == pytest.approx([want[h.id] for h in top], abs=0.01)
+    assert [h.score for h in top] == sorted((h.score for h in top), reverse=True)
+
+
+def test_flat_refine_scores_exactly_and_filters(small):
+    ids, vectors, texts, metas = small
+    index = FaissIndex(
+        16, kind="ivfpq", nlist=16, pq_m=4, pq_nbits=4, nprobe=16, refine="flat", exhaustive_filter_limit=100
+    )
+    index.train(vectors)
+    index.add(ids, vectors, texts, metas)
+    ref = ExactIndex(16)
+    ref.add(ids, vectors, texts, metas)
+    # every list probed and every record re-scored: the exact result
+    assert_same_hits(index.search_batch(vectors[:5], k=20, refine_factor=60), ref.search_batch(vectors[:5], k=20))
+    # a small filter (<= 100 matches) is scored exactly from the refine copy
+    where = {"lang": "en", "n": 3}
+    assert_same_hits(
+        index.search_batch(vectors[:5], k=50, where=where), ref.search_batch(vectors[:5], k=50, where=where)
+    )
+    # a large filter goes through faiss's selector, then re-scoring: only matches, exact scores
+    hits = index.search(vectors[0], k=30, where={"lang": "ja"})
+    want = {h.id: h.score for h in ref.search(vectors[0], k=1200, where={"lang": "ja"})}
+    assert len(hits) == 30
+    assert all(h.id in want and h.score == pytest.approx(want[h.id], abs=1e-5) for h in hits)
+
+
+def test_refine_round_trips_through_save_and_load(small, tmp_path: Path):
+    ids, vectors, _texts, _metas = small
+    index = build("ivfpq", small, refine="sq8")
+    index.delete(ids[:10])
+    index.refine_factor = 3
+    index.save(tmp_path / "idx")
+    snapshot, manifest = read_snapshot(tmp_path / "idx")
+    assert (manifest["params"]["refine"], manifest["params"]["refine_factor"]) == ("sq8", 3)
+    assert (snapshot / "refine.faiss").is_file()
+    loaded = load_index(tmp_path / "idx")
+    assert isinstance(loaded, FaissIndex)
+    assert (loaded.refine, loaded.refine_factor, len(loaded)) == ("sq8", 3, 1190)
+    for k in (5, 40):
+        assert loaded.search_batch(vectors[:8], k=k) == index.search_batch(vectors[:8], k=k)
+    loaded.upsert([ids[20], ids[0]], vectors[[700, 800]], ["moved", "back"])  # still consistent after a load
+    assert {h.id for h in loaded.search(vectors[700], k=2)} == {ids[20], ids[700]}
+    assert loaded.search(vectors[800], k=1)[0].id in (ids[0], ids[800])
+    # a manifest promising a refine copy that faiss cannot read is refused
+    (snapshot / "refine.faiss").write_bytes(b"x" * (snapshot / "refine.faiss").stat().st_size)
+    with pytest.raises(IndexCorruptedError, match=r"refine\.faiss"):
+        load_index(tmp_path / "idx", verify=False)
+
+
+def test_refine_params_are_checked(small):
+    with pytest.raises(ValueError, match="refine must be one of \\['none', 'flat', 'sq8'\\], got 'pq'"):
+        FaissIndex(8, kind="ivfpq", refine="pq")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="refine='sq8' applies only to kind='ivfpq', not 'hnsw'"):
+        FaissIndex(8, kind="hnsw", refine="sq8")
+    with pytest.raises(ValueError, match="refine_factor must be positive"):
+        FaissIndex(8, kind="ivfpq", refine="flat", refine_factor=0)
+    index = build("ivfpq", small, refine="flat")
+    with pytest.raises(ValueError, match="refine_factor must be positive"):
+        index.search(small[1][0], k=3, refine_factor=-2)
+    with pytest.raises(TypeError, match="refine_factor must be an int"):
+        index.search_batch(small[1][:2], k=3, refine_factor=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="refine_factor must be positive"):
+        index.refine_factor = 0
+    assert index.refine_factor == 4  # unchanged by the rejected value
+    assert make_index("faiss-ivfpq", 16, refine="sq8", nlist=4).refine == "sq8"  # type: ignore[attr-defined]
+
+
 def test_ivfpq_training_checks_sample_size():
     ivf = FaissIndex(8, kind="ivfpq", nlist=64, pq_m=4, pq_nbits=8)
     with pytest.raises(ValueError, match="at least max\\(nlist=64, 2\\*\\*pq_nbits=256\\) vectors, got 100"):
@@ -176,18 +270,21 @@ def small() -> tuple[list[str], np.ndarray, list[str], list[dict[str, str | int]
     return ids, vectors, [f"t{i}" for i in range(1200)], metas
 
 
-def build(kind: str, small) -> FaissIndex:
+def build(kind: str, small, refine: str = "none") -> FaissIndex:
     ids, vectors, texts, metas = small
-    index = FaissIndex(16, kind=kind, nlist=16, pq_m=16, pq_nbits=4, nprobe=16)  # type: ignore[arg-type]
+    index = FaissIndex(16, kind=kind, nlist=16, pq_m=16, pq_nbits=4, nprobe=16, refine=refine)  # type: ignore[arg-type]
     index.train(vectors)
     index.add(ids, vectors, texts, metas)
     return index
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
-def test_delete_and_upsert_semantics(kind, small):
+KINDS = [("flat", "none"), ("hnsw", "none"), ("ivfpq", "none"), ("ivfpq", "sq8"), ("ivfpq", "flat")]
+
+
+@pytest.mark.parametrize(("kind", "refine"), KINDS)
+def test_delete_and_upsert_semantics(kind, refine, small):
     ids, vectors, _texts, _metas = small
-    index = build(kind, small)
+    index = build(kind, small, refine)
     assert index.delete([ids[0], ids[1], "unknown"]) == 2
     assert len(index) == 1198
     assert ids[0] not in index
@@ -211,10 +308,10 @@ def test_delete_and_upsert_semantics(kind, small):
         ]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
-def test_filter_matches_exact_and_k_larger_than_matches(kind, small):
+@pytest.mark.parametrize(("kind", "refine"), KINDS)
+def test_filter_matches_exact_and_k_larger_than_matches(kind, refine, small):
     ids, vectors, texts, metas = small
-    index = build(kind, small)
+    index = build(kind, small, refine)
     ref = ExactIndex(16)
     ref.add(ids, vectors, texts, metas)
     where = {"lang": "en", "n": 3}

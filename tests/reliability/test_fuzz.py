@@ -130,8 +130,12 @@ def test_tokenizers_handle_100k_characters(tokenizer: Tokenizer) -> None:
     assert len(tokens) > 4_000
 
 
+# Valid text: everything but lone surrogates, which every entry point refuses with a clear ValueError.
+VALID_TEXT = st.text(st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(_JAPANESE_ISH)), max_size=300)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(docs=st.lists(TEXT, min_size=1, max_size=8), query=TEXT)
+@given(docs=st.lists(VALID_TEXT, min_size=1, max_size=8), query=VALID_TEXT)
 def test_bm25_index_and_search_never_raise(docs: list[str], query: str) -> None:
     index = BM25Index(tokenizer="mecab").index(docs)
     assert len(index) == len(docs)  # every document is kept, even those with no tokens
@@ -140,6 +144,11 @@ def test_bm25_index_and_search_never_raise(docs: list[str], query: str) -> None:
     assert all(0 <= h.index < len(docs) for h in hits)
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_bm25_index_refuses_lone_surrogates_clearly() -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] contains a lone surrogate U\+D800"):
+        BM25Index(tokenizer="mecab").index(["東京", "壊れた\ud800"])
 
 
 def test_unicode_categories_survive_normalisation() -> None:
