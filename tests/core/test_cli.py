@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from jp_rerank.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
+from jp_rerank.index.persist import read_snapshot
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,7 +156,8 @@ def test_index_then_search_bm25_and_hybrid(
         main(["index", str(src), str(txt), "-o", str(idx), "--embedder", str(static_path), "--backend", "exact"]) == 0
     )
     assert "indexed 5 passages" in capsys.readouterr().out
-    manifest = json.loads((idx / "manifest.json").read_text(encoding="utf-8"))
+    _, manifest = read_snapshot(idx)
+    assert manifest["backend"] == "search-index"
     assert manifest["count"] == 5
     assert manifest["bm25"].startswith("mecab")
     assert main(["index", str(src), "-o", str(idx)]) == EXIT_USAGE  # exists, no --overwrite

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["CliInputError", "iter_records", "open_in", "open_out", "read_jsonl"]
+__all__ = ["CliInputError", "finite_or_none", "iter_records", "open_in", "open_out", "read_jsonl"]
+
+
+def finite_or_none(score: float | None) -> float | None:
+    """JSON has no NaN: a NaN score (a broken model; ranked last) is written as null."""
+    return None if score is None or math.isnan(score) else score
 
 
 class CliInputError(ValueError):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
-from jp_rerank.commands._io import CliInputError, open_in, open_out, read_jsonl
+from jp_rerank.commands._io import CliInputError, finite_or_none, open_in, open_out, read_jsonl
 from jp_rerank.presets import DEFAULT_RERANKER
 
 __all__ = ["add_rerank_command"]
@@ -49,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
                 {
                     "id": ids[r.index],
                     "index": r.index,
-                    "score": None if math.isnan(r.score) else r.score,
+                    "score": finite_or_none(r.score),
                     "text": texts[r.index],
                 }
                 for r in results

@@ -1,9 +1,9 @@
 """``jp-rerank index`` (build a persistent search index from files) and ``jp-rerank search`` (query it).
 
-An index folder holds ``manifest.json`` (what was built, with which models), ``passages.jsonl`` (id, text,
-metadata), ``bm25/`` (the Japanese BM25 index) and, when an embedder was given, ``vectors/`` (the vector index).
-It is written to a temporary sibling folder and renamed into place at the end, so an interrupted build never
-leaves a half-written index under the target name.
+An index folder is an atomic, checksummed snapshot (:func:`jp_rerank.index.persist.write_snapshot`) whose manifest
+says what was built with which models, holding ``passages.jsonl`` (id, text, metadata), ``bm25/`` (the Japanese
+BM25 index) and, when an embedder was given, ``vectors/`` (the vector index). Rebuilding over an existing index
+switches to the new build in one atomic step, so a killed build leaves the previous index readable.
 """
 
 from __future__ import annotations
@@ -11,19 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from jp_rerank._version import __version__
-from jp_rerank.commands._io import CliInputError, iter_records, open_out
+from jp_rerank.commands._io import CliInputError, finite_or_none, iter_records, open_out
 from jp_rerank.presets import DEFAULT_RERANKER
 
-__all__ = ["INDEX_FORMAT", "add_index_command", "add_search_command", "load_search_index"]
+__all__ = ["INDEX_BACKEND", "add_index_command", "add_search_command", "load_search_index"]
 
-INDEX_FORMAT = "jp-rerank-search-index/1"
+INDEX_BACKEND = "search-index"
+"""``backend`` recorded in the manifest of folders built by ``jp-rerank index``."""
 
 
 def _flat(meta: dict[str, Any]) -> dict[str, Any]:
@@ -38,10 +36,11 @@ def _run_index(args: argparse.Namespace) -> int:
 
     from jp_rerank.embed import Embedder
     from jp_rerank.index import ingest, make_index
+    from jp_rerank.index.persist import write_snapshot
     from jp_rerank.lexical import BM25Index
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CliInputError(f"{out} already exists (use --overwrite to replace it)")
     if args.bm25 == "none" and not args.embedder:
         raise CliInputError("nothing to build: give --embedder and/or a --bm25 tokenizer")
@@ -56,37 +55,32 @@ def _run_index(args: argparse.Namespace) -> int:
             records.append(rec)
     if not records:
         raise CliInputError("the input files hold no passages")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        with (tmp / "passages.jsonl").open("w", encoding="utf-8") as fh:
+    manifest: dict[str, Any] = {"backend": INDEX_BACKEND, "count": len(records)}
+    bm25 = None
+    if args.bm25 != "none":
+        bm25 = BM25Index(args.bm25).index([r["text"] for r in records], ids=[r["id"] for r in records])
+        manifest["bm25"] = bm25.tokenizer.name
+    embedder = Embedder(args.embedder, device=args.device) if args.embedder else None
+    if embedder is not None:
+        manifest.update(embedder=embedder.model_id, vector_backend=args.backend, dim=embedder.dim)
+
+    def payload(folder: Path) -> None:
+        with (folder / "passages.jsonl").open("w", encoding="utf-8") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        manifest: dict[str, Any] = {"format": INDEX_FORMAT, "version": __version__, "count": len(records)}
-        if args.bm25 != "none":
-            bm25 = BM25Index(args.bm25).index([r["text"] for r in records], ids=[r["id"] for r in records])
-            bm25.save(tmp / "bm25")
-            manifest["bm25"] = bm25.tokenizer.name
-        if args.embedder:
-            embedder = Embedder(args.embedder, device=args.device)
+        if bm25 is not None:
+            bm25.save(folder / "bm25")
+        if embedder is not None:
             index = make_index(args.backend, embedder.dim, embedder_id=embedder.model_id)
             ingest(index, records, embedder.embed_documents, batch_size=args.batch_size, total=len(records))
-            index.save(tmp / "vectors")
-            manifest.update(embedder=embedder.model_id, backend=args.backend, dim=embedder.dim)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    sys.stdout.write(
-        f"indexed {len(records)} passages into {out} ({', '.join(k for k in ('bm25', 'embedder') if k in manifest)})\n"
-    )
+            index.save(folder / "vectors")
+
+    try:
+        write_snapshot(out, manifest, payload)
+    except ValueError as exc:  # the folder holds something else
+        raise CliInputError(str(exc)) from exc
+    stages = ", ".join(k for k in ("bm25", "embedder") if k in manifest)
+    sys.stdout.write(f"indexed {len(records)} passages into {out} ({stages})\n")
     return 0
 
 
@@ -127,23 +121,21 @@ def load_search_index(
     """
     from jp_rerank.embed import Embedder
     from jp_rerank.index import load_index
+    from jp_rerank.index.persist import read_snapshot
     from jp_rerank.lexical import BM25Index
     from jp_rerank.pipeline import TwoStageRetriever
     from jp_rerank.pipeline.stages import BM25Stage, DenseStage
     from jp_rerank.rerank import Reranker
 
     root = Path(path)
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
-        raise CliInputError(f"{root} is not a jp-rerank index folder (no manifest.json)")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CliInputError(f"{manifest_path}: invalid JSON ({exc.msg})") from exc
-    if manifest.get("format") != INDEX_FORMAT:
-        raise CliInputError(f"{root}: unknown index format {manifest.get('format')!r}")
+        snapshot, manifest = read_snapshot(root)
+    except FileNotFoundError as exc:
+        raise CliInputError(f"{root} is not a jp-rerank index folder ({exc})") from exc
+    if manifest.get("backend") != INDEX_BACKEND:
+        raise CliInputError(f"{root} holds a {manifest.get('backend')!r} index, not one built by `jp-rerank index`")
     texts, metas = [], []
-    with (root / "passages.jsonl").open(encoding="utf-8") as fh:
+    with (snapshot / "passages.jsonl").open(encoding="utf-8") as fh:
         for line in fh:
             rec = json.loads(line)
             texts.append(rec["text"])
@@ -151,9 +143,10 @@ def load_search_index(
     stages: list[Any] = []
     if manifest.get("embedder"):
         dense = Embedder(embedder or manifest["embedder"], device=device)
-        stages.append(DenseStage(load_index(root / "vectors", embedder_id=dense.model_id), dense))
+        vectors = load_index(snapshot / "vectors", embedder_id=dense.model_id, verify=False)  # verified above
+        stages.append(DenseStage(vectors, dense))
     if manifest.get("bm25"):
-        stages.append(BM25Stage(BM25Index.load(root / "bm25"), texts, metas))
+        stages.append(BM25Stage(BM25Index.load(snapshot / "bm25", verify=False), texts, metas))
     rr = None if reranker in (None, "none") else Reranker(reranker, device=device)
     return TwoStageRetriever(first_stages=stages, reranker=rr, first_k=first_k, top_n=top_n)
 
@@ -176,15 +169,15 @@ def _run_search(args: argparse.Namespace) -> int:
                 rows = [
                     {
                         "id": p.id,
-                        "score": p.score,
-                        "first_stage_score": p.first_stage_score,
-                        "rerank_score": p.rerank_score,
+                        "score": finite_or_none(p.score),
+                        "first_stage_score": finite_or_none(p.first_stage_score),
+                        "rerank_score": finite_or_none(p.rerank_score),
                         "text": p.text,
                         "metadata": p.metadata,
                     }
                     for p in passages
                 ]
-                out.write(json.dumps({"query": query, "results": rows}, ensure_ascii=False) + "\n")
+                out.write(json.dumps({"query": query, "results": rows}, ensure_ascii=False, allow_nan=False) + "\n")
                 continue
             out.write(f"Q: {query}\n")
             for rank, p in enumerate(passages, 1):

@@ -87,7 +87,8 @@ def write_snapshot(root: Path, manifest: Mapping[str, Any], write_payload: Calla
     Args:
         root: Index directory (created if missing). It must be empty or an index directory.
         manifest: Backend description (``backend``, ``embedder_id``, ``dim``, ``metric``, ``params``...).
-        write_payload: Writes the backend's files into the empty folder it is given.
+        write_payload: Writes the backend's files into the empty folder it is given (sub-folders allowed; every
+            file below it is checksummed).
 
     Returns:
         The new snapshot folder.
@@ -104,11 +105,9 @@ def write_snapshot(root: Path, manifest: Mapping[str, Any], write_payload: Calla
     tmp.mkdir()
     write_payload(tmp)
     files: dict[str, dict[str, Any]] = {}
-    for path in sorted(tmp.iterdir()):
-        if not path.is_file():
-            raise RuntimeError(f"a backend wrote a non-file {path.name!r} into a snapshot")
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):  # nested folders (e.g. sub-indexes) included
         _fsync_file(path)
-        files[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        files[path.relative_to(tmp).as_posix()] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
     full = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
