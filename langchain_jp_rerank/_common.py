@@ -6,10 +6,15 @@ import os
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from jp_rerank.presets import DEFAULT_RERANKER
+from jp_rerank.rerank import Reranker
+
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
-__all__ = ["ENGINE_FIELDS", "as_model_name", "check_engine", "scored_copy"]
+__all__ = ["ENGINE_FIELDS", "RerankerAdapter", "as_model_name", "check_engine", "scored_copy"]
 
 E = TypeVar("E")
 
@@ -72,3 +77,44 @@ def scored_copy(document: Document, score: float, **extra: float | None) -> Docu
     metadata["relevance_score"] = float(score)
     metadata.update(extra)
     return document.model_copy(update={"metadata": metadata})
+
+
+class RerankerAdapter(BaseModel):
+    """Pydantic fields and engine injection shared by the LangChain adapters over :class:`jp_rerank.Reranker`.
+
+    Pass ``reranker=`` to share one loaded engine (``model``/``device`` are then read from it); otherwise one is
+    built from ``model``, ``device`` and ``model_kwargs`` and loaded on first use.
+
+    Example:
+        >>> RerankerAdapter(model="xsmall").model
+        'xsmall'
+    """
+
+    model: str = Field(default=DEFAULT_RERANKER, frozen=True)
+    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of a cross-encoder."""
+    device: str | None = Field(default=None, frozen=True)
+    """``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
+    """Further :class:`jp_rerank.Reranker` arguments (``max_length``, ``overflow``, ``batch_size``...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    _reranker: Reranker = PrivateAttr()
+
+    def __init__(self, *, reranker: Reranker | None = None, **data: Any) -> None:
+        if reranker is not None:
+            check_engine(reranker, Reranker, arg="reranker", data=data)
+        super().__init__(**data)
+        self._reranker = (
+            reranker if reranker is not None else Reranker(self.model, device=self.device, **self.model_kwargs)
+        )
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: object) -> object:
+        return as_model_name(value)
+
+    @property
+    def reranker(self) -> Reranker:
+        """The engine; pass it to other adapters to share the loaded model."""
+        return self._reranker

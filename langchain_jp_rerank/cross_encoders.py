@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.cross_encoders import BaseCrossEncoder
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from jp_rerank._validate import check_texts
-from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import Reranker
-from langchain_jp_rerank._common import as_model_name, check_engine
+from langchain_jp_rerank._common import RerankerAdapter
 
 __all__ = ["JapaneseCrossEncoder"]
 
 
-class JapaneseCrossEncoder(BaseModel, BaseCrossEncoder):
+class JapaneseCrossEncoder(RerankerAdapter, BaseCrossEncoder):
     """Score (query, passage) pairs with a Japanese cross-encoder.
 
     Existing ``CrossEncoderReranker`` code switches by replacing its ``model=`` argument, e.g.
@@ -32,35 +27,6 @@ class JapaneseCrossEncoder(BaseModel, BaseCrossEncoder):
         >>> encoder.score([("富士山の高さは？", "富士山は3776mです。")])  # doctest: +SKIP
         [0.98...]
     """
-
-    model: str = Field(default=DEFAULT_RERANKER, frozen=True)
-    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of a cross-encoder."""
-    device: str | None = Field(default=None, frozen=True)
-    """``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available."""
-    model_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
-    """Further :class:`jp_rerank.Reranker` arguments (``max_length``, ``overflow``, ``batch_size``...)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    _reranker: Reranker = PrivateAttr()
-
-    def __init__(self, *, reranker: Reranker | None = None, **data: Any) -> None:
-        if reranker is not None:
-            check_engine(reranker, Reranker, arg="reranker", data=data)
-        super().__init__(**data)
-        self._reranker = (
-            reranker if reranker is not None else Reranker(self.model, device=self.device, **self.model_kwargs)
-        )
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: object) -> object:
-        return as_model_name(value)
-
-    @property
-    def reranker(self) -> Reranker:
-        """The engine; pass it to other adapters to share the loaded model."""
-        return self._reranker
 
     def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
         """Score each ``(query, passage)`` pair.

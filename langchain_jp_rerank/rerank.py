@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, field_validator
 
 from jp_rerank._validate import check_positive_int
-from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import Reranker
-from langchain_jp_rerank._common import as_model_name, check_engine, scored_copy
+from langchain_jp_rerank._common import RerankerAdapter, scored_copy
 
 __all__ = ["JapaneseReranker"]
 
 
-class JapaneseReranker(BaseDocumentCompressor):
+class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor):
     """Rerank retrieved documents with a Japanese cross-encoder (a LangChain ``BaseDocumentCompressor``).
 
     Returns new ``Document`` objects, best first, each a copy of an input document (same ``id``, deep-copied
@@ -37,12 +34,6 @@ class JapaneseReranker(BaseDocumentCompressor):
         [Document(metadata={'relevance_score': 0.98...}, page_content='富士山は3776mです。')]
     """
 
-    model: str = Field(default=DEFAULT_RERANKER, frozen=True)
-    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of a cross-encoder."""
-    device: str | None = Field(default=None, frozen=True)
-    """``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available."""
-    model_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
-    """Further :class:`jp_rerank.Reranker` arguments (``max_length``, ``overflow``, ``batch_size``...)."""
     top_n: int | None = 3
     """Number of documents to return (``None``: all of them, reordered)."""
     score_threshold: float | None = None
@@ -50,30 +41,10 @@ class JapaneseReranker(BaseDocumentCompressor):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    _reranker: Reranker = PrivateAttr()
-
-    def __init__(self, *, reranker: Reranker | None = None, **data: Any) -> None:
-        if reranker is not None:
-            check_engine(reranker, Reranker, arg="reranker", data=data)
-        super().__init__(**data)
-        self._reranker = (
-            reranker if reranker is not None else Reranker(self.model, device=self.device, **self.model_kwargs)
-        )
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: object) -> object:
-        return as_model_name(value)
-
     @field_validator("top_n", mode="before")
     @classmethod
     def _check_top_n(cls, value: object) -> object:
         return value if value is None else check_positive_int(value, name="top_n")
-
-    @property
-    def reranker(self) -> Reranker:
-        """The engine; pass it to other adapters to share the loaded model."""
-        return self._reranker
 
     def compress_documents(
         self,

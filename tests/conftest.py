@@ -3,7 +3,8 @@
 Each model fixture returns the ``pathlib.Path`` of a folder built with :mod:`jp_rerank.toy_models`; tests
 load it themselves through the public APIs (``CrossEncoder(str(path))``, ``SentenceTransformer(...)``, ...).
 The folders are shared by the whole session: read them, never write into them (copy with
-``shutil.copytree`` first if a test must change files).
+``shutil.copytree`` first if a test must change files). ``reranker`` and ``embedder`` are engines loaded once
+from two of them (on CPU), shared by the adapter and pipeline tests: inject them, never reconfigure them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
 
-from jp_rerank import toy_models  # noqa: E402
+from jp_rerank import Embedder, Reranker, toy_models  # noqa: E402
 from jp_rerank.data import load_demo_corpus, load_demo_queries  # noqa: E402
 from jp_rerank.datasets import default_data_dir  # noqa: E402
 
@@ -65,6 +66,18 @@ def static_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def splade_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny sentence-transformers ``SparseEncoder`` (``BertForMaskedLM`` + ``SpladePooling``)."""
     return toy_models.build_splade_encoder(tmp_path_factory.mktemp("splade"))
+
+
+@pytest.fixture(scope="session")
+def reranker(xlmr_ce_path: Path) -> Reranker:
+    """The tiny XLM-R cross-encoder, loaded once on CPU."""
+    return Reranker(xlmr_ce_path, device="cpu").load()
+
+
+@pytest.fixture(scope="session")
+def embedder(dense_path: Path) -> Embedder:
+    """The tiny dense embedder (with query/document prompts), loaded once on CPU."""
+    return Embedder(dense_path, device="cpu").load()
 
 
 @pytest.fixture

@@ -430,6 +430,15 @@ def _save_hf(
     return int(config.vocab_size)
 
 
+def _build_cross_encoder(
+    path: str | os.PathLike[str], arch: Arch, shape: str, seed: int, texts: Sequence[str] | None
+) -> Path:
+    """Save a one-label sequence-classification model of ``arch`` (a cross-encoder) into ``path``."""
+    out = _prepare_dir(path)
+    _save_hf(out, arch, "classification", shape, seed, texts)
+    return out
+
+
 def build_xlmr_cross_encoder(
     path: str | os.PathLike[str],
     *,
@@ -460,9 +469,7 @@ def build_xlmr_cross_encoder(
         >>> (p / "config.json").is_file()
         True
     """
-    out = _prepare_dir(path)
-    _save_hf(out, "xlm-roberta", "classification", shape, seed, texts)
-    return out
+    return _build_cross_encoder(path, "xlm-roberta", shape, seed, texts)
 
 
 def build_bert_ja_cross_encoder(
@@ -494,9 +501,7 @@ def build_bert_ja_cross_encoder(
         >>> (p / "vocab.txt").is_file()
         True
     """
-    out = _prepare_dir(path)
-    _save_hf(out, "bert", "classification", shape, seed, texts)
-    return out
+    return _build_cross_encoder(path, "bert", shape, seed, texts)
 
 
 def build_dense_embedder(

@@ -8,7 +8,6 @@ a loaded CI machine does not slow OpenMP down.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,10 @@ from jp_rerank.index.persist import read_snapshot
 from jp_rerank.index.synthetic import GaussianMixture
 
 faiss = pytest.importorskip("faiss")
+pytestmark = pytest.mark.usefixtures("faiss_single_thread")
 
 DIM = 64
 N = 20_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +25,9 @@ from jp_rerank.index import (
 from jp_rerank.index.synthetic import GaussianMixture
 
 faiss = pytest.importorskip("faiss")
+pytestmark = pytest.mark.usefixtures("faiss_single_thread")
 
 DIM = 16
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    """faiss with OpenMP threads crawls when the CPU is shared; one thread keeps this module fast."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

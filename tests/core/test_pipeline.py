@@ -40,16 +40,6 @@ def metadatas(corpus: list[dict[str, str]]) -> list[dict[str, str | int]]:
 
 
 @pytest.fixture(scope="module")
-def reranker(xlmr_ce_path: Path) -> Reranker:
-    return Reranker(xlmr_ce_path, device="cpu").load()
-
-
-@pytest.fixture(scope="module")
-def embedder(dense_path: Path) -> Embedder:
-    return Embedder(dense_path, device="cpu").load()
-
-
-@pytest.fixture(scope="module")
 def sparse(splade_path: Path) -> SparseEmbedder:
     return SparseEmbedder(splade_path, device="cpu").load()
 

@@ -20,17 +20,12 @@ Q2 = "日本で一番長い川は何ですか？"
 
 
 @pytest.fixture(scope="module")
-def engine(xlmr_ce_path: Path) -> Reranker:
-    return Reranker(xlmr_ce_path, device="cpu").load()
-
-
-@pytest.fixture(scope="module")
 def passages() -> list[str]:
     return [row["text"] for row in load_demo_corpus()[:8]]
 
 
-def test_is_a_langchain_cross_encoder(engine: Reranker) -> None:
-    assert isinstance(JapaneseCrossEncoder(reranker=engine), BaseCrossEncoder)
+def test_is_a_langchain_cross_encoder(reranker: Reranker) -> None:
+    assert isinstance(JapaneseCrossEncoder(reranker=reranker), BaseCrossEncoder)
 
 
 def test_scores_match_sentence_transformers(xlmr_ce_path: Path, passages: list[str]) -> None:
@@ -41,15 +36,15 @@ def test_scores_match_sentence_transformers(xlmr_ce_path: Path, passages: list[s
     np.testing.assert_allclose(got, reference, atol=1e-5)
 
 
-def test_mixed_queries_keep_input_order(engine: Reranker, passages: list[str]) -> None:
+def test_mixed_queries_keep_input_order(reranker: Reranker, passages: list[str]) -> None:
     pairs = [(Q1 if i % 3 else Q2, p) for i, p in enumerate(passages)]
-    got = JapaneseCrossEncoder(reranker=engine).score(pairs)
-    expected = [float(engine.score(q, [p])[0]) for q, p in pairs]
+    got = JapaneseCrossEncoder(reranker=reranker).score(pairs)
+    expected = [float(reranker.score(q, [p])[0]) for q, p in pairs]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
-def test_empty_and_bad_pairs(engine: Reranker) -> None:
-    encoder = JapaneseCrossEncoder(reranker=engine)
+def test_empty_and_bad_pairs(reranker: Reranker) -> None:
+    encoder = JapaneseCrossEncoder(reranker=reranker)
     assert encoder.score([]) == []
     with pytest.raises(TypeError, match=r"text_pairs\[1\] must be a \(query, passage\) pair"):
         encoder.score([(Q1, "a"), "not a pair"])  # type: ignore[list-item]
@@ -58,11 +53,11 @@ def test_empty_and_bad_pairs(engine: Reranker) -> None:
     with pytest.raises(ValueError, match="query is empty"):
         encoder.score([("", "a")])
     with pytest.raises(ValueError, match="either reranker= or model"):
-        JapaneseCrossEncoder(reranker=engine, model="xsmall")
+        JapaneseCrossEncoder(reranker=reranker, model="xsmall")
 
 
-def test_drop_in_for_cross_encoder_reranker(engine: Reranker) -> None:
+def test_drop_in_for_cross_encoder_reranker(reranker: Reranker) -> None:
     docs = [Document(row["text"], id=row["id"]) for row in load_demo_corpus()[:10]]
-    via_classic = CrossEncoderReranker(model=JapaneseCrossEncoder(reranker=engine), top_n=3)
-    ours = JapaneseReranker(reranker=engine, top_n=3)
+    via_classic = CrossEncoderReranker(model=JapaneseCrossEncoder(reranker=reranker), top_n=3)
+    ours = JapaneseReranker(reranker=reranker, top_n=3)
     assert [d.id for d in via_classic.compress_documents(docs, Q1)] == [d.id for d in ours.compress_documents(docs, Q1)]

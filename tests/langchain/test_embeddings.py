@@ -21,11 +21,6 @@ QUERY = "富士山の高さは？"
 TEXTS = ["富士山は日本一高い山です。", "京都には古い寺が多い。", "新幹線は速い列車です。"]
 
 
-@pytest.fixture(scope="module")
-def dense_engine(dense_path: Path) -> Embedder:
-    return Embedder(dense_path).load()
-
-
 class TestJapaneseEmbeddingsUnit(EmbeddingsUnitTests):
     """LangChain's unit suite; built from a local StaticEmbedding model by path (nothing loads at init)."""
 
@@ -80,8 +75,8 @@ def test_query_and_document_sides_differ_only_by_prompt(dense_path: Path, dense_
     np.testing.assert_allclose(without.embed_query(TEXTS[0]), without.embed_documents([TEXTS[0]])[0], atol=1e-6)
 
 
-def test_values_are_python_floats(dense_engine: Embedder) -> None:
-    emb = JapaneseEmbeddings(embedder=dense_engine)
+def test_values_are_python_floats(embedder: Embedder) -> None:
+    emb = JapaneseEmbeddings(embedder=embedder)
     vectors = emb.embed_documents(TEXTS)
     assert len(vectors) == len(TEXTS)
     assert all(type(x) is float for row in vectors for x in row)
@@ -89,22 +84,22 @@ def test_values_are_python_floats(dense_engine: Embedder) -> None:
     assert emb.embed_documents([]) == []
 
 
-def test_injected_engine_is_shared(dense_engine: Embedder) -> None:
-    a = JapaneseEmbeddings(embedder=dense_engine)
-    b = JapaneseEmbeddings(embedder=dense_engine)
-    assert a.embedder is b.embedder is dense_engine
-    assert a.model == str(dense_engine.source.name)
-    np.testing.assert_allclose(a.embed_query(QUERY), dense_engine.embed_query(QUERY))
+def test_injected_engine_is_shared(embedder: Embedder) -> None:
+    a = JapaneseEmbeddings(embedder=embedder)
+    b = JapaneseEmbeddings(embedder=embedder)
+    assert a.embedder is b.embedder is embedder
+    assert a.model == str(embedder.source.name)
+    np.testing.assert_allclose(a.embed_query(QUERY), embedder.embed_query(QUERY))
 
 
-def test_injection_conflicts_and_bad_inputs(dense_engine: Embedder) -> None:
+def test_injection_conflicts_and_bad_inputs(embedder: Embedder) -> None:
     with pytest.raises(ValueError, match="either embedder= or model"):
-        JapaneseEmbeddings(embedder=dense_engine, model="static-ja")
+        JapaneseEmbeddings(embedder=embedder, model="static-ja")
     with pytest.raises(TypeError, match=r"embedder must be a jp_rerank\.Embedder"):
         JapaneseEmbeddings(embedder="static-ja")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="extra"):
         JapaneseEmbeddings(modle="static-ja")
-    emb = JapaneseEmbeddings(embedder=dense_engine)
+    emb = JapaneseEmbeddings(embedder=embedder)
     with pytest.raises(ValueError, match="query is empty"):
         emb.embed_query("  ")
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
@@ -132,8 +127,8 @@ async def test_async_runs_in_worker_thread_and_matches_sync(dense_path: Path) ->
     assert results == [emb.embed_query(q) for q in queries]
 
 
-def test_as_vector_store_embedding(dense_engine: Embedder) -> None:
-    emb = JapaneseEmbeddings(embedder=dense_engine)
+def test_as_vector_store_embedding(embedder: Embedder) -> None:
+    emb = JapaneseEmbeddings(embedder=embedder)
     store = InMemoryVectorStore.from_texts(TEXTS, emb, metadatas=[{"n": i} for i in range(len(TEXTS))])
     hits = store.similarity_search_with_score(QUERY, k=len(TEXTS))
     expected = np.asarray(emb.embed_documents(TEXTS)) @ np.asarray(emb.embed_query(QUERY))

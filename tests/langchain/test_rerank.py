@@ -23,11 +23,6 @@ from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker
 QUERY = "富士山の高さは？"
 
 
-@pytest.fixture(scope="module")
-def engine(xlmr_ce_path: Path) -> Reranker:
-    return Reranker(xlmr_ce_path, device="cpu").load()
-
-
 @pytest.fixture
 def docs() -> list[Document]:
     return [
@@ -36,15 +31,15 @@ def docs() -> list[Document]:
     ]
 
 
-def expected_order(engine: Reranker, query: str, docs: Sequence[Document]) -> list[tuple[int, float]]:
-    scores = engine.score(query, [d.page_content for d in docs]).astype(np.float64)
+def expected_order(reranker: Reranker, query: str, docs: Sequence[Document]) -> list[tuple[int, float]]:
+    scores = reranker.score(query, [d.page_content for d in docs]).astype(np.float64)
     order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
     return [(i, float(scores[i])) for i in order]
 
 
-def test_order_and_scores_follow_the_engine(engine: Reranker, docs: list[Document]) -> None:
-    out = JapaneseReranker(reranker=engine, top_n=None).compress_documents(docs, QUERY)
-    expected = expected_order(engine, QUERY, docs)
+def test_order_and_scores_follow_the_engine(reranker: Reranker, docs: list[Document]) -> None:
+    out = JapaneseReranker(reranker=reranker, top_n=None).compress_documents(docs, QUERY)
+    expected = expected_order(reranker, QUERY, docs)
     assert [d.id for d in out] == [docs[i].id for i, _ in expected]
     scores = [d.metadata["relevance_score"] for d in out]
     assert all(type(s) is float for s in scores)
@@ -53,29 +48,29 @@ def test_order_and_scores_follow_the_engine(engine: Reranker, docs: list[Documen
 
 
 @pytest.mark.parametrize("top_n", [1, 3, 12, 50])
-def test_top_n(engine: Reranker, docs: list[Document], top_n: int) -> None:
-    out = JapaneseReranker(reranker=engine, top_n=top_n).compress_documents(docs, QUERY)
-    best = expected_order(engine, QUERY, docs)[:top_n]
+def test_top_n(reranker: Reranker, docs: list[Document], top_n: int) -> None:
+    out = JapaneseReranker(reranker=reranker, top_n=top_n).compress_documents(docs, QUERY)
+    best = expected_order(reranker, QUERY, docs)[:top_n]
     assert [d.id for d in out] == [docs[i].id for i, _ in best]
 
 
-def test_default_top_n_is_three(engine: Reranker, docs: list[Document]) -> None:
-    assert len(JapaneseReranker(reranker=engine).compress_documents(docs, QUERY)) == 3
+def test_default_top_n_is_three(reranker: Reranker, docs: list[Document]) -> None:
+    assert len(JapaneseReranker(reranker=reranker).compress_documents(docs, QUERY)) == 3
 
 
-def test_score_threshold(engine: Reranker, docs: list[Document]) -> None:
-    ranked = expected_order(engine, QUERY, docs)
+def test_score_threshold(reranker: Reranker, docs: list[Document]) -> None:
+    ranked = expected_order(reranker, QUERY, docs)
     cut = ranked[4][1]
-    out = JapaneseReranker(reranker=engine, top_n=None, score_threshold=cut).compress_documents(docs, QUERY)
+    out = JapaneseReranker(reranker=reranker, top_n=None, score_threshold=cut).compress_documents(docs, QUERY)
     assert [d.id for d in out] == [docs[i].id for i, s in ranked if s >= cut]
     assert all(d.metadata["relevance_score"] >= cut for d in out)
-    above_all = JapaneseReranker(reranker=engine, score_threshold=ranked[0][1] + 1.0)
+    above_all = JapaneseReranker(reranker=reranker, score_threshold=ranked[0][1] + 1.0)
     assert above_all.compress_documents(docs, QUERY) == []
 
 
-def test_input_documents_are_not_mutated(engine: Reranker, docs: list[Document]) -> None:
+def test_input_documents_are_not_mutated(reranker: Reranker, docs: list[Document]) -> None:
     before = deepcopy(docs)
-    out = JapaneseReranker(reranker=engine, top_n=None).compress_documents(docs, QUERY)
+    out = JapaneseReranker(reranker=reranker, top_n=None).compress_documents(docs, QUERY)
     assert docs == before
     assert all("relevance_score" not in d.metadata for d in docs)
     by_id = {d.id: d for d in docs}
@@ -89,26 +84,26 @@ def test_input_documents_are_not_mutated(engine: Reranker, docs: list[Document])
     assert by_id[out[0].id].metadata["tags"] == ["demo"]
 
 
-def test_empty_in_empty_out(engine: Reranker) -> None:
-    compressor = JapaneseReranker(reranker=engine)
+def test_empty_in_empty_out(reranker: Reranker) -> None:
+    compressor = JapaneseReranker(reranker=reranker)
     assert compressor.compress_documents([], QUERY) == []
     assert asyncio.run(compressor.acompress_documents([], QUERY)) == []
 
 
-def test_documents_without_ids_keep_none(engine: Reranker) -> None:
+def test_documents_without_ids_keep_none(reranker: Reranker) -> None:
     docs = [Document("富士山は3776メートルです。"), Document("")]
-    out = JapaneseReranker(reranker=engine, top_n=None).compress_documents(docs, QUERY)
+    out = JapaneseReranker(reranker=reranker, top_n=None).compress_documents(docs, QUERY)
     assert len(out) == 2
     assert all(d.id is None for d in out)
     assert {d.page_content for d in out} == {"富士山は3776メートルです。", ""}
 
 
-def test_bad_arguments(engine: Reranker, docs: list[Document]) -> None:
+def test_bad_arguments(reranker: Reranker, docs: list[Document]) -> None:
     with pytest.raises(ValueError, match="top_n must be positive"):
-        JapaneseReranker(reranker=engine, top_n=0)
+        JapaneseReranker(reranker=reranker, top_n=0)
     with pytest.raises(TypeError, match="top_n must be an int"):
-        JapaneseReranker(reranker=engine, top_n=True)
-    compressor = JapaneseReranker(reranker=engine)
+        JapaneseReranker(reranker=reranker, top_n=True)
+    compressor = JapaneseReranker(reranker=reranker)
     with pytest.raises(ValueError, match="top_n must be positive"):
         compressor.top_n = -1
     with pytest.raises(ValueError, match="query is empty"):
@@ -118,9 +113,9 @@ def test_bad_arguments(engine: Reranker, docs: list[Document]) -> None:
     with pytest.raises(TypeError, match=r"documents\[1\] must be a langchain_core Document, got str"):
         compressor.compress_documents([docs[0], "富士山"], QUERY)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="NaN"):
-        JapaneseReranker(reranker=engine, score_threshold=float("nan")).compress_documents(docs, QUERY)
+        JapaneseReranker(reranker=reranker, score_threshold=float("nan")).compress_documents(docs, QUERY)
     with pytest.raises(ValueError, match="either reranker= or device, model"):
-        JapaneseReranker(reranker=engine, model="xsmall", device="cpu")
+        JapaneseReranker(reranker=reranker, model="xsmall", device="cpu")
     with pytest.raises(TypeError, match=r"reranker must be a jp_rerank\.Reranker"):
         JapaneseReranker(reranker="xsmall")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
@@ -151,18 +146,18 @@ async def test_async_matches_sync_and_runs_off_the_loop(xlmr_ce_path: Path, docs
 
 
 @pytest.mark.asyncio
-async def test_many_concurrent_tasks_give_identical_results(engine: Reranker, docs: list[Document]) -> None:
-    compressor = JapaneseReranker(reranker=engine, top_n=4)
+async def test_many_concurrent_tasks_give_identical_results(reranker: Reranker, docs: list[Document]) -> None:
+    compressor = JapaneseReranker(reranker=reranker, top_n=4)
     queries = [str(q["text"]) for q in load_demo_queries()[:4]] * 3
     expected = [compressor.compress_documents(docs, q) for q in queries]
     got = await asyncio.gather(*(compressor.acompress_documents(docs, q) for q in queries))
     assert list(got) == expected
 
 
-def test_contextual_compression_retriever(engine: Reranker, dense_path: Path, docs: list[Document]) -> None:
+def test_contextual_compression_retriever(reranker: Reranker, dense_path: Path, docs: list[Document]) -> None:
     store = InMemoryVectorStore(JapaneseEmbeddings(embedder=Embedder(dense_path, device="cpu")))
     store.add_documents(docs)
-    compressor = JapaneseReranker(reranker=engine, top_n=2)
+    compressor = JapaneseReranker(reranker=reranker, top_n=2)
     retriever = ContextualCompressionRetriever(
         base_compressor=compressor, base_retriever=store.as_retriever(search_kwargs={"k": 6})
     )
@@ -174,8 +169,8 @@ def test_contextual_compression_retriever(engine: Reranker, dense_path: Path, do
     assert asyncio.run(retriever.ainvoke(QUERY)) == out
 
 
-def test_in_an_lcel_chain(engine: Reranker, docs: list[Document]) -> None:
-    compressor = JapaneseReranker(reranker=engine, top_n=2)
+def test_in_an_lcel_chain(reranker: Reranker, docs: list[Document]) -> None:
+    compressor = JapaneseReranker(reranker=reranker, top_n=2)
 
     def rerank(query: str) -> Sequence[Document]:
         return compressor.compress_documents(docs, query)
@@ -188,15 +183,15 @@ def test_in_an_lcel_chain(engine: Reranker, docs: list[Document]) -> None:
     assert asyncio.run(chain.ainvoke(QUERY)) == chain.invoke(QUERY)
 
 
-def test_one_engine_serves_langchain_and_llamaindex(engine: Reranker, docs: list[Document]) -> None:
+def test_one_engine_serves_langchain_and_llamaindex(reranker: Reranker, docs: list[Document]) -> None:
     pytest.importorskip("llama_index.core")
     from llama_index.core.schema import NodeWithScore, TextNode
 
     from llamaindex_jp_rerank import JapaneseRerank
 
-    ours = JapaneseReranker(reranker=engine, top_n=3)
-    theirs = JapaneseRerank(reranker=engine, top_n=3)
-    assert ours.reranker is theirs.reranker is engine
+    ours = JapaneseReranker(reranker=reranker, top_n=3)
+    theirs = JapaneseRerank(reranker=reranker, top_n=3)
+    assert ours.reranker is theirs.reranker is reranker
     nodes = [NodeWithScore(node=TextNode(id_=str(d.id), text=d.page_content)) for d in docs]
     ranked_nodes = theirs.postprocess_nodes(nodes, query_str=QUERY)
     ranked_docs = ours.compress_documents(docs, QUERY)

@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Callable
 from copy import deepcopy
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,16 +24,6 @@ from jp_rerank.pipeline import TwoStageRetriever
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
 QUERY = "富士山の高さは？"
-
-
-@pytest.fixture(scope="module")
-def reranker(xlmr_ce_path: Path) -> Reranker:
-    return Reranker(xlmr_ce_path, device="cpu").load()
-
-
-@pytest.fixture(scope="module")
-def embedder(dense_path: Path) -> Embedder:
-    return Embedder(dense_path, device="cpu").load()
 
 
 def corpus_documents() -> list[Document]:

@@ -1,9 +1,8 @@
-"""Engines shared by the LlamaIndex adapter tests: one loaded tiny model each, injected into the adapters."""
+"""Nodes and instrumentation events shared by the LlamaIndex adapter tests (engines: tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,18 +10,6 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.schema import TextNode
-
-from jp_rerank import Embedder, Reranker
-
-
-@pytest.fixture(scope="session")
-def reranker(xlmr_ce_path: Path) -> Reranker:
-    return Reranker(xlmr_ce_path).load()
-
-
-@pytest.fixture(scope="session")
-def dense_embedder(dense_path: Path) -> Embedder:
-    return Embedder(dense_path).load()
 
 
 @pytest.fixture

@@ -34,8 +34,8 @@ class _ThreadRecordingEmbedder(Embedder):
         return super().embed_query(query)
 
 
-def test_query_and_text_use_the_model_prompts(dense_path: Path, dense_embedder: Embedder) -> None:
-    emb = JapaneseEmbedding(embedder=dense_embedder)
+def test_query_and_text_use_the_model_prompts(dense_path: Path, embedder: Embedder) -> None:
+    emb = JapaneseEmbedding(embedder=embedder)
     st = SentenceTransformer(str(dense_path), device="cpu")
     q = emb.get_query_embedding(QUERY)
     t = emb.get_text_embedding(QUERY)
@@ -61,9 +61,9 @@ def test_text_batch_is_one_engine_call(dense_path: Path, demo_corpus: list[dict[
     np.testing.assert_allclose(vectors, engine.embed_documents(texts), atol=1e-5)
 
 
-def test_concurrent_async_batches_match_sync(dense_embedder: Embedder, demo_corpus: list[dict[str, str]]) -> None:
+def test_concurrent_async_batches_match_sync(embedder: Embedder, demo_corpus: list[dict[str, str]]) -> None:
     texts = [d["text"] for d in demo_corpus[:24]]
-    emb = JapaneseEmbedding(embedder=dense_embedder, embed_batch_size=2, num_workers=12)
+    emb = JapaneseEmbedding(embedder=embedder, embed_batch_size=2, num_workers=12)
     sync = emb.get_text_embedding_batch(texts)
 
     async def fan_out() -> list[list[list[float]]]:
@@ -142,28 +142,28 @@ def test_default_model_comes_from_presets() -> None:
     assert JapaneseEmbedding().model_name == get_preset(DEFAULT_EMBEDDER).model_id
 
 
-def test_bad_input_uses_engine_errors(dense_embedder: Embedder) -> None:
-    emb = JapaneseEmbedding(embedder=dense_embedder)
+def test_bad_input_uses_engine_errors(embedder: Embedder) -> None:
+    emb = JapaneseEmbedding(embedder=embedder)
     with pytest.raises(ValueError, match="query is empty"):
         emb.get_query_embedding(" ")
     with pytest.raises(ValueError, match="an engine was injected"):
-        JapaneseEmbedding(embedder=dense_embedder, truncate_dim=8)
+        JapaneseEmbedding(embedder=embedder, truncate_dim=8)
     with pytest.raises(TypeError, match=r"expected a jp_rerank\.Embedder"):
         JapaneseEmbedding(embedder="static-ja")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="truncate_dim must be positive"):
         JapaneseEmbedding(truncate_dim=0)
 
 
-def test_embedding_callbacks_fire(dense_embedder: Embedder) -> None:
+def test_embedding_callbacks_fire(embedder: Embedder) -> None:
     debug = LlamaDebugHandler()
-    emb = JapaneseEmbedding(embedder=dense_embedder, callback_manager=CallbackManager([debug]))
+    emb = JapaneseEmbedding(embedder=embedder, callback_manager=CallbackManager([debug]))
     emb.get_text_embedding_batch(["京都", "大阪", "奈良"])
     pairs = debug.get_event_pairs(CBEventType.EMBEDDING)
     assert len(pairs) == 1
 
 
-def test_serialises_without_the_engine(dense_embedder: Embedder) -> None:
-    data = JapaneseEmbedding(embedder=dense_embedder).to_dict()
+def test_serialises_without_the_engine(embedder: Embedder) -> None:
+    data = JapaneseEmbedding(embedder=embedder).to_dict()
     assert data["class_name"] == "JapaneseEmbedding"
-    assert data["model_name"] == dense_embedder.model_id
+    assert data["model_name"] == embedder.model_id
     assert "_engine" not in data

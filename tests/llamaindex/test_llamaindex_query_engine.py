@@ -26,14 +26,14 @@ def _vector(index: VectorStoreIndex, node_id: str) -> list[float]:
 
 
 @pytest.fixture
-def index(dense_embedder: Embedder, corpus_nodes: list[TextNode]) -> VectorStoreIndex:
-    return VectorStoreIndex(corpus_nodes, embed_model=JapaneseEmbedding(embedder=dense_embedder))
+def index(embedder: Embedder, corpus_nodes: list[TextNode]) -> VectorStoreIndex:
+    return VectorStoreIndex(corpus_nodes, embed_model=JapaneseEmbedding(embedder=embedder))
 
 
-def test_index_stores_document_embeddings(index: VectorStoreIndex, dense_embedder: Embedder) -> None:
+def test_index_stores_document_embeddings(index: VectorStoreIndex, embedder: Embedder) -> None:
     node = index.docstore.get_node("doc-001")
     stored = _vector(index, "doc-001")
-    expected = dense_embedder.embed_documents([node.get_content(metadata_mode=MetadataMode.EMBED)])[0]
+    expected = embedder.embed_documents([node.get_content(metadata_mode=MetadataMode.EMBED)])[0]
     np.testing.assert_allclose(stored, expected, atol=1e-5)
 
 
@@ -66,9 +66,9 @@ def test_async_query_gives_the_same_nodes(index: VectorStoreIndex, reranker: Rer
     assert [(n.node.node_id, n.score) for n in out] == [(n.node.node_id, n.score) for n in sync]
 
 
-def test_async_index_build_matches_sync(dense_embedder: Embedder, corpus_nodes: list[TextNode]) -> None:
+def test_async_index_build_matches_sync(embedder: Embedder, corpus_nodes: list[TextNode]) -> None:
     nodes = corpus_nodes[:16]
-    embed = JapaneseEmbedding(embedder=dense_embedder, embed_batch_size=4, num_workers=4)
+    embed = JapaneseEmbedding(embedder=embedder, embed_batch_size=4, num_workers=4)
     sync = VectorStoreIndex(nodes, embed_model=embed)
 
     async def build() -> VectorStoreIndex:

@@ -72,9 +72,9 @@ def test_with_reranker_returns_reranked_nodes(reranker: Reranker, corpus_nodes: 
         assert h.retrieval_score == pytest.approx(bm25_only[h.node.node_id])
 
 
-def test_hybrid_fuses_bm25_and_dense(dense_embedder: Embedder, corpus_nodes: list[TextNode]) -> None:
+def test_hybrid_fuses_bm25_and_dense(embedder: Embedder, corpus_nodes: list[TextNode]) -> None:
     retriever = JapaneseRetriever.from_nodes(
-        corpus_nodes, embedder=JapaneseEmbedding(embedder=dense_embedder), top_n=5, first_k=10
+        corpus_nodes, embedder=JapaneseEmbedding(embedder=embedder), top_n=5, first_k=10
     )
     assert [s.name for s in retriever.pipeline.first_stages] == ["dense", "bm25"]
     hits = retriever.retrieve(QUERY)

@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jp_rerank._validate import check_positive_int
 from jp_rerank._version import __version__
@@ -52,6 +52,8 @@ SearchFn = Callable[[list[str], int], Sequence[Sequence[tuple[str, float]]]]
 ScoreFn = Callable[[str, list[str]], "Sequence[float] | NDArray[np.floating[Any]]"]
 """``score_fn(query, passages)`` → one score per passage (higher is more relevant)."""
 
+T = TypeVar("T")
+
 
 def sample_queries(queries: Mapping[str, str], n: int, *, seed: int | None = None) -> dict[str, str]:
     """Pick ``n`` queries: the first ``n``, or a seeded random sample kept in the original order.
@@ -71,6 +73,39 @@ def sample_queries(queries: Mapping[str, str], n: int, *, seed: int | None = Non
 
 def _mean(values: Sequence[float]) -> float:
     return float(statistics.fmean(values)) if values else 0.0
+
+
+class _Stopwatch:
+    """Time spent inside the model callables: the total, and each call's time split evenly over its queries."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.per_query_ms: list[float] = []
+
+    def call(self, fn: Callable[..., T], *args: Any, queries: int = 1) -> T:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        elapsed = time.perf_counter() - t0
+        self.seconds += elapsed
+        self.per_query_ms.extend([elapsed * 1000 / queries] * queries)
+        return out
+
+    def timing(self, *, pairs: int | None = None) -> Timing:
+        median = statistics.median(self.per_query_ms) if self.per_query_ms else None
+        return Timing(seconds=self.seconds, queries=len(self.per_query_ms), pairs=pairs, median_query_ms=median)
+
+
+def _stats(
+    dataset: BeirDataset, queries: Mapping[str, str], passages: Sequence[str], mean_candidates: float | None = None
+) -> DatasetStats:
+    return DatasetStats(
+        name=dataset.name,
+        n_queries=len(queries),
+        n_passages=len(passages),
+        mean_passage_chars=_mean([len(p) for p in passages]),
+        mean_query_chars=_mean([len(t) for t in queries.values()]),
+        mean_candidates=mean_candidates,
+    )
 
 
 def _finish(
@@ -175,35 +210,21 @@ def evaluate_retrieval(
     if warmup:
         search_fn(texts[:1], k)
     run: dict[str, dict[str, float]] = {}
-    total = 0.0
-    per_query_ms: list[float] = []
+    stopwatch = _Stopwatch()
     for start in range(0, len(qids), step):
         batch = texts[start : start + step]
-        t0 = time.perf_counter()
-        rankings = search_fn(batch, k)
-        elapsed = time.perf_counter() - t0
-        total += elapsed
-        per_query_ms.extend([elapsed * 1000 / len(batch)] * len(batch))
+        rankings = stopwatch.call(search_fn, batch, k, queries=len(batch))
         if len(rankings) != len(batch):
             raise ValueError(f"search_fn returned {len(rankings)} rankings for {len(batch)} queries")
         for qid, hits in zip(qids[start : start + step], rankings, strict=True):
             run[qid] = _ranking(qid, hits, k, dataset)
-    passages = dataset.passages()
-    stats = DatasetStats(
-        name=dataset.name,
-        n_queries=len(chosen),
-        n_passages=len(passages),
-        mean_passage_chars=_mean([len(p) for p in passages]),
-        mean_query_chars=_mean([len(t) for t in texts]),
-    )
-    timing = Timing(seconds=total, queries=len(qids), median_query_ms=statistics.median(per_query_ms))
     return _finish(
         setting="retrieval",
         run=run,
         qrels=qrels,
         metrics=metrics,
-        stats=stats,
-        timing=timing,
+        stats=_stats(dataset, chosen, dataset.passages()),
+        timing=stopwatch.timing(),
         models=models,
         name=name,
         settings={"k": k, "batch_size": batch_size, **dict(settings or {})},
@@ -297,19 +318,14 @@ def evaluate_rerank(
         if first is not None:
             score_fn(chosen[first], [texts[did] for did in lists[first]])
     run: dict[str, dict[str, float]] = {}
-    total, pairs = 0.0, 0
-    per_query_ms: list[float] = []
+    pairs = 0
+    stopwatch = _Stopwatch()
     for qid, dids in lists.items():
         if not dids:
             run[qid] = {}
             continue
-        passages = [texts[did] for did in dids]
-        t0 = time.perf_counter()
-        raw = score_fn(chosen[qid], passages)
-        elapsed = time.perf_counter() - t0
-        total += elapsed
+        raw = stopwatch.call(score_fn, chosen[qid], [texts[did] for did in dids])
         pairs += len(dids)
-        per_query_ms.append(elapsed * 1000)
         scores = [float(s) for s in raw]
         if len(scores) != len(dids):
             raise ValueError(f"score_fn returned {len(scores)} scores for {len(dids)} passages (query {qid!r})")
@@ -318,27 +334,13 @@ def evaluate_rerank(
         order = sorted(range(len(dids)), key=lambda i: -scores[i])  # stable: ties keep candidate order
         run[qid] = {dids[i]: scores[i] for i in order}
     n_cands = [len(dids) for dids in lists.values()]
-    stats = DatasetStats(
-        name=dataset.name,
-        n_queries=len(chosen),
-        n_passages=len(texts),
-        mean_passage_chars=_mean([len(t) for t in texts.values()]),
-        mean_query_chars=_mean([len(t) for t in chosen.values()]),
-        mean_candidates=_mean(n_cands),
-    )
-    timing = Timing(
-        seconds=total,
-        queries=len(per_query_ms),
-        pairs=pairs,
-        median_query_ms=statistics.median(per_query_ms) if per_query_ms else None,
-    )
     return _finish(
         setting="rerank",
         run=run,
         qrels=qrels,
         metrics=metrics,
-        stats=stats,
-        timing=timing,
+        stats=_stats(dataset, chosen, list(texts.values()), _mean(n_cands)),
+        timing=stopwatch.timing(pairs=pairs),
         models=models,
         name=name,
         settings={"with_title": with_title, "max_candidates": max(n_cands), **dict(settings or {})},

@@ -189,7 +189,29 @@ class CharNgramTokenizer:
         return f"CharNgramTokenizer(ngram_range={self.ngram_range}, normalize={self.normalize})"
 
 
-class MeCabTokenizer:
+class _DictionaryTokenizer:
+    """Shared by the dictionary-based tokenizers: the word filter, and one analyser per thread (not pickled)."""
+
+    def __init__(self, *, drop_function_words: bool, normalize: bool) -> None:
+        self.drop_function_words = drop_function_words
+        self.normalize = normalize
+        self._local = threading.local()
+
+    def _drops(self, pos: str) -> bool:
+        """Whether a word with main part of speech ``pos`` is left out of the tokens."""
+        return pos in _NON_WORD_POS or (self.drop_function_words and pos in FUNCTION_WORD_POS)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+class MeCabTokenizer(_DictionaryTokenizer):
     """Morphological tokenizer: MeCab through fugashi with the bundled unidic-lite dictionary.
 
     Symbols, punctuation, emoji (tagged 補助記号 by UniDic) and whitespace are dropped; particles and auxiliary
@@ -212,9 +234,7 @@ class MeCabTokenizer:
         if form not in ("surface", "base", "lemma"):
             raise ValueError(f"form must be 'surface', 'base' or 'lemma', got {form!r}")
         self.form: MeCabForm = form
-        self.drop_function_words = drop_function_words
-        self.normalize = normalize
-        self._local = threading.local()
+        super().__init__(drop_function_words=drop_function_words, normalize=normalize)
 
     @property
     def name(self) -> str:
@@ -246,7 +266,7 @@ class MeCabTokenizer:
                 continue
             feature = word.feature
             pos = feature.pos1
-            if pos in _NON_WORD_POS or (self.drop_function_words and pos in FUNCTION_WORD_POS):
+            if self._drops(pos):
                 continue
             if self.form == "surface":
                 tokens.append(surface)
@@ -255,15 +275,6 @@ class MeCabTokenizer:
                 tokens.append(base or surface)
         return tokens
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
-
     def __repr__(self) -> str:
         return (
             f"MeCabTokenizer(form={self.form!r}, drop_function_words={self.drop_function_words}, "
@@ -271,7 +282,7 @@ class MeCabTokenizer:
         )
 
 
-class SudachiTokenizer:
+class SudachiTokenizer(_DictionaryTokenizer):
     """Morphological tokenizer: SudachiPy with the sudachidict-core dictionary (``jp-rerank[sudachi]``).
 
     Symbols, punctuation, emoji and whitespace are dropped; particles and auxiliary verbs too unless
@@ -308,9 +319,7 @@ class SudachiTokenizer:
             raise ValueError(f"form must be 'surface' or 'normalized', got {form!r}")
         self.mode: SudachiMode = mode
         self.form: SudachiForm = form
-        self.drop_function_words = drop_function_words
-        self.normalize = normalize
-        self._local = threading.local()
+        super().__init__(drop_function_words=drop_function_words, normalize=normalize)
 
     @property
     def name(self) -> str:
@@ -344,19 +353,10 @@ class SudachiTokenizer:
                 if not surface.strip():
                     continue
                 pos = morpheme.part_of_speech()[0]
-                if pos in _NON_WORD_POS or (self.drop_function_words and pos in FUNCTION_WORD_POS):
+                if self._drops(pos):
                     continue
                 tokens.append(surface if self.form == "surface" else morpheme.normalized_form() or surface)
         return tokens
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
 
     def __repr__(self) -> str:
         return (
