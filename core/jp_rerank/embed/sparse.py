@@ -24,7 +24,7 @@ import numpy as np
 from jp_rerank._validate import check_positive_int, check_query, check_texts
 from jp_rerank._version import __version__
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
-from jp_rerank.index.base import Metadata, MetadataValue, SearchHit, check_ids, check_metadata
+from jp_rerank.index.base import Metadata, MetadataValue, SearchHit, check_ids, check_metadata, check_metadatas
 from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
 from jp_rerank.presets import DEFAULT_SPARSE, ModelPreset
 from jp_rerank.text import normalize_text
@@ -355,7 +355,7 @@ class SparseIndex:
         items = check_texts(texts, name="texts")
         with self._lock:
             new_ids = self._check_ids(ids, len(items))
-            metas = _check_metadatas(metadatas, len(items))
+            metas = check_metadatas(metadatas, len(items))
             if vectors is None:
                 rows = self._require_embedder("pass vectors= or build it with an embedder").embed_documents(items)
             else:
@@ -562,13 +562,3 @@ def _check_rows(rows: Any, n: int | None, name: str) -> csr_matrix:
     if matrix.nnz and not np.isfinite(matrix.data).all():
         raise ValueError(f"{name} holds NaN or infinite values")
     return matrix
-
-
-def _check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | None, n: int) -> list[Metadata]:
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
-        raise TypeError("metadatas must be a sequence with one mapping per text, not a single mapping")
-    if len(metadatas) != n:
-        raise ValueError(f"got {n} texts but {len(metadatas)} metadatas")
-    return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]

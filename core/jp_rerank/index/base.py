@@ -188,6 +188,22 @@ def check_metadata(metadata: object, *, name: str = "metadata") -> Metadata:
     return out
 
 
+def check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | None, n: int) -> list[Metadata]:
+    """Check and copy one flat metadata mapping per passage (the vector indexes' rules; ``None`` → ``{}``).
+
+    Raises:
+        TypeError: Not a sequence of mappings, or a key/value of an unsupported type.
+        ValueError: A length other than ``n``, an empty key or a non-finite float.
+    """
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
+        raise TypeError("metadatas must be a sequence with one mapping per text, not a single mapping")
+    if len(metadatas) != n:
+        raise ValueError(f"got {n} texts but {len(metadatas)} metadatas")
+    return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]
+
+
 def check_where(where: object) -> dict[str, MetadataValue] | None:
     """Return a checked copy of an equality filter, or ``None`` for no filter.
 

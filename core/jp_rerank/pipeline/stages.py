@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from jp_rerank._validate import check_positive_int, check_texts
 from jp_rerank.errors import IndexMismatchError
-from jp_rerank.index.base import Metadata, MetadataValue, check_ids, check_metadata
+from jp_rerank.index.base import MetadataValue, check_ids, check_metadatas
 
 if TYPE_CHECKING:
     from jp_rerank.embed import Embedder, SparseIndex
@@ -76,22 +76,6 @@ class Candidate:
     score: float
     text: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-def check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | None, n: int) -> list[Metadata]:
-    """Check and copy one flat metadata mapping per passage (the vector indexes' rules; ``None`` → ``{}``).
-
-    Raises:
-        TypeError: Not a sequence of mappings, or a key/value of an unsupported type.
-        ValueError: A length other than ``n``, an empty key or a non-finite float.
-    """
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
-        raise TypeError("metadatas must be a sequence with one mapping per text, not a single mapping")
-    if len(metadatas) != n:
-        raise ValueError(f"got {n} texts but {len(metadatas)} metadatas")
-    return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]
 
 
 def _check_name(name: object) -> str:
