@@ -7,9 +7,11 @@ which stage is missing and how to enable it; the demo still completes with what 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from jp_rerank.errors import ModelLoadError
@@ -23,6 +25,9 @@ __all__ = ["DemoReport", "run_demo"]
 logger = logging.getLogger(__name__)
 
 _RULE = "=" * 78
+OFFLINE_MODELS_ENV = "JP_RERANK_OFFLINE_MODELS"
+"""Folder of real models rebuilt offline; the demo uses its embedder when no ``embedder`` is given."""
+OFFLINE_EMBEDDER = "multilingual-e5-small-q4dq"
 M = TypeVar("M")
 
 
@@ -61,6 +66,15 @@ def _try_load(kind: str, load: Callable[[], M], name: str, out: TextIO) -> tuple
         return None, str(exc)
 
 
+def _offline_embedder() -> Path | None:
+    """A real embedder folder under ``$JP_RERANK_OFFLINE_MODELS`` (air-gapped set-ups), if there is one."""
+    root = os.environ.get(OFFLINE_MODELS_ENV)
+    if not root:
+        return None
+    folder = Path(root) / OFFLINE_EMBEDDER
+    return folder if (folder / "config_sentence_transformers.json").is_file() else None
+
+
 def run_demo(
     *,
     reranker: str | None = None,
@@ -74,7 +88,8 @@ def run_demo(
 
     Args:
         reranker: Alias, hub id or local path of the cross-encoder (default: the preset default); ``"none"`` skips it.
-        embedder: Alias, hub id or local path of the dense embedder (default: the preset default); ``"none"`` skips it.
+        embedder: Alias, hub id or local path of the dense embedder (default: the mE5-small folder under
+            ``$JP_RERANK_OFFLINE_MODELS`` if present, else the preset default); ``"none"`` skips it.
         questions: Questions to ask (default: the bundled demo questions).
         top_n: Passages shown per question.
         first_k: Candidates handed from the first stage to the reranker.
@@ -110,6 +125,9 @@ def run_demo(
         rr, why = _try_load("reranker", lambda: Reranker(reranker_name).load(), reranker_name, out)
         if why:
             skipped["rerank"] = why
+    if embedder is None and (offline := _offline_embedder()) is not None:
+        embedder_name = str(offline)  # a real model built from PyPI wheels, see ../shared/models/README.md
+        out.write(f"using the offline embedder {embedder_name} (from ${OFFLINE_MODELS_ENV})\n")
     if embedder_name.lower() != "none":
         em, why = _try_load("embedder", lambda: Embedder(embedder_name).load(), embedder_name, out)
         if why:

@@ -58,3 +58,16 @@ def test_demo_custom_question_and_console_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "reranker skipped" in proc.stdout
     assert "Q: 北海道の道庁所在地は？" in proc.stdout
+
+
+def test_demo_uses_the_offline_embedder_folder(
+    tmp_path: Path, dense_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(dense_path, tmp_path / "multilingual-e5-small-q4dq")
+    monkeypatch.setenv("JP_RERANK_OFFLINE_MODELS", str(tmp_path))
+    buf = io.StringIO()
+    report = run_demo(reranker="none", out=buf, questions=["富士山の高さは？"])
+    assert report.stages == ("bm25", "dense")
+    assert f"using the offline embedder {tmp_path / 'multilingual-e5-small-q4dq'}" in buf.getvalue()
+    monkeypatch.setenv("JP_RERANK_OFFLINE_MODELS", str(tmp_path / "empty"))
+    assert run_demo(reranker="none", embedder="none", out=io.StringIO()).stages == ("bm25",)
