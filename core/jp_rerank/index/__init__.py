@@ -29,7 +29,7 @@ from jp_rerank.index.base import (
 from jp_rerank.index.chroma_index import ChromaIndex
 from jp_rerank.index.exact import ExactIndex
 from jp_rerank.index.factory import BACKENDS, BackendName, make_index
-from jp_rerank.index.faiss_index import FaissIndex, FaissKind
+from jp_rerank.index.faiss_index import FaissIndex, FaissKind, FaissRefine
 from jp_rerank.index.ingest import EmbedDocuments, IngestReport, RecordLike, ingest
 from jp_rerank.index.persist import load_index, read_snapshot
 
@@ -41,6 +41,7 @@ __all__ = [
     "ExactIndex",
     "FaissIndex",
     "FaissKind",
+    "FaissRefine",
     "IndexCorruptedError",
     "IndexMismatchError",
     "IngestReport",

@@ -1,0 +1,282 @@
+"""Scoring backends: the auto choice, each backend's agreement with torch fp32, ONNX export caching, OOM back-off.
+
+Tolerances (documented in ``benchmarks/README.md``) are absolute differences of raw logits against torch fp32 on
+the tiny random-weight test models. Random weights give near-constant logits, so these tests check numerical
+error, not ranking; ranking agreement on real weights is the ``offline_models`` test at the end and the bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jp_rerank import Embedder, Reranker
+from jp_rerank.data import load_demo_corpus
+from jp_rerank.rerank import backends
+from jp_rerank.rerank.backends import plan_scoring, run_batches
+from jp_rerank.rerank.onnx_backend import MANIFEST, add_export_command, export_dir, find_export
+from jp_rerank.rerank.pairs import EncodedPair
+
+QUERY = "富士山の高さは何メートルですか？"
+TOLERANCE = {"torch-bf16": 1e-3, "onnx-fp32": 1e-5, "onnx-int8": 2e-3}
+"""Largest raw-logit difference from torch fp32 allowed per backend on the tiny models."""
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[str]:
+    return [*[d["text"] for d in load_demo_corpus()][:40], "", "短い。", "長い文書です。" * 80]
+
+
+@pytest.fixture(scope="module", params=["xlmr", "bert_ja"])
+def model_copy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of a tiny cross-encoder (exports are written beside the model)."""
+    src: Path = request.getfixturevalue(f"{request.param}_ce_path")
+    dst = tmp_path_factory.mktemp(f"{request.param}-copy") / "model"
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture
+def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Force the CPU bf16 detection; returns a setter."""
+
+    def set_to(value: bool) -> None:
+        monkeypatch.setenv("JP_RERANK_CPU_BF16", "1" if value else "0")
+        backends.cpu_supports_bf16.cache_clear()
+
+    yield set_to
+    backends.cpu_supports_bf16.cache_clear()
+
+
+# ---------------------------------------------------------------------------------------------- auto choice
+
+
+@pytest.mark.parametrize(
+    ("native_bf16", "device", "hidden", "int8_ready", "expected"),
+    [
+        (True, "cpu", 384, False, "torch-bf16"),
+        (True, "cpu", 384, True, "torch-bf16"),  # bf16 ranks closer to fp32 than int8, and was faster here
+        (False, "cpu", 384, False, "torch-fp32"),
+        (False, "cpu", 384, True, "onnx-int8"),
+        (True, "cpu", 32, True, "torch-fp32"),  # test-size models stay exact
+        (True, "mps", 384, False, "torch-fp32"),
+    ],
+)
+def test_auto_plan(cpu_bf16, native_bf16: bool, device: str, hidden: int, int8_ready: bool, expected: str) -> None:
+    cpu_bf16(native_bf16)
+    plan = plan_scoring("auto", "auto", device, hidden_size=hidden, onnx_int8_ready=int8_ready)
+    assert plan.label == expected
+    assert plan.reason
+
+
+def test_auto_plan_on_cuda_uses_half_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    for low in ("bf16", "fp16"):
+        monkeypatch.setattr(backends, "_cuda_low_precision", lambda low=low: low)
+        assert plan_scoring("auto", "auto", "cuda:0", hidden_size=768).label == f"torch-{low}"
+
+
+def test_explicit_choices_are_kept_and_bad_combinations_rejected() -> None:
+    assert plan_scoring("auto", "fp32", "cpu", hidden_size=768).label == "torch-fp32"
+    assert plan_scoring("auto", "int8", "cpu", hidden_size=768).label == "onnx-int8"
+    assert plan_scoring("onnx", "auto", "cpu", hidden_size=768).label == "onnx-int8"
+    assert plan_scoring("onnx", "fp32", "cpu", hidden_size=768).label == "onnx-fp32"
+    with pytest.raises(ValueError, match="onnx backend runs fp32 or int8, not bf16"):
+        plan_scoring("onnx", "bf16", "cpu", hidden_size=768)
+    with pytest.raises(ValueError, match="int8 needs the onnx backend"):
+        plan_scoring("torch", "int8", "cpu", hidden_size=768)
+    with pytest.raises(ValueError, match="runs on CPU only"):
+        plan_scoring("onnx", "fp32", "cuda", hidden_size=768)
+    with pytest.raises(ValueError, match="backend must be"):
+        plan_scoring("tensorrt", "auto", "cpu", hidden_size=768)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="precision must be"):
+        plan_scoring("auto", "fp8", "cpu", hidden_size=768)  # type: ignore[arg-type]
+
+
+def test_reranker_validates_options_before_loading(xlmr_ce_path: Path) -> None:
+    with pytest.raises(ValueError, match="precision must be"):
+        Reranker(xlmr_ce_path, precision="int4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="int8 needs the onnx backend"):
+        Reranker(xlmr_ce_path, backend="torch", precision="int8")
+    reranker = Reranker(xlmr_ce_path, device="cpu")
+    assert reranker.scoring_plan.label == "torch-fp32"  # hidden 32 < LOW_PRECISION_MIN_HIDDEN
+    assert "backend='auto'" in repr(reranker)
+
+
+# ---------------------------------------------------------------------------------------------- agreement
+
+
+@pytest.mark.parametrize(
+    ("label", "kwargs"),
+    [
+        ("torch-bf16", {"precision": "bf16"}),
+        ("onnx-fp32", {"backend": "onnx", "precision": "fp32"}),
+        ("onnx-int8", {"backend": "onnx", "precision": "int8"}),
+    ],
+)
+def test_backend_scores_agree_with_torch_fp32(model_copy: Path, docs: list[str], label: str, kwargs: dict) -> None:
+    reference = Reranker(model_copy, device="cpu", precision="fp32", activation="none", max_length=128)
+    reranker = Reranker(model_copy, device="cpu", activation="none", max_length=128, **kwargs)
+    expected = reference.score(QUERY, docs)
+    got = reranker.score(QUERY, docs)
+    assert reranker.scoring_plan.label == label
+    assert got.dtype == np.float32
+    assert got.shape == expected.shape
+    assert np.isfinite(got).all()
+    assert np.abs(got - expected).max() <= TOLERANCE[label]
+    shuffled = reranker.score(QUERY, docs[::-1])  # order does not change a pair's score (beyond batching noise)
+    assert np.abs(shuffled[::-1] - got).max() <= TOLERANCE[label]
+
+
+def test_onnx_rerank_results_are_plain_floats_sorted(model_copy: Path, docs: list[str]) -> None:
+    results = Reranker(model_copy, device="cpu", backend="onnx").rerank(QUERY, docs[:10], top_n=3)
+    assert len(results) == 3
+    assert all(type(r.score) is float for r in results)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+
+
+# ---------------------------------------------------------------------------------------------- export cache
+
+
+def test_export_is_made_once_cached_beside_the_model_and_invalidated_by_new_weights(
+    xlmr_ce_path: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(xlmr_ce_path, model)
+    first = Reranker(model, device="cpu", backend="onnx")
+    first.load()
+    folder = model / "onnx"
+    assert (folder / MANIFEST).is_file()
+    assert (folder / "model.onnx").is_file()
+    assert (folder / "model_int8.onnx").is_file()
+    stamp = (folder / "model_int8.onnx").stat().st_mtime_ns
+    second = Reranker(model, device="cpu", backend="onnx")
+    np.testing.assert_array_equal(
+        second.score(QUERY, ["東京の天気", "富士山"]), first.score(QUERY, ["東京の天気", "富士山"])
+    )
+    assert (folder / "model_int8.onnx").stat().st_mtime_ns == stamp  # reused, not exported again
+    assert export_dir(first.source) == folder
+    assert find_export(first.source, first.model, "int8") is not None
+    weights = next(model.glob("*.safetensors"))
+    os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # new weights: the export is stale
+    assert find_export(first.source, first.model, "int8") is None
+    assert not list(model.glob(".onnx-export-*"))  # no temporary folders left behind
+
+
+def test_auto_uses_cached_int8_export_on_cpus_without_bf16(cpu_bf16, xlmr_ce_path: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(xlmr_ce_path, model)
+    cpu_bf16(False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backends, "LOW_PRECISION_MIN_HIDDEN", 1)  # treat the tiny model as a real-size one
+        assert Reranker(model, device="cpu").scoring_plan.label == "torch-fp32"  # nothing exported yet
+        Reranker(model, device="cpu", backend="onnx").load()
+        assert Reranker(model, device="cpu").scoring_plan.label == "onnx-int8"
+        assert Reranker(model, device="cpu", precision="fp32").scoring_plan.label == "torch-fp32"
+
+
+def test_export_command(xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(xlmr_ce_path, model)
+    parser = argparse.ArgumentParser()
+    add_export_command(parser.add_subparsers())
+    args = parser.parse_args(["export", str(model), "--no-int8", "--out", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    assert (tmp_path / "out" / "model.onnx").is_file()
+    assert not (tmp_path / "out" / "model_int8.onnx").exists()
+    assert "fp32: model.onnx" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- batching
+
+
+class _LimitedBackend:
+    """Returns each item's length as its logit; raises out-of-memory above a token limit."""
+
+    name = "limited"
+
+    def __init__(self, limit: int, error: type[BaseException] = torch.OutOfMemoryError) -> None:
+        self.limit = limit
+        self.error = error
+        self.calls: list[int] = []
+
+    def logits(self, batch: list[EncodedPair]) -> np.ndarray:
+        tokens = len(batch) * max(len(x.input_ids) for x in batch)
+        if tokens > self.limit:
+            raise self.error("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.calls.append(len(batch))
+        return np.array([[float(len(x.input_ids))] for x in batch], dtype=np.float32)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_order() -> None:
+    lengths = [5, 30, 12, 30, 7, 19, 2, 25, 11, 30]
+    items = [EncodedPair(i, (0,) * n, None) for i, n in enumerate(lengths)]
+    budgets: list[int] = []
+    backend = _LimitedBackend(limit=70)
+    out = run_batches(backend, items, batch_size=32, token_budget=4096, on_budget_change=budgets.append)
+    assert out[:, 0].tolist() == [float(n) for n in lengths]
+    assert budgets
+    assert budgets[-1] <= 70 * 2
+    assert max(backend.calls) <= 70 // 2
+    assert sum(backend.calls) == len(items)
+
+
+def test_out_of_memory_on_a_single_pair_and_other_errors_propagate() -> None:
+    items = [EncodedPair(0, (0,) * 50, None)]
+    with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
+        run_batches(_LimitedBackend(limit=10), items, batch_size=8, token_budget=4096)
+    two = [EncodedPair(0, (0,) * 50, None), EncodedPair(1, (0,) * 50, None)]
+    with pytest.raises(RuntimeError, match="out of memory"):  # not an OOM type: no silent retry
+        run_batches(_LimitedBackend(limit=60, error=RuntimeError), two, batch_size=8, token_budget=4096)
+
+
+# ---------------------------------------------------------------------------------------------- embedder
+
+
+def test_embedder_precision(dense_path: Path, static_path: Path) -> None:
+    texts = [d["text"] for d in load_demo_corpus()][:12]
+    exact = Embedder(dense_path, device="cpu", precision="fp32")
+    half = Embedder(dense_path, device="cpu", precision="bf16")
+    assert Embedder(dense_path, device="cpu").precision_in_use == "fp32"  # tiny model: exact under auto
+    assert half.precision_in_use == "bf16"
+    a, b = exact.embed_documents(texts), half.embed_documents(texts)
+    assert b.dtype == np.float32
+    assert b.shape == a.shape
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.99
+    static = Embedder(static_path, device="cpu", precision="bf16")
+    assert static.precision_in_use == "fp32"  # no matrix products to speed up
+    with pytest.raises(ValueError, match="precision must be"):
+        Embedder(static_path, precision="int8")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- real weights
+
+
+def _offline_e5() -> Path | None:
+    root = os.environ.get("JP_RERANK_OFFLINE_MODELS")
+    path = Path(root) / "multilingual-e5-small-q4dq" if root else None
+    return path if path is not None and (path / "config.json").is_file() else None
+
+
+@pytest.mark.offline_models
+def test_bf16_ranks_like_fp32_on_real_encoder_weights(tmp_path: Path) -> None:
+    source = _offline_e5()
+    if source is None:
+        pytest.skip("set JP_RERANK_OFFLINE_MODELS to a folder with multilingual-e5-small-q4dq")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
+    model.save_pretrained(tmp_path / "ce")
+    AutoTokenizer.from_pretrained(source).save_pretrained(tmp_path / "ce")
+    docs = [d["text"] for d in load_demo_corpus()][:40]
+    exact = Reranker(tmp_path / "ce", device="cpu", precision="fp32").score(QUERY, docs)
+    half = Reranker(tmp_path / "ce", device="cpu", precision="bf16").score(QUERY, docs)
+    ranks = [np.argsort(np.argsort(x)) for x in (exact, half)]
+    assert np.corrcoef(*ranks)[0, 1] >= 0.99
