@@ -280,3 +280,53 @@ def test_bf16_ranks_like_fp32_on_real_encoder_weights(tmp_path: Path) -> None:
     half = Reranker(tmp_path / "ce", device="cpu", precision="bf16").score(QUERY, docs)
     ranks = [np.argsort(np.argsort(x)) for x in (exact, half)]
     assert np.corrcoef(*ranks)[0, 1] >= 0.99
+
+
+# ---------------------------------------------------------------------------------------------- bench helpers
+
+
+def test_bench_spearman_handles_ties_and_constant_scores() -> None:
+    from jp_rerank.bench import _spearman
+
+    x = np.array([0.1, 0.5, 0.3, 0.9])
+    assert _spearman(x, x * 2 + 1) == pytest.approx(1.0)
+    assert _spearman(x, -x) == pytest.approx(-1.0)
+    assert _spearman(np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(0.8660254)
+    assert np.isnan(_spearman(np.ones(3), x[:3]))
+
+
+def test_bench_report_renders_ratios_goals_and_failed_peers() -> None:
+    from jp_rerank.bench import BenchReport, MethodResult, RerankShapeResult, _notes
+
+    methods = [
+        MethodResult("tutorial", "baseline", items_per_s=10.0, seconds=[1.0], ours_speedup=6.0),
+        MethodResult("st-predict", "baseline", items_per_s=20.0, seconds=[0.5], ours_speedup=2.0),
+        MethodResult("langchain", "peer", error="ImportError: No module named 'langchain_community'"),
+        MethodResult("ours (default)", "ours", items_per_s=60.0, seconds=[0.17], ours_speedup=1.0),
+    ]
+    shape = RerankShapeResult("xsmall", "m", "same-shape", 1, 100, {"mean": 130.0}, methods)
+    report = BenchReport(rerank=[shape])
+    report.notes = _notes(report)
+    text = report.to_markdown()
+    assert "| st-predict | 20.0 | 2.00 |" in text
+    assert "could not run: ImportError" in text
+    assert "2.00x st-predict (goal >= 2.5x: NOT met)" in text
+    assert "6.00x tutorial (goal >= 5.0x: met)" in text
+    assert report.to_dict()["rerank"][0]["methods"][2]["error"].startswith("ImportError")
+
+
+def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
+    from jp_rerank.bench import add_bench_command, run_bench
+
+    with pytest.raises(ValueError, match="unknown shape"):
+        run_bench(shapes=["huge"], data=tmp_path)
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
+        run_bench(repeats=0, data=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no BEIR data folder"):
+        run_bench(data=tmp_path)
+    parser = argparse.ArgumentParser()
+    add_bench_command(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--quick", "--shapes", "small"])
+    assert args.quick
+    assert args.shapes == "small"
+    assert args.repeats == 3

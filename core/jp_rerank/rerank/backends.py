@@ -7,11 +7,18 @@ batch when it runs out of memory.
 
 Measured on the 2-core AVX-512/AMX machine of ``benchmarks/results/`` (see ``benchmarks/README.md``):
 
-* bf16 autocast reranks 2.5-4x faster than fp32 on reranker shapes (hidden 384-1024), and moves scores far
-  less than int8; below :data:`LOW_PRECISION_MIN_HIDDEN` it is no faster than fp32, so fp32 is kept there.
-* Batches of about :data:`CPU_TOKEN_BUDGET` tokens (pairs x padded length) are faster on CPU than large ones.
-* ONNX Runtime int8 (dynamic quantisation) is faster than fp32 but slower than bf16 on CPUs with native bf16,
-  and the fastest choice on CPUs without it. ONNX fp32 is about as fast as torch fp32.
+* bf16 autocast reranks 2.2-2.5x faster than fp32 on the xsmall/small shapes, and moves scores far less than
+  int8 (Spearman 0.9995 vs 0.947 against fp32 on real encoder weights).
+* Batches of about :data:`CPU_TOKEN_BUDGET` tokens (pairs x padded length) were 20-40% faster on CPU than
+  batches of 4,096-16,384 tokens.
+* ONNX Runtime int8 (dynamic quantisation) was 1.6-1.7x torch fp32 but 0.7x bf16 on this CPU. On CPUs without
+  native bf16 it is expected to be the fastest choice (int8 dot products only need AVX-512 VNNI / AVX-VNNI), but
+  that was not measured here. ONNX fp32 was no faster than torch fp32.
+
+Test-size models (hidden width below :data:`LOW_PRECISION_MIN_HIDDEN`) stay in fp32 under ``"auto"``. This is a
+policy, not a speed finding (bf16 was 1.5x faster on them too): they exist for tests and demos, where exact,
+reproducible scores matter more than speed, and their near-constant random scores would reorder under any
+rounding.
 """
 
 from __future__ import annotations
@@ -64,10 +71,10 @@ BackendOption = Literal["auto", "torch", "onnx"]
 """What a caller may ask for; ``"auto"`` is decided by :func:`plan_scoring`."""
 
 LOW_PRECISION_MIN_HIDDEN = 128
-"""Models narrower than this (test-size models) stay in fp32 under ``precision="auto"``: casts cost more there."""
+"""Models narrower than this (test-size models) stay in fp32 under ``precision="auto"`` (see the module notes)."""
 
 CPU_TOKEN_BUDGET = 2048
-"""Default tokens per forward pass on CPU (measured: smaller batches stay in cache; 8192 was ~25% slower)."""
+"""Default tokens per forward pass on CPU (measured: smaller batches stay in cache; see the module notes)."""
 
 _CUDA_MAX_TOKEN_BUDGET = 65536
 _CUDA_MIN_TOKEN_BUDGET = 1024

@@ -25,10 +25,12 @@ from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolv
 from jp_rerank.presets import DEFAULT_RERANKER, ModelPreset
 from jp_rerank.rerank.backends import (
     BackendOption,
+    Precision,
     PrecisionOption,
     ScoringBackend,
     ScoringPlan,
     TorchBackend,
+    cpu_supports_bf16,
     default_token_budget,
     plan_scoring,
     run_batches,
@@ -438,14 +440,15 @@ def _make_backend(
     """Choose the backend and precision (see :func:`~jp_rerank.rerank.backends.plan_scoring`) and build it."""
     hidden = getattr(model.config, "hidden_size", None)
     int8_ready = False
-    if owner.backend == "auto" and owner.precision == "auto" and device == "cpu" and is_available("onnxruntime"):
+    auto = owner.backend == "auto" and owner.precision == "auto"
+    if auto and device == "cpu" and not cpu_supports_bf16() and is_available("onnxruntime"):
         from jp_rerank.rerank.onnx_backend import find_export
 
         int8_ready = find_export(owner.source, model, "int8") is not None
     plan = plan_scoring(owner.backend, owner.precision, device, hidden_size=hidden, onnx_int8_ready=int8_ready)
     if plan.backend == "torch":
-        assert plan.precision != "int8"
-        return plan, TorchBackend(model, pad_id=pad_id, precision=plan.precision)
+        torch_precision: Precision = "fp32" if plan.precision == "int8" else plan.precision
+        return plan, TorchBackend(model, pad_id=pad_id, precision=torch_precision)
     from jp_rerank.rerank.onnx_backend import OnnxBackend, export_model, find_export
 
     precision: Literal["fp32", "int8"] = "int8" if plan.precision == "int8" else "fp32"
