@@ -549,7 +549,7 @@ def _pair_token_stats(path: str, pairs: _Pairs) -> dict[str, float]:
     return {
         "mean": round(mean, 1),
         "median": float(np.median(lengths)),
-        "p95": float(np.percentile(lengths, 95)),
+        "p95": round(float(np.percentile(lengths, 95)), 1),
         "max": float(max(lengths)),
         "tutorial_padding_waste": round(float(np.mean(padded)) / mean, 2),
     }
@@ -732,7 +732,7 @@ def run_bench(
         questions: Questions per shape (each with ``candidates`` passages).
         candidates: Candidate passages per question (BM25 top-k).
         repeats: Timed repetitions per method (medians are reported).
-        quick: One question, two repetitions, xsmall only, no peers/variants/agreement (a smoke run).
+        quick: One question, two repetitions, the first shape only, no peers/variants/agreement (a smoke run).
         peers: Include LangChain and LlamaIndex (on xsmall and small only; each loads another model copy).
         variants: Time each of our backends, not only the default.
         agreement: Compare our backends' rankings with torch fp32 on the same pairs.
@@ -763,7 +763,7 @@ def run_bench(
         raise ValueError(f"unknown shape(s) {unknown}; choose from {list(_RERANK_SHAPES)}")
     if quick:
         shapes, questions, repeats, peers, variants, agreement, embed_texts = (
-            tuple(shapes[:1]) or ("xsmall",),
+            tuple(shapes[:1]),
             1,
             2,
             False,

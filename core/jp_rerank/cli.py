@@ -50,10 +50,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Functions that add one subcommand each (imported here so ``import jp_rerank`` stays light)."""
+    from jp_rerank.bench import add_bench_command
     from jp_rerank.commands.evaluate import add_eval_command, add_report_command
     from jp_rerank.commands.models import add_models_command
     from jp_rerank.commands.rerank import add_rerank_command
     from jp_rerank.commands.search_index import add_index_command, add_search_command
+    from jp_rerank.rerank.onnx_backend import add_export_command
 
     return [
         _add_demo,
@@ -63,6 +65,8 @@ def _commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPa
         add_rerank_command,
         add_eval_command,
         add_report_command,
+        add_bench_command,
+        add_export_command,
     ]
 
 
