@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,7 +24,7 @@ from jp_rerank.presets import ModelPreset, find_preset
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ModelSource", "hub_offline", "load_st_model", "resolve_device", "resolve_model"]
+__all__ = ["ModelHandle", "ModelSource", "hub_offline", "load_st_model", "resolve_device", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -180,3 +181,53 @@ def load_st_model(
         if isinstance(exc, ValueError) and source.is_local:
             raise
         raise ModelLoadError(_offline_message(source, offline, exc)) from exc
+
+
+class ModelHandle:
+    """What every engine model wrapper shares: where the model comes from, how to load it, and one lock.
+
+    Subclasses (the reranker and the embedders) load lazily under ``self._lock`` with
+    ``load_st_model(cls, self.source, device=resolve_device(self.device), **self._load_kwargs)``.
+
+    Args:
+        model: Alias, hub id or local directory.
+        device: Device string, or ``None`` to pick one at load time.
+        local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
+        cache_folder: Hugging Face cache override.
+        revision: Hub revision.
+        trust_remote_code: Allow custom code from the hub repository.
+
+    Example:
+        >>> ModelHandle("xsmall").model_id
+        'hotchpotch/japanese-reranker-cross-encoder-xsmall-v1'
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        device: str | None = None,
+        local_files_only: bool | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool | None = None,
+    ) -> None:
+        self.source: ModelSource = resolve_model(model)
+        self.device = device
+        self._load_kwargs: dict[str, Any] = {
+            "local_files_only": local_files_only,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "trust_remote_code": trust_remote_code,
+        }
+        self._lock = threading.RLock()
+
+    @property
+    def model_id(self) -> str:
+        """Hub id (for presets and hub models) or resolved local path."""
+        return self.source.model_id
+
+    @property
+    def preset(self) -> ModelPreset | None:
+        """The preset of a known model, else ``None``."""
+        return self.source.preset

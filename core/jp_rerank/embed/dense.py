@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -20,8 +19,8 @@ from jp_rerank._validate import (
     check_query,
     check_texts,
 )
-from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
-from jp_rerank.presets import DEFAULT_EMBEDDER, ModelPreset
+from jp_rerank.loading import ModelHandle, load_st_model, resolve_device
+from jp_rerank.presets import DEFAULT_EMBEDDER
 from jp_rerank.rerank.backends import Precision, plan_scoring
 from jp_rerank.text import normalize_text
 
@@ -42,7 +41,7 @@ STATIC_BATCH_SIZE = 1024
 """Default texts per batch of a StaticEmbedding model (no transformer: large batches amortise per-batch costs)."""
 
 
-class Embedder:
+class Embedder(ModelHandle):
     """A Japanese text embedder that always applies the model's query/document prompts.
 
     Prompts come, in order of precedence, from the ``query_prefix`` / ``document_prefix`` arguments, the prompts
@@ -98,7 +97,14 @@ class Embedder:
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
     ) -> None:
-        self.source: ModelSource = resolve_model(model)
+        super().__init__(
+            model,
+            device=device,
+            local_files_only=local_files_only,
+            cache_folder=cache_folder,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+        )
         self.max_documents = check_optional_positive_int(max_documents, name="max_documents")
         self.max_chars = check_optional_positive_int(max_chars, name="max_chars")
         if truncate_dim is not None:
@@ -112,7 +118,6 @@ class Embedder:
         for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
-        self.device = device
         self.truncate_dim = truncate_dim
         self.normalize_embeddings = normalize_embeddings
         self.normalize = normalize
@@ -121,28 +126,11 @@ class Embedder:
         self._resolved: tuple[int, Precision] = (TRANSFORMER_BATCH_SIZE, "fp32")
         self._max_length = max_length
         self._prefix_override: dict[Side, str | None] = {"query": query_prefix, "document": document_prefix}
-        self._load_kwargs: dict[str, Any] = {
-            "local_files_only": local_files_only,
-            "cache_folder": cache_folder,
-            "revision": revision,
-            "trust_remote_code": trust_remote_code,
-        }
-        self._lock = threading.RLock()
         self._model: SentenceTransformer | None = None
         self._prefixes: dict[Side, str] = {}
 
     def __repr__(self) -> str:
         return f"Embedder(model={self.source.name!r}, truncate_dim={self.truncate_dim!r})"
-
-    @property
-    def model_id(self) -> str:
-        """Hub id (for presets and hub models) or resolved local path."""
-        return self.source.model_id
-
-    @property
-    def preset(self) -> ModelPreset | None:
-        """The preset of a known model, else ``None``."""
-        return self.source.preset
 
     @property
     def model(self) -> SentenceTransformer:

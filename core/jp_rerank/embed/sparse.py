@@ -25,8 +25,8 @@ from jp_rerank._validate import check_positive_int, check_query, check_texts
 from jp_rerank._version import __version__
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 from jp_rerank.index.base import Metadata, MetadataValue, SearchHit, check_ids, check_metadata, check_metadatas
-from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
-from jp_rerank.presets import DEFAULT_SPARSE, ModelPreset
+from jp_rerank.loading import ModelHandle, load_st_model, resolve_device
+from jp_rerank.presets import DEFAULT_SPARSE
 from jp_rerank.text import normalize_text
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def _to_csr(tensor: torch.Tensor) -> csr_matrix:
     return matrix
 
 
-class SparseEmbedder:
+class SparseEmbedder(ModelHandle):
     """A SPLADE-style sparse encoder for Japanese text (sentence-transformers ``SparseEncoder``).
 
     Queries go through ``encode_query`` and passages through ``encode_document``, so a model's saved ``"query"``
@@ -113,7 +113,14 @@ class SparseEmbedder:
         revision: str | None = None,
         trust_remote_code: bool | None = None,
     ) -> None:
-        self.source: ModelSource = resolve_model(model)
+        super().__init__(
+            model,
+            device=device,
+            local_files_only=local_files_only,
+            cache_folder=cache_folder,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+        )
         check_positive_int(batch_size, name="batch_size")
         if max_length is not None:
             check_positive_int(max_length, name="max_length")
@@ -122,33 +129,15 @@ class SparseEmbedder:
         for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
-        self.device = device
         self.normalize = normalize
         self.batch_size = batch_size
         self.max_active_dims = max_active_dims
         self._max_length = max_length
         self._prefix_override: dict[Side, str | None] = {"query": query_prefix, "document": document_prefix}
-        self._load_kwargs: dict[str, Any] = {
-            "local_files_only": local_files_only,
-            "cache_folder": cache_folder,
-            "revision": revision,
-            "trust_remote_code": trust_remote_code,
-        }
-        self._lock = threading.RLock()
         self._model: SparseEncoder | None = None
 
     def __repr__(self) -> str:
         return f"SparseEmbedder(model={self.source.name!r})"
-
-    @property
-    def model_id(self) -> str:
-        """Hub id (for presets and hub models) or resolved local path."""
-        return self.source.model_id
-
-    @property
-    def preset(self) -> ModelPreset | None:
-        """The preset of a known model, else ``None``."""
-        return self.source.preset
 
     @property
     def model(self) -> SparseEncoder:

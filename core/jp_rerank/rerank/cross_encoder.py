@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,8 +20,8 @@ from jp_rerank._validate import (
     check_texts,
 )
 from jp_rerank.errors import ModelLoadError
-from jp_rerank.loading import ModelSource, load_st_model, resolve_device, resolve_model
-from jp_rerank.presets import DEFAULT_RERANKER, ModelPreset
+from jp_rerank.loading import ModelHandle, load_st_model, resolve_device
+from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank.backends import (
     BackendOption,
     Precision,
@@ -52,7 +51,7 @@ Overflow = Literal["truncate", "window"]
 _CHAR_CUT_FACTOR = 8  # in truncate mode, tokenize at most this many characters per budget token
 
 
-class Reranker:
+class Reranker(ModelHandle):
     """A Japanese cross-encoder reranker.
 
     The model is loaded lazily on first use from an alias (``"xsmall"``, ``"base"``...; see
@@ -121,7 +120,14 @@ class Reranker:
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
     ) -> None:
-        self.source: ModelSource = resolve_model(model)
+        super().__init__(
+            model,
+            device=device,
+            local_files_only=local_files_only,
+            cache_folder=cache_folder,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+        )
         if max_length is not None:
             check_positive_int(max_length, name="max_length")
         check_positive_int(batch_size, name="batch_size")
@@ -136,7 +142,6 @@ class Reranker:
         if isinstance(window_overlap, bool) or not isinstance(window_overlap, int) or window_overlap < 0:
             raise ValueError(f"window_overlap must be a non-negative int, got {window_overlap!r}")
         plan_scoring(backend, precision, "cpu", hidden_size=None)  # validates the options and their combination
-        self.device = device
         self.batch_size = batch_size
         self.token_budget = token_budget
         self.activation: Activation = activation
@@ -146,26 +151,9 @@ class Reranker:
         self.precision: PrecisionOption = precision
         self.backend: BackendOption = backend
         self._max_length = max_length
-        self._load_kwargs: dict[str, Any] = {
-            "local_files_only": local_files_only,
-            "cache_folder": cache_folder,
-            "revision": revision,
-            "trust_remote_code": trust_remote_code,
-        }
-        self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
 
     # ------------------------------------------------------------------ properties
-    @property
-    def model_id(self) -> str:
-        """Hub id (for presets and hub models) or resolved local path."""
-        return self.source.model_id
-
-    @property
-    def preset(self) -> ModelPreset | None:
-        """The preset of a known model, else ``None``."""
-        return self.source.preset
-
     @property
     def max_length(self) -> int:
         """Token limit of one (query, passage) input (loads the model)."""
