@@ -48,7 +48,11 @@ def build(kind: str, corpus, tmp_path: Path) -> VectorIndex:
     if kind == "exact":
         index = ExactIndex(DIM, embedder_id="toy-embedder")
     elif kind == "chroma":
-        index = ChromaIndex(DIM, path=tmp_path / "chroma-src", collection_name="src", embedder_id="toy-embedder")
+        # a beam wider than the collection makes Chroma's HNSW search exhaustive, so the rebuilt collection of a
+        # loaded snapshot must return exactly the same neighbours (a narrow beam differs between graphs)
+        index = ChromaIndex(
+            DIM, path=tmp_path / "chroma-src", collection_name="src", embedder_id="toy-embedder", ef_search=2000
+        )
     else:
         index = FaissIndex(DIM, kind=kind, embedder_id="toy-embedder", nlist=16, pq_m=8, pq_nbits=4, nprobe=4)  # type: ignore[arg-type]
         index.train(vectors)
