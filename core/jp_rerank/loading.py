@@ -28,6 +28,7 @@ __all__ = ["ModelHandle", "ModelSource", "hub_offline", "load_st_model", "resolv
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+H = TypeVar("H", bound="ModelHandle")
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -226,6 +227,19 @@ class ModelHandle:
     def model_id(self) -> str:
         """Hub id (for presets and hub models) or resolved local path."""
         return self.source.model_id
+
+    def load(self: H) -> H:
+        """Load the model now instead of on first use; returns ``self``."""
+        self._load()
+        return self
+
+    def _load(self) -> object:
+        """Load the model once (under ``self._lock``) and return it; subclasses implement it."""
+        raise NotImplementedError
+
+    def _load_st(self, cls: type[T], device: str | None = None) -> T:
+        """Load this handle's model as sentence-transformers class ``cls`` with its device and load options."""
+        return load_st_model(cls, self.source, device=device or resolve_device(self.device), **self._load_kwargs)
 
     @property
     def preset(self) -> ModelPreset | None:

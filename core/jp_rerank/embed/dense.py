@@ -19,7 +19,7 @@ from jp_rerank._validate import (
     check_query,
     check_texts,
 )
-from jp_rerank.loading import ModelHandle, load_st_model, resolve_device
+from jp_rerank.loading import ModelHandle
 from jp_rerank.presets import DEFAULT_EMBEDDER
 from jp_rerank.rerank.backends import Precision, plan_scoring
 from jp_rerank.text import normalize_text
@@ -161,11 +161,6 @@ class Embedder(ModelHandle):
         self._load()
         return self._prefixes[side]
 
-    def load(self) -> Embedder:
-        """Load the model now instead of on first use; returns ``self``."""
-        self._load()
-        return self
-
     def _load(self) -> SentenceTransformer:
         model = self._model
         if model is not None:
@@ -174,12 +169,7 @@ class Embedder(ModelHandle):
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
 
-                model = load_st_model(
-                    SentenceTransformer,
-                    self.source,
-                    device=resolve_device(self.device),
-                    **self._load_kwargs,
-                )
+                model = self._load_st(SentenceTransformer)
                 self._check_truncate_dim(model)
                 own_limit = getattr(model, "max_seq_length", None)
                 if self._max_length is not None:

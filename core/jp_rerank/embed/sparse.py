@@ -25,7 +25,7 @@ from jp_rerank._validate import check_positive_int, check_query, check_texts
 from jp_rerank._version import __version__
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 from jp_rerank.index.base import Metadata, MetadataValue, SearchHit, check_ids, check_metadata, check_metadatas
-from jp_rerank.loading import ModelHandle, load_st_model, resolve_device
+from jp_rerank.loading import ModelHandle
 from jp_rerank.presets import DEFAULT_SPARSE
 from jp_rerank.text import normalize_text
 
@@ -153,11 +153,6 @@ class SparseEmbedder(ModelHandle):
             raise ValueError(f"sparse model {self.model_id!r} does not report its output dimension")
         return int(dim)
 
-    def load(self) -> SparseEmbedder:
-        """Load the model now instead of on first use; returns ``self``."""
-        self._load()
-        return self
-
     def _load(self) -> SparseEncoder:
         model = self._model
         if model is not None:
@@ -166,12 +161,7 @@ class SparseEmbedder(ModelHandle):
             if self._model is None:
                 from sentence_transformers import SparseEncoder
 
-                model = load_st_model(
-                    SparseEncoder,
-                    self.source,
-                    device=resolve_device(self.device),
-                    **self._load_kwargs,
-                )
+                model = self._load_st(SparseEncoder)
                 limit = self._max_length or (self.preset.max_length if self.preset else None)
                 if limit is not None and getattr(model, "max_seq_length", None) is not None:
                     model.max_seq_length = min(limit, model.max_seq_length) if self._max_length is None else limit

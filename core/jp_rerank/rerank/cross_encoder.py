@@ -20,7 +20,7 @@ from jp_rerank._validate import (
     check_texts,
 )
 from jp_rerank.errors import ModelLoadError
-from jp_rerank.loading import ModelHandle, load_st_model, resolve_device
+from jp_rerank.loading import ModelHandle, resolve_device
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank.backends import (
     BackendOption,
@@ -181,11 +181,6 @@ class Reranker(ModelHandle):
         )
 
     # ------------------------------------------------------------------ loading
-    def load(self) -> Reranker:
-        """Load the model now instead of on first use; returns ``self``."""
-        self._load()
-        return self
-
     def _load(self) -> _Loaded:
         loaded = self._loaded
         if loaded is not None:
@@ -302,7 +297,7 @@ class _Loaded:
 
         source = owner.source
         device = resolve_device(owner.device)
-        ce: CrossEncoder = load_st_model(CrossEncoder, source, device=device, **owner._load_kwargs)
+        ce: CrossEncoder = owner._load_st(CrossEncoder, device)
         model: Any = ce.model
         if model is None:
             raise ModelLoadError(f"{source.location!r} did not load as a sequence-classification cross-encoder")
