@@ -1,6 +1,6 @@
 """Vector-index scale: IVF-PQ (with and without exact re-ranking) against the exact flat index, at millions.
 
-Data: ``--n`` unit vectors in ``--dim`` dimensions from a Gaussian mixture (:class:`jp_rerank.index.synthetic.
+Data: ``--n`` unit vectors in ``--dim`` dimensions from a Gaussian mixture (:class:`jp_rerank.testing.synthetic.
 GaussianMixture`, ``--clusters`` components, noise/centre length ``--spread``), generated in chunks from a fixed
 seed, plus queries from the same mixture with another seed. Uniform random vectors would have no neighbours worth
 finding; a mixture is a simple stand-in for the topical clusters of sentence embeddings.
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from jp_rerank.index import FaissIndex
-from jp_rerank.index.synthetic import GaussianMixture
+from jp_rerank.testing import GaussianMixture
 
 CORPUS_SEED = 1
 QUERY_SEED = 2

@@ -33,7 +33,7 @@ from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
 from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.toy_models import load_or_toy_engines
+from _offline import load_or_toy_engines
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
 PROMPT = ChatPromptTemplate.from_messages(

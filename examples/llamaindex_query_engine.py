@@ -24,7 +24,7 @@ from llama_index.core.schema import TextNode
 
 from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.toy_models import load_or_toy_engines
+from _offline import load_or_toy_engines
 from llamaindex_jp_rerank import JapaneseEmbedding, JapaneseRerank, JapaneseRetriever
 
 

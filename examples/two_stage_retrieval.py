@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, TwoStageRetriever
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.toy_models import load_or_toy_engines
+from _offline import load_or_toy_engines
 
 
 def read_passages(path: str | None) -> list[dict[str, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langchain_core.cross_encoders import BaseCrossEncoder
 
-from jp_rerank._validate import check_texts
+from jp_rerank.checks import check_texts
 from langchain_jp_rerank._common import RerankerAdapter
 
 __all__ = ["JapaneseCrossEncoder"]

@@ -9,7 +9,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, field_validator
 
-from jp_rerank._validate import check_positive_int
+from jp_rerank.checks import check_positive_int
 from langchain_jp_rerank._common import RerankerAdapter, scored_copy
 
 __all__ = ["JapaneseReranker"]

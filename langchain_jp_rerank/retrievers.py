@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, PrivateAttr, ValidationInfo, field_validator
 
-from jp_rerank._validate import check_positive_int
+from jp_rerank.checks import check_positive_int
 from jp_rerank.embed import Embedder
 from jp_rerank.pipeline import TwoStageRetriever
 from jp_rerank.presets import DEFAULT_RERANKER

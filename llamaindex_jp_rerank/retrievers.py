@@ -13,8 +13,9 @@ from llama_index.core.ingestion import run_transformations
 from llama_index.core.node_parser import TextSplitter
 from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeWithScore, QueryBundle, TransformComponent
 
-from jp_rerank._validate import check_positive_int
-from jp_rerank.pipeline import RetrievedPassage, TwoStageRetriever
+from jp_rerank.checks import check_positive_int
+from jp_rerank.hits import SearchHit
+from jp_rerank.pipeline import TwoStageRetriever
 from jp_rerank.text import chunk_text
 from llamaindex_jp_rerank.embeddings import JapaneseEmbedding
 from llamaindex_jp_rerank.postprocessor import JapaneseRerank, RerankedNode
@@ -153,7 +154,7 @@ class JapaneseRetriever(BaseRetriever):
         nodes = run_transformations(list(documents), steps, in_place=False)
         return cls.from_nodes(nodes, **kwargs)
 
-    def _to_nodes(self, passages: list[RetrievedPassage]) -> list[NodeWithScore]:
+    def _to_nodes(self, passages: list[SearchHit]) -> list[NodeWithScore]:
         out: list[NodeWithScore] = []
         for p in passages:
             node = self._nodes.get(p.id)

@@ -1,6 +1,6 @@
 """Session fixtures: tiny random-weight models built once per test session, offline.
 
-Each model fixture returns the ``pathlib.Path`` of a folder built with :mod:`jp_rerank.toy_models`; tests
+Each model fixture returns the ``pathlib.Path`` of a folder built with :mod:`jp_rerank.testing`; tests
 load it themselves through the public APIs (``CrossEncoder(str(path))``, ``SentenceTransformer(...)``, ...).
 The folders are shared by the whole session: read them, never write into them (copy with
 ``shutil.copytree`` first if a test must change files). ``reranker`` and ``embedder`` are engines loaded once
@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,10 +25,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The examples import their shared helper (examples/_offline.py) as `python examples/x.py` would.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import pytest  # noqa: E402
 
-from jp_rerank import Embedder, Reranker, toy_models  # noqa: E402
+from jp_rerank import Embedder, Reranker, testing  # noqa: E402
 from jp_rerank.data import load_demo_corpus, load_demo_queries  # noqa: E402
 from jp_rerank.datasets import default_data_dir  # noqa: E402
 
@@ -35,37 +38,37 @@ from jp_rerank.datasets import default_data_dir  # noqa: E402
 @pytest.fixture(scope="session")
 def xlmr_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny ``XLMRobertaForSequenceClassification`` cross-encoder with a Unigram tokenizer."""
-    return toy_models.build_xlmr_cross_encoder(tmp_path_factory.mktemp("xlmr-ce"))
+    return testing.build_xlmr_cross_encoder(tmp_path_factory.mktemp("xlmr-ce"))
 
 
 @pytest.fixture(scope="session")
 def bert_ja_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny ``BertForSequenceClassification`` cross-encoder with a MeCab ``BertJapaneseTokenizer``."""
-    return toy_models.build_bert_ja_cross_encoder(tmp_path_factory.mktemp("bert-ja-ce"))
+    return testing.build_bert_ja_cross_encoder(tmp_path_factory.mktemp("bert-ja-ce"))
 
 
 @pytest.fixture(scope="session")
 def dense_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny sentence-transformers embedder with saved ``query: `` / ``passage: `` prompts."""
-    return toy_models.build_dense_embedder(tmp_path_factory.mktemp("dense"))
+    return testing.build_dense_embedder(tmp_path_factory.mktemp("dense"))
 
 
 @pytest.fixture(scope="session")
 def dense_noprompt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny sentence-transformers embedder without saved prompts."""
-    return toy_models.build_dense_embedder(tmp_path_factory.mktemp("dense-noprompt"), prompts=None)
+    return testing.build_dense_embedder(tmp_path_factory.mktemp("dense-noprompt"), prompts=None)
 
 
 @pytest.fixture(scope="session")
 def static_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Sentence-transformers ``StaticEmbedding`` model (64 dimensions) over the Unigram tokenizer."""
-    return toy_models.build_static_embedder(tmp_path_factory.mktemp("static"))
+    return testing.build_static_embedder(tmp_path_factory.mktemp("static"))
 
 
 @pytest.fixture(scope="session")
 def splade_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny sentence-transformers ``SparseEncoder`` (``BertForMaskedLM`` + ``SpladePooling``)."""
-    return toy_models.build_splade_encoder(tmp_path_factory.mktemp("splade"))
+    return testing.build_splade_encoder(tmp_path_factory.mktemp("splade"))
 
 
 @pytest.fixture(scope="session")

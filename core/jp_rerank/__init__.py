@@ -11,11 +11,14 @@ Example:
 
 from __future__ import annotations
 
+from jp_rerank._deprecation import moved
 from jp_rerank._version import __version__
 from jp_rerank.embed import Embedder, SparseEmbedder
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError, JpRerankError, ModelLoadError
+from jp_rerank.hits import FirstStage, RerankResult, SearchHit
+from jp_rerank.index import SparseIndex
 from jp_rerank.lexical import BM25Index
-from jp_rerank.pipeline import RetrievedPassage, TwoStageRetriever
+from jp_rerank.pipeline import DenseRetriever, TwoStageRetriever
 from jp_rerank.presets import (
     DEFAULT_EMBEDDER,
     DEFAULT_RERANKER,
@@ -24,7 +27,7 @@ from jp_rerank.presets import (
     get_preset,
     list_presets,
 )
-from jp_rerank.rerank import Reranker, RerankResult
+from jp_rerank.rerank import Reranker
 from jp_rerank.text import normalize_text
 
 __all__ = [
@@ -32,7 +35,9 @@ __all__ = [
     "DEFAULT_RERANKER",
     "DEFAULT_SPARSE",
     "BM25Index",
+    "DenseRetriever",
     "Embedder",
+    "FirstStage",
     "IndexCorruptedError",
     "IndexMismatchError",
     "JpRerankError",
@@ -40,11 +45,14 @@ __all__ = [
     "ModelPreset",
     "RerankResult",
     "Reranker",
-    "RetrievedPassage",
+    "SearchHit",
     "SparseEmbedder",
+    "SparseIndex",
     "TwoStageRetriever",
     "__version__",
     "get_preset",
     "list_presets",
     "normalize_text",
 ]
+
+__getattr__ = moved(__name__, {"RetrievedPassage": "jp_rerank.hits:SearchHit"})

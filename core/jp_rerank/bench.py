@@ -236,13 +236,14 @@ def _candidate_pairs(dataset: BeirDataset, questions: int, candidates: int, seed
     texts = dataset.passages(with_title=True)
     ids = list(dataset.doc_ids)
     index = BM25Index().index(texts, ids=ids)
+    position = {doc_id: i for i, doc_id in enumerate(ids)}
     qids = random.Random(seed).sample(sorted(dataset.queries), min(questions, len(dataset.queries)))
     rng = random.Random(seed + 1)
     out_ids: list[list[str]] = []
     out_docs: list[list[str]] = []
     topped = 0
     for qid in qids:
-        hits = [h.index for h in index.search(dataset.queries[qid], k=candidates)]
+        hits = [position[h.id] for h in index.search(dataset.queries[qid], k=candidates)]
         if len(hits) < min(candidates, len(texts)):
             chosen = set(hits)
             rest = [i for i in range(len(texts)) if i not in chosen]

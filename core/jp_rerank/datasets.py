@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jp_rerank._deps import require
-from jp_rerank.errors import JpRerankError
+from jp_rerank.errors import DatasetUnavailableError
 
 __all__ = [
     "DATA_ENV",
@@ -44,10 +44,6 @@ JQARA_REPO = "hotchpotch/JQaRA"
 JACWIR_REPO = "hotchpotch/JaCWIR"
 
 _QUERY_ID_HEADERS = {"query-id", "query_id", "qid"}
-
-
-class DatasetUnavailableError(JpRerankError, OSError):
-    """A dataset could not be fetched (hub unreachable, offline mode without a cached copy)."""
 
 
 @dataclass(frozen=True)

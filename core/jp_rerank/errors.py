@@ -1,8 +1,21 @@
-"""Exception types raised by jp-rerank."""
+"""Every exception type jp-rerank raises of its own (one home; the modules that raise them import them here).
+
+All derive from :class:`JpRerankError` and from the built-in type a caller would already catch (``OSError`` for
+things that could not be had, ``ValueError`` for bad data, ``ConnectionError`` for servers), so existing
+``except OSError`` / ``except ValueError`` code keeps working.
+"""
 
 from __future__ import annotations
 
-__all__ = ["IndexCorruptedError", "IndexMismatchError", "JpRerankError", "ModelLoadError"]
+__all__ = [
+    "CliInputError",
+    "DatasetUnavailableError",
+    "IndexCorruptedError",
+    "IndexMismatchError",
+    "IndexServerUnavailableError",
+    "JpRerankError",
+    "ModelLoadError",
+]
 
 
 class JpRerankError(Exception):
@@ -10,7 +23,7 @@ class JpRerankError(Exception):
 
 
 class ModelLoadError(JpRerankError, OSError):
-    """A model could not be loaded (not cached offline, missing files, unreachable hub)."""
+    """A model could not be loaded (not cached offline, missing files, unreachable hub, wrong kind of model)."""
 
 
 class IndexMismatchError(JpRerankError, ValueError):
@@ -19,3 +32,15 @@ class IndexMismatchError(JpRerankError, ValueError):
 
 class IndexCorruptedError(JpRerankError, ValueError):
     """A saved index is unreadable: a file is missing, truncated, or does not match its recorded checksum."""
+
+
+class IndexServerUnavailableError(JpRerankError, ConnectionError):
+    """A vector-index server (Chroma over HTTP) could not be reached or kept failing after the retries."""
+
+
+class DatasetUnavailableError(JpRerankError, OSError):
+    """A dataset could not be fetched (hub unreachable, offline mode without a cached copy)."""
+
+
+class CliInputError(JpRerankError, ValueError):
+    """A file or value given on the command line is missing or malformed (exit code 2)."""

@@ -1,7 +1,10 @@
 """Fusing several rankings of the same passages into one: reciprocal rank fusion and weighted score fusion.
 
-Both functions take one ranking per first-stage retriever (dense, sparse, BM25...), best first, and return
-:class:`FusedHit` objects sorted by descending fused score. An id may appear in only some of the rankings.
+Both functions take one ranking per retriever (dense, sparse, BM25..., or a reranker against its first stage),
+best first, and return :class:`~jp_rerank.hits.SearchHit` objects sorted by the fused score. An id may appear in
+only some of the rankings. A ranking is a sequence of hits (anything with ``id`` and ``score``, and optionally
+``text`` and ``metadata``: :class:`~jp_rerank.hits.SearchHit`), of ``(id, score)`` pairs, or — for reciprocal
+rank fusion, which needs no scores — of plain ``str`` ids.
 
 Conventions, all checked by the tests:
 
@@ -15,9 +18,10 @@ Conventions, all checked by the tests:
     from a ranking gets that ranking's lowest z-score (it ranked below everything that was returned).
 
 * **Weights** default to 1 for every ranking; they must be finite and ``>= 0`` with at least one positive.
-* **Ties** in the fused score are broken by first appearance: ids are ordered as they are first met when reading
-  the rankings one after another (the whole first ranking in order, then the ids new in the second, ...).
-  The result is therefore fully deterministic and independent of hashing.
+* **Results**: each hit's ``scores`` maps a ranking's name (``names``, default ``"0"``, ``"1"``...) to the score the
+  id had there (rankings of plain ids record none); ``text`` and ``metadata`` come from the first ranking that
+  holds the id with them. Ties in the fused score follow the engine's one rule: ascending id
+  (:func:`jp_rerank.hits.rank`).
 * An id repeated within one ranking, a non-string id, or a non-finite score raises ``ValueError``/``TypeError``.
 """
 
@@ -26,36 +30,34 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
-from jp_rerank._validate import check_positive_int
+from jp_rerank._deprecation import moved
+from jp_rerank.checks import check_positive_int
+from jp_rerank.hits import SearchHit, rank
+from jp_rerank.types import Metadata
 
-__all__ = ["FusedHit", "Normalization", "reciprocal_rank_fusion", "weighted_score_fusion"]
+__all__ = ["Normalization", "check_weights", "reciprocal_rank_fusion", "weighted_score_fusion"]
+
+__getattr__ = moved(__name__, {"FusedHit": "jp_rerank.hits:SearchHit"})
 
 Normalization = Literal["minmax", "zscore"]
 
+RankingItem = str | tuple[str, float] | SearchHit
+"""One entry of a ranking: a hit, an ``(id, score)`` pair, or (reciprocal rank fusion only) a ``str`` id."""
 
-@dataclass(frozen=True)
-class FusedHit:
-    """One fused result.
 
-    Attributes:
-        id: Passage id.
-        score: Fused score (a plain float; higher is better).
-        ranks: The id's 1-based rank in each input ranking, ``None`` where it is absent.
+def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """Return one weight per ranking: finite, ``>= 0``, at least one positive (default all 1).
+
+    Raises:
+        TypeError: If ``weights`` is not a sequence of numbers.
+        ValueError: If the count differs from ``n`` or a weight is negative or not finite, or all are 0.
 
     Example:
-        >>> FusedHit(id="doc-1", score=0.0325, ranks=(1, None))
-        FusedHit(id='doc-1', score=0.0325, ranks=(1, None))
+        >>> check_weights(None, 2)
+        [1.0, 1.0]
     """
-
-    id: str
-    score: float
-    ranks: tuple[int | None, ...]
-
-
-def _check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
     if weights is None:
         return [1.0] * n
     if isinstance(weights, str) or not isinstance(weights, Sequence):
@@ -74,81 +76,135 @@ def _check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
     return out
 
 
-def _check_ids(ranking: object, i: int) -> list[str]:
-    if isinstance(ranking, str | bytes) or not isinstance(ranking, Sequence):
-        raise TypeError(f"rankings[{i}] must be a sequence of ids, got {type(ranking).__name__}")
-    ids = list(ranking)
-    seen: set[str] = set()
-    for j, doc_id in enumerate(ids):
-        if not isinstance(doc_id, str):
-            raise TypeError(f"rankings[{i}][{j}] must be a str id, got {type(doc_id).__name__}")
-        if doc_id in seen:
-            raise ValueError(f"rankings[{i}] lists id {doc_id!r} more than once")
-        seen.add(doc_id)
-    return ids
+def _check_names(names: Sequence[str] | None, n: int) -> list[str]:
+    if names is None:
+        return [str(i) for i in range(n)]
+    out = list(names)
+    if len(out) != n or len(set(out)) != n or not all(isinstance(x, str) and x for x in out):
+        raise ValueError(f"names must be {n} distinct non-empty strings, one per ranking, got {out!r}")
+    return out
 
 
-def _check_rankings(rankings: object) -> list[object]:
+def _parse(
+    rankings: object, *, scores_needed: bool
+) -> tuple[list[list[str]], list[list[float] | None], dict[str, tuple[str, Metadata]]]:
+    """Split rankings into id lists, score lists (``None`` for plain ids) and the first text/metadata per id."""
     if isinstance(rankings, str | bytes) or not isinstance(rankings, Sequence):
         raise TypeError(f"rankings must be a sequence of rankings, got {type(rankings).__name__}")
-    return list(rankings)
+    id_lists: list[list[str]] = []
+    score_lists: list[list[float] | None] = []
+    documents: dict[str, tuple[str, Metadata]] = {}
+    for i, ranking in enumerate(rankings):
+        if isinstance(ranking, str | bytes) or not isinstance(ranking, Sequence):
+            raise TypeError(f"rankings[{i}] must be a sequence of ids, pairs or hits, got {type(ranking).__name__}")
+        ids: list[str] = []
+        scores: list[float] = []
+        seen: set[str] = set()
+        for j, item in enumerate(ranking):
+            doc_id, score = _item(item, i, j, scores_needed=scores_needed)
+            if doc_id in seen:
+                raise ValueError(f"rankings[{i}] lists id {doc_id!r} more than once")
+            seen.add(doc_id)
+            ids.append(doc_id)
+            if score is not None:
+                scores.append(score)
+            text = getattr(item, "text", None)
+            if isinstance(text, str) and doc_id not in documents:
+                documents[doc_id] = (text, dict(getattr(item, "metadata", None) or {}))
+        if scores and len(scores) != len(ids):
+            raise TypeError(f"rankings[{i}] mixes plain ids with scored entries")
+        id_lists.append(ids)
+        score_lists.append(scores if ids and scores else None)
+    return id_lists, score_lists, documents
 
 
-def _finish(totals: dict[str, float], ranks: dict[str, list[int | None]], top_n: int | None) -> list[FusedHit]:
-    # dicts keep insertion order = first appearance; sorted() is stable, so ties keep that order
-    order = sorted(totals, key=lambda doc_id: -totals[doc_id])
-    if top_n is not None:
-        order = order[:top_n]
-    return [FusedHit(id=doc_id, score=float(totals[doc_id]), ranks=tuple(ranks[doc_id])) for doc_id in order]
+def _item(item: object, i: int, j: int, *, scores_needed: bool) -> tuple[str, float | None]:
+    if isinstance(item, str):
+        if scores_needed:
+            raise TypeError(f"rankings[{i}][{j}] must be an (id, score) pair or a hit, got {item!r}")
+        return item, None
+    if isinstance(item, tuple | list):
+        if len(item) != 2:
+            raise TypeError(f"rankings[{i}][{j}] must be an (id, score) pair, got {item!r}")
+        doc_id, score = item
+    elif hasattr(item, "id") and hasattr(item, "score"):
+        doc_id, score = item.id, item.score
+    else:
+        what = "an (id, score) pair or a hit" if scores_needed else "a str id"
+        raise TypeError(f"rankings[{i}][{j}] must be {what}, got {type(item).__name__}")
+    if not isinstance(doc_id, str):
+        raise TypeError(f"rankings[{i}][{j}] must be a str id, got {type(doc_id).__name__}")
+    if isinstance(score, bool) or not isinstance(score, numbers.Real):
+        raise TypeError(f"rankings[{i}][{j}] score must be a number, got {type(score).__name__}")
+    if not math.isfinite(score):
+        raise ValueError(f"rankings[{i}][{j}] has a non-finite score {score!r}")
+    return doc_id, float(score)
 
 
-def _rank_table(id_lists: list[list[str]]) -> dict[str, list[int | None]]:
-    ranks: dict[str, list[int | None]] = {}
-    for i, ids in enumerate(id_lists):
-        for rank, doc_id in enumerate(ids, 1):
-            ranks.setdefault(doc_id, [None] * len(id_lists))[i] = rank
-    return ranks
+def _hits(
+    totals: dict[str, float],
+    id_lists: list[list[str]],
+    score_lists: list[list[float] | None],
+    names: list[str],
+    documents: dict[str, tuple[str, Metadata]],
+    top_n: int | None,
+) -> list[SearchHit]:
+    per_id: dict[str, dict[str, float]] = {doc_id: {} for doc_id in totals}
+    for name, ids, scores in zip(names, id_lists, score_lists, strict=True):
+        if scores is not None:
+            for doc_id, score in zip(ids, scores, strict=True):
+                per_id[doc_id][name] = score
+    order = list(totals)
+    best = rank([totals[d] for d in order], top_n, ids=order)
+    out = []
+    for position in best:
+        doc_id = order[position]
+        text, metadata = documents.get(doc_id, ("", {}))
+        out.append(SearchHit(doc_id, float(totals[doc_id]), text, dict(metadata), per_id[doc_id]))
+    return out
 
 
 def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[str]],
+    rankings: Sequence[Sequence[RankingItem]],
     *,
     k: float = 60,
     weights: Sequence[float] | None = None,
     top_n: int | None = None,
-) -> list[FusedHit]:
-    """Fuse rankings of ids by reciprocal rank: ``sum_i w_i / (k + rank_i)``.
+    names: Sequence[str] | None = None,
+) -> list[SearchHit]:
+    """Fuse rankings by reciprocal rank: ``sum_i w_i / (k + rank_i)``.
 
     Args:
-        rankings: One list of ids per retriever, best first.
+        rankings: One ranking per retriever, best first: ids, ``(id, score)`` pairs or hits.
         k: Rank offset (``>= 0``); larger values flatten the difference between top and lower ranks.
         weights: One non-negative weight per ranking (default: all 1).
         top_n: Keep the best ``top_n`` (``None``: all).
+        names: One name per ranking, the keys of each hit's ``scores`` (default ``"0"``, ``"1"``...).
 
     Returns:
-        Fused hits sorted by descending score; ties in first-appearance order (see the module notes).
+        Fused hits sorted by descending score, ties by ascending id.
 
     Raises:
-        ValueError: An id repeated in a ranking, ``k < 0``, bad weights or ``top_n <= 0``.
-        TypeError: A ranking that is not a sequence of str ids.
+        ValueError: An id repeated in a ranking, ``k < 0``, bad weights or names, or ``top_n <= 0``.
+        TypeError: A ranking that is not a sequence of ids, pairs or hits.
 
     Example:
         >>> [(h.id, round(h.score, 5)) for h in reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=1)]
         [('b', 0.83333), ('a', 0.5), ('c', 0.33333)]
     """
-    items = _check_rankings(rankings)
     if isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k) or k < 0:
         raise ValueError(f"k must be a finite number >= 0, got {k!r}")
     if top_n is not None:
         check_positive_int(top_n, name="top_n")
-    id_lists = [_check_ids(ranking, i) for i, ranking in enumerate(items)]
-    w = _check_weights(weights, len(id_lists))
-    ranks = _rank_table(id_lists)
-    totals = {
-        doc_id: math.fsum(w[i] / (k + r) for i, r in enumerate(doc_ranks) if r is not None)
-        for doc_id, doc_ranks in ranks.items()
-    }
-    return _finish(totals, ranks, top_n)
+    id_lists, score_lists, documents = _parse(rankings, scores_needed=False)
+    w = check_weights(weights, len(id_lists))
+    labels = _check_names(names, len(id_lists))
+    parts: dict[str, list[float]] = {}
+    for weight, ids in zip(w, id_lists, strict=True):
+        for position, doc_id in enumerate(ids, 1):
+            parts.setdefault(doc_id, []).append(weight / (k + position))
+    totals = {doc_id: math.fsum(values) for doc_id, values in parts.items()}
+    return _hits(totals, id_lists, score_lists, labels, documents, top_n)
 
 
 def _normalise(scores: list[float], method: Normalization) -> tuple[list[float], float]:
@@ -167,67 +223,54 @@ def _normalise(scores: list[float], method: Normalization) -> tuple[list[float],
 
 
 def weighted_score_fusion(
-    rankings: Sequence[Sequence[tuple[str, float]]],
+    rankings: Sequence[Sequence[tuple[str, float] | SearchHit]],
     *,
     weights: Sequence[float] | None = None,
     normalization: Normalization = "minmax",
     top_n: int | None = None,
-) -> list[FusedHit]:
+    names: Sequence[str] | None = None,
+) -> list[SearchHit]:
     """Fuse scored rankings by a weighted sum of per-ranking normalised scores.
 
     Args:
-        rankings: One list of ``(id, score)`` per retriever, best first (the order gives :attr:`FusedHit.ranks`).
+        rankings: One ranking per retriever, best first: ``(id, score)`` pairs or hits.
         weights: One non-negative weight per ranking (default: all 1).
         normalization: ``"minmax"`` or ``"zscore"`` (see the module notes for equal scores and absent ids).
         top_n: Keep the best ``top_n`` (``None``: all).
+        names: One name per ranking, the keys of each hit's ``scores`` (default ``"0"``, ``"1"``...).
 
     Returns:
-        Fused hits sorted by descending score; ties in first-appearance order.
+        Fused hits sorted by descending score, ties by ascending id.
 
     Raises:
-        ValueError: An id repeated in a ranking, a non-finite score, bad weights, an unknown normalisation or
-            ``top_n <= 0``.
-        TypeError: A ranking that is not a sequence of ``(str, number)`` pairs.
+        ValueError: An id repeated in a ranking, a non-finite score, bad weights or names, an unknown
+            normalisation or ``top_n <= 0``.
+        TypeError: A ranking that is not a sequence of ``(str, number)`` pairs or hits.
 
     Example:
         >>> hits = weighted_score_fusion([[("a", 3.0), ("b", 1.0)], [("b", 0.9), ("c", 0.5)]])
         >>> [(h.id, h.score) for h in hits]
         [('a', 1.0), ('b', 1.0), ('c', 0.0)]
+        >>> hits[1].scores
+        {'0': 1.0, '1': 0.9}
     """
-    items = _check_rankings(rankings)
     if normalization not in ("minmax", "zscore"):
         raise ValueError(f"normalization must be 'minmax' or 'zscore', got {normalization!r}")
     if top_n is not None:
         check_positive_int(top_n, name="top_n")
-    id_lists: list[list[str]] = []
-    score_lists: list[list[float]] = []
-    for i, ranking in enumerate(items):
-        if isinstance(ranking, str | bytes) or not isinstance(ranking, Sequence):
-            raise TypeError(f"rankings[{i}] must be a sequence of (id, score) pairs, got {type(ranking).__name__}")
-        ids, scores = [], []
-        for j, pair in enumerate(ranking):
-            if not isinstance(pair, Sequence) or isinstance(pair, str | bytes) or len(pair) != 2:
-                raise TypeError(f"rankings[{i}][{j}] must be an (id, score) pair, got {pair!r}")
-            doc_id, score = pair
-            if isinstance(score, bool) or not isinstance(score, numbers.Real):
-                raise TypeError(f"rankings[{i}][{j}] score must be a number, got {type(score).__name__}")
-            if not math.isfinite(score):
-                raise ValueError(f"rankings[{i}][{j}] has a non-finite score {score!r}")
-            ids.append(doc_id)
-            scores.append(float(score))
-        id_lists.append(_check_ids(ids, i))
-        score_lists.append(scores)
-    w = _check_weights(weights, len(id_lists))
-    ranks = _rank_table(id_lists)
+    id_lists, score_lists, documents = _parse(rankings, scores_needed=True)
+    w = check_weights(weights, len(id_lists))
+    labels = _check_names(names, len(id_lists))
     per_ranking: list[tuple[dict[str, float], float]] = []
     for ids, scores in zip(id_lists, score_lists, strict=True):
-        if not ids:
+        if not ids or scores is None:
             per_ranking.append(({}, 0.0))
             continue
         normed, absent = _normalise(scores, normalization)
         per_ranking.append((dict(zip(ids, normed, strict=True)), absent))
+    every_id = dict.fromkeys(doc_id for ids in id_lists for doc_id in ids)
     totals = {
         doc_id: math.fsum(w[i] * table.get(doc_id, absent) for i, (table, absent) in enumerate(per_ranking))
-        for doc_id in ranks
+        for doc_id in every_id
     }
-    return _finish(totals, ranks, top_n)
+    return _hits(totals, id_lists, score_lists, labels, documents, top_n)

@@ -9,6 +9,8 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
+from jp_rerank.defaults import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+
 __all__ = ["chunk_text", "normalize_text", "split_sentences"]
 
 _SPACE_RE = re.compile(r"[\s\u3000]+")
@@ -80,7 +82,7 @@ def iter_windows(length: int, window: int, stride: int) -> Iterator[tuple[int, i
         start += stride
 
 
-def chunk_text(text: str, *, size: int = 400, overlap: int = 50) -> list[str]:
+def chunk_text(text: str, *, size: int = DEFAULT_CHUNK_SIZE, overlap: int = DEFAULT_CHUNK_OVERLAP) -> list[str]:
     """Split ``text`` into chunks of at most ``size`` characters, preferring sentence boundaries.
 
     Sentences are packed greedily; a sentence longer than ``size`` is cut into character windows that overlap

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jp_rerank.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
-from jp_rerank.index.persist import read_snapshot
+from jp_rerank.snapshots import read_snapshot
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:

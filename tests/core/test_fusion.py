@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jp_rerank.fusion import FusedHit, reciprocal_rank_fusion, weighted_score_fusion
+from jp_rerank.fusion import reciprocal_rank_fusion, weighted_score_fusion
+from jp_rerank.hits import SearchHit
 
 
-def _pairs(hits: list[FusedHit]) -> list[tuple[str, float]]:
+def _pairs(hits: list[SearchHit]) -> list[tuple[str, float]]:
     return [(h.id, h.score) for h in hits]
 
 
@@ -23,9 +24,23 @@ def test_rrf_hand_computed_default_k() -> None:
     for hit, (_, score) in zip(hits, expected, strict=True):
         assert hit.score == pytest.approx(score, rel=1e-12)
         assert type(hit.score) is float
-    assert hits[0].ranks == (1, 2)
-    assert hits[1].ranks == (3, 1)
-    assert hits[2].ranks == (2, None)  # id present in only one list
+    assert all(isinstance(h, SearchHit) and h.scores == {} for h in hits)  # plain ids carry no stage scores
+
+
+def test_fused_hits_keep_each_rankings_score_text_and_metadata() -> None:
+    dense = [SearchHit("a", 0.9, "本文A", {"src": "x"}), SearchHit("b", 0.5, "本文B")]
+    bm25 = [SearchHit("b", 12.0, "本文B (bm25)"), SearchHit("c", 3.0, "本文C", {"src": "y"})]
+    hits = reciprocal_rank_fusion([dense, bm25], names=["dense", "bm25"])
+    by_id = {h.id: h for h in hits}
+    assert by_id["b"].scores == {"dense": 0.5, "bm25": 12.0}
+    assert by_id["a"].scores == {"dense": 0.9}  # absent from bm25: no score recorded there
+    assert (by_id["a"].text, by_id["a"].metadata) == ("本文A", {"src": "x"})
+    assert by_id["b"].text == "本文B"  # text from the first ranking holding the id
+    assert by_id["c"].metadata == {"src": "y"}
+    by_id["a"].metadata["src"] = "changed"
+    assert dense[0].metadata == {"src": "x"}  # a copy
+    with pytest.raises(ValueError, match="distinct non-empty strings"):
+        reciprocal_rank_fusion([dense, bm25], names=["same", "same"])
 
 
 def test_rrf_weights_and_k() -> None:
@@ -36,12 +51,12 @@ def test_rrf_weights_and_k() -> None:
     assert _pairs(zero_weight) == [("b", 0.5), ("a", 0.0)]  # still listed, with no credit
 
 
-def test_rrf_ties_follow_first_appearance() -> None:
-    # x and y both rank 1 in one list each; x's list comes first
+def test_rrf_ties_follow_ascending_id() -> None:
+    # x and y both rank 1 in one list each: the engine's one tie rule orders them by id, whatever the list order
     assert [h.id for h in reciprocal_rank_fusion([["x"], ["y"]])] == ["x", "y"]
-    assert [h.id for h in reciprocal_rank_fusion([["y"], ["x"]])] == ["y", "x"]
-    # symmetric swap: a and b tie; a appears first when reading list 0
-    assert [h.id for h in reciprocal_rank_fusion([["a", "b"], ["b", "a"]])] == ["a", "b"]
+    assert [h.id for h in reciprocal_rank_fusion([["y"], ["x"]])] == ["x", "y"]
+    # symmetric swap: a and b tie
+    assert [h.id for h in reciprocal_rank_fusion([["b", "a"], ["a", "b"]])] == ["a", "b"]
 
 
 def test_rrf_top_n_and_empty_inputs() -> None:
@@ -59,8 +74,8 @@ def test_minmax_fusion_hand_computed() -> None:
     # list 0: a 1.0, b 0.5, c 0.0 ; list 1: c 1.0, d 0.5, a 0.0 ; absent -> 0
     # a: 1 + 0 = 1 ; b: 0.5 ; c: 0 + 2 = 2 ; d: 2 * 0.5 = 1
     assert _pairs(hits) == [("c", 2.0), ("a", 1.0), ("d", 1.0), ("b", 0.5)]
-    assert hits[0].ranks == (3, 1)
-    assert hits[3].ranks == (2, None)
+    assert hits[0].scores == {"0": 2.0, "1": 0.9}
+    assert hits[3].scores == {"0": 6.0}
 
 
 def test_minmax_equal_scores_get_one() -> None:
@@ -76,7 +91,7 @@ def test_zscore_fusion_hand_computed() -> None:
     # list 1: mean 3, std 2 -> b +1, d -1 ; absent gets -1
     z = math.sqrt(1.5)
     expected = {"a": z - 1, "b": 0 + 1, "c": -z - 1, "d": -z - 1}
-    assert [h.id for h in hits] == ["b", "a", "c", "d"]  # c and d tie: c appears first
+    assert [h.id for h in hits] == ["b", "a", "c", "d"]  # c and d tie: ascending id
     for h in hits:
         assert h.score == pytest.approx(expected[h.id], rel=1e-12)
 
@@ -105,8 +120,10 @@ def test_errors() -> None:
         reciprocal_rank_fusion([["a"]], top_n=0)
     with pytest.raises(ValueError, match="non-finite score"):
         weighted_score_fusion([[("a", float("nan"))]])
-    with pytest.raises(TypeError, match=r"must be an \(id, score\) pair"):
+    with pytest.raises(TypeError, match=r"must be an \(id, score\) pair or a hit"):
         weighted_score_fusion([["a"]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="mixes plain ids with scored entries"):
+        reciprocal_rank_fusion([["a", ("b", 1.0)]])
     with pytest.raises(ValueError, match="normalization must be"):
         weighted_score_fusion([[("a", 1.0)]], normalization="l2")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lists id 'b' more than once"):
@@ -132,7 +149,10 @@ def test_rrf_properties(rankings: list[list[str]]) -> None:
     assert scores == sorted(scores, reverse=True)
     assert hits == reciprocal_rank_fusion([list(r) for r in rankings])  # deterministic
     for h in hits:
-        assert h.score == pytest.approx(sum(1 / (60 + r) for r in h.ranks if r is not None))
+        ranks = [r.index(h.id) + 1 for r in rankings if h.id in r]
+        assert h.score == pytest.approx(sum(1 / (60 + rank) for rank in ranks))
+    ties = [(a.id, b.id) for a, b in zip(hits, hits[1:], strict=False) if a.score == b.score]
+    assert all(x < y for x, y in ties)  # equal scores: ascending id
 
 
 @given(st.lists(_ids, min_size=1, max_size=4), st.sampled_from(["minmax", "zscore"]))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from jp_rerank.index import ChromaIndex, ExactIndex, IndexMismatchError, Record, SearchHit, load_index, make_index
-from jp_rerank.index.synthetic import GaussianMixture
+from jp_rerank.testing import GaussianMixture
 
 chromadb = pytest.importorskip("chromadb")
 

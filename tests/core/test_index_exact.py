@@ -18,7 +18,7 @@ from jp_rerank.index import (
     ingest,
     make_index,
 )
-from jp_rerank.index.synthetic import GaussianMixture
+from jp_rerank.testing import GaussianMixture
 
 DIM = 16
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from jp_rerank.index import ExactIndex, FaissIndex, IndexCorruptedError, SearchHit, ingest, load_index, make_index
-from jp_rerank.index.persist import read_snapshot
-from jp_rerank.index.synthetic import GaussianMixture
+from jp_rerank.snapshots import read_snapshot
+from jp_rerank.testing import GaussianMixture
 
 faiss = pytest.importorskip("faiss")
 pytestmark = pytest.mark.usefixtures("faiss_single_thread")

@@ -19,10 +19,10 @@ from jp_rerank.index import (
     IndexMismatchError,
     VectorIndex,
     load_index,
-    persist,
     read_snapshot,
 )
-from jp_rerank.index.synthetic import GaussianMixture
+from jp_rerank import snapshots as persist
+from jp_rerank.testing import GaussianMixture
 
 faiss = pytest.importorskip("faiss")
 pytestmark = pytest.mark.usefixtures("faiss_single_thread")
@@ -110,7 +110,7 @@ def test_loading_with_another_embedder_or_class_raises(corpus, tmp_path):
     build("flat", corpus, tmp_path).save(tmp_path / "saved")
     with pytest.raises(IndexMismatchError, match="built with embedder 'toy-embedder', but embedder 'other-model'"):
         load_index(tmp_path / "saved", embedder_id="other-model")
-    with pytest.raises(IndexMismatchError, match="holds a FaissIndex, not a ExactIndex"):
+    with pytest.raises(IndexMismatchError, match="holds a 'faiss' index, not a ExactIndex"):
         ExactIndex.load(tmp_path / "saved")
     assert isinstance(FaissIndex.load(tmp_path / "saved"), FaissIndex)  # no embedder given: nothing to compare
 
@@ -118,7 +118,7 @@ def test_loading_with_another_embedder_or_class_raises(corpus, tmp_path):
 def test_version_mismatch_is_logged(corpus, tmp_path, monkeypatch, caplog):
     build("exact", corpus, tmp_path).save(tmp_path / "saved")
     monkeypatch.setattr(persist, "__version__", "9.9.9")
-    with caplog.at_level(logging.WARNING, logger="jp_rerank.index.persist"):
+    with caplog.at_level(logging.WARNING, logger="jp_rerank.snapshots"):
         load_index(tmp_path / "saved")
     assert f"saved by jp-rerank {__version__} (this is 9.9.9)" in caplog.text
 

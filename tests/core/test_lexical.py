@@ -16,11 +16,11 @@ from jp_rerank._deps import is_available
 from jp_rerank.data import load_demo_corpus, load_demo_queries
 from jp_rerank.errors import IndexMismatchError
 from jp_rerank.index import IndexCorruptedError
-from jp_rerank.index.persist import read_snapshot, write_snapshot
+from jp_rerank.snapshots import read_snapshot, write_snapshot
+from jp_rerank.hits import SearchHit
 from jp_rerank.lexical import (
     BM25Index,
     CharNgramTokenizer,
-    LexicalHit,
     MeCabTokenizer,
     SudachiTokenizer,
     Tokenizer,
@@ -97,15 +97,15 @@ def test_nfkc_and_lowercase(spec: str) -> None:
 
 
 def test_normalize_off_keeps_width() -> None:
-    assert CharNgramTokenizer(2, normalize=False)("ﾃｽﾄ") == ["ﾃｽ", "ｽﾄ"]
+    assert CharNgramTokenizer(2, normalize_text=False)("ﾃｽﾄ") == ["ﾃｽ", "ｽﾄ"]
     assert prepare_text("ﾃｽﾄ　ＡＢＣ") == "テスト abc"
-    assert prepare_text("Ａ\x00b", normalize=False) == "Ａ b"
+    assert prepare_text("Ａ\x00b", normalize_text=False) == "Ａ b"
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS)
 def test_empty_and_odd_unicode_never_raise(spec: str) -> None:
     tok = get_tokenizer(spec)
-    raw = get_tokenizer(spec, normalize=False)
+    raw = get_tokenizer(spec, normalize_text=False)
     for t in (tok, raw):
         assert t("") == []
         assert t(" \u3000\t\n") == []
@@ -229,16 +229,20 @@ def test_scores_match_reference_bm25(
     texts, _, queries = demo
     # Include documents without any token: they count in N and in the average length.
     texts = [*texts, "", "。！？"]
-    index = BM25Index("mecab", k1=k1, b=b, method=method).index(texts)  # type: ignore[arg-type]
+    ids = [f"d{i:03d}" for i in range(len(texts))]  # string order = position order, for the tie-break check
+    index = BM25Index("mecab", k1=k1, b=b, method=method).index(texts, ids)  # type: ignore[arg-type]
     corpus = [index.tokenize(t) for t in texts]
     assert corpus[-1] == corpus[-2] == []
     all_docs = list(range(len(texts)))
     for query in [str(q["text"]) for q in queries] + ["富士山 富士山 標高"]:
         expected = reference_bm25(corpus, index.tokenize(query), k1=k1, b=b, method=method)
         np.testing.assert_allclose(index.score(query, all_docs), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(index.score(query, ids), expected, rtol=1e-5, atol=1e-5)  # by id too
         hits = index.search(query, k=len(texts))
-        assert [h.index for h in hits] == [i for i in np.argsort(-expected, kind="stable") if expected[i] > 0]
-        np.testing.assert_allclose([h.score for h in hits], expected[[h.index for h in hits]], rtol=1e-5)
+        positions = [ids.index(h.id) for h in hits]
+        assert positions == [i for i in np.argsort(-expected, kind="stable") if expected[i] > 0]
+        np.testing.assert_allclose([h.score for h in hits], expected[positions], rtol=1e-5)
+        assert [h.text for h in hits] == [texts[i] for i in positions]
 
 
 def test_right_document_first(
@@ -261,18 +265,20 @@ def test_right_document_first(
     assert [h.id for h in index.search("雪まつり")] == ["sapporo"]
 
 
-def test_hits_are_sorted_typed_and_tie_broken_by_index() -> None:
+def test_hits_are_sorted_typed_and_tie_broken_by_id() -> None:
     texts = ["りんごとみかん", "ぶどう", "りんごとみかん", "りんご", "りんごとみかん"]
-    index = BM25Index("char2").index(texts)
+    index = BM25Index("char2").index(texts, ["e", "b", "c", "d", "a"], [{"n": i} for i in range(5)])
     hits = index.search("りんご", k=10)
-    assert all(isinstance(h, LexicalHit) for h in hits)
-    assert all(type(h.score) is float and type(h.index) is int for h in hits)
+    assert all(isinstance(h, SearchHit) for h in hits)
+    assert all(type(h.score) is float for h in hits)
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
-    # Identical documents tie: lower index first. Only matching documents are returned.
-    assert [h.index for h in hits] == [3, 0, 2, 4]
-    assert [h.index for h in index.search("りんご", k=2)] == [3, 0]
-    assert [h.id for h in hits] == ["3", "0", "2", "4"]
+    # Identical documents tie: ascending id (the engine's one rule). Only matching documents are returned.
+    assert [h.id for h in hits] == ["d", "a", "c", "e"]
+    assert [h.id for h in index.search("りんご", k=2)] == ["d", "a"]  # the cut-off keeps the tie-break exact
+    assert [(h.text, h.metadata) for h in hits[:2]] == [("りんご", {"n": 3}), ("りんごとみかん", {"n": 4})]
+    hits[0].metadata["n"] = 99
+    assert index.search("りんご", k=1)[0].metadata == {"n": 3}  # hits hold copies
     with pytest.raises(AttributeError):
         hits[0].score = 1.0  # type: ignore[misc]
 
@@ -304,12 +310,12 @@ def test_empty_index_and_documents_without_tokens() -> None:
     assert only_empty.search("東京") == []
     assert only_empty.score("東京", [0, 2]) == [0.0, 0.0]
     mixed = BM25Index().index(["", "東京の天気", "！？"])
-    assert [h.index for h in mixed.search("東京", k=5)] == [1]
+    assert [h.id for h in mixed.search("東京", k=5)] == ["1"]
 
 
 def test_k_larger_than_index_returns_all_matching() -> None:
     index = BM25Index("char2").index(["東京タワー", "東京駅", "大阪城"])
-    assert sorted(h.index for h in index.search("東京", k=100)) == [0, 1]
+    assert sorted(h.id for h in index.search("東京", k=100)) == ["0", "1"]
 
 
 def test_bad_documents_and_ids_leave_index_unchanged() -> None:
@@ -321,8 +327,12 @@ def test_bad_documents_and_ids_leave_index_unchanged() -> None:
         index.add("京都")
     with pytest.raises(ValueError, match="duplicate document id 'a'"):
         index.add(["京都"], ids=["a"])
-    with pytest.raises(ValueError, match="duplicate document id 'c'"):
+    with pytest.raises(ValueError, match="ids contains 'c' more than once"):
         index.add(["京都", "奈良"], ids=["c", "c"])
+    with pytest.raises(ValueError, match="got 1 texts but 2 metadatas"):
+        index.add(["京都"], metadatas=[{}, {}])
+    with pytest.raises(TypeError, match="must be str, int, float or bool"):
+        index.add(["京都"], metadatas=[{"tags": ["a"]}])
     with pytest.raises(ValueError, match="got 2 texts but 1 ids"):
         index.add(["京都", "奈良"], ids=["c"])
     with pytest.raises(TypeError, match=r"ids\[0\] must be a str"):
@@ -354,11 +364,13 @@ def test_invalid_parameters() -> None:
 def test_add_equals_building_at_once(demo: tuple[list[str], list[str], list[dict[str, object]]]) -> None:
     texts, ids, queries = demo
     whole = BM25Index().index(texts, ids=ids)
-    parts = BM25Index().index(texts[:20], ids=ids[:20]).add(texts[20:], ids=ids[20:])
+    parts = BM25Index().index(texts[:20], ids=ids[:20])
+    assert parts.add(texts[20:], ids=ids[20:]) == ids[20:]
     qs = [str(q["text"]) for q in queries]
     assert parts.ids == whole.ids
     assert parts.search_many(qs) == whole.search_many(qs)
-    default_ids = BM25Index().index(["東京"]).add(["大阪", "京都"])
+    default_ids = BM25Index().index(["東京"])
+    assert default_ids.add(["大阪", "京都"]) == ["1", "2"]
     assert default_ids.ids == ("0", "1", "2")
     # index() replaces the contents.
     assert BM25Index().index(["東京"]).index(["大阪"]).ids == ("0",)
@@ -377,17 +389,21 @@ def test_search_many_blocks_match_single_searches(
 
 def test_score_given_candidates(demo_index: BM25Index) -> None:
     hits = demo_index.search("富士山の高さ", k=3)
-    scores = demo_index.score("富士山の高さ", [h.index for h in reversed(hits)] + [hits[0].index])
+    scores = demo_index.score("富士山の高さ", [h.id for h in reversed(hits)] + [hits[0].id])
     assert scores == pytest.approx([h.score for h in reversed(hits)] + [hits[0].score])
     assert all(type(s) is float for s in scores)
+    position = demo_index.ids.index(hits[0].id)
+    assert demo_index.score("富士山の高さ", [position]) == pytest.approx([hits[0].score])  # positions work too
     assert demo_index.score("富士山", []) == []
     assert demo_index.score("ｘｙｚｚｙ", [0, 1]) == [0.0, 0.0]
-    with pytest.raises(IndexError, match=r"indices\[1\] = 999 is outside"):
+    with pytest.raises(IndexError, match=r"documents\[1\] = 999 is outside"):
         demo_index.score("富士山", [0, 999])
     with pytest.raises(IndexError, match="outside"):
         demo_index.score("富士山", [-1])
-    with pytest.raises(TypeError, match=r"indices\[0\] must be an int"):
+    with pytest.raises(TypeError, match=r"documents\[0\] must be a str id or an int"):
         demo_index.score("富士山", [True])
+    with pytest.raises(KeyError, match="'nope' is not an id in the index"):
+        demo_index.score("富士山", ["nope"])
 
 
 def test_save_load_round_trip(
@@ -398,12 +414,13 @@ def test_save_load_round_trip(
     target = tmp_path / "bm25"
     demo_index.save(target)
     snapshot, manifest = read_snapshot(target)  # the atomic, checksummed layout of the vector indexes
-    assert sorted(p.name for p in snapshot.iterdir()) == ["arrays.npz", "ids.json", "manifest.json", "vocab.json"]
+    assert sorted(p.name for p in snapshot.iterdir()) == ["arrays.npz", "docs.jsonl", "manifest.json", "vocab.json"]
     assert manifest["tokenizer"] == "mecab"
     assert manifest["num_docs"] == len(texts)
     loaded = BM25Index.load(target)
     assert loaded.ids == demo_index.ids
-    assert (loaded.k1, loaded.b, loaded.method, loaded.normalize) == (0.9, 0.4, "lucene", True)
+    assert (loaded.k1, loaded.b, loaded.method, loaded.normalize_text) == (0.9, 0.4, "lucene", True)
+    assert loaded.texts == demo_index.texts
     assert loaded.search_many(qs) == demo_index.search_many(qs)
     # Adding after load gives the same index as building with everything.
     loaded.add(["富士山の山頂には神社があります。"], ids=["extra"])
@@ -415,10 +432,10 @@ def test_save_load_round_trip(
 
 
 def test_save_load_empty_and_errors(tmp_path: Path) -> None:
-    BM25Index("char2", normalize=False).save(tmp_path / "empty")
+    BM25Index("char2", normalize_text=False).save(tmp_path / "empty")
     empty = BM25Index.load(tmp_path / "empty")
     assert len(empty) == 0
-    assert empty.normalize is False
+    assert empty.normalize_text is False
     assert empty.tokenizer.name == "char2"
     assert empty.search("東京") == []
 
@@ -448,8 +465,8 @@ def test_save_load_custom_tokenizer(tmp_path: Path) -> None:
             return text.split()
 
     index = BM25Index(Whitespace()).index(["Tokyo Osaka", "Kyoto Nara", "Tokyo Tower"])
-    # normalize=True lower-cases before the custom tokenizer.
-    assert [h.index for h in index.search("TOKYO")] == [0, 2]
+    # normalize_text=True lower-cases before the custom tokenizer.
+    assert [h.id for h in index.search("TOKYO")] == ["0", "2"]
     index.save(tmp_path / "ws")
     with pytest.raises(ValueError, match="custom tokenizer 'whitespace'; pass it as tokenizer="):
         BM25Index.load(tmp_path / "ws")
@@ -460,14 +477,14 @@ def test_save_load_custom_tokenizer(tmp_path: Path) -> None:
 def test_load_rejects_inconsistent_files(demo_index: BM25Index, tmp_path: Path) -> None:
     demo_index.save(tmp_path / "idx")
     snapshot, _ = read_snapshot(tmp_path / "idx")
-    (snapshot / "ids.json").write_text(json.dumps(["only-one"]), encoding="utf-8")
-    with pytest.raises(IndexCorruptedError, match=r"ids\.json"):  # caught by its size and checksum
+    (snapshot / "docs.jsonl").write_text(json.dumps({"id": "only-one", "text": "", "metadata": {}}), encoding="utf-8")
+    with pytest.raises(IndexCorruptedError, match=r"docs\.jsonl"):  # caught by its size and checksum
         BM25Index.load(tmp_path / "idx")
     # Files that match their checksums but not each other are caught too.
     demo_index.save(tmp_path / "idx")
     snapshot, manifest = read_snapshot(tmp_path / "idx")
     payload = {name: (snapshot / name).read_bytes() for name in manifest["files"]}
-    payload["ids.json"] = json.dumps(["only-one"]).encode()
+    payload["docs.jsonl"] = (json.dumps({"id": "only-one", "text": "", "metadata": {}}) + "\n").encode()
     fields = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
 
     def write_payload(folder: Path) -> None:
@@ -484,7 +501,7 @@ def test_concurrent_searches_agree(demo: tuple[list[str], list[str], list[dict[s
     index = BM25Index().index(texts, ids=ids)
     qs = [str(q["text"]) for q in queries]
     expected = index.search_many(qs)
-    outputs: list[list[list[LexicalHit]]] = []
+    outputs: list[list[list[SearchHit]]] = []
 
     def work() -> None:
         outputs.append([index.search(q) for q in qs])
@@ -506,3 +523,35 @@ def test_import_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_old_spellings_still_work_with_a_deprecation_warning(tmp_path: Path) -> None:
+    with pytest.deprecated_call(match="normalize_text"):
+        index = BM25Index("char2", normalize=False)
+    assert index.normalize_text is False
+    with pytest.deprecated_call(match="normalize_text"):
+        assert CharNgramTokenizer(2, normalize=False).normalize_text is False
+    with pytest.deprecated_call(match="normalize_text"):
+        assert get_tokenizer("char2", normalize=False)("ＡＢ") == ["ＡＢ"]
+    with pytest.deprecated_call(match="use jp_rerank.hits.SearchHit"):
+        from jp_rerank.lexical import LexicalHit  # noqa: F401
+
+
+def test_reads_a_format_1_index_saved_by_jp_rerank_0_1(tmp_path: Path) -> None:
+    """jp-rerank 0.1 saved ids.json and no texts: such folders still load (hits come back without text)."""
+    texts, ids = ["東京の天気", "大阪の天気"], ["tokyo", "osaka"]
+    new = BM25Index("char2").index(texts, ids)
+    new.save(tmp_path / "v2")
+    snapshot, manifest = read_snapshot(tmp_path / "v2")
+    old_fields = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files", "name")}
+    old_fields["bm25_format_version"] = 1
+
+    def write_v1(folder: Path) -> None:
+        (folder / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+        for name in ("vocab.json", "arrays.npz"):
+            (folder / name).write_bytes((snapshot / name).read_bytes())
+
+    write_snapshot(tmp_path / "v1", old_fields, write_v1)
+    old = BM25Index.load(tmp_path / "v1")
+    assert [(h.id, h.score) for h in old.search("東京")] == [(h.id, h.score) for h in new.search("東京")]
+    assert old.search("東京")[0].text == ""

@@ -13,8 +13,10 @@ from jp_rerank import Embedder, Reranker
 from jp_rerank.data import load_demo_corpus
 from jp_rerank.embed import SparseEmbedder
 from jp_rerank.fusion import reciprocal_rank_fusion, weighted_score_fusion
+from jp_rerank.hits import SearchHit
+from jp_rerank.index import SparseIndex
 from jp_rerank.lexical import BM25Index
-from jp_rerank.pipeline import BM25Stage, Candidate, DenseStage, RetrievedPassage, SparseStage, TwoStageRetriever
+from jp_rerank.pipeline import DenseRetriever, TwoStageRetriever
 
 QUERIES = ["富士山の高さは？", "日本で一番長い川は何ですか？", "東海道新幹線はいつ開業しましたか？"]
 
@@ -79,9 +81,9 @@ def test_rerank_scores_equal_reranker_score_on_the_candidates(
     retriever = TwoStageRetriever.from_texts(texts, ids=ids, reranker=reranker, first_k=15, top_n=4)
     query = QUERIES[0]
     candidates = BM25Index("mecab").index(texts, ids=ids).search(query, k=15)
-    cand_texts = [texts[h.index] for h in candidates]
+    cand_texts = [h.text for h in candidates]
     expected_scores = reranker.score(query, cand_texts)
-    order = sorted(range(len(candidates)), key=lambda i: (-float(expected_scores[i]), i))[:4]
+    order = sorted(range(len(candidates)), key=lambda i: (-float(expected_scores[i]), candidates[i].id))[:4]
     passages = retriever.retrieve(query)
     assert len(passages) == 4
     assert [p.id for p in passages] == [candidates[i].id for i in order]
@@ -109,7 +111,7 @@ def test_hybrid_fuses_stage_rankings_with_rrf(
         assert p.first_stage_score == pytest.approx(first_stage[p.id], rel=1e-12)
     # reranked among exactly the fused candidates
     reranked = reranker.score(query, [text_of[f.id] for f in fused])
-    best = sorted(range(len(fused)), key=lambda i: (-float(reranked[i]), i))[:5]
+    best = sorted(range(len(fused)), key=lambda i: (-float(reranked[i]), fused[i].id))[:5]
     assert [p.id for p in passages] == [fused[i].id for i in best]
 
 
@@ -207,13 +209,13 @@ def test_first_k_bounds_the_candidates(texts: list[str], ids: list[str], reranke
 
 def test_sparse_and_dense_stages_alone(hybrid: TwoStageRetriever, embedder: Embedder) -> None:
     dense_stage, sparse_stage, _ = hybrid.first_stages
-    assert isinstance(dense_stage, DenseStage)
-    assert isinstance(sparse_stage, SparseStage)
+    assert isinstance(dense_stage, DenseRetriever)
+    assert isinstance(sparse_stage, SparseIndex)
     dense = TwoStageRetriever(first_stages=[dense_stage], top_n=3)
     expected = dense_stage.index.search(embedder.embed_query(QUERIES[0]), k=3)
     assert [(p.id, p.score) for p in dense.retrieve(QUERIES[0])] == [(h.id, h.score) for h in expected]
     only_sparse = TwoStageRetriever(first_stages=[sparse_stage], top_n=3)
-    hits = sparse_stage.index.search(QUERIES[0], k=3)
+    hits = sparse_stage.search(QUERIES[0], k=3)
     assert [(p.id, p.score) for p in only_sparse.retrieve(QUERIES[0])] == [(h.id, h.score) for h in hits]
 
 
@@ -225,7 +227,7 @@ def test_faiss_backend_matches_exact(
         texts, ids=ids, embedder=embedder, bm25=None, top_n=5, vector_backend="faiss-flat"
     )
     stage = flat.first_stages[0]
-    assert isinstance(stage, DenseStage)
+    assert isinstance(stage, DenseRetriever)
     assert stage.index.backend == "faiss"
     a, b = exact.retrieve(QUERIES[1]), flat.retrieve(QUERIES[1])
     assert [p.id for p in a] == [p.id for p in b]
@@ -237,29 +239,55 @@ class _FixedStage:
 
     name = "fixed"
 
-    def search_many(self, queries: Sequence[str], k: int) -> list[list[Candidate]]:
-        hits = [Candidate("x", 2.0, "固定の文書", {"src": "custom"}), Candidate("y", 1.0, "別の文書")]
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[SearchHit]]:
+        hits = [SearchHit("x", 2.0, "固定の文書", {"src": "custom"}), SearchHit("y", 1.0, "別の文書")]
         return [hits[:k] for _ in queries]
 
 
-def test_custom_first_stage_and_bm25_stage(texts: list[str], ids: list[str]) -> None:
-    index = BM25Index("char2").index(texts, ids=ids)
-    bm25 = BM25Stage(index, texts, name="char2")
-    retriever = TwoStageRetriever(first_stages=[_FixedStage(), bm25], rrf_k=0, top_n=3)
+def test_custom_first_stage_and_bm25_index(texts: list[str], ids: list[str]) -> None:
+    index = BM25Index("char2", name="char2").index(texts, ids=ids)
+    retriever = TwoStageRetriever(first_stages=[_FixedStage(), index], rrf_k=0, top_n=3)
     passages = retriever.retrieve("富士山の高さ")
     top_bm25 = index.search("富士山の高さ", k=1)[0]
-    assert passages[0] == RetrievedPassage(
-        id="x", text="固定の文書", metadata={"src": "custom"}, score=1.0, first_stage_score=1.0, rerank_score=None
+    # rank 1 in the char-bigram list, tied with "x" (1/1): ascending id, so "doc-..." comes before "x"
+    assert passages[1] == SearchHit(
+        id="x",
+        score=1.0,
+        text="固定の文書",
+        metadata={"src": "custom"},
+        scores={"fixed": 2.0, "first_stage": 1.0},
     )
-    # rank 1 in the char-bigram list, tied with "x" (1/1): first appearance wins
-    assert passages[1].id == top_bm25.id
-    assert passages[1].text == texts[top_bm25.index]
-    assert passages[1].score == 1.0
+    assert (passages[1].first_stage_score, passages[1].rerank_score) == (1.0, None)
+    assert passages[0].id == top_bm25.id
+    assert passages[0].text == top_bm25.text
+    assert passages[0].scores == {"char2": top_bm25.score, "first_stage": 1.0}
+
+
+def test_deprecated_stage_wrappers_still_work(texts: list[str], ids: list[str]) -> None:
+    from jp_rerank.pipeline import compat
+
+    index = BM25Index("char2").index(texts, ids=ids)
+    with pytest.deprecated_call():
+        bm25 = compat.BM25Stage(index, texts, name="char2")
+    assert [h.id for h in bm25.search_many(["富士山の高さ"], 3)[0]] == [h.id for h in index.search("富士山の高さ", 3)]
+    with pytest.deprecated_call():
+        from jp_rerank.pipeline import RetrievedPassage
+    assert RetrievedPassage is SearchHit
+    with pytest.raises(ValueError, match="BM25 index holds 2 passages but 1 texts"), pytest.deprecated_call():
+        compat.BM25Stage(BM25Index().index(["a", "b"]), ["a"])
+    with pytest.raises(ValueError, match="name must be a non-empty str"), pytest.deprecated_call():
+        compat.BM25Stage(BM25Index().index(["a"]), ["a"], name="")
+    grown = BM25Index().index(["京都の寺"])
+    with pytest.deprecated_call():
+        stage = compat.BM25Stage(grown, ["京都の寺"])
+    grown.add(["大阪の城"])
+    with pytest.raises(ValueError, match="build a new BM25Stage"):
+        stage.search_many(["京都"], 5)
 
 
 def test_concurrent_retrieve_matches_sequential(hybrid: TwoStageRetriever) -> None:
     expected = {q: hybrid.retrieve(q) for q in QUERIES}
-    results: dict[int, list[RetrievedPassage]] = {}
+    results: dict[int, list[SearchHit]] = {}
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
@@ -315,15 +343,8 @@ def test_bad_input(texts: list[str], ids: list[str]) -> None:
     with pytest.raises(ValueError, match="score_threshold must be a number"):
         TwoStageRetriever(first_stages=[_FixedStage()], score_threshold=float("nan"))
     dup = _FixedStage()
-    dup.search_many = lambda queries, k: [[Candidate("x", 1.0, "a"), Candidate("x", 0.5, "a")] for _ in queries]  # type: ignore[method-assign]
+    dup.search_many = lambda queries, k: [[SearchHit("x", 1.0, "a"), SearchHit("x", 0.5, "a")] for _ in queries]  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="first stage 'fixed' returned id 'x' more than once"):
         TwoStageRetriever(first_stages=[dup]).retrieve("京都")
-    with pytest.raises(ValueError, match="BM25 index holds 2 passages but 1 texts"):
-        BM25Stage(BM25Index().index(["a", "b"]), ["a"])
     with pytest.raises(ValueError, match="name must be a non-empty str"):
-        BM25Stage(BM25Index().index(["a"]), ["a"], name="")
-    grown = BM25Index().index(["京都の寺"])
-    stage = BM25Stage(grown, ["京都の寺"])
-    grown.add(["大阪の城"])
-    with pytest.raises(ValueError, match="build a new BM25Stage"):
-        stage.search_many(["京都"], 5)
+        BM25Index(name="")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jp_rerank import Embedder, Reranker
-from jp_rerank._validate import DEFAULT_MAX_CHARS, DEFAULT_MAX_DOCUMENTS
+from jp_rerank.checks import DEFAULT_MAX_CHARS, DEFAULT_MAX_DOCUMENTS
 from jp_rerank.data import load_demo_corpus
 from jp_rerank.index import ExactIndex
 from jp_rerank.text import normalize_text

@@ -140,8 +140,8 @@ def test_bm25_index_and_search_never_raise(docs: list[str], query: str) -> None:
     index = BM25Index(tokenizer="mecab").index(docs)
     assert len(index) == len(docs)  # every document is kept, even those with no tokens
     hits = index.search(query, k=len(docs))
-    assert len({h.index for h in hits}) == len(hits)
-    assert all(0 <= h.index < len(docs) for h in hits)
+    assert len({h.id for h in hits}) == len(hits)
+    assert all(h.id in index.ids and h.text == docs[int(h.id)] for h in hits)
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
 

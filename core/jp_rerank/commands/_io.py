@@ -11,16 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from jp_rerank.errors import CliInputError
+
 __all__ = ["CliInputError", "finite_or_none", "iter_records", "open_in", "open_out", "read_jsonl"]
 
 
 def finite_or_none(score: float | None) -> float | None:
     """JSON has no NaN: a NaN score (a broken model; ranked last) is written as null."""
     return None if score is None or math.isnan(score) else score
-
-
-class CliInputError(ValueError):
-    """A file given on the command line is missing or malformed (exit code 2)."""
 
 
 @contextmanager

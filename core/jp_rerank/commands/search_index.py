@@ -1,6 +1,6 @@
 """``jp-rerank index`` (build a persistent search index from files) and ``jp-rerank search`` (query it).
 
-An index folder is an atomic, checksummed snapshot (:func:`jp_rerank.index.persist.write_snapshot`) whose manifest
+An index folder is an atomic, checksummed snapshot (:func:`jp_rerank.snapshots.write_snapshot`) whose manifest
 says what was built with which models, holding ``passages.jsonl`` (id, text, metadata), ``bm25/`` (the Japanese
 BM25 index) and, when an embedder was given, ``vectors/`` (the vector index). Rebuilding over an existing index
 switches to the new build in one atomic step, so a killed build leaves the previous index readable.
@@ -36,8 +36,8 @@ def _run_index(args: argparse.Namespace) -> int:
 
     from jp_rerank.embed import Embedder
     from jp_rerank.index import ingest, make_index
-    from jp_rerank.index.persist import write_snapshot
     from jp_rerank.lexical import BM25Index
+    from jp_rerank.snapshots import write_snapshot
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -58,7 +58,9 @@ def _run_index(args: argparse.Namespace) -> int:
     manifest: dict[str, Any] = {"backend": INDEX_BACKEND, "count": len(records)}
     bm25 = None
     if args.bm25 != "none":
-        bm25 = BM25Index(args.bm25).index([r["text"] for r in records], ids=[r["id"] for r in records])
+        bm25 = BM25Index(args.bm25).index(
+            [r["text"] for r in records], [r["id"] for r in records], [r["metadata"] for r in records]
+        )
         manifest["bm25"] = bm25.tokenizer.name
     embedder = Embedder(args.embedder, device=args.device) if args.embedder else None
     if embedder is not None:
@@ -121,11 +123,10 @@ def load_search_index(
     """
     from jp_rerank.embed import Embedder
     from jp_rerank.index import load_index
-    from jp_rerank.index.persist import read_snapshot
     from jp_rerank.lexical import BM25Index
-    from jp_rerank.pipeline import TwoStageRetriever
-    from jp_rerank.pipeline.stages import BM25Stage, DenseStage
+    from jp_rerank.pipeline import DenseRetriever, TwoStageRetriever
     from jp_rerank.rerank import Reranker
+    from jp_rerank.snapshots import read_snapshot
 
     root = Path(path)
     try:
@@ -144,9 +145,14 @@ def load_search_index(
     if manifest.get("embedder"):
         dense = Embedder(embedder or manifest["embedder"], device=device)
         vectors = load_index(snapshot / "vectors", embedder_id=dense.model_id, verify=False)  # verified above
-        stages.append(DenseStage(vectors, dense))
+        stages.append(DenseRetriever(vectors, dense))
     if manifest.get("bm25"):
-        stages.append(BM25Stage(BM25Index.load(snapshot / "bm25", verify=False), texts, metas))
+        bm25 = BM25Index.load(snapshot / "bm25", verify=False)
+        if len(bm25) and not any(bm25.texts):  # format 1 (jp-rerank 0.1) kept no texts: take them from passages
+            bm25 = BM25Index(
+                bm25.tokenizer, k1=bm25.k1, b=bm25.b, method=bm25.method, normalize_text=bm25.normalize_text
+            ).index(texts, list(bm25.ids), metas)
+        stages.append(bm25)
     rr = None if reranker in (None, "none") else Reranker(reranker, device=device)
     return TwoStageRetriever(first_stages=stages, reranker=rr, first_k=first_k, top_n=top_n)
 

@@ -3,7 +3,7 @@
 The corpus holds short passages on geography, history, food, technology, seasons, transport, science and
 daily life, including near-duplicates and distractors so that reranking has work to do. Each question names
 the passages that answer it. The texts are also the training text of the tiny tokenizers in
-:mod:`jp_rerank.toy_models`.
+:mod:`jp_rerank.testing`.
 
 Example:
     >>> from jp_rerank.data import load_demo_corpus, load_demo_queries

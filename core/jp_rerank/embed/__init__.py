@@ -1,8 +1,11 @@
-"""Embedders: dense (transformer and StaticEmbedding) and sparse."""
+"""Embedders: dense (transformer and StaticEmbedding) and sparse (SPLADE)."""
 
 from __future__ import annotations
 
+from jp_rerank._deprecation import moved
 from jp_rerank.embed.dense import Embedder
-from jp_rerank.embed.sparse import SparseEmbedder, SparseIndex
+from jp_rerank.embed.sparse import SparseEmbedder
 
-__all__ = ["Embedder", "SparseEmbedder", "SparseIndex"]
+__all__ = ["Embedder", "SparseEmbedder"]
+
+__getattr__ = moved(__name__, {"SparseIndex": "jp_rerank.index.sparse:SparseIndex"})

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from jp_rerank._validate import (
+from jp_rerank._deprecation import renamed
+from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
     check_limits,
@@ -23,6 +24,7 @@ from jp_rerank.loading import ModelHandle
 from jp_rerank.presets import DEFAULT_EMBEDDER
 from jp_rerank.rerank.backends import Precision, plan_scoring
 from jp_rerank.text import normalize_text
+from jp_rerank.types import Side
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -31,7 +33,6 @@ __all__ = ["Embedder"]
 
 logger = logging.getLogger(__name__)
 
-Side = Literal["query", "document"]
 EmbedPrecision = Literal["auto", "fp32", "bf16", "fp16"]
 
 TRANSFORMER_BATCH_SIZE = 16
@@ -54,7 +55,7 @@ class Embedder(ModelHandle):
         device: Device string; default picks CUDA when available.
         truncate_dim: Keep the first ``truncate_dim`` dimensions (Matryoshka models), then re-normalise.
         normalize_embeddings: L2-normalise outputs (default ``True``: dot product = cosine).
-        normalize: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to inputs.
+        normalize_text: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to inputs.
         batch_size: Texts per forward pass (default 16 for transformers, 1024 for StaticEmbedding models).
         max_length: Token limit (default: the preset's, else the model's).
         precision: ``"auto"`` (bf16 autocast on CPUs with native bf16 and on CUDA, fp32 otherwise and for
@@ -70,6 +71,7 @@ class Embedder(ModelHandle):
             work; over the cap raises ``ValueError``.
         max_chars: Most characters of one text (default 1,000,000; ``None``: no cap). Checked before any model
             work; over the cap raises ``ValueError`` (chunk long texts first).
+        normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
         >>> emb = Embedder("static-ja", truncate_dim=256)  # doctest: +SKIP
@@ -84,7 +86,7 @@ class Embedder(ModelHandle):
         device: str | None = None,
         truncate_dim: int | None = None,
         normalize_embeddings: bool = True,
-        normalize: bool = True,
+        normalize_text: bool = True,
         batch_size: int | None = None,
         max_length: int | None = None,
         precision: EmbedPrecision = "auto",
@@ -96,6 +98,7 @@ class Embedder(ModelHandle):
         trust_remote_code: bool | None = None,
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
+        normalize: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -120,7 +123,9 @@ class Embedder(ModelHandle):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
         self.truncate_dim = truncate_dim
         self.normalize_embeddings = normalize_embeddings
-        self.normalize = normalize
+        self.normalize_text = renamed(
+            normalize_text, normalize, old="normalize", new="normalize_text", owner="Embedder"
+        )
         self.batch_size = batch_size
         self.precision: EmbedPrecision = precision
         self._resolved: tuple[int, Precision] = (TRANSFORMER_BATCH_SIZE, "fp32")
@@ -219,7 +224,7 @@ class Embedder(ModelHandle):
         name = "texts" if side == "document" else "queries"
         check_limits([texts], max_documents=self.max_documents, max_chars=self.max_chars, name=name, owner="Embedder")
         model = self._load()
-        if self.normalize:
+        if self.normalize_text:
             texts = [normalize_text(t) for t in texts]
         prompt = self._prefixes[side]
         batch_size, precision = self._resolved

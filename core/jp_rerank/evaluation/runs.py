@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jp_rerank._validate import check_positive_int
 from jp_rerank._version import __version__
+from jp_rerank.checks import check_positive_int
 from jp_rerank.evaluate import DEFAULT_METRICS, evaluate_per_query
 from jp_rerank.evaluation.results import DatasetStats, EvalResult, Setting, Timing, utc_timestamp
 from jp_rerank.hardware import MachineInfo, machine_info

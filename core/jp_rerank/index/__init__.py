@@ -1,9 +1,10 @@
-"""Vector indexes with documents and metadata beside them: exact (numpy), faiss, Chroma; persistence; ingestion.
+"""Indexes that keep passages (text and metadata) beside their vectors: exact (numpy), faiss, Chroma, sparse.
 
-Every backend implements :class:`VectorIndex` (add / upsert / delete by string id, ``search`` and
-``search_batch`` with an optional ``where`` equality filter, ``save`` / ``load``), and the tests check each one
-against :class:`ExactIndex`. faiss and chromadb are imported only when a :class:`FaissIndex` or
-:class:`ChromaIndex` is built.
+Every vector backend implements :class:`VectorIndex` (add / upsert / delete by string id, ``search`` and
+``search_many`` with an optional ``where`` equality filter, ``save`` / ``load``), and the tests check each one
+against :class:`ExactIndex`. :class:`SparseIndex` stores SPLADE rows and is a first stage by itself. Hits are
+:class:`~jp_rerank.hits.SearchHit` objects ordered by one rule (score descending, ties by ascending id).
+faiss and chromadb are imported only when a :class:`FaissIndex` or :class:`ChromaIndex` is built.
 
 Example:
     >>> from jp_rerank.index import ExactIndex
@@ -15,33 +16,29 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank.errors import IndexMismatchError
-from jp_rerank.index.base import (
-    IndexCorruptedError,
-    Metadata,
-    MetadataValue,
-    Metric,
-    Record,
-    SearchHit,
-    VectorIndex,
-    Where,
-)
+from jp_rerank._deprecation import moved
+from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
+from jp_rerank.hits import SearchHit
+from jp_rerank.index.base import Record, VectorIndex
 from jp_rerank.index.chroma_index import ChromaIndex
 from jp_rerank.index.exact import ExactIndex
-from jp_rerank.index.factory import BACKENDS, BackendName, make_index
 from jp_rerank.index.faiss_index import FaissIndex, FaissKind, FaissRefine
 from jp_rerank.index.ingest import EmbedDocuments, IngestReport, RecordLike, ingest
-from jp_rerank.index.persist import load_index, read_snapshot
+from jp_rerank.index.registry import BACKENDS, IndexBackend, load_index, make_index
+from jp_rerank.index.sparse import SparseIndex
+from jp_rerank.index.vectors import Metric
+from jp_rerank.snapshots import read_snapshot
+from jp_rerank.types import Metadata, MetadataValue, Where
 
 __all__ = [
     "BACKENDS",
-    "BackendName",
     "ChromaIndex",
     "EmbedDocuments",
     "ExactIndex",
     "FaissIndex",
     "FaissKind",
     "FaissRefine",
+    "IndexBackend",
     "IndexCorruptedError",
     "IndexMismatchError",
     "IngestReport",
@@ -51,6 +48,7 @@ __all__ = [
     "Record",
     "RecordLike",
     "SearchHit",
+    "SparseIndex",
     "VectorIndex",
     "Where",
     "ingest",
@@ -58,3 +56,5 @@ __all__ = [
     "make_index",
     "read_snapshot",
 ]
+
+__getattr__ = moved(__name__, {"BackendName": "jp_rerank.index.registry:IndexBackend"})

@@ -21,42 +21,28 @@ Conventions, the same for every backend and checked by the tests:
 
 from __future__ import annotations
 
-import math
 import threading
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from jp_rerank._validate import check_positive_int, check_texts
+from jp_rerank.checks import check_ids, check_k, check_metadata, check_positive_int, check_texts, check_where
+from jp_rerank.defaults import DEFAULT_K
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
+from jp_rerank.hits import SearchHit
+from jp_rerank.index.vectors import Metric, as_matrix, check_metric, normalize_rows
+from jp_rerank.snapshots import open_snapshot, write_snapshot
+from jp_rerank.types import Metadata, MetadataValue, Where
 
 if TYPE_CHECKING:
-    from typing import Self
+    from typing_extensions import Self
 
-__all__ = [
-    "IndexCorruptedError",
-    "IndexMismatchError",
-    "Metadata",
-    "MetadataValue",
-    "Metric",
-    "Record",
-    "SearchHit",
-    "VectorIndex",
-    "Where",
-]
-
-Metric: TypeAlias = Literal["cosine", "ip"]
-"""Similarity: ``"cosine"`` (vectors normalised to unit length) or ``"ip"`` (raw inner product)."""
-
-MetadataValue: TypeAlias = str | int | float | bool
-Metadata: TypeAlias = dict[str, MetadataValue]
-Where: TypeAlias = Mapping[str, MetadataValue]
-
-_METRICS: tuple[str, ...] = get_args(Metric)
+__all__ = ["Batch", "Record", "VectorIndex"]
 
 
 @dataclass(frozen=True)
@@ -79,27 +65,6 @@ class Record:
 
 
 @dataclass(frozen=True)
-class SearchHit:
-    """One search result.
-
-    Attributes:
-        id: Id of the stored passage.
-        score: Similarity (cosine or inner product, approximate for compressed indexes); higher is better.
-        text: Stored passage text.
-        metadata: A copy of the stored metadata (changing it does not change the index).
-
-    Example:
-        >>> SearchHit("d1", 0.83, "富士山は日本一高い山です。", {}).score
-        0.83
-    """
-
-    id: str
-    score: float
-    text: str
-    metadata: Metadata = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True)
 class Batch:
     """A checked batch of records with float32 vectors (normalised for cosine), ready for a backend."""
 
@@ -107,223 +72,6 @@ class Batch:
     vectors: np.ndarray
     texts: list[str]
     metadatas: list[Metadata]
-
-
-# --------------------------------------------------------------------------------------------------- validation
-
-
-def check_metric(metric: object) -> Metric:
-    """Return ``metric`` if it is a known metric name.
-
-    Raises:
-        ValueError: If it is not ``"cosine"`` or ``"ip"``.
-
-    Example:
-        >>> check_metric("cosine")
-        'cosine'
-    """
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {list(_METRICS)}, got {metric!r}")
-    return metric  # type: ignore[return-value]
-
-
-def check_ids(ids: object, *, name: str = "ids") -> list[str]:
-    """Return ``ids`` as a list of non-empty strings with no repeats.
-
-    Raises:
-        TypeError: If ``ids`` is a single string or an item is not a ``str``.
-        ValueError: If an id is empty or repeated.
-
-    Example:
-        >>> check_ids(("a", "b"))
-        ['a', 'b']
-    """
-    items = check_texts(ids, name=name)
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        if not item:
-            raise ValueError(f"{name}[{i}] is an empty string")
-        if item in seen:
-            raise ValueError(f"{name} contains {item!r} more than once (at position {i})")
-        seen.add(item)
-    return items
-
-
-def check_metadata_value(key: str, value: object, *, name: str) -> MetadataValue:
-    """Return ``value`` if it is a storable metadata value (``str``, ``int``, finite ``float``, ``bool``).
-
-    Raises:
-        TypeError: If the value has another type (``None``, lists, dicts...).
-        ValueError: If it is a NaN or infinite float.
-    """
-    if isinstance(value, bool | str | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{name}[{key!r}] is {value}; metadata floats must be finite")
-        return value
-    raise TypeError(f"{name}[{key!r}] must be str, int, float or bool, got {type(value).__name__}")
-
-
-def check_metadata(metadata: object, *, name: str = "metadata") -> Metadata:
-    """Return a checked shallow copy of one metadata mapping (``None`` means ``{}``).
-
-    Raises:
-        TypeError: If it is not a mapping, a key is not a ``str`` or a value has an unsupported type.
-        ValueError: If a key is empty or a float value is not finite.
-
-    Example:
-        >>> check_metadata({"lang": "ja", "year": 2024})
-        {'lang': 'ja', 'year': 2024}
-    """
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"{name} must be a mapping, got {type(metadata).__name__}")
-    out: Metadata = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"{name} keys must be non-empty str, got {key!r}")
-        out[key] = check_metadata_value(key, value, name=name)
-    return out
-
-
-def check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | None, n: int) -> list[Metadata]:
-    """Check and copy one flat metadata mapping per passage (the vector indexes' rules; ``None`` → ``{}``).
-
-    Raises:
-        TypeError: Not a sequence of mappings, or a key/value of an unsupported type.
-        ValueError: A length other than ``n``, an empty key or a non-finite float.
-    """
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
-        raise TypeError("metadatas must be a sequence with one mapping per text, not a single mapping")
-    if len(metadatas) != n:
-        raise ValueError(f"got {n} texts but {len(metadatas)} metadatas")
-    return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]
-
-
-def check_where(where: object) -> dict[str, MetadataValue] | None:
-    """Return a checked copy of an equality filter, or ``None`` for no filter.
-
-    Raises:
-        TypeError: If it is not a mapping of str keys to metadata values.
-        ValueError: If a key is empty or a float value is not finite.
-
-    Example:
-        >>> check_where({"lang": "ja"})
-        {'lang': 'ja'}
-    """
-    if where is None:
-        return None
-    return check_metadata(where, name="where")
-
-
-def check_k(k: object) -> int:
-    """Return ``k`` if it is a positive int (numpy integers accepted).
-
-    Raises:
-        TypeError: If it is not an integer.
-        ValueError: If it is zero or negative.
-
-    Example:
-        >>> check_k(10)
-        10
-    """
-    if isinstance(k, np.integer):
-        k = int(k)
-    return check_positive_int(k, name="k")
-
-
-def as_matrix(vectors: object, dim: int, *, name: str = "vectors", ndim: Literal[1, 2] = 2) -> np.ndarray:
-    """Return a C-contiguous float32 copy of ``vectors`` after checking its shape and values.
-
-    Args:
-        vectors: Array-like of shape ``(n, dim)`` (``ndim=2``) or ``(dim,)`` (``ndim=1``).
-        dim: Expected vector dimension.
-        name: Argument name used in error messages.
-        ndim: Expected number of array dimensions.
-
-    Returns:
-        A float32 array of shape ``(n, dim)`` (a single vector becomes ``(1, dim)``).
-
-    Raises:
-        ValueError: If the shape or dimension is wrong, or a value is NaN or infinite (also after the cast
-            to float32).
-
-    Example:
-        >>> as_matrix([[1, 0], [0, 1]], 2).dtype
-        dtype('float32')
-    """
-    arr = np.asarray(vectors)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        want = f"(n, {dim})" if ndim == 2 else f"({dim},)"
-        raise ValueError(f"{name} must have shape {want}, got an array of shape {arr.shape}")
-    if arr.shape[-1] != dim:
-        raise ValueError(f"{name} have dimension {arr.shape[-1]} but the index has dimension {dim}")
-    with np.errstate(over="ignore"):  # overflow becomes inf, reported just below
-        out = np.array(arr, dtype=np.float32, order="C", copy=True).reshape(-1, dim)
-    if not np.isfinite(out).all():
-        bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
-        raise ValueError(f"{name} row {bad} contains NaN or infinite values (after casting to float32)")
-    return out
-
-
-def normalize_rows(vectors: np.ndarray, *, name: str = "vectors") -> np.ndarray:
-    """Scale each row of a float32 matrix to unit length, in place, and return it.
-
-    Raises:
-        ValueError: If a row has zero length (it has no direction, so no cosine).
-
-    Example:
-        >>> normalize_rows(np.array([[3.0, 4.0]], dtype=np.float32)).tolist()
-        [[0.6000000238418579, 0.800000011920929]]
-    """
-    norms = np.linalg.norm(vectors, axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise ValueError(f"{name} row {int(zero[0])} has zero length and cannot be normalised for cosine")
-    vectors /= norms[:, None].astype(np.float32)
-    return vectors
-
-
-def sort_hits(hits: list[SearchHit]) -> list[SearchHit]:
-    """Return ``hits`` sorted by descending score, equal scores by ascending id.
-
-    Example:
-        >>> [h.id for h in sort_hits([SearchHit("b", 1.0, ""), SearchHit("a", 1.0, ""), SearchHit("c", 2.0, "")])]
-        ['c', 'a', 'b']
-    """
-    return sorted(hits, key=lambda h: (-h.score, h.id))
-
-
-def top_k_rows(scores: np.ndarray, k: int, id_of: Callable[[int], str]) -> list[int]:
-    """Return the positions of the ``k`` best scores, best first, equal scores by ascending id.
-
-    Ties at the cut-off are resolved by id too, so the result does not depend on storage order.
-
-    Args:
-        scores: 1-D scores, one per candidate.
-        k: How many to keep.
-        id_of: Id of the candidate at a position (called only for the few candidates near the top).
-
-    Example:
-        >>> top_k_rows(np.array([0.5, 0.9, 0.9], dtype=np.float32), 2, ["a", "c", "b"].__getitem__)
-        [2, 1]
-    """
-    n = scores.shape[0]
-    if n == 0:
-        return []
-    if k < n:
-        kth = np.partition(scores, n - k)[n - k]
-        cand = np.flatnonzero(scores >= kth)
-    else:
-        cand = np.arange(n)
-    order = sorted(cand.tolist(), key=lambda r: (-float(scores[r]), id_of(r)))
-    return order[:k]
 
 
 # ---------------------------------------------------------------------------------------------------- interface
@@ -374,7 +122,8 @@ class VectorIndex(ABC):
 
     @property
     def normalize(self) -> bool:
-        """Whether vectors are normalised to unit length before they are stored or searched."""
+        """Deprecated: whether vectors are scaled to unit length, i.e. ``metric == "cosine"``."""
+        warnings.warn('VectorIndex.normalize is deprecated; test metric == "cosine"', DeprecationWarning, stacklevel=2)
         return self._metric == "cosine"
 
     @property
@@ -501,7 +250,7 @@ class VectorIndex(ABC):
         check_positive_int(batch_size, name="batch_size")
         yield from self._iter_records(batch_size)
 
-    def search(self, query: object, k: int = 10, *, where: Where | None = None) -> list[SearchHit]:
+    def search(self, query: object, k: int = DEFAULT_K, *, where: Where | None = None) -> list[SearchHit]:
         """Return the ``k`` stored records most similar to one query vector.
 
         Args:
@@ -514,7 +263,7 @@ class VectorIndex(ABC):
         """
         return self._run_search(query, k, where, {}, single=True)[0]
 
-    def search_batch(self, queries: object, k: int = 10, *, where: Where | None = None) -> list[list[SearchHit]]:
+    def search_many(self, queries: object, k: int = DEFAULT_K, *, where: Where | None = None) -> list[list[SearchHit]]:
         """Search many query vectors at once (one list of hits per row of ``queries``).
 
         Args:
@@ -524,16 +273,19 @@ class VectorIndex(ABC):
         """
         return self._run_search(queries, k, where, {}, single=False)
 
+    def search_batch(self, queries: object, k: int = DEFAULT_K, **kwargs: Any) -> list[list[SearchHit]]:
+        """Deprecated name of :meth:`search_many` (removed in the next release)."""
+        warnings.warn("search_batch() is deprecated; use search_many()", DeprecationWarning, stacklevel=2)
+        return self.search_many(queries, k, **kwargs)
+
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:
-        """Save a snapshot of the index to a directory, atomically (see :mod:`jp_rerank.index.persist`).
+        """Save a snapshot of the index to a directory, atomically (see :mod:`jp_rerank.snapshots`).
 
         Returns:
             The snapshot folder that was written.
         """
-        from jp_rerank.index.persist import write_snapshot
-
         with self._lock:
             return write_snapshot(Path(path), self._manifest(), self._write_payload)
 
@@ -541,7 +293,7 @@ class VectorIndex(ABC):
     def load(
         cls, directory: str | Path, /, *, embedder_id: str | None = None, verify: bool = True, **options: Any
     ) -> Self:
-        """Load an index saved with :meth:`save`.
+        """Load an index saved with :meth:`save` by this backend (:func:`jp_rerank.index.load_index`: any).
 
         Args:
             directory: Directory given to :meth:`save`.
@@ -554,12 +306,22 @@ class VectorIndex(ABC):
                 another backend than ``cls``.
             IndexCorruptedError: If a file is missing, truncated or altered.
         """
-        from jp_rerank.index.persist import load_index
+        if getattr(cls, "backend", None) is None:
+            raise TypeError("VectorIndex.load needs a concrete backend class; use jp_rerank.index.load_index")
+        snapshot, manifest = open_snapshot(directory, embedder_id=embedder_id, verify=verify)
+        if manifest.get("backend") != cls.backend:
+            raise IndexMismatchError(f"{directory} holds a {manifest.get('backend')!r} index, not a {cls.__name__}")
+        return cls._from_payload(snapshot, manifest, **options)._finish_load(directory, manifest, embedder_id)
 
-        index = load_index(directory, embedder_id=embedder_id, verify=verify, **options)
-        if not isinstance(index, cls):
-            raise IndexMismatchError(f"{directory} holds a {type(index).__name__}, not a {cls.__name__}")
-        return index
+    def _finish_load(self, directory: str | Path, manifest: Mapping[str, Any], embedder_id: str | None) -> Self:
+        """Check the loaded count against the manifest and adopt ``embedder_id`` when none was recorded."""
+        if len(self) != manifest["count"]:
+            raise IndexCorruptedError(
+                f"{directory}: loaded {len(self)} records, the manifest recorded {manifest['count']}"
+            )
+        if embedder_id is not None and self._embedder_id is None:
+            self._embedder_id = embedder_id
+        return self
 
     def _manifest(self) -> dict[str, Any]:
         return {
@@ -567,7 +329,7 @@ class VectorIndex(ABC):
             "embedder_id": self._embedder_id,
             "dim": self._dim,
             "metric": self._metric,
-            "normalize": self.normalize,
+            "normalize": self._metric == "cosine",
             "count": self._count(),
             "params": self.params(),
         }
@@ -576,7 +338,7 @@ class VectorIndex(ABC):
 
     def _prepare_vectors(self, vectors: object, *, name: str, ndim: Literal[1, 2] = 2) -> np.ndarray:
         arr = as_matrix(vectors, self._dim, name=name, ndim=ndim)
-        return normalize_rows(arr, name=name) if self.normalize else arr
+        return normalize_rows(arr, name=name) if self._metric == "cosine" else arr
 
     def _prepare(
         self,

@@ -27,23 +27,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from jp_rerank._deps import require
-from jp_rerank._validate import check_positive_int
-from jp_rerank.errors import IndexMismatchError
-from jp_rerank.index.base import (
-    Batch,
-    IndexCorruptedError,
-    Metadata,
-    MetadataValue,
-    Metric,
-    Record,
-    SearchHit,
-    VectorIndex,
-    sort_hits,
-)
+from jp_rerank.checks import check_positive_int
+from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
+from jp_rerank.hits import SearchHit, sort_hits
+from jp_rerank.index.base import Batch, Record, VectorIndex
 from jp_rerank.index.retry import RetryingProxy, RetryPolicy, call_with_retries, connect_chroma_http
+from jp_rerank.index.vectors import Metric
+from jp_rerank.types import Metadata, MetadataValue
 
 if TYPE_CHECKING:
-    from typing import Self
+    from typing_extensions import Self
 
 __all__ = ["ChromaIndex"]
 

@@ -8,18 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jp_rerank.index.base import (
-    Batch,
-    IndexCorruptedError,
-    MetadataValue,
-    Metric,
-    SearchHit,
-    top_k_rows,
-)
+from jp_rerank.errors import IndexCorruptedError
+from jp_rerank.hits import SearchHit
+from jp_rerank.index.base import Batch
 from jp_rerank.index.store import DocumentStore, StoreBackedIndex
+from jp_rerank.index.vectors import Metric
+from jp_rerank.types import MetadataValue
 
 if TYPE_CHECKING:
-    from typing import Self
+    from typing_extensions import Self
 
 __all__ = ["ExactIndex"]
 
@@ -91,18 +88,11 @@ class ExactIndex(StoreBackedIndex):
             vectors, labels = vectors[rows], labels[rows]
         if labels.size == 0:
             return [[] for _ in range(queries.shape[0])]
-        store = self._store
-
-        def id_of(row: int) -> str:
-            return store.id_at(int(labels[row])) or ""
-
         out: list[list[SearchHit]] = []
         step = max(1, _SCORE_BLOCK // labels.size)
         for start in range(0, queries.shape[0], step):
             scores = queries[start : start + step] @ vectors.T
-            for row in scores:
-                best = top_k_rows(row, k, id_of)
-                out.append([self._store.hit(int(labels[r]), float(row[r])) for r in best])
+            out.extend(self._store.top_hits(row, labels, k) for row in scores)
         return out
 
     # ------------------------------------------------------------------ persistence

@@ -50,22 +50,19 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 import numpy as np
 
 from jp_rerank._deps import require
-from jp_rerank._validate import check_positive_int
-from jp_rerank.index.base import (
-    Batch,
-    IndexCorruptedError,
-    MetadataValue,
-    Metric,
-    SearchHit,
-    Where,
-    sort_hits,
-    top_k_rows,
-)
+from jp_rerank.checks import check_positive_int
+from jp_rerank.defaults import DEFAULT_K
+from jp_rerank.errors import IndexCorruptedError
+from jp_rerank.hits import SearchHit, sort_hits
+from jp_rerank.index.base import Batch
 from jp_rerank.index.store import DocumentStore, StoreBackedIndex
+from jp_rerank.index.vectors import Metric
+from jp_rerank.types import MetadataValue, Where
 
 if TYPE_CHECKING:
     from types import ModuleType
-    from typing import Self
+
+    from typing_extensions import Self
 
 __all__ = ["FaissIndex", "FaissKind", "FaissRefine"]
 
@@ -389,7 +386,7 @@ class FaissIndex(StoreBackedIndex):
     def search(
         self,
         query: object,
-        k: int = 10,
+        k: int = DEFAULT_K,
         *,
         where: Where | None = None,
         nprobe: int | None = None,
@@ -410,10 +407,10 @@ class FaissIndex(StoreBackedIndex):
         options = self._options(nprobe, ef_search, refine_factor)
         return self._run_search(query, k, where, options, single=True)[0]
 
-    def search_batch(
+    def search_many(
         self,
         queries: object,
-        k: int = 10,
+        k: int = DEFAULT_K,
         *,
         where: Where | None = None,
         nprobe: int | None = None,
@@ -480,25 +477,11 @@ class FaissIndex(StoreBackedIndex):
         """Score candidate labels with the refine copy and keep the best ``k``."""
         if labels.size == 0:
             return []
-        scores = self._vectors_of(labels) @ query
-        store = self._store
-
-        def id_of(row: int) -> str:
-            return store.id_at(int(labels[row])) or ""
-
-        return [store.hit(int(labels[r]), float(scores[r])) for r in top_k_rows(scores, k, id_of)]
+        return self._store.top_hits(self._vectors_of(labels) @ query, labels, k)
 
     def _score_exactly(self, queries: np.ndarray, k: int, labels: np.ndarray) -> list[list[SearchHit]]:
         vectors = self._vectors_of(labels)
-        store = self._store
-
-        def id_of(row: int) -> str:
-            return store.id_at(int(labels[row])) or ""
-
-        out: list[list[SearchHit]] = []
-        for row in queries @ vectors.T:
-            out.append([store.hit(int(labels[r]), float(row[r])) for r in top_k_rows(row, k, id_of)])
-        return out
+        return [self._store.top_hits(row, labels, k) for row in queries @ vectors.T]
 
     # ------------------------------------------------------------------ persistence
 

@@ -16,8 +16,9 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
-from jp_rerank._validate import check_positive_int
-from jp_rerank.index.base import MetadataValue, Record, VectorIndex
+from jp_rerank.checks import check_positive_int
+from jp_rerank.index.base import Record, VectorIndex
+from jp_rerank.types import MetadataValue
 
 __all__ = ["EmbedDocuments", "IngestReport", "RecordLike", "ingest", "iter_batches"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from jp_rerank.errors import JpRerankError
+from jp_rerank.errors import IndexServerUnavailableError
 
 __all__ = [
     "IndexServerUnavailableError",
@@ -58,10 +58,6 @@ _SENT = frozenset(
     }
 )
 _CHROMA_UNREACHABLE = "Could not connect to a Chroma server"
-
-
-class IndexServerUnavailableError(JpRerankError, ConnectionError):
-    """An index server could not be reached or did not answer in time, after the allowed retries."""
 
 
 @dataclass(frozen=True)

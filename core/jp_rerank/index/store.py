@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from jp_rerank.errors import IndexCorruptedError
-from jp_rerank.index.base import Metadata, MetadataValue, Metric, Record, SearchHit, VectorIndex
+from jp_rerank.hits import SearchHit, rank
+from jp_rerank.index.base import Record, VectorIndex
+from jp_rerank.index.vectors import Metric
+from jp_rerank.types import Metadata, MetadataValue
 
 __all__ = ["DocumentStore", "StoreBackedIndex"]
 
@@ -110,6 +113,11 @@ class DocumentStore:
         """A :class:`SearchHit` for a live label (metadata copied)."""
         rec = self.record(label)
         return SearchHit(rec.id, float(score), rec.text, rec.metadata)
+
+    def top_hits(self, scores: np.ndarray, labels: np.ndarray, k: int) -> list[SearchHit]:
+        """The ``k`` best hits among candidates (``scores[r]`` belongs to ``labels[r]``), in result order."""
+        best = rank(scores, k, ids=lambda r: self._ids[int(labels[r])] or "")
+        return [self.hit(int(labels[r]), float(scores[r])) for r in best]
 
     def live_labels(self) -> np.ndarray:
         """Labels of all stored records, ascending."""

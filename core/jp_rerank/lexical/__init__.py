@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from jp_rerank._deprecation import moved
 from jp_rerank.lexical.bm25 import (
     DEFAULT_B,
     DEFAULT_K1,
@@ -18,7 +19,6 @@ from jp_rerank.lexical.bm25 import (
     DEFAULT_TOKENIZER,
     BM25Index,
     BM25Method,
-    LexicalHit,
 )
 from jp_rerank.lexical.tokenizers import (
     FUNCTION_WORD_POS,
@@ -39,10 +39,11 @@ __all__ = [
     "BM25Index",
     "BM25Method",
     "CharNgramTokenizer",
-    "LexicalHit",
     "MeCabTokenizer",
     "SudachiTokenizer",
     "Tokenizer",
     "get_tokenizer",
     "prepare_text",
 ]
+
+__getattr__ = moved(__name__, {"LexicalHit": "jp_rerank.hits:SearchHit"})

@@ -6,10 +6,10 @@ the same tokenizer, so a saved index can rebuild the tokenizer it was made with.
 Behaviour shared by the built-in tokenizers, whatever the input:
 
 * ``""`` (or text without words) gives ``[]``; a non-``str`` input raises ``TypeError``.
-* With ``normalize=True`` (default) the text goes through :func:`jp_rerank.text.normalize_text` (NFKC, control
+* With ``normalize_text=True`` (default) the text goes through :func:`jp_rerank.text.normalize_text` (NFKC, control
   and zero-width characters removed, whitespace folded) and is lower-cased, so ``ﾃｽﾄ`` matches ``テスト`` and
   ``ＡＢＣ`` matches ``abc``.
-* Whatever ``normalize`` says, control characters (NUL would otherwise cut MeCab's input short) and lone
+* Whatever ``normalize_text`` says, control characters (NUL would otherwise cut MeCab's input short) and lone
   surrogates (which cannot be encoded to UTF-8) are treated as whitespace: they separate tokens and never
   appear in one.
 * Whitespace, punctuation and symbols (including emoji) are never tokens.
@@ -35,8 +35,10 @@ import unicodedata
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from jp_rerank._deprecation import renamed
 from jp_rerank._deps import require
-from jp_rerank.text import chunk_text, normalize_text
+from jp_rerank.text import chunk_text
+from jp_rerank.text import normalize_text as _normalize
 
 if TYPE_CHECKING:
     import fugashi
@@ -92,13 +94,14 @@ class Tokenizer(Protocol):
         ...
 
 
-def prepare_text(text: str, *, normalize: bool = True) -> str:
+def prepare_text(text: str, *, normalize_text: bool = True, normalize: bool | None = None) -> str:
     r"""Return ``text`` as the built-in tokenizers see it.
 
     Args:
         text: Input text.
-        normalize: Apply :func:`jp_rerank.text.normalize_text` (NFKC, control characters removed, whitespace
-            folded) and lower-case the result.
+        normalize_text: Apply :func:`jp_rerank.text.normalize_text` (NFKC, control characters removed,
+            whitespace folded) and lower-case the result.
+        normalize: Deprecated spelling of ``normalize_text``.
 
     Returns:
         The text with control characters and lone surrogates replaced by spaces (always), normalised when asked.
@@ -109,13 +112,13 @@ def prepare_text(text: str, *, normalize: bool = True) -> str:
     Example:
         >>> prepare_text("ﾃｽﾄ　ＡＢＣ")
         'テスト abc'
-        >>> prepare_text("a\x00b", normalize=False)
+        >>> prepare_text("a\x00b", normalize_text=False)
         'a b'
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if normalize:
-        text = normalize_text(text).lower()
+    if renamed(normalize_text, normalize, old="normalize", new="normalize_text", owner="prepare_text"):
+        text = _normalize(text).lower()
     return _UNSAFE_RE.sub(" ", text)
 
 
@@ -145,7 +148,8 @@ class CharNgramTokenizer:
     Args:
         n: Size of the n-grams (ignored when ``ngram_range`` is given).
         ngram_range: ``(low, high)``: every size from ``low`` to ``high`` inclusive, e.g. ``(1, 2)``.
-        normalize: NFKC-normalise and lower-case first (see :func:`prepare_text`).
+        normalize_text: NFKC-normalise and lower-case first (see :func:`prepare_text`).
+        normalize: Deprecated spelling of ``normalize_text``.
 
     Raises:
         ValueError: If a size is below 1 or ``low > high``.
@@ -157,7 +161,14 @@ class CharNgramTokenizer:
         'char1-2'
     """
 
-    def __init__(self, n: int = 2, *, ngram_range: tuple[int, int] | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        n: int = 2,
+        *,
+        ngram_range: tuple[int, int] | None = None,
+        normalize_text: bool = True,
+        normalize: bool | None = None,
+    ) -> None:
         low, high = ngram_range if ngram_range is not None else (n, n)
         for size in (low, high):
             if isinstance(size, bool) or not isinstance(size, int):
@@ -165,7 +176,9 @@ class CharNgramTokenizer:
         if low < 1 or high < low:
             raise ValueError(f"n-gram sizes must satisfy 1 <= low <= high, got ({low}, {high})")
         self.ngram_range = (low, high)
-        self.normalize = normalize
+        self.normalize_text = renamed(
+            normalize_text, normalize, old="normalize", new="normalize_text", owner=type(self).__name__
+        )
 
     @property
     def name(self) -> str:
@@ -177,7 +190,7 @@ class CharNgramTokenizer:
         """Return the n-grams of ``text`` in order (all sizes for one position before the next run)."""
         low, high = self.ngram_range
         tokens: list[str] = []
-        for run in _word_runs(prepare_text(text, normalize=self.normalize)):
+        for run in _word_runs(prepare_text(text, normalize_text=self.normalize_text)):
             if len(run) < low:
                 tokens.append(run)
                 continue
@@ -186,15 +199,17 @@ class CharNgramTokenizer:
         return tokens
 
     def __repr__(self) -> str:
-        return f"CharNgramTokenizer(ngram_range={self.ngram_range}, normalize={self.normalize})"
+        return f"CharNgramTokenizer(ngram_range={self.ngram_range}, normalize_text={self.normalize_text})"
 
 
 class _DictionaryTokenizer:
     """Shared by the dictionary-based tokenizers: the word filter, and one analyser per thread (not pickled)."""
 
-    def __init__(self, *, drop_function_words: bool, normalize: bool) -> None:
+    def __init__(self, *, drop_function_words: bool, normalize_text: bool, normalize: bool | None) -> None:
         self.drop_function_words = drop_function_words
-        self.normalize = normalize
+        self.normalize_text = renamed(
+            normalize_text, normalize, old="normalize", new="normalize_text", owner=type(self).__name__
+        )
         self._local = threading.local()
 
     def _drops(self, pos: str) -> bool:
@@ -221,7 +236,8 @@ class MeCabTokenizer(_DictionaryTokenizer):
         form: ``"lemma"`` (UniDic 語彙素: merges spelling variants such as 子供/子ども and conjugations),
             ``"base"`` (orthographic base form, e.g. 住ん → 住む) or ``"surface"`` (text as written).
         drop_function_words: Drop the parts of speech in :data:`FUNCTION_WORD_POS`.
-        normalize: NFKC-normalise and lower-case first (see :func:`prepare_text`).
+        normalize_text: NFKC-normalise and lower-case first (see :func:`prepare_text`).
+        normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
         >>> MeCabTokenizer()("東京都に住んでいます")
@@ -230,11 +246,18 @@ class MeCabTokenizer(_DictionaryTokenizer):
         ['東京', '都', 'に', '住ん', 'で', 'い', 'ます']
     """
 
-    def __init__(self, *, form: MeCabForm = "lemma", drop_function_words: bool = True, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        form: MeCabForm = "lemma",
+        drop_function_words: bool = True,
+        normalize_text: bool = True,
+        normalize: bool | None = None,
+    ) -> None:
         if form not in ("surface", "base", "lemma"):
             raise ValueError(f"form must be 'surface', 'base' or 'lemma', got {form!r}")
         self.form: MeCabForm = form
-        super().__init__(drop_function_words=drop_function_words, normalize=normalize)
+        super().__init__(drop_function_words=drop_function_words, normalize_text=normalize_text, normalize=normalize)
 
     @property
     def name(self) -> str:
@@ -256,7 +279,7 @@ class MeCabTokenizer(_DictionaryTokenizer):
 
     def __call__(self, text: str) -> list[str]:
         """Return the words of ``text`` in order, in the configured form."""
-        prepared = prepare_text(text, normalize=self.normalize)
+        prepared = prepare_text(text, normalize_text=self.normalize_text)
         if not prepared.strip():
             return []
         tokens: list[str] = []
@@ -278,7 +301,7 @@ class MeCabTokenizer(_DictionaryTokenizer):
     def __repr__(self) -> str:
         return (
             f"MeCabTokenizer(form={self.form!r}, drop_function_words={self.drop_function_words}, "
-            f"normalize={self.normalize})"
+            f"normalize_text={self.normalize_text})"
         )
 
 
@@ -294,7 +317,8 @@ class SudachiTokenizer(_DictionaryTokenizer):
         form: ``"normalized"`` (Sudachi's normalised form: spelling variants merged, e.g. ｳｨﾙｽ → ウイルス) or
             ``"surface"``.
         drop_function_words: Drop the parts of speech in :data:`FUNCTION_WORD_POS`.
-        normalize: NFKC-normalise and lower-case first (see :func:`prepare_text`).
+        normalize_text: NFKC-normalise and lower-case first (see :func:`prepare_text`).
+        normalize: Deprecated spelling of ``normalize_text``.
 
     Raises:
         ImportError: When tokenising, if ``sudachipy``/``sudachidict_core`` are missing
@@ -311,7 +335,8 @@ class SudachiTokenizer(_DictionaryTokenizer):
         *,
         form: SudachiForm = "normalized",
         drop_function_words: bool = True,
-        normalize: bool = True,
+        normalize_text: bool = True,
+        normalize: bool | None = None,
     ) -> None:
         if mode not in ("A", "B", "C"):
             raise ValueError(f"mode must be 'A', 'B' or 'C', got {mode!r}")
@@ -319,7 +344,7 @@ class SudachiTokenizer(_DictionaryTokenizer):
             raise ValueError(f"form must be 'surface' or 'normalized', got {form!r}")
         self.mode: SudachiMode = mode
         self.form: SudachiForm = form
-        super().__init__(drop_function_words=drop_function_words, normalize=normalize)
+        super().__init__(drop_function_words=drop_function_words, normalize_text=normalize_text, normalize=normalize)
 
     @property
     def name(self) -> str:
@@ -342,7 +367,7 @@ class SudachiTokenizer(_DictionaryTokenizer):
 
     def __call__(self, text: str) -> list[str]:
         """Return the words of ``text`` in order, in the configured form."""
-        prepared = prepare_text(text, normalize=self.normalize)
+        prepared = prepare_text(text, normalize_text=self.normalize_text)
         if not prepared.strip():
             return []
         tokenizer = self._tokenizer()
@@ -361,7 +386,7 @@ class SudachiTokenizer(_DictionaryTokenizer):
     def __repr__(self) -> str:
         return (
             f"SudachiTokenizer(mode={self.mode!r}, form={self.form!r}, "
-            f"drop_function_words={self.drop_function_words}, normalize={self.normalize})"
+            f"drop_function_words={self.drop_function_words}, normalize_text={self.normalize_text})"
         )
 
 
@@ -370,13 +395,14 @@ _SUDACHI_SPEC = re.compile(r"^sudachi(?:-([abc]))?(?:-(surface|normalized))?(\+f
 _CHAR_SPEC = re.compile(r"^char([1-9][0-9]*)(?:-([1-9][0-9]*))?$")
 
 
-def get_tokenizer(spec: str | Tokenizer, *, normalize: bool = True) -> Tokenizer:
+def get_tokenizer(spec: str | Tokenizer, *, normalize_text: bool = True, normalize: bool | None = None) -> Tokenizer:
     """Build a tokenizer from a spec string (see the module docs), or return a tokenizer object unchanged.
 
     Args:
         spec: A spec such as ``"mecab"``, ``"mecab-surface+func"``, ``"sudachi-b"``, ``"char2"``, ``"char1-2"``
             (case-insensitive), or an object following :class:`Tokenizer`.
-        normalize: Passed to the built tokenizer (ignored for tokenizer objects).
+        normalize_text: Passed to the built tokenizer (ignored for tokenizer objects).
+        normalize: Deprecated spelling of ``normalize_text``.
 
     Returns:
         The tokenizer; for a spec, ``get_tokenizer(t.name)`` builds an equivalent one.
@@ -395,25 +421,26 @@ def get_tokenizer(spec: str | Tokenizer, *, normalize: bool = True) -> Tokenizer
         if isinstance(spec, Tokenizer) and isinstance(spec.name, str):
             return spec
         raise TypeError(f"tokenizer must be a spec string or a callable with a 'name', got {type(spec).__name__}")
+    flag = renamed(normalize_text, normalize, old="normalize", new="normalize_text", owner="get_tokenizer")
     key = spec.strip().lower()
     if match := _MECAB_SPEC.match(key):
         form = match.group(1) or "lemma"
         return MeCabTokenizer(
             form=form,  # type: ignore[arg-type]
             drop_function_words=match.group(2) is None,
-            normalize=normalize,
+            normalize_text=flag,
         )
     if match := _SUDACHI_SPEC.match(key):
         return SudachiTokenizer(
             (match.group(1) or "c").upper(),  # type: ignore[arg-type]
             form=match.group(2) or "normalized",  # type: ignore[arg-type]
             drop_function_words=match.group(3) is None,
-            normalize=normalize,
+            normalize_text=flag,
         )
     if match := _CHAR_SPEC.match(key):
         low = int(match.group(1))
         high = int(match.group(2) or low)
-        return CharNgramTokenizer(ngram_range=(low, high), normalize=normalize)
+        return CharNgramTokenizer(ngram_range=(low, high), normalize_text=flag)
     raise ValueError(
         f"unknown tokenizer spec {spec!r}; use 'mecab[-surface|-base|-lemma][+func]', "
         "'sudachi[-a|-b|-c][-surface|-normalized][+func]', 'char<n>' or 'char<low>-<high>'"

@@ -1,5 +1,9 @@
 """Two-stage retrieval: dense / sparse / BM25 first stages (fused when several) → cross-encoder rerank.
 
+This is the layer where the engine's pieces meet: :class:`DenseRetriever` joins an embedder to a vector index, and
+:class:`TwoStageRetriever` runs any :class:`~jp_rerank.hits.FirstStage` objects (it, :class:`~jp_rerank.BM25Index`,
+:class:`~jp_rerank.index.SparseIndex`, or your own), fuses them and reranks.
+
 Example:
     >>> from jp_rerank.pipeline import TwoStageRetriever
     >>> retriever = TwoStageRetriever.from_texts(["富士山は日本一高い山です。", "京都には寺が多い。"], top_n=1)
@@ -9,17 +13,21 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank.pipeline.retriever import FusionMethod, RetrievedPassage, TwoStageRetriever
-from jp_rerank.pipeline.stages import BM25Stage, Candidate, DenseStage, FirstStage, SparseStage, StageHit
+from jp_rerank._deprecation import moved
+from jp_rerank.hits import FirstStage
+from jp_rerank.pipeline.dense import DenseRetriever
+from jp_rerank.pipeline.retriever import FusionMethod, TwoStageRetriever
 
-__all__ = [
-    "BM25Stage",
-    "Candidate",
-    "DenseStage",
-    "FirstStage",
-    "FusionMethod",
-    "RetrievedPassage",
-    "SparseStage",
-    "StageHit",
-    "TwoStageRetriever",
-]
+__all__ = ["DenseRetriever", "FirstStage", "FusionMethod", "TwoStageRetriever"]
+
+__getattr__ = moved(
+    __name__,
+    {
+        "RetrievedPassage": "jp_rerank.hits:SearchHit",
+        "Candidate": "jp_rerank.hits:SearchHit",
+        "StageHit": "jp_rerank.hits:SearchHit",
+        "DenseStage": "jp_rerank.pipeline.dense:DenseRetriever",
+        "BM25Stage": "jp_rerank.pipeline.compat:BM25Stage",
+        "SparseStage": "jp_rerank.pipeline.compat:SparseStage",
+    },
+)

@@ -9,48 +9,22 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from jp_rerank._validate import check_positive_int, check_query, check_texts
-from jp_rerank.fusion import Normalization, _check_weights, reciprocal_rank_fusion, weighted_score_fusion
-from jp_rerank.index.base import MetadataValue, check_ids
-from jp_rerank.pipeline.stages import FirstStage, StageHit
-from jp_rerank.rerank.results import rank_scores
+from jp_rerank.checks import check_ids, check_metadatas, check_positive_int, check_query, check_texts
+from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_FIRST_K
+from jp_rerank.embed import Embedder, SparseEmbedder
+from jp_rerank.fusion import Normalization, check_weights, reciprocal_rank_fusion, weighted_score_fusion
+from jp_rerank.hits import FIRST_STAGE, RERANK, FirstStage, SearchHit, rank
+from jp_rerank.index import IndexBackend, SparseIndex
+from jp_rerank.lexical import BM25Index
+from jp_rerank.pipeline.dense import DenseRetriever
+from jp_rerank.rerank import Reranker
+from jp_rerank.types import MetadataValue
 
-if TYPE_CHECKING:
-    from jp_rerank.embed import Embedder, SparseEmbedder
-    from jp_rerank.index import BackendName
-    from jp_rerank.rerank import Reranker
-
-__all__ = ["FusionMethod", "RetrievedPassage", "TwoStageRetriever"]
+__all__ = ["FusionMethod", "TwoStageRetriever"]
 
 FusionMethod = Literal["rrf", "weighted"]
-
-
-@dataclass(frozen=True)
-class RetrievedPassage:
-    """One passage returned by :class:`TwoStageRetriever`.
-
-    Attributes:
-        id: Passage id.
-        text: Passage text.
-        metadata: A fresh copy of the passage's metadata (changing it changes nothing else).
-        score: The ranking score: ``rerank_score`` when a reranker is set, else ``first_stage_score``.
-        first_stage_score: The first stage's score, or the fused score when several first stages run.
-        rerank_score: The cross-encoder's score, ``None`` without a reranker.
-
-    Example:
-        >>> RetrievedPassage(id="d1", text="富士山", metadata={}, score=0.9, first_stage_score=0.03, rerank_score=0.9)
-        RetrievedPassage(id='d1', text='富士山', metadata={}, score=0.9, first_stage_score=0.03, rerank_score=0.9)
-    """
-
-    id: str
-    text: str
-    metadata: dict[str, Any]
-    score: float
-    first_stage_score: float
-    rerank_score: float | None
 
 
 class TwoStageRetriever:
@@ -62,15 +36,18 @@ class TwoStageRetriever:
     queries) scores every candidate; the ``top_n`` best come back, dropping those under ``score_threshold``.
     Without a reranker the first-stage order is the answer and the threshold applies to the first-stage score.
 
-    Ties keep the first-stage order (fusion ties: see :mod:`jp_rerank.fusion`). A candidate's text and
-    metadata come from the first stage (in ``first_stages`` order) that returned it.
+    Results are :class:`~jp_rerank.hits.SearchHit` objects: ``score`` is the ranking score (the reranker's, else the
+    first stage's), ``scores`` holds ``"first_stage"`` (the fused score with several stages), ``"rerank"`` (with a
+    reranker) and each stage's own score by stage name; ``first_stage_score`` / ``rerank_score`` read them.
+    Equal scores are ordered by ascending id (the engine's one rule). A candidate's text and metadata come from
+    the first stage (in ``first_stages`` order) that returned it.
 
     ``last_timings`` holds the seconds spent in the most recent finished call (from any thread): one key per first
     stage name (query encoding included), ``"fusion"`` (several stages only), ``"rerank"`` (with a reranker) and
     ``"total"``. Concurrent ``retrieve`` calls are safe; each replaces ``last_timings`` whole when it finishes.
 
     Args:
-        first_stages: The first-stage retrievers (see :class:`~jp_rerank.pipeline.FirstStage`), unique names.
+        first_stages: The first-stage retrievers (see :class:`~jp_rerank.hits.FirstStage`), unique names.
         reranker: Cross-encoder applied to the candidates; ``None`` for first stage only.
         first_k: Candidates per first stage, and fused candidates handed to the reranker.
         top_n: Passages returned per query.
@@ -93,7 +70,7 @@ class TwoStageRetriever:
         *,
         first_stages: Sequence[FirstStage],
         reranker: Reranker | None = None,
-        first_k: int = 100,
+        first_k: int = DEFAULT_FIRST_K,
         top_n: int = 10,
         score_threshold: float | None = None,
         fusion: FusionMethod = "rrf",
@@ -101,13 +78,13 @@ class TwoStageRetriever:
         weights: Mapping[str, float] | Sequence[float] | None = None,
         normalization: Normalization = "minmax",
     ) -> None:
-        if isinstance(first_stages, FirstStage) or not isinstance(first_stages, Sequence):
+        if _is_first_stage(first_stages) or not isinstance(first_stages, Sequence):
             raise TypeError("first_stages must be a sequence of first-stage retrievers")
         stages = tuple(first_stages)
         if not stages:
             raise ValueError("first_stages is empty; give at least one first-stage retriever")
         for i, stage in enumerate(stages):
-            if not isinstance(stage, FirstStage):
+            if not _is_first_stage(stage):
                 raise TypeError(f"first_stages[{i}] has no name and search_many(queries, k): {type(stage).__name__}")
         names = [stage.name for stage in stages]
         if len(set(names)) != len(names):
@@ -152,10 +129,10 @@ class TwoStageRetriever:
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, MetadataValue] | None] | None = None,
         embedder: Embedder | str | os.PathLike[str] | None = None,
-        bm25: str | None = "mecab",
+        bm25: str | None = DEFAULT_BM25_TOKENIZER,
         sparse: SparseEmbedder | str | os.PathLike[str] | None = None,
         reranker: Reranker | str | os.PathLike[str] | None = None,
-        vector_backend: BackendName | str = "exact",
+        vector_backend: IndexBackend | str = "exact",
         vector_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> TwoStageRetriever:
@@ -181,8 +158,6 @@ class TwoStageRetriever:
         Raises:
             ValueError: No first stage chosen, no texts, duplicate ids, or lengths that differ.
         """
-        from jp_rerank.pipeline.stages import BM25Stage, DenseStage, SparseStage, check_metadatas
-
         items = check_texts(texts, name="texts")
         if not items:
             raise ValueError("texts is empty; give at least one passage to index")
@@ -194,39 +169,27 @@ class TwoStageRetriever:
         metas = check_metadatas(metadatas, len(items))
         stages: list[FirstStage] = []
         if embedder is not None:
-            from jp_rerank.embed import Embedder
-
             dense = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
+            options = dict(vector_options or {})
             stages.append(
-                DenseStage.build(
-                    items,
-                    ids=doc_ids,
-                    metadatas=metas,
-                    embedder=dense,
-                    backend=vector_backend,
-                    **dict(vector_options or {}),
+                DenseRetriever.from_texts(
+                    items, ids=doc_ids, metadatas=metas, embedder=dense, backend=vector_backend, **options
                 )
             )
         if sparse is not None:
-            from jp_rerank.embed import SparseEmbedder, SparseIndex
-
             encoder = sparse if isinstance(sparse, SparseEmbedder) else SparseEmbedder(sparse)
-            index = SparseIndex(encoder)
-            index.add(items, ids=doc_ids, metadatas=metas)
-            stages.append(SparseStage(index))
+            sparse_index = SparseIndex(encoder)
+            sparse_index.add(items, doc_ids, metas)
+            stages.append(sparse_index)
         if bm25 is not None:
-            from jp_rerank.lexical import BM25Index
-
-            stages.append(BM25Stage(BM25Index(bm25).index(items, ids=doc_ids), items, metas))
+            stages.append(BM25Index(bm25).index(items, doc_ids, metas))
         cross: Reranker | None = None
         if reranker is not None:
-            from jp_rerank.rerank import Reranker
-
             cross = reranker if isinstance(reranker, Reranker) else Reranker(reranker)
         return cls(first_stages=stages, reranker=cross, **kwargs)
 
     # ------------------------------------------------------------------ retrieval
-    def retrieve(self, query: str, *, top_n: int | None = None, first_k: int | None = None) -> list[RetrievedPassage]:
+    def retrieve(self, query: str, *, top_n: int | None = None, first_k: int | None = None) -> list[SearchHit]:
         """Return the best passages for one query, by descending ``score``.
 
         At most ``top_n`` passages come back, and never more than the ``first_k`` candidates the first stage(s)
@@ -247,7 +210,7 @@ class TwoStageRetriever:
 
     def retrieve_many(
         self, queries: Sequence[str], *, top_n: int | None = None, first_k: int | None = None
-    ) -> list[list[RetrievedPassage]]:
+    ) -> list[list[SearchHit]]:
         """Retrieve for several queries at once: batched first stages and one shared rerank.
 
         Returns:
@@ -262,7 +225,7 @@ class TwoStageRetriever:
             return []
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        per_stage: list[Sequence[Sequence[StageHit]]] = []
+        per_stage: list[Sequence[Sequence[SearchHit]]] = []
         for stage in self.first_stages:
             t0 = time.perf_counter()
             results = stage.search_many(items, k)
@@ -277,25 +240,23 @@ class TwoStageRetriever:
         if len(per_stage) > 1:
             timings["fusion"] = time.perf_counter() - t0
         if self.reranker is None:
-            out = [self._first_stage_only(cands, n) for cands in candidates]
+            out = [self._ranked(cands, [c.score for c in cands], n, reranked=False) for cands in candidates]
         else:
             t0 = time.perf_counter()
-            ranked = self.reranker.rerank_many(
-                items, [[c.text for c in cands] for cands in candidates], top_n=n, score_threshold=self.score_threshold
-            )
+            scores = self.reranker.score_many(items, [[c.text for c in cands] for cands in candidates])
             timings["rerank"] = time.perf_counter() - t0
             out = [
-                [_passage(cands[r.index], rerank_score=r.score) for r in results]
-                for cands, results in zip(candidates, ranked, strict=True)
+                self._ranked(cands, values.tolist(), n, reranked=True)
+                for cands, values in zip(candidates, scores, strict=True)
             ]
         timings["total"] = time.perf_counter() - start
         with self._timings_lock:
             self._last_timings = timings
         return out
 
-    def _fuse(self, rankings: list[Sequence[StageHit]], k: int) -> list[_Fused]:
+    def _fuse(self, rankings: list[Sequence[SearchHit]], k: int) -> list[SearchHit]:
         """Merge one query's stage rankings into at most ``k`` candidates, best first."""
-        by_id: dict[str, StageHit] = {}
+        by_id: dict[str, SearchHit] = {}
         for stage, hits in zip(self.first_stages, rankings, strict=True):
             seen: set[str] = set()
             for hit in hits:
@@ -303,46 +264,40 @@ class TwoStageRetriever:
                     raise ValueError(f"first stage {stage.name!r} returned id {hit.id!r} more than once for one query")
                 seen.add(hit.id)
                 by_id.setdefault(hit.id, hit)
+        names = [stage.name for stage in self.first_stages]
         if len(rankings) == 1:
-            return [_Fused(hit, float(hit.score)) for hit in list(rankings[0])[:k]]
+            return [
+                SearchHit(h.id, float(h.score), h.text, dict(h.metadata), {names[0]: float(h.score)})
+                for h in list(rankings[0])[:k]
+            ]
         if self.fusion == "rrf":
-            fused = reciprocal_rank_fusion(
-                [[hit.id for hit in hits] for hits in rankings], k=self.rrf_k, weights=self.weights, top_n=k
-            )
+            fused = reciprocal_rank_fusion(rankings, k=self.rrf_k, weights=self.weights, top_n=k, names=names)
         else:
             fused = weighted_score_fusion(
-                [[(hit.id, float(hit.score)) for hit in hits] for hits in rankings],
-                weights=self.weights,
-                normalization=self.normalization,
-                top_n=k,
+                rankings, weights=self.weights, normalization=self.normalization, top_n=k, names=names
             )
-        return [_Fused(by_id[f.id], f.score) for f in fused]
+        return [
+            SearchHit(f.id, f.score, by_id[f.id].text, dict(by_id[f.id].metadata), dict(f.scores)) for f in fused
+        ]
 
-    def _first_stage_only(self, candidates: list[_Fused], top_n: int) -> list[RetrievedPassage]:
-        ranked = rank_scores([c.score for c in candidates], top_n=top_n, score_threshold=self.score_threshold)
-        return [_passage(candidates[r.index], rerank_score=None) for r in ranked]
+    def _ranked(
+        self, candidates: list[SearchHit], scores: list[float], top_n: int, *, reranked: bool
+    ) -> list[SearchHit]:
+        """The ``top_n`` candidates by ``scores`` (ties: ascending id) at or above the threshold, as results."""
+        best = rank(scores, top_n, ids=[c.id for c in candidates], min_score=self.score_threshold)
+        out = []
+        for i in best:
+            cand, score = candidates[i], float(scores[i])
+            stage_scores = {**cand.scores, FIRST_STAGE: float(cand.score)}
+            if reranked:
+                stage_scores[RERANK] = score
+            out.append(SearchHit(cand.id, score, cand.text, copy.deepcopy(dict(cand.metadata)), stage_scores))
+        return out
 
 
-@dataclass(frozen=True)
-class _Fused:
-    hit: StageHit
-    score: float
-
-    @property
-    def text(self) -> str:
-        return self.hit.text
-
-
-def _passage(candidate: _Fused, *, rerank_score: float | None) -> RetrievedPassage:
-    hit = candidate.hit
-    return RetrievedPassage(
-        id=str(hit.id),
-        text=hit.text,
-        metadata=copy.deepcopy(dict(hit.metadata)),
-        score=float(rerank_score if rerank_score is not None else candidate.score),
-        first_stage_score=float(candidate.score),
-        rerank_score=None if rerank_score is None else float(rerank_score),
-    )
+def _is_first_stage(stage: object) -> bool:
+    """What the pipeline needs of a first stage: a ``name`` and ``search_many(queries, k)``."""
+    return isinstance(getattr(stage, "name", None), str) and callable(getattr(stage, "search_many", None))
 
 
 def _check_threshold(value: float | None) -> float | None:
@@ -363,4 +318,4 @@ def _stage_weights(weights: Mapping[str, float] | Sequence[float] | None, names:
         values: list[float] = [weights.get(name, 1.0) for name in names]
     else:
         values = list(weights)
-    return tuple(_check_weights(values, len(names)))
+    return tuple(check_weights(values, len(names)))

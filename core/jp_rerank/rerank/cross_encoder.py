@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from jp_rerank._deprecation import renamed
 from jp_rerank._deps import is_available
-from jp_rerank._validate import (
+from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
     check_limits,
@@ -20,6 +21,7 @@ from jp_rerank._validate import (
     check_texts,
 )
 from jp_rerank.errors import ModelLoadError
+from jp_rerank.hits import RerankResult, rank_scores
 from jp_rerank.loading import ModelHandle, resolve_device
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank.backends import (
@@ -35,7 +37,6 @@ from jp_rerank.rerank.backends import (
     run_batches,
 )
 from jp_rerank.rerank.pairs import EncodedPair, PairTemplate
-from jp_rerank.rerank.results import RerankResult, rank_scores
 from jp_rerank.text import normalize_text
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Reranker(ModelHandle):
             ``"sigmoid"``, ``"softmax"`` (multi-label models: probability of the last label) or ``"none"`` (raw logit).
         overflow: ``"truncate"`` or ``"window"`` for passages longer than the limit.
         window_overlap: Tokens shared by consecutive windows in window mode.
-        normalize: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to query and passages.
+        normalize_text: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to query and passages.
         precision: ``"auto"`` (see above), ``"fp32"`` (exact), ``"bf16"`` / ``"fp16"`` (torch autocast) or
             ``"int8"`` (ONNX Runtime, dynamic quantisation).
         backend: ``"auto"`` (torch; ONNX int8 on CPUs without native bf16 when an int8 export is cached),
@@ -92,6 +93,7 @@ class Reranker(ModelHandle):
             Checked before any model work; over the cap raises ``ValueError``.
         max_chars: Most characters of one query or passage (default 1,000,000; ``None``: no cap). Checked
             before any model work; over the cap raises ``ValueError`` (chunk long texts first).
+        normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
         >>> reranker = Reranker("xsmall")  # doctest: +SKIP
@@ -110,7 +112,7 @@ class Reranker(ModelHandle):
         activation: Activation = "auto",
         overflow: Overflow = "truncate",
         window_overlap: int = 64,
-        normalize: bool = True,
+        normalize_text: bool = True,
         precision: PrecisionOption = "auto",
         backend: BackendOption = "auto",
         local_files_only: bool | None = None,
@@ -119,6 +121,7 @@ class Reranker(ModelHandle):
         trust_remote_code: bool | None = None,
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
+        normalize: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -147,7 +150,9 @@ class Reranker(ModelHandle):
         self.activation: Activation = activation
         self.overflow: Overflow = overflow
         self.window_overlap = window_overlap
-        self.normalize = normalize
+        self.normalize_text = renamed(
+            normalize_text, normalize, old="normalize", new="normalize_text", owner="Reranker"
+        )
         self.precision: PrecisionOption = precision
         self.backend: BackendOption = backend
         self._max_length = max_length
@@ -360,7 +365,7 @@ class _Loaded:
         return EncodedPair(pair, ids, types)
 
     def score_many(self, owner: Reranker, queries: list[str], doc_lists: list[list[str]]) -> list[np.ndarray]:
-        if owner.normalize:
+        if owner.normalize_text:
             queries = [normalize_text(q) for q in queries]
             doc_lists = [[normalize_text(d) for d in docs] for docs in doc_lists]
         query_ids = self._tokenize(queries)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jp_rerank._validate import check_positive_int
+from jp_rerank.checks import check_positive_int
 
 __all__ = ["GaussianMixture"]
 

@@ -1,4 +1,4 @@
-"""Input checks shared by the engine and the adapters (one wording for every entry point).
+"""Input checks shared by the engine and the adapters (one wording for every entry point; public API).
 
 Besides type and emptiness checks, this module holds the resource caps every model-backed engine applies before
 doing any model work: at most :data:`DEFAULT_MAX_DOCUMENTS` texts per call and :data:`DEFAULT_MAX_CHARS`
@@ -8,17 +8,26 @@ removes a cap).
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from jp_rerank.types import Metadata, MetadataValue
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
     "DEFAULT_MAX_DOCUMENTS",
+    "check_ids",
+    "check_k",
     "check_limits",
+    "check_metadata",
+    "check_metadata_value",
+    "check_metadatas",
     "check_optional_positive_int",
     "check_positive_int",
     "check_query",
     "check_texts",
+    "check_where",
 ]
 
 DEFAULT_MAX_DOCUMENTS = 100_000
@@ -164,3 +173,112 @@ def check_limits(
                     f"{where} has {len(text)} characters, over the cap max_chars={max_chars}; split it first "
                     f"(jp_rerank.text.chunk_text) or raise the cap with {owner}(max_chars=...) (None removes it)"
                 )
+
+
+def check_k(k: object) -> int:
+    """Return ``k`` if it is a positive int (numpy integers accepted).
+
+    Raises:
+        TypeError: If it is not an integer.
+        ValueError: If it is zero or negative.
+
+    Example:
+        >>> check_k(10)
+        10
+    """
+    if not isinstance(k, bool) and hasattr(k, "__index__") and not isinstance(k, int):
+        k = k.__index__()  # numpy integers
+    return check_positive_int(k, name="k")
+
+
+def check_ids(ids: object, *, name: str = "ids") -> list[str]:
+    """Return ``ids`` as a list of non-empty strings with no repeats.
+
+    Raises:
+        TypeError: If ``ids`` is a single string or an item is not a ``str``.
+        ValueError: If an id is empty or repeated.
+
+    Example:
+        >>> check_ids(("a", "b"))
+        ['a', 'b']
+    """
+    items = check_texts(ids, name=name)
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if not item:
+            raise ValueError(f"{name}[{i}] is an empty string")
+        if item in seen:
+            raise ValueError(f"{name} contains {item!r} more than once (at position {i})")
+        seen.add(item)
+    return items
+
+
+def check_metadata_value(key: str, value: object, *, name: str) -> MetadataValue:
+    """Return ``value`` if it is a storable metadata value (``str``, ``int``, finite ``float``, ``bool``).
+
+    Raises:
+        TypeError: If the value has another type (``None``, lists, dicts...).
+        ValueError: If it is a NaN or infinite float.
+    """
+    if isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name}[{key!r}] is {value}; metadata floats must be finite")
+        return value
+    raise TypeError(f"{name}[{key!r}] must be str, int, float or bool, got {type(value).__name__}")
+
+
+def check_metadata(metadata: object, *, name: str = "metadata") -> Metadata:
+    """Return a checked shallow copy of one metadata mapping (``None`` means ``{}``).
+
+    Raises:
+        TypeError: If it is not a mapping, a key is not a ``str`` or a value has an unsupported type.
+        ValueError: If a key is empty or a float value is not finite.
+
+    Example:
+        >>> check_metadata({"lang": "ja", "year": 2024})
+        {'lang': 'ja', 'year': 2024}
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(metadata).__name__}")
+    out: Metadata = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{name} keys must be non-empty str, got {key!r}")
+        out[key] = check_metadata_value(key, value, name=name)
+    return out
+
+
+def check_metadatas(metadatas: Sequence[Mapping[str, MetadataValue] | None] | None, n: int) -> list[Metadata]:
+    """Check and copy one flat metadata mapping per passage (the vector indexes' rules; ``None`` → ``{}``).
+
+    Raises:
+        TypeError: Not a sequence of mappings, or a key/value of an unsupported type.
+        ValueError: A length other than ``n``, an empty key or a non-finite float.
+    """
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
+        raise TypeError("metadatas must be a sequence with one mapping per text, not a single mapping")
+    if len(metadatas) != n:
+        raise ValueError(f"got {n} texts but {len(metadatas)} metadatas")
+    return [check_metadata(meta, name=f"metadatas[{i}]") for i, meta in enumerate(metadatas)]
+
+
+def check_where(where: object) -> dict[str, MetadataValue] | None:
+    """Return a checked copy of an equality filter, or ``None`` for no filter.
+
+    Raises:
+        TypeError: If it is not a mapping of str keys to metadata values.
+        ValueError: If a key is empty or a float value is not finite.
+
+    Example:
+        >>> check_where({"lang": "ja"})
+        {'lang': 'ja'}
+    """
+    if where is None:
+        return None
+    return check_metadata(where, name="where")

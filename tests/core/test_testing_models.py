@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jp_rerank import toy_models
+from jp_rerank import testing as toy_models
 from jp_rerank.data import demo_texts
 
 # ------------------------------------------------------------------------------------- bundled data

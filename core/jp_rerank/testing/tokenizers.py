@@ -1,0 +1,245 @@
+"""Tokenizers for the tiny models, trained in code on the bundled Japanese text (nothing is downloaded).
+
+* :func:`train_unigram_tokenizer`: an XLM-R-style SentencePiece Unigram tokenizer (``▁`` metaspace,
+  ``<s> <pad> </s> <unk> <mask>`` at ids 0-4, pair template ``<s> A </s></s> B </s>``), as used by
+  hotchpotch/japanese-reranker-cross-encoder-xsmall/small-v1, bge-reranker-v2-m3 and multilingual-e5. Its
+  normaliser is SentencePiece's compiled ``nmt_nfkc`` map, like XLM-R's.
+* :func:`build_mecab_tokenizer`: a MeCab (unidic-lite) + WordPiece ``BertJapaneseTokenizer``, configured like
+  cl-tohoku/bert-base-japanese-v3 and hotchpotch/japanese-reranker-cross-encoder-base/large-v1.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jp_rerank.testing.shapes import BERT_SPECIAL_TOKENS, MECAB_KWARGS, MODEL_MAX_LENGTH, XLMR_SPECIAL_TOKENS
+
+if TYPE_CHECKING:
+    from transformers import BertJapaneseTokenizer, XLMRobertaTokenizer
+
+__all__ = [
+    "DEFAULT_UNIGRAM_VOCAB",
+    "build_mecab_tokenizer",
+    "build_mecab_wordpiece_vocab",
+    "resolve_texts",
+    "train_unigram_tokenizer",
+]
+
+DEFAULT_UNIGRAM_VOCAB = 4000
+"""Requested Unigram vocabulary size; the bundled corpus supports fewer pieces, so the result is smaller."""
+
+_KANA_AND_ASCII = (
+    "".join(chr(c) for c in range(0x3041, 0x3097))  # hiragana
+    + "".join(chr(c) for c in range(0x30A1, 0x30FB))  # katakana
+    + "ー・「」『』、。！？（）"
+    + "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII
+)
+
+
+def resolve_texts(texts: Sequence[str] | None) -> tuple[str, ...]:
+    """Return ``texts`` as a tuple, or the bundled demo texts when ``None``."""
+    if texts is None:
+        from jp_rerank.data import demo_texts
+
+        return tuple(demo_texts())
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    resolved = tuple(texts)
+    if not resolved:
+        raise ValueError("texts must contain at least one string to train a tokenizer on")
+    for text in resolved:
+        if not isinstance(text, str):
+            raise TypeError(f"texts must contain only strings, got {type(text).__name__}")
+    return resolved
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def _proto_fields(buf: bytes) -> Iterator[tuple[int, bytes | int]]:
+    """Yield ``(field number, value)`` of a serialized protobuf message (enough to read one bytes field)."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        number, wire_type = key >> 3, key & 7
+        value: bytes | int
+        if wire_type == 0:
+            value, pos = _read_varint(buf, pos)
+        elif wire_type == 1:
+            value, pos = buf[pos : pos + 8], pos + 8
+        elif wire_type == 5:
+            value, pos = buf[pos : pos + 4], pos + 4
+        elif wire_type == 2:
+            length, pos = _read_varint(buf, pos)
+            value, pos = buf[pos : pos + length], pos + length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        yield number, value
+
+
+@cache
+def _nfkc_charsmap() -> bytes:
+    """Return SentencePiece's compiled ``nmt_nfkc`` normalisation map (what XLM-R's tokenizer uses).
+
+    transformers' XLM-R tokenizer keeps only a ``Precompiled`` normaliser when it reloads a folder, so the
+    map is taken from a throwaway SentencePiece model rather than a plain NFKC normaliser that would be lost.
+    """
+    import sentencepiece
+
+    buf = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(["charsmap"]),
+        model_writer=buf,
+        model_type="char",
+        vocab_size=8,
+        hard_vocab_limit=False,
+        normalization_rule_name="nmt_nfkc",
+        minloglevel=2,
+        num_threads=1,
+    )
+    normalizer_spec = next(v for n, v in _proto_fields(buf.getvalue()) if n == 3)  # ModelProto.normalizer_spec
+    assert isinstance(normalizer_spec, bytes)
+    charsmap = next(v for n, v in _proto_fields(normalizer_spec) if n == 2)  # NormalizerSpec.precompiled_charsmap
+    assert isinstance(charsmap, bytes)
+    return charsmap
+
+
+@lru_cache(maxsize=8)
+def _train_unigram_json(texts: tuple[str, ...], vocab_size: int) -> str:
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import Unigram
+    from tokenizers.trainers import UnigramTrainer
+
+    tokenizer = Tokenizer(Unigram())
+    tokenizer.normalizer = normalizers.Precompiled(_nfkc_charsmap())
+    # The same pre-tokenizer transformers' XLMRobertaTokenizer rebuilds at load time.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
+    )
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(XLMR_SPECIAL_TOKENS),
+        unk_token="<unk>",
+        initial_alphabet=sorted(set(unicodedata.normalize("NFKC", _KANA_AND_ASCII))),
+        max_piece_length=8,
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    return str(tokenizer.to_str())
+
+
+@lru_cache(maxsize=8)
+def _mecab_vocab(texts: tuple[str, ...]) -> tuple[str, ...]:
+    from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
+
+    word_tokenizer = MecabTokenizer(do_lower_case=False, normalize_text=True, **MECAB_KWARGS)
+    counts: Counter[str] = Counter()
+    chars = set(unicodedata.normalize("NFKC", _KANA_AND_ASCII))
+    for text in texts:
+        normalized = unicodedata.normalize("NFKC", text)
+        chars.update(ch for ch in normalized if not ch.isspace())
+        counts.update(word_tokenizer.tokenize(normalized))
+    single = sorted(chars)
+    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    vocab = [*BERT_SPECIAL_TOKENS, *single, *(f"##{ch}" for ch in single), *words]
+    return tuple(dict.fromkeys(vocab))
+
+
+# ------------------------------------------------------------------------------------------ tokenizers
+
+
+def train_unigram_tokenizer(
+    texts: Sequence[str] | None = None, *, vocab_size: int = DEFAULT_UNIGRAM_VOCAB
+) -> XLMRobertaTokenizer:
+    """Train an XLM-R-style SentencePiece Unigram tokenizer with the ``tokenizers`` library.
+
+    Args:
+        texts: Training texts; ``None`` uses the bundled demo corpus and questions. Kana and printable ASCII
+            are always in the alphabet, so text outside the corpus is not all ``<unk>``.
+        vocab_size: Requested vocabulary size (an upper bound: a small corpus yields fewer pieces).
+
+    Returns:
+        A transformers ``XLMRobertaTokenizer`` (``model_max_length`` 512) wrapping the trained tokenizer.
+
+    Raises:
+        ValueError: If ``texts`` is empty or ``vocab_size`` is too small for the special tokens.
+        TypeError: If ``texts`` is a single string or holds non-strings.
+
+    Example:
+        >>> tok = train_unigram_tokenizer()
+        >>> tok.convert_ids_to_tokens(tok("東京", "京都")["input_ids"])[:1]
+        ['<s>']
+    """
+    if vocab_size <= len(XLMR_SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must be larger than {len(XLMR_SPECIAL_TOKENS)}, got {vocab_size}")
+    from tokenizers import Tokenizer
+    from transformers import XLMRobertaTokenizer
+
+    backend = Tokenizer.from_str(_train_unigram_json(resolve_texts(texts), vocab_size))
+    return XLMRobertaTokenizer(tokenizer_object=backend, model_max_length=MODEL_MAX_LENGTH)
+
+
+def build_mecab_wordpiece_vocab(texts: Sequence[str] | None = None) -> list[str]:
+    """Build a WordPiece vocabulary for a MeCab (unidic-lite) ``BertJapaneseTokenizer``.
+
+    The vocabulary is ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (ids 0..4), every single character of the
+    NFKC-normalised texts plus kana and ASCII, the same characters with a ``##`` prefix, then the
+    multi-character MeCab words of the texts, most frequent first.
+
+    Args:
+        texts: Texts to collect words from; ``None`` uses the bundled demo corpus and questions.
+
+    Returns:
+        The vocabulary, one token per id.
+
+    Example:
+        >>> vocab = build_mecab_wordpiece_vocab()
+        >>> vocab[:5], "富士" in vocab
+        (['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'], True)
+    """
+    return list(_mecab_vocab(resolve_texts(texts)))
+
+
+def build_mecab_tokenizer(texts: Sequence[str] | None = None) -> BertJapaneseTokenizer:
+    """Build a MeCab (unidic-lite) + WordPiece ``BertJapaneseTokenizer`` over the demo-text vocabulary.
+
+    Args:
+        texts: Texts to build the vocabulary from; ``None`` uses the bundled demo texts.
+
+    Returns:
+        The tokenizer (``model_max_length`` 512), configured like cl-tohoku/bert-base-japanese-v3.
+
+    Example:
+        >>> build_mecab_tokenizer().tokenize("富士山の高さ")
+        ['富士', '山', 'の', '高', 'さ']
+    """
+    from transformers import BertJapaneseTokenizer
+
+    vocab = build_mecab_wordpiece_vocab(texts)
+    with tempfile.TemporaryDirectory(prefix="jp-rerank-vocab-") as tmp:
+        vocab_file = Path(tmp) / "vocab.txt"
+        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        return BertJapaneseTokenizer(
+            vocab_file=str(vocab_file),
+            do_lower_case=False,
+            word_tokenizer_type="mecab",
+            subword_tokenizer_type="wordpiece",
+            mecab_kwargs=dict(MECAB_KWARGS),
+            model_max_length=MODEL_MAX_LENGTH,
+        )
