@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jp_rerank.datasets import BeirDataset, default_data_dir, load_beir
-from jp_rerank.evaluate import evaluate
+from _paths import data_dir
+
+from jp_rerank.evaluation.datasets import BeirDataset, load_beir
+from jp_rerank.evaluation.metrics import evaluate
 from jp_rerank.lexical import DEFAULT_B, DEFAULT_K1, DEFAULT_TOKENIZER, BM25Index, BM25Method
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
@@ -88,11 +90,10 @@ def run_config(config: Config, ds: BeirDataset) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    base = default_data_dir()
     parser.add_argument(
         "--data",
         type=Path,
-        default=base / "jsquad-valid" if base else None,
+        default=data_dir("jsquad-valid"),
         help="BEIR folder (default: $JP_RERANK_DATA/jsquad-valid or ../shared/data/jsquad-valid)",
     )
     parser.add_argument("--only", default="", help="comma-separated tokenizer specs to keep (default: all)")

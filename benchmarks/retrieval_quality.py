@@ -5,7 +5,8 @@ of the whole corpus for every question: BM25 (MeCab lemmas, character bigrams), 
 available: the offline mE5-small, 4-bit dequantized) and hybrids fused by reciprocal rank fusion or weighted
 score fusion. Each first stage indexes the corpus and answers all questions once; the configurations then run the
 retriever over those cached answers, so fusion is exercised by the pipeline itself. Reported: nDCG@10, MRR@10,
-Recall@100 (:func:`jp_rerank.evaluate.evaluate`), and per first stage the index build time and query throughput.
+Recall@100 (:func:`jp_rerank.evaluation.metrics.evaluate`), and per first stage the index build time and query
+throughput.
 
 Data: JSQuAD (JGLUE, Kurihara et al., 2022), CC BY-SA 4.0.
 
@@ -13,9 +14,9 @@ Usage:
     python benchmarks/retrieval_quality.py [--data ../shared/data/jsquad-valid]
         [--embedder ~/.cache/jp-rerank-offline/multilingual-e5-small-q4dq] [--sparse SPLADE_DIR] [--max-queries N]
 
-The embedder path defaults to ``$JP_RERANK_OFFLINE_MODELS/multilingual-e5-small-q4dq`` (or the same folder under
-``~/.cache/jp-rerank-offline``); build it with ``HF_HUB_OFFLINE=1 python ../shared/tools/build_offline_models.py
---only dense``. Without it, only the BM25 rows are measured.
+The embedder path defaults to the real offline mE5-small (see ``benchmarks/_paths.py``); build it with
+``HF_HUB_OFFLINE=1 python ../shared/tools/build_offline_models.py --only dense``. Without it, only the BM25 rows are
+measured.
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jp_rerank.datasets import default_data_dir, load_beir
+from _paths import E5_SMALL, data_dir, offline_model
+
 from jp_rerank.embed import Embedder
-from jp_rerank.evaluate import evaluate
+from jp_rerank.evaluation.datasets import load_beir
+from jp_rerank.evaluation.metrics import evaluate
+from jp_rerank.hits import FirstStage, SearchHit
 from jp_rerank.lexical import BM25Index
-from jp_rerank.pipeline import BM25Stage, DenseStage, FirstStage, SparseStage, StageHit, TwoStageRetriever
+from jp_rerank.pipeline import DenseRetriever, TwoStageRetriever
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
 ATTRIBUTION = "JSQuAD (JGLUE, Kurihara et al., 2022), CC BY-SA 4.0"
-OFFLINE_ENV = "JP_RERANK_OFFLINE_MODELS"
-E5_FOLDER = "multilingual-e5-small-q4dq"
 E5_LABEL = "mE5-small (4-bit dequantized)"
 DEPTH = 100
 
@@ -58,7 +60,7 @@ class CachedStage:
         """The wrapped stage's name."""
         return self.stage.name
 
-    def search_many(self, queries: Sequence[str], k: int) -> list[Sequence[StageHit]]:
+    def search_many(self, queries: Sequence[str], k: int) -> list[Sequence[SearchHit]]:
         """Replay cached hits (the first ``k``)."""
         return [list(self._answers[q])[:k] for q in queries]
 
@@ -103,13 +105,6 @@ def configs(available: set[str], dense_label: str) -> list[Config]:
     return [c for c in rows if set(c.stages) <= available]
 
 
-def default_embedder() -> Path | None:
-    for base in (os.environ.get(OFFLINE_ENV), str(Path.home() / ".cache" / "jp-rerank-offline")):
-        if base and (Path(base) / E5_FOLDER).is_dir():
-            return Path(base) / E5_FOLDER
-    return None
-
-
 def build_dense(
     texts: list[str],
     ids: list[str],
@@ -117,7 +112,7 @@ def build_dense(
     embedder: Embedder,
     args: argparse.Namespace,
     dataset: str,
-) -> DenseStage:
+) -> DenseRetriever:
     """Embed the corpus into an exact index, or load it from ``--cache`` when a matching one was saved."""
     from jp_rerank.index import ExactIndex
 
@@ -127,8 +122,8 @@ def build_dense(
         index = ExactIndex.load(folder, embedder_id=embedder.model_id)
         if len(index) == len(ids):
             print(f"(dense index loaded from {folder})")
-            return DenseStage(index, embedder)
-    stage = DenseStage.build(texts, ids=ids, metadatas=metas, embedder=embedder, backend="exact")
+            return DenseRetriever(index, embedder)
+    stage = DenseRetriever.from_texts(texts, ids=ids, metadatas=metas, embedder=embedder, backend="exact")
     if folder is not None:
         stage.index.save(folder)
     return stage
@@ -136,17 +131,16 @@ def build_dense(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    base = default_data_dir()
     parser.add_argument(
         "--data",
         type=Path,
-        default=base / "jsquad-valid" if base else None,
+        default=data_dir("jsquad-valid"),
         help="BEIR folder (default: $JP_RERANK_DATA/jsquad-valid or ../shared/data/jsquad-valid)",
     )
     parser.add_argument(
         "--embedder",
         default=None,
-        help=f"dense model folder (default: ${OFFLINE_ENV}/{E5_FOLDER}); 'none' skips the dense rows",
+        help="dense model folder (default: the offline mE5-small, see _paths.py); 'none' skips the dense rows",
     )
     parser.add_argument("--sparse", default=None, help="SPLADE model folder (no offline one exists yet)")
     parser.add_argument("--max-length", type=int, default=512, help="token limit of the dense embedder")
@@ -161,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.data is None or not Path(args.data).is_dir():
         parser.error("dataset folder not found: pass --data or set JP_RERANK_DATA")
-    embedder_path = default_embedder() if args.embedder is None else args.embedder
+    embedder_path = offline_model(E5_SMALL) if args.embedder is None else args.embedder
     if embedder_path is not None and str(embedder_path).lower() == "none":
         embedder_path = None
 
@@ -170,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = [ds.queries[q] for q in qids]
     texts = ds.passages(with_title=not args.text_only)
     metas = [{"title": ds.corpus[d]["title"]} for d in ds.doc_ids]
-    dense_label = E5_LABEL if embedder_path and Path(embedder_path).name == E5_FOLDER else str(embedder_path)
+    dense_label = E5_LABEL if embedder_path and Path(embedder_path).name == E5_SMALL else str(embedder_path)
     print(f"data: {args.data} — {ATTRIBUTION}")
     print(
         f"      {len(ds.corpus)} passages ({'text only' if args.text_only else 'title + text'}), "
@@ -187,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     build_s: dict[str, float] = {}
     for name, spec in (("bm25-mecab", "mecab"), ("bm25-char2", "char2")):
         start = time.perf_counter()
-        index = BM25Index(spec).index(texts, ids=ds.doc_ids)
+        index = BM25Index(spec, name=name).index(texts, ds.doc_ids, metas)
         build_s[name] = time.perf_counter() - start
-        stages[name] = CachedStage(BM25Stage(index, texts, metas, name=name), queries, DEPTH)
+        stages[name] = CachedStage(index, queries, DEPTH)
     if embedder_path:
         embedder = Embedder(embedder_path, max_length=args.max_length, batch_size=16).load()
         start = time.perf_counter()
@@ -197,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         build_s["dense"] = time.perf_counter() - start
         stages["dense"] = CachedStage(dense, queries, DEPTH)
     if args.sparse:
-        from jp_rerank.embed import SparseEmbedder, SparseIndex
+        from jp_rerank.embed import SparseEmbedder
+        from jp_rerank.index import SparseIndex
 
         start = time.perf_counter()
         sparse_index = SparseIndex(SparseEmbedder(args.sparse).load())
         sparse_index.add(texts, ids=ds.doc_ids, metadatas=metas)
         build_s["sparse"] = time.perf_counter() - start
-        stages["sparse"] = CachedStage(SparseStage(sparse_index), queries, DEPTH)
+        stages["sparse"] = CachedStage(sparse_index, queries, DEPTH)
 
     print(f"{'first stage':12s} {'index s':>9s} {'queries/s':>10s}")
     for name, stage in stages.items():

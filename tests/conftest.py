@@ -32,7 +32,7 @@ import pytest  # noqa: E402
 
 from jp_rerank import Embedder, Reranker, testing  # noqa: E402
 from jp_rerank.data import load_demo_corpus, load_demo_queries  # noqa: E402
-from jp_rerank.datasets import default_data_dir  # noqa: E402
+from jp_rerank.evaluation.datasets import default_data_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +98,7 @@ def demo_queries() -> list[dict[str, object]]:
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The shared datasets folder (``JP_RERANK_DATA`` or ``../shared/data``); skips the test when absent."""
-    path = default_data_dir()
+    path = default_data_dir() or Path(__file__).resolve().parents[2] / "shared" / "data"
     if path is None or not path.is_dir():
         pytest.skip("shared data folder not found (set JP_RERANK_DATA)")
     return path

@@ -7,11 +7,9 @@ which stage is missing and how to enable it; the demo still completes with what 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from jp_rerank.errors import ModelLoadError
@@ -25,9 +23,6 @@ __all__ = ["DemoReport", "run_demo"]
 logger = logging.getLogger(__name__)
 
 _RULE = "=" * 78
-OFFLINE_MODELS_ENV = "JP_RERANK_OFFLINE_MODELS"
-"""Folder of real models rebuilt offline; the demo uses its embedder when no ``embedder`` is given."""
-OFFLINE_EMBEDDER = "multilingual-e5-small-q4dq"
 M = TypeVar("M")
 
 
@@ -66,15 +61,6 @@ def _try_load(kind: str, load: Callable[[], M], name: str, out: TextIO) -> tuple
         return None, str(exc)
 
 
-def _offline_embedder() -> Path | None:
-    """A real embedder folder under ``$JP_RERANK_OFFLINE_MODELS`` (air-gapped set-ups), if there is one."""
-    root = os.environ.get(OFFLINE_MODELS_ENV)
-    if not root:
-        return None
-    folder = Path(root) / OFFLINE_EMBEDDER
-    return folder if (folder / "config_sentence_transformers.json").is_file() else None
-
-
 def run_demo(
     *,
     reranker: str | None = None,
@@ -88,8 +74,8 @@ def run_demo(
 
     Args:
         reranker: Alias, hub id or local path of the cross-encoder (default: the preset default); ``"none"`` skips it.
-        embedder: Alias, hub id or local path of the dense embedder (default: the mE5-small folder under
-            ``$JP_RERANK_OFFLINE_MODELS`` if present, else the preset default); ``"none"`` skips it.
+        embedder: Alias, hub id or local path of the dense embedder (default: the preset default); ``"none"``
+            skips it.
         questions: Questions to ask (default: the bundled demo questions).
         top_n: Passages shown per question.
         first_k: Candidates handed from the first stage to the reranker.
@@ -105,6 +91,7 @@ def run_demo(
         ('bm25',)
     """
     from jp_rerank.data import load_demo_corpus, load_demo_queries
+    from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER
     from jp_rerank.embed import Embedder
     from jp_rerank.pipeline import TwoStageRetriever
     from jp_rerank.presets import DEFAULT_EMBEDDER, DEFAULT_RERANKER
@@ -125,9 +112,6 @@ def run_demo(
         rr, why = _try_load("reranker", lambda: Reranker(reranker_name).load(), reranker_name, out)
         if why:
             skipped["rerank"] = why
-    if embedder is None and (offline := _offline_embedder()) is not None:
-        embedder_name = str(offline)  # a real model built from PyPI wheels, see ../shared/models/README.md
-        out.write(f"using the offline embedder {embedder_name} (from ${OFFLINE_MODELS_ENV})\n")
     if embedder_name.lower() != "none":
         em, why = _try_load("embedder", lambda: Embedder(embedder_name).load(), embedder_name, out)
         if why:
@@ -139,7 +123,7 @@ def run_demo(
         ids=[str(d["id"]) for d in corpus],
         metadatas=[{"title": d["title"]} for d in corpus],
         embedder=em,
-        bm25="mecab",
+        bm25=DEFAULT_BM25_TOKENIZER,
         reranker=rr,
         first_k=first_k,
         top_n=top_n,

@@ -16,13 +16,11 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from jp_rerank.errors import ModelLoadError
 from jp_rerank.presets import ModelPreset, find_preset
-
-if TYPE_CHECKING:
-    import torch
+from jp_rerank.runtime import resolve_device
 
 __all__ = ["ModelHandle", "ModelSource", "hub_offline", "load_st_model", "resolve_device", "resolve_model"]
 
@@ -88,34 +86,6 @@ def resolve_model(name: str | os.PathLike[str]) -> ModelSource:
 def hub_offline() -> bool:
     """Tell whether Hugging Face offline mode is on (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
     return any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def resolve_device(device: str | None = None) -> str:
-    """Return ``device`` or pick one: ``"cuda"`` when available, else ``"mps"``, else ``"cpu"``.
-
-    Example:
-        >>> resolve_device("cpu")
-        'cpu'
-    """
-    if device is not None:
-        if not isinstance(device, str) or not device.strip():
-            raise ValueError(f"device must be a non-empty string such as 'cpu' or 'cuda:0', got {device!r}")
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def torch_device(device: str) -> torch.device:
-    """Return a ``torch.device`` for a device string."""
-    import torch
-
-    return torch.device(device)
 
 
 def _offline_message(source: ModelSource, local_files_only: bool, cause: BaseException) -> str:

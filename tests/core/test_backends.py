@@ -20,7 +20,9 @@ from jp_rerank import Embedder, Reranker
 from jp_rerank.data import load_demo_corpus
 from jp_rerank.rerank import backends
 from jp_rerank.rerank.backends import plan_scoring, run_batches
-from jp_rerank.rerank.onnx_backend import MANIFEST, add_export_command, export_dir, find_export
+from jp_rerank import runtime
+from jp_rerank.commands import export as export_command
+from jp_rerank.rerank.onnx_backend import MANIFEST, export_dir, find_export
 from jp_rerank.rerank.pairs import EncodedPair
 
 QUERY = "富士山の高さは何メートルですか？"
@@ -77,7 +79,7 @@ def test_auto_plan(cpu_bf16, native_bf16: bool, device: str, hidden: int, int8_r
 
 def test_auto_plan_on_cuda_uses_half_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     for low in ("bf16", "fp16"):
-        monkeypatch.setattr(backends, "_cuda_low_precision", lambda low=low: low)
+        monkeypatch.setattr(runtime, "cuda_low_precision", lambda low=low: low)
         assert plan_scoring("auto", "auto", "cuda:0", hidden_size=768).label == f"torch-{low}"
 
 
@@ -184,7 +186,7 @@ def test_export_command(xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.Captu
     model = tmp_path / "model"
     shutil.copytree(xlmr_ce_path, model)
     parser = argparse.ArgumentParser()
-    add_export_command(parser.add_subparsers())
+    export_command.register(parser.add_subparsers())
     args = parser.parse_args(["export", str(model), "--no-int8", "--out", str(tmp_path / "out")])
     assert args.func(args) == 0
     assert (tmp_path / "out" / "model.onnx").is_file()
@@ -286,17 +288,18 @@ def test_bf16_ranks_like_fp32_on_real_encoder_weights(tmp_path: Path) -> None:
 
 
 def test_bench_spearman_handles_ties_and_constant_scores() -> None:
-    from jp_rerank.bench import _spearman
+    from jp_rerank.evaluation.timing import spearman
 
     x = np.array([0.1, 0.5, 0.3, 0.9])
-    assert _spearman(x, x * 2 + 1) == pytest.approx(1.0)
-    assert _spearman(x, -x) == pytest.approx(-1.0)
-    assert _spearman(np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(0.8660254)
-    assert np.isnan(_spearman(np.ones(3), x[:3]))
+    assert spearman(x, x * 2 + 1) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(0.8660254)
+    assert np.isnan(spearman(np.ones(3), x[:3]))
 
 
 def test_bench_report_renders_ratios_goals_and_failed_peers() -> None:
-    from jp_rerank.bench import BenchReport, MethodResult, RerankShapeResult, _notes
+    from jp_rerank.evaluation.bench import BenchReport, RerankShapeResult, _notes
+    from jp_rerank.evaluation.timing import MethodResult
 
     methods = [
         MethodResult("tutorial", "baseline", items_per_s=10.0, seconds=[1.0], ours_speedup=6.0),
@@ -316,7 +319,8 @@ def test_bench_report_renders_ratios_goals_and_failed_peers() -> None:
 
 
 def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
-    from jp_rerank.bench import add_bench_command, run_bench
+    from jp_rerank.commands import bench as bench_command
+    from jp_rerank.evaluation.bench import run_bench
 
     with pytest.raises(ValueError, match="unknown shape"):
         run_bench(shapes=["huge"], data=tmp_path)
@@ -325,7 +329,7 @@ def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no BEIR data folder"):
         run_bench(data=tmp_path)
     parser = argparse.ArgumentParser()
-    add_bench_command(parser.add_subparsers())
+    bench_command.register(parser.add_subparsers())
     args = parser.parse_args(["bench", "--quick", "--shapes", "small"])
     assert args.quick
     assert args.shapes == "small"

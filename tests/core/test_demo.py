@@ -60,14 +60,31 @@ def test_demo_custom_question_and_console_script(tmp_path: Path) -> None:
     assert "Q: 北海道の道庁所在地は？" in proc.stdout
 
 
-def test_demo_uses_the_offline_embedder_folder(
-    tmp_path: Path, dense_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    shutil.copytree(dense_path, tmp_path / "multilingual-e5-small-q4dq")
-    monkeypatch.setenv("JP_RERANK_OFFLINE_MODELS", str(tmp_path))
-    buf = io.StringIO()
-    report = run_demo(reranker="none", out=buf, questions=["富士山の高さは？"])
-    assert report.stages == ("bm25", "dense")
-    assert f"using the offline embedder {tmp_path / 'multilingual-e5-small-q4dq'}" in buf.getvalue()
-    monkeypatch.setenv("JP_RERANK_OFFLINE_MODELS", str(tmp_path / "empty"))
-    assert run_demo(reranker="none", embedder="none", out=io.StringIO()).stages == ("bm25",)
+def _demo_arguments(models: Path) -> str:
+    """The arguments ``make demo`` hands to ``jp-rerank demo`` with ``JP_RERANK_OFFLINE_MODELS=models``."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "JP_RERANK_OFFLINE_MODELS": str(models)}
+    dry_run = subprocess.run(
+        [make, "-s", "-n", "-C", str(root), "demo", "STAMP=/dev/null", "SHARED_TOOLS=/nonexistent"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    command = next(line for line in dry_run.splitlines() if "jp-rerank demo" in line)
+    args = command.split("jp-rerank demo", 1)[1]
+    return subprocess.run(["bash", "-c", f"echo {args}"], capture_output=True, text=True, check=True).stdout
+
+
+def test_make_demo_passes_the_offline_models_when_they_are_built(tmp_path: Path) -> None:
+    """The runtime never knows the offline folders' names; the Makefile hands them to the demo."""
+    assert "--reranker" not in _demo_arguments(tmp_path)  # nothing built: the demo's own defaults
+    for folder in ("ja-ce-mini", "multilingual-e5-small-q4dq"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.json").write_text("{}", encoding="utf-8")
+    args = _demo_arguments(tmp_path)
+    assert f"--reranker {tmp_path / 'ja-ce-mini'}" in args
+    assert f"--embedder {tmp_path / 'multilingual-e5-small-q4dq'}" in args

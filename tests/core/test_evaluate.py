@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jp_rerank.datasets import (
+from jp_rerank.evaluation.datasets import (
     BeirDataset,
     DatasetUnavailableError,
     jacwir_from_rows,
@@ -25,7 +25,7 @@ from jp_rerank.datasets import (
     load_jqara,
     save_beir,
 )
-from jp_rerank.evaluate import DEFAULT_METRICS, evaluate, evaluate_per_query
+from jp_rerank.evaluation.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query
 from jp_rerank.evaluation import (
     EvalResult,
     build_candidates,
@@ -106,7 +106,7 @@ def test_missing_queries_count_as_zero_and_unjudged_run_queries_are_ignored() ->
 def test_grade_zero_is_not_relevant_and_all_zero_query_counts_as_zero(caplog: pytest.LogCaptureFixture) -> None:
     qrels = {"q1": {"d1": 0, "d2": 1}, "q2": {"d3": 0}}
     run = {"q1": {"d1": 0.9, "d2": 0.5}, "q2": {"d3": 1.0}}
-    with caplog.at_level(logging.WARNING, logger="jp_rerank.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="jp_rerank.evaluation.metrics"):
         got = evaluate(run, qrels, ["mrr@10"])
     assert got["mrr@10"] == pytest.approx((1 / 2 + 0) / 2)
     assert "no relevant passage" in caplog.text

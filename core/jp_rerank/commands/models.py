@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from jp_rerank.presets import DEFAULT_EMBEDDER, DEFAULT_RERANKER, DEFAULT_SPARSE, list_presets
 
-__all__ = ["add_models_command"]
+__all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_models_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``jp-rerank models``."""
     p = sub.add_parser("models", help="list known models (presets)", description="List the model presets.")
     p.add_argument("--kind", choices=["cross-encoder", "dense", "static", "sparse"], help="only this kind")

@@ -6,10 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from jp_rerank.commands._io import CliInputError, finite_or_none, open_in, open_out, read_jsonl
+from jp_rerank.commands._io import finite_or_none, open_in, open_out, read_jsonl
+from jp_rerank.errors import CliInputError
 from jp_rerank.presets import DEFAULT_RERANKER
 
-__all__ = ["add_rerank_command"]
+__all__ = ["register"]
 
 
 def _passages(row: dict[str, Any], where: str) -> tuple[list[str], list[Any]]:
@@ -57,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_rerank_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``jp-rerank rerank``."""
     p = sub.add_parser(
         "rerank",

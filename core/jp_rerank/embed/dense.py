@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -22,7 +21,7 @@ from jp_rerank.checks import (
 )
 from jp_rerank.loading import ModelHandle
 from jp_rerank.presets import DEFAULT_EMBEDDER
-from jp_rerank.rerank.backends import Precision, plan_scoring
+from jp_rerank.runtime import TorchPrecision, autocast, low_precision_for
 from jp_rerank.text import normalize_text
 from jp_rerank.types import Side
 
@@ -60,7 +59,7 @@ class Embedder(ModelHandle):
         max_length: Token limit (default: the preset's, else the model's).
         precision: ``"auto"`` (bf16 autocast on CPUs with native bf16 and on CUDA, fp32 otherwise and for
             StaticEmbedding models), ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"`` autocast. See
-            :func:`jp_rerank.rerank.backends.plan_scoring`.
+            :func:`jp_rerank.runtime.low_precision_for`.
         query_prefix: Override the query prompt.
         document_prefix: Override the document prompt.
         local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
@@ -128,7 +127,7 @@ class Embedder(ModelHandle):
         )
         self.batch_size = batch_size
         self.precision: EmbedPrecision = precision
-        self._resolved: tuple[int, Precision] = (TRANSFORMER_BATCH_SIZE, "fp32")
+        self._resolved: tuple[int, TorchPrecision] = (TRANSFORMER_BATCH_SIZE, "fp32")
         self._max_length = max_length
         self._prefix_override: dict[Side, str | None] = {"query": query_prefix, "document": document_prefix}
         self._model: SentenceTransformer | None = None
@@ -156,7 +155,7 @@ class Embedder(ModelHandle):
         return int(full)
 
     @property
-    def precision_in_use(self) -> Precision:
+    def precision_in_use(self) -> TorchPrecision:
         """The precision the model runs at once loaded (``"fp32"`` for StaticEmbedding models)."""
         self._load()
         return self._resolved[1]
@@ -193,16 +192,18 @@ class Embedder(ModelHandle):
                 self._model = model
             return self._model
 
-    def _resolve_speed(self, model: SentenceTransformer) -> tuple[int, Precision]:
+    def _resolve_speed(self, model: SentenceTransformer) -> tuple[int, TorchPrecision]:
         """Batch size and precision: StaticEmbedding models run fp32 in large batches."""
         first = model[0] if len(model) else None
         auto_model = getattr(first, "auto_model", None)
         if auto_model is None:  # StaticEmbedding and other modules without a transformer
             return self.batch_size or STATIC_BATCH_SIZE, "fp32"
         hidden = getattr(getattr(auto_model, "config", None), "hidden_size", None)
-        plan = plan_scoring("torch", self.precision, str(model.device), hidden_size=hidden)
-        precision: Precision = "fp32" if plan.precision == "int8" else plan.precision
-        logger.info("%s embeds with %s (%s)", self.model_id, precision, plan.reason)
+        if self.precision == "auto":
+            precision, reason = low_precision_for(str(model.device), hidden_size=hidden)
+        else:
+            precision, reason = self.precision, "as requested"
+        logger.info("%s embeds with %s (%s)", self.model_id, precision, reason)
         return self.batch_size or TRANSFORMER_BATCH_SIZE, precision
 
     def _check_truncate_dim(self, model: SentenceTransformer) -> None:
@@ -228,8 +229,7 @@ class Embedder(ModelHandle):
             texts = [normalize_text(t) for t in texts]
         prompt = self._prefixes[side]
         batch_size, precision = self._resolved
-        dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision)
-        with self._lock, _autocast(model.device.type, dtype):
+        with self._lock, autocast(model.device.type, precision):
             out = model.encode(
                 texts,
                 prompt=prompt or None,
@@ -279,15 +279,3 @@ class Embedder(ModelHandle):
     def embed_query(self, query: str) -> np.ndarray:
         """Embed one question; returns a float32 vector ``(dim,)``."""
         return self._encode([check_query(query)], "query")[0]
-
-
-@contextmanager
-def _autocast(device_type: str, dtype: str | None) -> Iterator[None]:
-    """Autocast to ``dtype`` (``"bfloat16"`` / ``"float16"``) on the device, or nothing when ``dtype`` is None."""
-    if dtype is None:
-        yield
-        return
-    import torch
-
-    with torch.autocast(device_type, dtype=getattr(torch, dtype)):
-        yield

@@ -1,6 +1,6 @@
 """Evaluation: run retrievers and rerankers over datasets, record quality and speed, compare runs.
 
-Metrics live in :mod:`jp_rerank.evaluate` (``evaluate``, ``evaluate_per_query``); this package runs the two
+Metrics live in :mod:`jp_rerank.evaluation.metrics` (``evaluate``, ``evaluate_per_query``); this package runs the two
 settings (:func:`evaluate_retrieval`, :func:`evaluate_rerank`), stores results (:class:`EvalResult`, JSON) and
 reports them (tables, Markdown, a quality-vs-speed plot). Importing it does not import ranx or matplotlib.
 
@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank.evaluate import DEFAULT_METRICS, evaluate, evaluate_per_query
+from jp_rerank.evaluation.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query
 from jp_rerank.evaluation.reports import format_markdown, format_table, plot_results, write_markdown
 from jp_rerank.evaluation.results import (
     DatasetStats,

@@ -145,7 +145,7 @@ class EvalResult:
         models: Role → model id, e.g. ``{"retriever": "bm25-mecab", "reranker": "ruri-reranker-small"}``.
         settings: Run parameters (k, candidate depth, batch size, ...); JSON values only.
         dataset: What was evaluated.
-        metrics: Metric name → mean score (see :func:`jp_rerank.evaluate.evaluate`).
+        metrics: Metric name → mean score (see :func:`jp_rerank.evaluation.metrics.evaluate`).
         timing: Time in the model callables.
         hardware: Machine facts.
         version: jp-rerank version.

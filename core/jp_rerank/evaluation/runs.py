@@ -8,9 +8,9 @@ Both settings take plain callables, so they work with any model code:
   candidates per query, e.g. :meth:`jp_rerank.rerank.Reranker.score`.
 
 Timings cover only the time spent inside the callable. The first query is run once untimed first (``warmup``),
-so lazy model loading and first-call compilation do not count. Metrics follow :func:`jp_rerank.evaluate.evaluate`:
-judged queries that get no result count as zero, and score ties keep the order the callable (or the
-candidate list) gives.
+so lazy model loading and first-call compilation do not count. Metrics follow
+:func:`jp_rerank.evaluation.metrics.evaluate`: judged queries that get no result count as zero, and score ties
+keep the order the callable (or the candidate list) gives.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jp_rerank._version import __version__
 from jp_rerank.checks import check_positive_int
-from jp_rerank.evaluate import DEFAULT_METRICS, evaluate_per_query
+from jp_rerank.evaluation.metrics import DEFAULT_METRICS, evaluate_per_query
 from jp_rerank.evaluation.results import DatasetStats, EvalResult, Setting, Timing, utc_timestamp
 from jp_rerank.hardware import MachineInfo, machine_info
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from jp_rerank.datasets import BeirDataset
+    from jp_rerank.evaluation.datasets import BeirDataset
 
 __all__ = [
     "ScoreFn",
@@ -178,7 +178,7 @@ def evaluate_retrieval(
             ``dataset`` corpus ids (map row indices through ``dataset.doc_ids``).
         k: How many results to ask for per query (the metric cutoffs should not exceed it).
         queries: Queries to run (default: all judged queries of ``dataset``).
-        metrics: Metric names (see :func:`jp_rerank.evaluate.evaluate`).
+        metrics: Metric names (see :func:`jp_rerank.evaluation.metrics.evaluate`).
         batch_size: Queries per ``search_fn`` call (default: all at once).
         warmup: Run the first query once, untimed, before timing.
         models: Role → model id recorded in the result, e.g. ``{"retriever": "bm25-mecab"}``.
@@ -279,7 +279,7 @@ def evaluate_rerank(
         dataset: Passages and judgements.
         score_fn: ``score_fn(query, passages)`` → one score per passage, e.g. ``Reranker.score``.
         with_title: Feed passages as ``title + " " + text`` (the JQaRA setting) instead of the text alone.
-        metrics: Metric names (see :func:`jp_rerank.evaluate.evaluate`).
+        metrics: Metric names (see :func:`jp_rerank.evaluation.metrics.evaluate`).
         warmup: Score the first query once, untimed, before timing.
         models: Role → model id recorded in the result, e.g. ``{"reranker": "ruri-reranker-small"}``.
         name: Label for tables and plots (default: the model ids joined by ``+``).

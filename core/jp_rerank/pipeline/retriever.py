@@ -276,9 +276,7 @@ class TwoStageRetriever:
             fused = weighted_score_fusion(
                 rankings, weights=self.weights, normalization=self.normalization, top_n=k, names=names
             )
-        return [
-            SearchHit(f.id, f.score, by_id[f.id].text, dict(by_id[f.id].metadata), dict(f.scores)) for f in fused
-        ]
+        return [SearchHit(f.id, f.score, by_id[f.id].text, dict(by_id[f.id].metadata), dict(f.scores)) for f in fused]
 
     def _ranked(
         self, candidates: list[SearchHit], scores: list[float], top_n: int, *, reranked: bool

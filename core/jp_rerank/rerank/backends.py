@@ -24,17 +24,22 @@ rounding.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from jp_rerank._deprecation import moved
 from jp_rerank.rerank.pairs import EncodedPair, length_sorted_batches
+from jp_rerank.runtime import (
+    LOW_PRECISION_MIN_HIDDEN,
+    TorchPrecision,
+    autocast,
+    cpu_supports_bf16,
+    low_precision_for,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -42,8 +47,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CPU_TOKEN_BUDGET",
     "LOW_PRECISION_MIN_HIDDEN",
-    "BackendName",
     "BackendOption",
+    "InferenceBackend",
     "Precision",
     "PrecisionOption",
     "ScoringBackend",
@@ -58,20 +63,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "fp16"]
-"""Precisions of the torch backend."""
+__getattr__ = moved(__name__, {"BackendName": "jp_rerank.rerank.backends:InferenceBackend"})
+
+Precision = TorchPrecision
+"""Precisions of the torch backend (:data:`jp_rerank.runtime.TorchPrecision`)."""
 
 PrecisionOption = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 """What a caller may ask for: ``"int8"`` needs the ONNX backend; ``"auto"`` is decided by :func:`plan_scoring`."""
 
-BackendName = Literal["torch", "onnx"]
-"""Backends that score pairs."""
+InferenceBackend = Literal["torch", "onnx"]
+"""Backends that score pairs (not to be confused with the vector-index backends of :mod:`jp_rerank.index`)."""
 
 BackendOption = Literal["auto", "torch", "onnx"]
 """What a caller may ask for; ``"auto"`` is decided by :func:`plan_scoring`."""
 
-LOW_PRECISION_MIN_HIDDEN = 128
-"""Models narrower than this (test-size models) stay in fp32 under ``precision="auto"`` (see the module notes)."""
 
 CPU_TOKEN_BUDGET = 2048
 """Default tokens per forward pass on CPU (measured: smaller batches stay in cache; see the module notes)."""
@@ -104,7 +109,7 @@ class ScoringPlan:
         ScoringPlan(backend='torch', precision='fp32', reason='as requested')
     """
 
-    backend: BackendName
+    backend: InferenceBackend
     precision: Literal["fp32", "bf16", "fp16", "int8"]
     reason: str
 
@@ -112,31 +117,6 @@ class ScoringPlan:
     def label(self) -> str:
         """Short name such as ``"torch-bf16"`` or ``"onnx-int8"``."""
         return f"{self.backend}-{self.precision}"
-
-
-@cache
-def cpu_supports_bf16() -> bool:
-    """Tell whether this CPU computes bf16 natively (x86 ``avx512_bf16`` or ``amx_bf16``; Linux only).
-
-    Set ``JP_RERANK_CPU_BF16=0`` / ``1`` to override the detection (the result is cached per process).
-
-    Example:
-        >>> isinstance(cpu_supports_bf16(), bool)
-        True
-    """
-    forced = os.environ.get("JP_RERANK_CPU_BF16", "").strip().lower()
-    if forced in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
-        return forced in {"1", "true", "yes", "on"}
-    from jp_rerank.hardware import machine_info
-
-    features = machine_info(include_torch=False).cpu_features
-    return bool(features.get("avx512_bf16") or features.get("amx_bf16"))
-
-
-def _cuda_low_precision() -> Literal["bf16", "fp16"]:
-    import torch
-
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
 
 
 def plan_scoring(
@@ -189,17 +169,11 @@ def plan_scoring(
         return ScoringPlan("onnx", "int8" if precision == "auto" else "fp32", "as requested")
     if precision != "auto":
         return ScoringPlan("torch", precision, "as requested")
+    low, why = low_precision_for(device, hidden_size=hidden_size)
     small = hidden_size is not None and hidden_size < LOW_PRECISION_MIN_HIDDEN
-    if small:
-        return ScoringPlan("torch", "fp32", f"hidden size {hidden_size} < {LOW_PRECISION_MIN_HIDDEN}: fp32")
-    if kind == "cuda":
-        low = _cuda_low_precision()
-        return ScoringPlan("torch", low, f"CUDA: {low} autocast")
-    if kind == "cpu" and cpu_supports_bf16():
-        return ScoringPlan("torch", "bf16", "CPU with native bf16: bf16 autocast")
-    if kind == "cpu" and backend == "auto" and onnx_int8_ready:
+    if low == "fp32" and not small and kind == "cpu" and backend == "auto" and onnx_int8_ready:
         return ScoringPlan("onnx", "int8", "CPU without native bf16 and a cached int8 export: onnx int8")
-    return ScoringPlan("torch", "fp32", "no faster precision available: fp32")
+    return ScoringPlan("torch", low, why)
 
 
 def default_token_budget(device: str, model_config: Any = None) -> int:
@@ -270,9 +244,7 @@ class TorchBackend:
 
         arrays = pad_batch(batch, self.pad_id)
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.device.type, self.precision):
             out = self.model(**inputs).logits
         return out.float().cpu().numpy().astype(np.float32, copy=False)
 

@@ -10,14 +10,12 @@ fingerprint (config and weight files); a changed model makes the export stale an
 
 Example:
     >>> from jp_rerank import Reranker
-    >>> from jp_rerank.rerank.onnx_backend import export_reranker
-    >>> export_reranker(Reranker("path/to/model")).files  # doctest: +SKIP
+    >>> Reranker("xsmall").export().files  # doctest: +SKIP
     {'fp32': 'model.onnx', 'int8': 'model_int8.onnx'}
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -30,33 +28,31 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from jp_rerank._deprecation import moved
 from jp_rerank._deps import require
 from jp_rerank._version import __version__
 from jp_rerank.loading import ModelSource
 from jp_rerank.rerank.backends import pad_batch
 from jp_rerank.rerank.pairs import EncodedPair
 
-if TYPE_CHECKING:
-    from jp_rerank.rerank.cross_encoder import Reranker
-
 __all__ = [
     "CACHE_ENV",
     "MANIFEST",
     "OnnxBackend",
     "OnnxExport",
-    "add_export_command",
     "export_dir",
     "export_model",
-    "export_reranker",
     "find_export",
     "fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
+
+__getattr__ = moved(__name__, {"export_reranker": "jp_rerank.rerank.cross_encoder:export_reranker"})
 
 CACHE_ENV = "JP_RERANK_CACHE"
 """Environment variable naming jp-rerank's cache folder (default ``~/.cache/jp-rerank``)."""
@@ -349,68 +345,3 @@ def export_model(
     if found is None:  # pragma: no cover - just written
         raise OSError(f"could not read back the ONNX export in {target}")
     return found
-
-
-def export_reranker(
-    reranker: Reranker,
-    *,
-    int8: bool = True,
-    force: bool = False,
-    out_dir: str | os.PathLike[str] | None = None,
-) -> OnnxExport:
-    """Export a reranker's model to ONNX (fp32, plus int8 unless ``int8=False``) and cache it.
-
-    An up-to-date export is reused unless ``force``. Files are written to a temporary folder and moved into
-    place, so a crash never leaves a half-written export. The fp32 file is fused by ONNX Runtime's transformer
-    optimiser when its patterns match (BERT / XLM-R); the int8 file quantises the matrix products' weights.
-
-    Args:
-        reranker: The reranker whose model to export (it is loaded if needed).
-        int8: Also write the int8 dynamically quantised model.
-        force: Export again even if an up-to-date export exists.
-        out_dir: Folder to write instead of :func:`export_dir` (``Reranker(backend="onnx")`` only looks in the
-            default place).
-
-    Returns:
-        The export.
-
-    Raises:
-        ImportError: If ``onnx`` / ``onnxruntime`` are not installed (``pip install "jp-rerank[onnx]"``).
-    """
-    loaded = reranker._load()
-    return export_model(
-        reranker.source,
-        loaded.model,
-        token_types=loaded.template.uses_token_types,
-        int8=int8,
-        force=force,
-        out_dir=out_dir,
-    )
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from jp_rerank.rerank.cross_encoder import Reranker
-
-    reranker = Reranker(args.model, device="cpu", backend="torch", precision="fp32")
-    export = export_reranker(reranker, int8=not args.no_int8, force=args.force, out_dir=args.out)
-    sys.stdout.write(f"{export.directory}\n")
-    for precision, name in sorted(export.files.items()):
-        size = (export.directory / name).stat().st_size / 2**20
-        sys.stdout.write(f"  {precision}: {name} ({size:.0f} MiB)\n")
-    return 0
-
-
-def add_export_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``jp-rerank export MODEL`` (ONNX export + int8 quantisation, cached beside the model)."""
-    p = subparsers.add_parser(
-        "export",
-        help="export a cross-encoder to ONNX (fp32 + int8) for backend='onnx'",
-        description="Export a cross-encoder once to ONNX, quantise it to int8 and cache it beside the model "
-        "(<folder>/onnx/ or ~/.cache/jp-rerank/onnx/). Reranker(backend='onnx') and backend='auto' on CPUs "
-        "without native bf16 then use it.",
-    )
-    p.add_argument("model", help="alias, hub id or local folder of the cross-encoder")
-    p.add_argument("--no-int8", action="store_true", help="write only the fp32 model")
-    p.add_argument("--force", action="store_true", help="export again even if an up-to-date export exists")
-    p.add_argument("--out", help="write to this folder instead of the default cache place")
-    p.set_defaults(func=_cmd_export)

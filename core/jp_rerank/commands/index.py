@@ -1,4 +1,4 @@
-"""``jp-rerank index`` (build a persistent search index from files) and ``jp-rerank search`` (query it).
+"""``jp-rerank index``: build a persistent search index from files (:func:`load_search_index` reads it back).
 
 An index folder is an atomic, checksummed snapshot (:func:`jp_rerank.snapshots.write_snapshot`) whose manifest
 says what was built with which models, holding ``passages.jsonl`` (id, text, metadata), ``bm25/`` (the Japanese
@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jp_rerank.commands._io import CliInputError, finite_or_none, iter_records, open_out
+from jp_rerank.commands._io import iter_records
+from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_FIRST_K
+from jp_rerank.errors import CliInputError
 from jp_rerank.presets import DEFAULT_RERANKER
 
-__all__ = ["INDEX_BACKEND", "add_index_command", "add_search_command", "load_search_index"]
+__all__ = ["INDEX_BACKEND", "load_search_index", "register"]
 
 INDEX_BACKEND = "search-index"
 """``backend`` recorded in the manifest of folders built by ``jp-rerank index``."""
@@ -86,7 +88,7 @@ def _run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_index_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``jp-rerank index``."""
     p = sub.add_parser(
         "index",
@@ -97,7 +99,9 @@ def add_index_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("inputs", nargs="+", help="passage files")
     p.add_argument("-o", "--out", required=True, help="index folder to create")
     p.add_argument("--embedder", help="dense embedder (alias, hub id or path); default: BM25 only")
-    p.add_argument("--bm25", default="mecab", help="BM25 tokenizer (mecab, char2, char1-2, sudachi) or 'none'")
+    p.add_argument(
+        "--bm25", default=DEFAULT_BM25_TOKENIZER, help="BM25 tokenizer (mecab, char2, char1-2, sudachi) or 'none'"
+    )
     p.add_argument("--backend", default="faiss-flat", help="vector index: exact, faiss-flat, faiss-hnsw, faiss-ivfpq")
     p.add_argument("--text-field", default="text")
     p.add_argument("--id-field", default="id")
@@ -112,7 +116,7 @@ def load_search_index(
     *,
     reranker: str | None = DEFAULT_RERANKER,
     embedder: str | None = None,
-    first_k: int = 100,
+    first_k: int = DEFAULT_FIRST_K,
     top_n: int = 10,
     device: str | None = None,
 ) -> Any:
@@ -155,56 +159,3 @@ def load_search_index(
         stages.append(bm25)
     rr = None if reranker in (None, "none") else Reranker(reranker, device=device)
     return TwoStageRetriever(first_stages=stages, reranker=rr, first_k=first_k, top_n=top_n)
-
-
-def _run_search(args: argparse.Namespace) -> int:
-    retriever = load_search_index(
-        args.index,
-        reranker=args.reranker,
-        embedder=args.embedder,
-        first_k=args.first_k,
-        top_n=args.top_n,
-        device=args.device,
-    )
-    queries = args.query or []
-    if not queries:
-        raise CliInputError("give at least one query")
-    with open_out(args.output) as out:
-        for query, passages in zip(queries, retriever.retrieve_many(queries), strict=True):
-            if args.json:
-                rows = [
-                    {
-                        "id": p.id,
-                        "score": finite_or_none(p.score),
-                        "first_stage_score": finite_or_none(p.first_stage_score),
-                        "rerank_score": finite_or_none(p.rerank_score),
-                        "text": p.text,
-                        "metadata": p.metadata,
-                    }
-                    for p in passages
-                ]
-                out.write(json.dumps({"query": query, "results": rows}, ensure_ascii=False, allow_nan=False) + "\n")
-                continue
-            out.write(f"Q: {query}\n")
-            for rank, p in enumerate(passages, 1):
-                out.write(f"  {rank}. [{p.id}] {p.score:.4f}  {p.text[:80]}\n")
-    return 0
-
-
-def add_search_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``jp-rerank search``."""
-    p = sub.add_parser(
-        "search",
-        help="query an index built by `jp-rerank index`, optionally reranking",
-        description="First stage (BM25 / dense / hybrid, as built) then cross-encoder rerank.",
-    )
-    p.add_argument("index", help="index folder")
-    p.add_argument("query", nargs="+", help="one or more questions")
-    p.add_argument("-m", "--reranker", default=DEFAULT_RERANKER, help="cross-encoder, or 'none'")
-    p.add_argument("--embedder", help="override the embedder path recorded in the index (same model, other place)")
-    p.add_argument("--top-n", type=int, default=5)
-    p.add_argument("--first-k", type=int, default=100)
-    p.add_argument("--json", action="store_true", help="JSONL output")
-    p.add_argument("-o", "--output", help="write here instead of standard output")
-    p.add_argument("--device", help="cpu, cuda, ... (default: auto)")
-    p.set_defaults(func=_run_search)

@@ -1,4 +1,4 @@
-"""``jp-rerank eval`` (score a pipeline or a reranker on a dataset) and ``jp-rerank report`` (compare runs)."""
+"""``jp-rerank eval``: score a pipeline or a reranker on a dataset (BEIR folder, JQaRA, JaCWIR)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from jp_rerank.commands._io import CliInputError
+from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_FIRST_K
+from jp_rerank.errors import CliInputError
 from jp_rerank.presets import DEFAULT_RERANKER
 
-__all__ = ["add_eval_command", "add_report_command"]
+__all__ = ["register"]
 
 
 def _load_dataset(spec: str) -> object:
-    from jp_rerank import datasets
+    from jp_rerank.evaluation import datasets
 
     if spec == "jqara":
         return datasets.load_jqara()
@@ -25,7 +26,6 @@ def _load_dataset(spec: str) -> object:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from jp_rerank.datasets import BeirDataset
     from jp_rerank.evaluation import (
         build_candidates,
         evaluate_rerank,
@@ -34,6 +34,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         sample_queries,
         save_result,
     )
+    from jp_rerank.evaluation.datasets import BeirDataset
     from jp_rerank.pipeline import TwoStageRetriever
     from jp_rerank.rerank import Reranker
 
@@ -93,7 +94,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``jp-rerank eval``."""
     p = sub.add_parser(
         "eval",
@@ -105,41 +106,13 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--setting", choices=["retrieval", "rerank"], default="retrieval")
     p.add_argument("-m", "--reranker", default=DEFAULT_RERANKER, help="cross-encoder, or 'none'")
     p.add_argument("--embedder", help="dense embedder for a hybrid first stage (default: BM25 only)")
-    p.add_argument("--bm25", default="mecab", help="BM25 tokenizer (mecab, char2, char1-2, sudachi)")
-    p.add_argument("--first-k", type=int, default=100, help="first-stage depth (default 100)")
+    p.add_argument("--bm25", default=DEFAULT_BM25_TOKENIZER, help="BM25 tokenizer (mecab, char2, char1-2, sudachi)")
+    p.add_argument(
+        "--first-k", type=int, default=DEFAULT_FIRST_K, help=f"first-stage depth (default {DEFAULT_FIRST_K})"
+    )
     p.add_argument("--limit", type=int, help="evaluate only this many queries")
     p.add_argument("--seed", type=int, help="sample --limit queries at random with this seed")
     p.add_argument("--name", help="run name in reports")
     p.add_argument("-o", "--output", help="write the result JSON here")
     p.add_argument("--device", help="cpu, cuda, ... (default: auto)")
     p.set_defaults(func=_run_eval)
-
-
-def _run_report(args: argparse.Namespace) -> int:
-    from jp_rerank.evaluation import format_table, load_results, plot_results, write_markdown
-
-    results = load_results(args.results)
-    if not results:
-        raise CliInputError("no result files found")
-    baseline = args.baseline
-    sys.stdout.write(format_table(results, baseline=baseline) + "\n")
-    if args.markdown:
-        sys.stdout.write(f"wrote {write_markdown(results, args.markdown, baseline=baseline)}\n")
-    if args.plot:
-        sys.stdout.write(f"wrote {plot_results(results, args.plot, metric=args.metric)}\n")
-    return 0
-
-
-def add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``jp-rerank report``."""
-    p = sub.add_parser(
-        "report",
-        help="compare saved eval results: table, Markdown, quality-vs-speed plot",
-        description="Read result JSON files (or folders of them) written by `jp-rerank eval -o`.",
-    )
-    p.add_argument("results", nargs="+", help="result JSON files or folders")
-    p.add_argument("--markdown", help="write a Markdown table here")
-    p.add_argument("--plot", help="write a PNG plot (quality vs pairs/s) here")
-    p.add_argument("--metric", default="ndcg@10", help="quality metric for the plot (default ndcg@10)")
-    p.add_argument("--baseline", help="name of the run to compare speed against")
-    p.set_defaults(func=_run_report)
