@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from _offline import load_or_toy_engines
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
@@ -33,7 +34,6 @@ from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
 from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from jp_rerank.data import load_demo_corpus
-from _offline import load_or_toy_engines
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
 PROMPT = ChatPromptTemplate.from_messages(

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from _offline import load_or_toy_engines
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import LLM, MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
@@ -24,7 +25,6 @@ from llama_index.core.schema import TextNode
 
 from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from jp_rerank.data import load_demo_corpus
-from _offline import load_or_toy_engines
 from llamaindex_jp_rerank import JapaneseEmbedding, JapaneseRerank, JapaneseRetriever
 
 

@@ -16,9 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from _offline import load_or_toy_engines
+
 from jp_rerank import DEFAULT_EMBEDDER, DEFAULT_RERANKER, TwoStageRetriever
 from jp_rerank.data import load_demo_corpus
-from _offline import load_or_toy_engines
 
 
 def read_passages(path: str | None) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank._deps import require
+from jp_rerank.extras import require
 
 require("langchain_core", "langchain")
 

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank._deps import require
+from jp_rerank.extras import require
 
 require("llama_index.core", "llamaindex")
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from jp_rerank._deps import is_available
+from jp_rerank.extras import is_available
 
 __all__ = ["CPU_FEATURES", "MachineInfo", "machine_info"]
 

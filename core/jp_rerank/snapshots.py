@@ -134,7 +134,7 @@ def write_snapshot(root: Path, manifest: Mapping[str, Any], write_payload: Calla
     return snapshot
 
 
-def read_snapshot(root: str | Path, *, verify: bool = True) -> tuple[Path, dict[str, Any]]:
+def read_snapshot(root: str | os.PathLike[str], *, verify: bool = True) -> tuple[Path, dict[str, Any]]:
     """Find the current snapshot of an index directory and return its folder and manifest.
 
     Args:
@@ -180,7 +180,7 @@ def read_snapshot(root: str | Path, *, verify: bool = True) -> tuple[Path, dict[
 
 
 def open_snapshot(
-    directory: str | Path, *, embedder_id: str | None = None, verify: bool = True
+    directory: str | os.PathLike[str], *, embedder_id: str | None = None, verify: bool = True
 ) -> tuple[Path, dict[str, Any]]:
     """Read a snapshot (see :func:`read_snapshot`) and check it against the embedder the caller will query with.
 

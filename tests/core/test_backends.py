@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from jp_rerank import Embedder, Reranker
+from jp_rerank import Embedder, Reranker, runtime
+from jp_rerank.commands import export as export_command
 from jp_rerank.data import load_demo_corpus
 from jp_rerank.rerank import backends
 from jp_rerank.rerank.backends import plan_scoring, run_batches
-from jp_rerank import runtime
-from jp_rerank.commands import export as export_command
 from jp_rerank.rerank.onnx_backend import MANIFEST, export_dir, find_export
 from jp_rerank.rerank.pairs import EncodedPair
 

@@ -15,17 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jp_rerank.evaluation.datasets import (
-    BeirDataset,
-    DatasetUnavailableError,
-    jacwir_from_rows,
-    jqara_from_rows,
-    load_beir,
-    load_jacwir,
-    load_jqara,
-    save_beir,
-)
-from jp_rerank.evaluation.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query
 from jp_rerank.evaluation import (
     EvalResult,
     build_candidates,
@@ -40,6 +29,17 @@ from jp_rerank.evaluation import (
     save_result,
     write_markdown,
 )
+from jp_rerank.evaluation.datasets import (
+    BeirDataset,
+    DatasetUnavailableError,
+    jacwir_from_rows,
+    jqara_from_rows,
+    load_beir,
+    load_jacwir,
+    load_jqara,
+    save_beir,
+)
+from jp_rerank.evaluation.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query
 from jp_rerank.hardware import CPU_FEATURES, MachineInfo, machine_info
 
 pytest.importorskip("ranx")

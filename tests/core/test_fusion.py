@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -151,7 +152,7 @@ def test_rrf_properties(rankings: list[list[str]]) -> None:
     for h in hits:
         ranks = [r.index(h.id) + 1 for r in rankings if h.id in r]
         assert h.score == pytest.approx(sum(1 / (60 + rank) for rank in ranks))
-    ties = [(a.id, b.id) for a, b in zip(hits, hits[1:], strict=False) if a.score == b.score]
+    ties = [(a.id, b.id) for a, b in itertools.pairwise(hits) if a.score == b.score]
     assert all(x < y for x, y in ties)  # equal scores: ascending id
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jp_rerank import snapshots as persist
 from jp_rerank._version import __version__
 from jp_rerank.index import (
     ChromaIndex,
@@ -21,7 +22,6 @@ from jp_rerank.index import (
     load_index,
     read_snapshot,
 )
-from jp_rerank import snapshots as persist
 from jp_rerank.testing import GaussianMixture
 
 faiss = pytest.importorskip("faiss")

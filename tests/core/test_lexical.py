@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jp_rerank._deps import is_available
 from jp_rerank.data import load_demo_corpus, load_demo_queries
 from jp_rerank.errors import IndexMismatchError
-from jp_rerank.index import IndexCorruptedError
-from jp_rerank.snapshots import read_snapshot, write_snapshot
+from jp_rerank.extras import is_available
 from jp_rerank.hits import SearchHit
+from jp_rerank.index import IndexCorruptedError
 from jp_rerank.lexical import (
     BM25Index,
     CharNgramTokenizer,
@@ -28,6 +27,7 @@ from jp_rerank.lexical import (
     prepare_text,
 )
 from jp_rerank.lexical import bm25 as bm25_module
+from jp_rerank.snapshots import read_snapshot, write_snapshot
 
 HAS_SUDACHI = is_available("sudachipy") and is_available("sudachidict_core")
 needs_sudachi = pytest.mark.skipif(not HAS_SUDACHI, reason="sudachipy/sudachidict-core not installed")

@@ -21,7 +21,8 @@ def _run(args: argparse.Namespace) -> int:
     from jp_rerank.evaluation.bench import RERANK_SHAPES, run_bench, write_report
     from jp_rerank.evaluation.datasets import default_data_dir
 
-    data = args.data or (default_data_dir() / "jsquad-valid" if default_data_dir() else None)
+    base = default_data_dir()
+    data = args.data or (base / "jsquad-valid" if base is not None else None)
     if data is None:
         raise CliInputError("give --data (a BEIR folder of Japanese questions and passages) or set JP_RERANK_DATA")
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jp_rerank._deps import is_available
 from jp_rerank.evaluation.datasets import load_beir
 from jp_rerank.evaluation.timing import (
     OURS,
@@ -48,6 +47,7 @@ from jp_rerank.evaluation.timing import (
     load_average,
     time_methods,
 )
+from jp_rerank.extras import is_available
 
 if TYPE_CHECKING:
     from jp_rerank.evaluation.datasets import BeirDataset
@@ -59,8 +59,8 @@ __all__ = [
     "ExtraMethods",
     "RerankShapeResult",
     "bench_embed",
-    "cached_preset",
     "bench_rerank",
+    "cached_preset",
     "candidate_pairs",
     "run_bench",
     "same_shape_cross_encoder",

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jp_rerank._deps import require
 from jp_rerank.errors import DatasetUnavailableError
+from jp_rerank.extras import require
 
 __all__ = [
     "DATA_ENV",

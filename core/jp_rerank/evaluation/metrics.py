@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jp_rerank._deps import require
+from jp_rerank.extras import require
 
 __all__ = ["DEFAULT_METRICS", "METRIC_NAMES", "evaluate", "evaluate_per_query"]
 

@@ -7,8 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from jp_rerank._deps import require
 from jp_rerank.evaluation.results import EvalResult
+from jp_rerank.extras import require
 
 __all__ = ["TABLE_METRICS", "format_markdown", "format_table", "plot_results", "write_markdown"]
 

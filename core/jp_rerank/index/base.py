@@ -21,6 +21,7 @@ Conventions, the same for every backend and checked by the tests:
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -291,7 +292,13 @@ class VectorIndex(ABC):
 
     @classmethod
     def load(
-        cls, directory: str | Path, /, *, embedder_id: str | None = None, verify: bool = True, **options: Any
+        cls,
+        directory: str | os.PathLike[str],
+        /,
+        *,
+        embedder_id: str | None = None,
+        verify: bool = True,
+        **options: Any,
     ) -> Self:
         """Load an index saved with :meth:`save` by this backend (:func:`jp_rerank.index.load_index`: any).
 
@@ -313,7 +320,9 @@ class VectorIndex(ABC):
             raise IndexMismatchError(f"{directory} holds a {manifest.get('backend')!r} index, not a {cls.__name__}")
         return cls._from_payload(snapshot, manifest, **options)._finish_load(directory, manifest, embedder_id)
 
-    def _finish_load(self, directory: str | Path, manifest: Mapping[str, Any], embedder_id: str | None) -> Self:
+    def _finish_load(
+        self, directory: str | os.PathLike[str], manifest: Mapping[str, Any], embedder_id: str | None
+    ) -> Self:
         """Check the loaded count against the manifest and adopt ``embedder_id`` when none was recorded."""
         if len(self) != manifest["count"]:
             raise IndexCorruptedError(

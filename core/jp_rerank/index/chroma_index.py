@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from jp_rerank._deps import require
 from jp_rerank.checks import check_positive_int
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
+from jp_rerank.extras import require
 from jp_rerank.hits import SearchHit, sort_hits
 from jp_rerank.index.base import Batch, Record, VectorIndex
 from jp_rerank.index.retry import RetryingProxy, RetryPolicy, call_with_retries, connect_chroma_http

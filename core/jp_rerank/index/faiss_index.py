@@ -49,10 +49,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import numpy as np
 
-from jp_rerank._deps import require
 from jp_rerank.checks import check_positive_int
 from jp_rerank.defaults import DEFAULT_K
 from jp_rerank.errors import IndexCorruptedError
+from jp_rerank.extras import require
 from jp_rerank.hits import SearchHit, sort_hits
 from jp_rerank.index.base import Batch
 from jp_rerank.index.store import DocumentStore, StoreBackedIndex

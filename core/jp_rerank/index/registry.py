@@ -7,7 +7,7 @@ Backend classes are imported on first use, so naming a backend never imports fai
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
+import os
 from typing import Any, Literal, TypeAlias, get_args
 
 from jp_rerank.errors import IndexMismatchError
@@ -82,11 +82,11 @@ def make_index(
     if backend not in _NAMES:
         raise ValueError(f"unknown vector backend {backend!r}; choose one of {list(BACKENDS)}")
     name, extra = _NAMES[backend]
-    return backend_class(name)(dim, metric=metric, embedder_id=embedder_id, **extra, **options)  # type: ignore[call-arg]
+    return backend_class(name)(dim, metric=metric, embedder_id=embedder_id, **extra, **options)
 
 
 def load_index(
-    directory: str | Path, /, *, embedder_id: str | None = None, verify: bool = True, **options: Any
+    directory: str | os.PathLike[str], /, *, embedder_id: str | None = None, verify: bool = True, **options: Any
 ) -> VectorIndex:
     """Load any index saved with :meth:`VectorIndex.save`, dispatching on the backend named in its manifest.
 

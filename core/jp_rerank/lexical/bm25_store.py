@@ -124,9 +124,9 @@ def write_state(target: Path, state: BM25State, settings: Mapping[str, Any]) -> 
 
 def _read_docs(snapshot: Path, version: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Metadata, ...]]:
     if version == 1:
-        ids = tuple(str(doc_id) for doc_id in json.loads((snapshot / _IDS).read_text(encoding="utf-8")))
+        old_ids = tuple(str(doc_id) for doc_id in json.loads((snapshot / _IDS).read_text(encoding="utf-8")))
         logger.warning("%s is a BM25 index of format 1 (no passage texts): its hits come back without text", snapshot)
-        return ids, ("",) * len(ids), tuple({} for _ in ids)
+        return old_ids, ("",) * len(old_ids), tuple({} for _ in old_ids)
     ids: list[str] = []
     texts: list[str] = []
     metas: list[Metadata] = []

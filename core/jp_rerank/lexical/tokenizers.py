@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from jp_rerank._deprecation import renamed
-from jp_rerank._deps import require
+from jp_rerank.extras import require
 from jp_rerank.text import chunk_text
 from jp_rerank.text import normalize_text as _normalize
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from jp_rerank._deprecation import renamed
-from jp_rerank._deps import is_available
 from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
@@ -21,6 +20,7 @@ from jp_rerank.checks import (
     check_texts,
 )
 from jp_rerank.errors import ModelLoadError
+from jp_rerank.extras import is_available
 from jp_rerank.hits import RerankResult, rank_scores
 from jp_rerank.loading import ModelHandle, resolve_device
 from jp_rerank.presets import DEFAULT_RERANKER

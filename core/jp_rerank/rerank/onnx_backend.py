@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 
 from jp_rerank._deprecation import moved
-from jp_rerank._deps import require
 from jp_rerank._version import __version__
+from jp_rerank.extras import require
 from jp_rerank.loading import ModelSource
 from jp_rerank.rerank.backends import pad_batch
 from jp_rerank.rerank.pairs import EncodedPair

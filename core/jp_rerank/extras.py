@@ -1,4 +1,4 @@
-"""Optional-dependency checks that name the exact ``pip install`` extra.
+"""Optional dependencies: check for them, import them, and name the exact `pip install` extra that provides them.
 
 Extra names are read from the installed distribution's metadata, so the message cannot drift from
 ``pyproject.toml``.
