@@ -1,4 +1,4 @@
-"""Session fixtures: tiny random-weight models built once per test session, offline.
+"""Session fixtures: tiny random-weight models built once per test session, offline (see ../conftest.py).
 
 Each model fixture returns the ``pathlib.Path`` of a folder built with :mod:`jp_rerank.testing`; tests
 load it themselves through the public APIs (``CrossEncoder(str(path))``, ``SentenceTransformer(...)``, ...).
@@ -9,30 +9,13 @@ from two of them (on CPU), shared by the adapter and pipeline tests: inject them
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
-# Environment safety, before anything imports huggingface_hub / transformers: never reach the Hub, never touch
-# the developer's cache, and keep the tokenizers library from forking thread pools under pytest.
-_HF_HOME = tempfile.mkdtemp(prefix="jp-rerank-test-hf-")
-atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
-os.environ["HF_HOME"] = _HF_HOME
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-# The examples import their shared helper (examples/_offline.py) as `python examples/x.py` would.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import pytest
 
-import pytest  # noqa: E402
-
-from jp_rerank import Embedder, Reranker, testing  # noqa: E402
-from jp_rerank.data import load_demo_corpus, load_demo_queries  # noqa: E402
-from jp_rerank.evaluation.datasets import default_data_dir  # noqa: E402
+from jp_rerank import Embedder, Reranker, testing
+from jp_rerank.data import load_demo_corpus, load_demo_queries
+from jp_rerank.evaluation.datasets import default_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jp_rerank.errors import ModelLoadError
-from jp_rerank.presets import ModelPreset, find_preset
+from jp_rerank.presets import ModelPreset, find_preset, get_preset, recognize_preset, unknown_preset_message
 from jp_rerank.runtime import resolve_device
 
 __all__ = ["ModelHandle", "ModelSource", "hub_offline", "load_st_model", "resolve_device", "resolve_model"]
@@ -53,15 +53,21 @@ class ModelSource:
         return self.preset.model_id if self.preset and not self.is_local else self.location
 
 
-def resolve_model(name: str | os.PathLike[str]) -> ModelSource:
+def resolve_model(name: str | os.PathLike[str], *, preset: str | None = None) -> ModelSource:
     """Resolve an alias, hub id or local path.
 
-    A path that exists is always local (even if it looks like ``org/name``). An alias maps to its hub id. A string
-    that neither exists nor is a known preset is treated as a hub id.
+    A path that exists is always local (even if it looks like ``org/name``); its preset is the one named by
+    ``preset``, else the one its files or name show it is a copy of (:func:`jp_rerank.presets.recognize_preset`).
+    An alias maps to its hub id. A string that neither exists nor is a known preset is treated as a hub id.
+
+    Args:
+        name: Alias, hub id or local directory.
+        preset: Alias or hub id of the preset a local folder is a copy of (its prompts, limits, activation).
 
     Raises:
         TypeError: If ``name`` is not a string or path.
         ValueError: If ``name`` is empty.
+        KeyError: If ``preset`` is not a known preset.
 
     Example:
         >>> resolve_model("xsmall").location
@@ -72,15 +78,22 @@ def resolve_model(name: str | os.PathLike[str]) -> ModelSource:
     text = os.fspath(name)
     if not text.strip():
         raise ValueError("model name is empty")
+    named = get_preset(preset) if preset is not None else None
     path = Path(text).expanduser()
     if path.is_dir():
-        return ModelSource(name=text, location=str(path.resolve()), is_local=True, preset=None)
+        return ModelSource(
+            name=text, location=str(path.resolve()), is_local=True, preset=named or recognize_preset(path.resolve())
+        )
     looks_like_path = text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1)
-    preset = find_preset(text)
-    if preset is None and looks_like_path:
+    found = find_preset(text)
+    if found is None and looks_like_path:
         raise ModelLoadError(f"model directory {text!r} does not exist")
-    location = preset.model_id if preset else text
-    return ModelSource(name=text, location=location, is_local=False, preset=preset)
+    if found is None and "/" not in text:  # neither a folder, an alias nor an org/name hub id: likely a typo
+        raise ModelLoadError(
+            f"{unknown_preset_message(text)}; or give a hub id (org/name) or the path of a local model folder"
+        )
+    location = found.model_id if found else text
+    return ModelSource(name=text, location=location, is_local=False, preset=named or found)
 
 
 def hub_offline() -> bool:
@@ -162,6 +175,8 @@ class ModelHandle:
 
     Args:
         model: Alias, hub id or local directory.
+        preset: Alias or hub id of the preset a local folder is a copy of (default: recognised from its files or
+            name, see :func:`jp_rerank.presets.recognize_preset`).
         device: Device string, or ``None`` to pick one at load time.
         local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
         cache_folder: Hugging Face cache override.
@@ -177,13 +192,14 @@ class ModelHandle:
         self,
         model: str | os.PathLike[str],
         *,
+        preset: str | None = None,
         device: str | None = None,
         local_files_only: bool | None = None,
         cache_folder: str | None = None,
         revision: str | None = None,
         trust_remote_code: bool | None = None,
     ) -> None:
-        self.source: ModelSource = resolve_model(model)
+        self.source: ModelSource = resolve_model(model, preset=preset)
         self.device = device
         self._load_kwargs: dict[str, Any] = {
             "local_files_only": local_files_only,

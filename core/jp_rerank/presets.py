@@ -7,7 +7,10 @@ the model's own files.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 __all__ = [
@@ -20,6 +23,8 @@ __all__ = [
     "find_preset",
     "get_preset",
     "list_presets",
+    "prefix_family",
+    "recognize_preset",
 ]
 
 ModelKind = Literal["cross-encoder", "dense", "static", "sparse"]
@@ -247,7 +252,7 @@ def get_preset(name: str) -> ModelPreset:
     """Return the preset for an alias or hub id.
 
     Raises:
-        KeyError: If the name is not a known alias or hub id (the message lists the aliases).
+        KeyError: If the name is not a known alias or hub id (the message suggests close aliases and lists all).
 
     Example:
         >>> get_preset("small").architecture
@@ -255,9 +260,63 @@ def get_preset(name: str) -> ModelPreset:
     """
     preset = find_preset(name)
     if preset is None:
-        aliases = ", ".join(p.alias for p in PRESETS)
-        raise KeyError(f"unknown model preset {name!r}; known aliases: {aliases}")
+        raise KeyError(unknown_preset_message(name))
     return preset
+
+
+def unknown_preset_message(name: str) -> str:
+    """The error text for a name that is no preset: the closest aliases ("did you mean") and the full list.
+
+    Example:
+        >>> unknown_preset_message("xsmal").split(";")[0]
+        "unknown model preset 'xsmal' (did you mean 'xsmall' or 'small'?)"
+    """
+    import difflib
+
+    aliases = [p.alias for p in PRESETS]
+    close = difflib.get_close_matches(name, aliases, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"unknown model preset {name!r}{hint}; known aliases: {', '.join(aliases)}"
+
+
+def _repo_names(folder: Path) -> list[str]:
+    """Names a local model folder may carry of the hub repository it came from (most reliable first)."""
+    names: list[str] = []
+    for part in folder.parts:  # a Hugging Face cache snapshot: .../models--org--name/snapshots/<commit>
+        if part.startswith("models--") and part.count("--") >= 2:
+            names.append(part.removeprefix("models--").replace("--", "/", 1))
+    for config in ("config.json", "config_sentence_transformers.json"):
+        try:
+            data = json.loads((folder / config).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        value = data.get("_name_or_path") if isinstance(data, dict) else None
+        if isinstance(value, str) and value and not value.startswith((".", "/", "~")):
+            names.append(value)
+    names.append(folder.name)
+    return names
+
+
+def recognize_preset(folder: str | os.PathLike[str]) -> ModelPreset | None:
+    """The preset a local model folder is a copy of, when its files or name say so (else ``None``).
+
+    Looked at, in order: a Hugging Face cache path (``models--org--name``), the ``_name_or_path`` recorded in
+    ``config.json``, and the folder's name, compared with each preset's hub id, repository name and alias. A
+    folder named like ``multilingual-e5-small`` (as ``hf download ... --local-dir`` creates) is recognised.
+
+    Example:
+        >>> recognize_preset("/models/multilingual-e5-small").alias
+        'me5-small'
+        >>> recognize_preset("/models/my-own-model") is None
+        True
+    """
+    for name in _repo_names(Path(folder)):
+        lowered = name.lower().rstrip("/")
+        for preset in PRESETS:
+            repo = preset.model_id.lower()
+            if lowered in (repo, repo.split("/")[-1], preset.alias.lower()):
+                return preset
+    return None
 
 
 def list_presets(kind: ModelKind | None = None) -> list[ModelPreset]:
@@ -268,3 +327,30 @@ def list_presets(kind: ModelKind | None = None) -> list[ModelPreset]:
         ['xsmall', 'small', 'base', 'large']
     """
     return [p for p in PRESETS if kind is None or p.kind == kind]
+
+
+_PREFIX_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    # (pattern in a model id or path, family name, a preset of that family)
+    ("multilingual-e5", "multilingual-E5", "me5-small"),
+    ("e5-", "E5", "me5-small"),
+    ("ruri-v3", "Ruri v3", "ruri-v3-30m"),
+    ("ruri", "Ruri", "ruri-v3-30m"),
+)
+
+
+def prefix_family(model_id: str) -> tuple[str, str] | None:
+    """``(family, example preset)`` when a model's id or path names a family trained with query/passage prefixes.
+
+    Used to warn when such a model ends up with no prefix (it would silently lose quality).
+
+    Example:
+        >>> prefix_family("/models/multilingual-e5-small-q4dq")
+        ('multilingual-E5', 'me5-small')
+        >>> prefix_family("hotchpotch/static-embedding-japanese") is None
+        True
+    """
+    lowered = model_id.lower()
+    for pattern, family, example in _PREFIX_FAMILIES:
+        if pattern in lowered and "reranker" not in lowered:
+            return family, example
+    return None

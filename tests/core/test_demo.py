@@ -30,14 +30,23 @@ def test_demo_full_pipeline_with_tiny_models(
     assert "timings:" in out
 
 
+def test_demo_with_the_default_aliases_runs_every_stage() -> None:
+    """The defaults resolve through the HF cache (tiny stand-ins installed under the presets' hub ids)."""
+    buf = io.StringIO()
+    report = run_demo(out=buf, questions=["富士山の高さは？"])
+    assert report.stages == ("bm25", "dense", "rerank")
+    assert report.skipped == {}
+    assert "reranker: Reranker(model='xsmall'" in buf.getvalue()
+
+
 def test_demo_without_models_skips_stages_with_a_banner() -> None:
     buf = io.StringIO()
-    report = run_demo(reranker="xsmall", embedder="static-ja", out=buf)  # the hub is unreachable in tests
+    report = run_demo(reranker="small", embedder="ruri-v3-30m", out=buf)  # not cached, the hub is unreachable
     text = buf.getvalue()
     assert report.stages == ("bm25",)
     assert set(report.skipped) == {"rerank", "dense"}
-    assert "!! reranker skipped: 'xsmall' could not be loaded" in text
-    assert "!! embedder skipped: 'static-ja' could not be loaded" in text
+    assert "!! reranker skipped: 'small' could not be loaded" in text
+    assert "!! embedder skipped: 'ruri-v3-30m' could not be loaded" in text
     assert "pass --reranker with a local model folder" in text
     assert report.questions == len(load_demo_queries())
     assert report.hits_at_1 >= report.questions // 2  # BM25 alone finds most answers on the bundled corpus

@@ -12,7 +12,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_two_stage_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(sys, "argv", ["two_stage_retrieval.py", "--question", "信濃川の長さは？", "--top-n", "2"])
+    argv = ["two_stage_retrieval.py", "--question", "信濃川の長さは？", "--top-n", "2", "--reranker", "small"]
+    monkeypatch.setattr(sys, "argv", argv)  # "small" is not in the test cache: the example falls back
     runpy.run_path(str(EXAMPLES / "two_stage_retrieval.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "using tiny random-weight models instead" in out

@@ -231,8 +231,8 @@ def test_missing_local_model_and_offline_hub_give_clear_errors(tmp_path: Path) -
     with pytest.raises(ModelLoadError, match="does not exist"):
         Reranker(str(tmp_path / "nope" / "model"))
     with pytest.raises(ModelLoadError) as info:
-        Reranker("xsmall").load()
+        Reranker("small").load()  # a preset that is not in the test session's HF cache
     message = str(info.value)
-    assert "hotchpotch/japanese-reranker-cross-encoder-xsmall-v1" in message
+    assert "hotchpotch/japanese-reranker-cross-encoder-small-v1" in message
     assert "offline" in message
     assert "local path" in message

@@ -20,7 +20,7 @@ from jp_rerank.checks import (
     check_texts,
 )
 from jp_rerank.loading import ModelHandle
-from jp_rerank.presets import DEFAULT_EMBEDDER
+from jp_rerank.presets import DEFAULT_EMBEDDER, prefix_family
 from jp_rerank.runtime import TorchPrecision, autocast, low_precision_for
 from jp_rerank.text import normalize_text
 from jp_rerank.types import Side
@@ -51,6 +51,8 @@ class Embedder(ModelHandle):
 
     Args:
         model: Alias, hub id or local directory of a sentence-transformers model (transformer or StaticEmbedding).
+        preset: The preset (alias or hub id) a local folder is a copy of, for its prompts, limits and
+            activation (default: recognised from the folder's files or name).
         device: Device string; default picks CUDA when available.
         truncate_dim: Keep the first ``truncate_dim`` dimensions (Matryoshka models), then re-normalise.
         normalize_embeddings: L2-normalise outputs (default ``True``: dot product = cosine).
@@ -73,15 +75,18 @@ class Embedder(ModelHandle):
         normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
-        >>> emb = Embedder("static-ja", truncate_dim=256)  # doctest: +SKIP
-        >>> emb.embed_documents(["富士山は日本一高い山です。"]).shape  # doctest: +SKIP
+        >>> emb = Embedder("static-ja", truncate_dim=256)
+        >>> emb.embed_documents(["富士山は日本一高い山です。"]).shape
         (1, 256)
+        >>> Embedder("me5-small").prefix("query")  # the preset's prefix, even though the model saved none
+        'query: '
     """
 
     def __init__(
         self,
         model: str | os.PathLike[str] = DEFAULT_EMBEDDER,
         *,
+        preset: str | None = None,
         device: str | None = None,
         truncate_dim: int | None = None,
         normalize_embeddings: bool = True,
@@ -101,6 +106,7 @@ class Embedder(ModelHandle):
     ) -> None:
         super().__init__(
             model,
+            preset=preset,
             device=device,
             local_files_only=local_files_only,
             cache_folder=cache_folder,
@@ -180,17 +186,35 @@ class Embedder(ModelHandle):
                     model.max_seq_length = self._max_length
                 elif self.preset is not None and self.preset.max_length is not None and own_limit is not None:
                     model.max_seq_length = min(self.preset.max_length, int(own_limit))
-                saved = getattr(model, "prompts", None) or {}
-                for side in ("query", "document"):
-                    override = self._prefix_override[side]
-                    preset_prefix = ""
-                    if self.preset is not None:
-                        preset_prefix = self.preset.query_prefix if side == "query" else self.preset.document_prefix
-                    chosen = override if override is not None else saved.get(side, preset_prefix)
-                    self._prefixes[side] = chosen or ""
+                self._prefixes = self._choose_prefixes(getattr(model, "prompts", None) or {})
                 self._resolved = self._resolve_speed(model)
                 self._model = model
             return self._model
+
+    def _choose_prefixes(self, saved: dict[str, str]) -> dict[Side, str]:
+        """Prompts by side: the argument, else the model's saved prompt, else the preset's prefix.
+
+        An empty saved prompt counts as missing: sentence-transformers fills unsaved ``query``/``document``
+        prompts with ``""``, and hub uploads that predate saved prompts (multilingual-e5) would otherwise lose
+        their ``query: `` / ``passage: `` prefixes silently.
+        """
+        chosen: dict[Side, str] = {}
+        for side in ("query", "document"):
+            override = self._prefix_override[side]
+            preset_prefix = ""
+            if self.preset is not None:
+                preset_prefix = self.preset.query_prefix if side == "query" else self.preset.document_prefix
+            chosen[side] = override if override is not None else (saved.get(side) or preset_prefix)
+        family = prefix_family(self.model_id) if not any(chosen.values()) else None
+        if family is not None and all(v is None for v in self._prefix_override.values()):
+            logger.warning(
+                "%s looks like a %s model, which needs query/passage prefixes, but none were found: pass "
+                "preset=... (e.g. %r) or query_prefix=/document_prefix=",
+                self.model_id,
+                family[0],
+                family[1],
+            )
+        return chosen
 
     def _resolve_speed(self, model: SentenceTransformer) -> tuple[int, TorchPrecision]:
         """Batch size and precision: StaticEmbedding models run fp32 in large batches."""

@@ -63,6 +63,8 @@ class SparseEmbedder(ModelHandle):
 
     Args:
         model: Alias (``"splade-ja"``), hub id or local directory of a sentence-transformers ``SparseEncoder``.
+        preset: The preset (alias or hub id) a local folder is a copy of, for its prompts, limits and
+            activation (default: recognised from the folder's files or name).
         device: Device string; default picks CUDA when available.
         normalize_text: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to inputs.
         batch_size: Texts per forward pass.
@@ -77,9 +79,12 @@ class SparseEmbedder(ModelHandle):
         normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
-        >>> emb = SparseEmbedder("splade-ja")  # doctest: +SKIP
-        >>> docs = emb.embed_documents(["富士山は日本一高い山です。", "京都には寺が多い。"])  # doctest: +SKIP
-        >>> (emb.embed_query("日本で一番高い山") @ docs.T).toarray()  # doctest: +SKIP
+        >>> emb = SparseEmbedder("splade-ja")
+        >>> docs = emb.embed_documents(["富士山は日本一高い山です。", "京都には寺が多い。"])
+        >>> scores = (emb.embed_query("日本で一番高い山") @ docs.T).toarray()
+        >>> scores.shape, scores.dtype
+        ((1, 2), dtype('float32'))
+        >>> scores  # the real splade-ja model  # doctest: +SKIP
         array([[21.3..., 1.2...]], dtype=float32)
     """
 
@@ -87,6 +92,7 @@ class SparseEmbedder(ModelHandle):
         self,
         model: str | os.PathLike[str] = DEFAULT_SPARSE,
         *,
+        preset: str | None = None,
         device: str | None = None,
         normalize_text: bool = True,
         batch_size: int = 32,
@@ -102,6 +108,7 @@ class SparseEmbedder(ModelHandle):
     ) -> None:
         super().__init__(
             model,
+            preset=preset,
             device=device,
             local_files_only=local_files_only,
             cache_folder=cache_folder,

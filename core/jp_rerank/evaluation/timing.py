@@ -181,7 +181,7 @@ def time_methods(methods: Sequence[Method], workload: Callable[[Any], int], repe
             before = _status_mib("VmRSS")
             started = time.perf_counter()
             items[method.result.name] = workload(obj)
-            method.result.seconds.append(round(time.perf_counter() - started, 4))
+            method.result.seconds.append(max(time.perf_counter() - started, 1e-9))  # perf_counter ticks are finite
             peak = _status_mib("VmHWM") if can_peak else None
             if peak is not None and before is not None:
                 used = round(peak - before, 1)

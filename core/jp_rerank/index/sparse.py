@@ -85,10 +85,11 @@ class SparseIndex:
         name: Name of this first stage (the key of its scores in fused results).
 
     Example:
-        >>> index = SparseIndex(SparseEmbedder("splade-ja"))  # doctest: +SKIP
-        >>> index.add(["富士山は日本一高い山です。", "京都には寺が多い。"], ids=["fuji", "kyoto"])  # doctest: +SKIP
+        >>> from jp_rerank import SparseEmbedder
+        >>> index = SparseIndex(SparseEmbedder("splade-ja"))
+        >>> index.add(["富士山は日本一高い山です。", "京都には寺が多い。"], ids=["fuji", "kyoto"])
         ['fuji', 'kyoto']
-        >>> index.search("日本で一番高い山", k=1)[0].id  # doctest: +SKIP
+        >>> index.search("日本で一番高い山", k=1)[0].id  # the real splade-ja model  # doctest: +SKIP
         'fuji'
     """
 

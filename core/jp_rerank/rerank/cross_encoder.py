@@ -73,6 +73,8 @@ class Reranker(ModelHandle):
 
     Args:
         model: Alias, hub id or local directory of a sequence-classification cross-encoder.
+        preset: The preset (alias or hub id) a local folder is a copy of, for its prompts, limits and
+            activation (default: recognised from the folder's files or name).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default picks CUDA when available.
         max_length: Token limit of a pair (default: the preset's, else the model's own).
         batch_size: Most pairs per forward pass.
@@ -98,8 +100,11 @@ class Reranker(ModelHandle):
         normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
-        >>> reranker = Reranker("xsmall")  # doctest: +SKIP
-        >>> reranker.rerank("富士山の高さは？", ["富士山は3776mです。", "京都の寺。"], top_n=1)  # doctest: +SKIP
+        >>> reranker = Reranker("xsmall")
+        >>> results = reranker.rerank("富士山の高さは？", ["富士山は3776mです。", "京都の寺。"], top_n=1)
+        >>> len(results), type(results[0].score)
+        (1, <class 'float'>)
+        >>> results  # the real xsmall model  # doctest: +SKIP
         [RerankResult(index=0, score=0.98...)]
     """
 
@@ -107,6 +112,7 @@ class Reranker(ModelHandle):
         self,
         model: str | os.PathLike[str] = DEFAULT_RERANKER,
         *,
+        preset: str | None = None,
         device: str | None = None,
         max_length: int | None = None,
         batch_size: int = 32,
@@ -127,6 +133,7 @@ class Reranker(ModelHandle):
     ) -> None:
         super().__init__(
             model,
+            preset=preset,
             device=device,
             local_files_only=local_files_only,
             cache_folder=cache_folder,
@@ -254,8 +261,10 @@ class Reranker(ModelHandle):
             ``RerankResult(index, score)`` sorted by descending score (ties: lower index first).
 
         Example:
-            >>> Reranker("xsmall").rerank("質問", ["文書A", "文書B"], top_n=1)  # doctest: +SKIP
-            [RerankResult(index=1, score=0.71...)]
+            >>> [r.index for r in Reranker("xsmall").rerank("質問", ["文書A", "文書B"])]  # doctest: +SKIP
+            [1, 0]
+            >>> len(Reranker("xsmall").rerank("質問", ["文書A", "文書B"], top_n=1))
+            1
         """
         query = check_query(query)
         return self.rerank_many([query], [documents], top_n=top_n, score_threshold=score_threshold)[0]

@@ -84,7 +84,7 @@ def _builders() -> dict[str, Callable[[Path], Path]]:
         "cross-encoder": build_xlmr_cross_encoder,
         # Saved without prompts, as the real multilingual-e5 uploads are: the preset must supply the prefixes.
         "dense": lambda path: build_dense_embedder(path, prompts=None),
-        "static": build_static_embedder,
+        "static": lambda path: build_static_embedder(path, dim=1024),  # static-japanese's 1024 dims
         "sparse": build_splade_encoder,
     }
 
