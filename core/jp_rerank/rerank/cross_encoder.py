@@ -365,7 +365,7 @@ class _Loaded:
         if limit is not None and max_length > limit:
             logger.info("max_length %d exceeds the model's positions; using %d", max_length, limit)
             max_length = int(limit)
-        segment_types = int(getattr(model.config, "type_vocab_size", 1) or 1) > 1
+        segment_types = _restores_segment_ids(model.config, tokenizer)
         template = PairTemplate.from_tokenizer(tokenizer, segment_types=segment_types)
         device = str(next(model.parameters()).device)
         plan, backend = _make_backend(
@@ -489,6 +489,17 @@ def _make_backend(
         logger.warning("no ONNX export of %s yet: exporting once (cached for later runs)", owner.model_id)
         export = export_model(owner.source, model, token_types=token_types, int8=True)
     return plan, OnnxBackend(export.path(precision), pad_id)
+
+
+def _restores_segment_ids(config: Any, tokenizer: Any) -> bool:
+    """Whether passages get token type 1 although the tokenizer returns no token type ids.
+
+    BERT-tokenizer cross-encoders (the MeCab-based Japanese rerankers) were trained with the passage as segment 1,
+    but transformers 5's ``BertJapaneseTokenizer`` no longer returns token type ids. A BERT model with another
+    tokenizer (e.g. an XLM-R SentencePiece one, as ja-ce-mini has) was trained without them: all zeros.
+    """
+    two_segments = int(getattr(config, "type_vocab_size", 1) or 1) > 1
+    return two_segments and type(tokenizer).__name__.startswith("Bert")
 
 
 def _resolve_activation(owner: Reranker, ce: CrossEncoder) -> Literal["sigmoid", "softmax", "none"]:
