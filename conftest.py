@@ -26,7 +26,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ["JP_RERANK_CACHE"] = str(Path(_HF_HOME) / "jp-rerank-cache")  # ONNX exports of hub models go here
+os.environ["JP_RERANK_CACHE"] = str(Path(_HF_HOME) / "jp-rerank-cache")  # exports of hub models go here
+# Whatever the CI machine's CPU, "auto" stays on torch in the suite (no OpenVINO export made on first use by every
+# test that loads a tiny model); the tests of the auto choice and of the exports clear or replace it.
+os.environ["JP_RERANK_BACKEND"] = "torch"
 os.environ.pop("JP_RERANK_DATA", None)  # tests and doctests must not depend on a developer's data folder
 # The examples import their shared helper (examples/_offline.py) as `python examples/x.py` would.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "examples"))

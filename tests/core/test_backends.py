@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,14 @@ from jp_rerank.rerank.onnx_backend import MANIFEST, export_dir, find_export
 from jp_rerank.rerank.pairs import EncodedPair
 
 QUERY = "富士山の高さは何メートルですか？"
-TOLERANCE = {"torch-bf16": 1e-3, "onnx-fp32": 1e-5, "onnx-int8": 2e-3}
+TOLERANCE = {
+    "torch-bf16": 1e-3,
+    "onnx-fp32": 1e-5,
+    "onnx-int8": 2e-3,
+    "openvino-fp32": 1e-5,
+    "openvino-bf16": 1e-3,
+    "openvino-int8": 5e-3,
+}
 """Largest raw-logit difference from torch fp32 allowed per backend on the tiny models."""
 
 
@@ -58,54 +66,101 @@ def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> object:
 # ---------------------------------------------------------------------------------------------- auto choice
 
 
+def _installed(*names: str) -> Callable[[str], bool]:
+    return lambda backend: backend in ("torch", *names)
+
+
 @pytest.mark.parametrize(
-    ("native_bf16", "device", "hidden", "int8_ready", "expected"),
+    ("cpu", "installed", "expected"),
     [
-        (True, "cpu", 384, False, "torch-bf16"),
-        (True, "cpu", 384, True, "torch-bf16"),  # bf16 ranks closer to fp32 than int8, and was faster here
-        (False, "cpu", 384, False, "torch-fp32"),
-        (False, "cpu", 384, True, "onnx-int8"),
-        (True, "cpu", 32, True, "torch-fp32"),  # test-size models stay exact
-        (True, "mps", 384, False, "torch-fp32"),
+        ("amx", ("openvino", "onnx"), "torch-bf16"),
+        ("avx512_bf16", ("openvino", "onnx"), "torch-bf16"),
+        ("vnni", ("openvino", "onnx"), "openvino-int8"),
+        ("avx2", ("openvino", "onnx"), "openvino-int8"),
+        ("avx2", ("onnx",), "torch-fp32"),  # ONNX dynamic int8 moves rankings too much to be picked by auto
+        ("avx2", (), "torch-fp32"),
+        ("baseline", ("openvino", "onnx"), "torch-fp32"),
     ],
 )
-def test_auto_plan(cpu_bf16, native_bf16: bool, device: str, hidden: int, int8_ready: bool, expected: str) -> None:
-    cpu_bf16(native_bf16)
-    plan = plan_scoring("auto", "auto", device, hidden_size=hidden, onnx_int8_ready=int8_ready)
+def test_auto_plan_by_cpu_class(monkeypatch: pytest.MonkeyPatch, cpu: str, installed: tuple, expected: str) -> None:
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    plan = plan_scoring("auto", "auto", "cpu", cpu=cpu, installed=_installed(*installed))  # type: ignore[arg-type]
     assert plan.label == expected
-    assert plan.reason
+    assert plan.reason  # it says why
+    assert plan_scoring("auto", "auto", "mps", cpu=cpu).label == "torch-fp32"
+
+
+def test_model_size_does_not_change_the_auto_choice(monkeypatch: pytest.MonkeyPatch, xlmr_ce_path: Path) -> None:
+    """The old "narrower than hidden 128 stays fp32" rule is gone: tests that need exact scores ask for fp32."""
+    monkeypatch.setenv(backends.BACKEND_ENV, "torch")
+    monkeypatch.setenv("JP_RERANK_CPU_BF16", "1")
+    backends.cpu_supports_bf16.cache_clear()
+    try:
+        assert Reranker(xlmr_ce_path, device="cpu").scoring_plan.label == "torch-bf16"  # hidden 32
+    finally:
+        backends.cpu_supports_bf16.cache_clear()
+
+
+def test_cpu_class_from_flags() -> None:
+    assert backends.cpu_class({"amx_bf16": True, "avx512_bf16": True}) == "amx"
+    assert backends.cpu_class({"avx512_bf16": True, "avx512_vnni": True}) == "avx512_bf16"
+    assert backends.cpu_class({"avx512_vnni": True, "avx2": True, "fma": True}) == "vnni"
+    assert backends.cpu_class({"avx_vnni": True, "avx2": True, "fma": True}) == "vnni"
+    assert backends.cpu_class({"avx2": True, "fma": True}) == "avx2"
+    assert backends.cpu_class({"sse4_2": True}) == "baseline"
+
+
+def test_environment_variable_replaces_the_auto_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(backends.BACKEND_ENV, "openvino-fp32")
+    assert plan_scoring("auto", "auto", "cpu", cpu="avx2").label == "openvino-fp32"
+    assert plan_scoring("torch", "auto", "cpu", cpu="avx2").label == "torch-fp32"  # explicit arguments win
+    assert plan_scoring("auto", "int8", "cpu", cpu="avx2").label == "openvino-int8"
+    monkeypatch.setenv(backends.BACKEND_ENV, "torch")
+    assert plan_scoring("auto", "auto", "cpu", cpu="avx2").backend == "torch"
+    monkeypatch.setenv(backends.BACKEND_ENV, "tensorrt")
+    with pytest.raises(ValueError, match="JP_RERANK_BACKEND='tensorrt'"):
+        plan_scoring("auto", "auto", "cpu")
 
 
 def test_auto_plan_on_cuda_uses_half_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
     for low in ("bf16", "fp16"):
         monkeypatch.setattr(runtime, "cuda_low_precision", lambda low=low: low)
-        assert plan_scoring("auto", "auto", "cuda:0", hidden_size=768).label == f"torch-{low}"
+        assert plan_scoring("auto", "auto", "cuda:0").label == f"torch-{low}"
 
 
-def test_explicit_choices_are_kept_and_bad_combinations_rejected() -> None:
-    assert plan_scoring("auto", "fp32", "cpu", hidden_size=768).label == "torch-fp32"
-    assert plan_scoring("auto", "int8", "cpu", hidden_size=768).label == "onnx-int8"
-    assert plan_scoring("onnx", "auto", "cpu", hidden_size=768).label == "onnx-int8"
-    assert plan_scoring("onnx", "fp32", "cpu", hidden_size=768).label == "onnx-fp32"
-    with pytest.raises(ValueError, match="onnx backend runs fp32 or int8, not bf16"):
-        plan_scoring("onnx", "bf16", "cpu", hidden_size=768)
-    with pytest.raises(ValueError, match="int8 needs the onnx backend"):
-        plan_scoring("torch", "int8", "cpu", hidden_size=768)
+def test_explicit_choices_are_kept_and_bad_combinations_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    assert plan_scoring("auto", "fp32", "cpu").label == "torch-fp32"
+    assert plan_scoring("auto", "int8", "cpu", installed=_installed("onnx")).label == "onnx-int8"
+    assert plan_scoring("auto", "int8", "cpu", installed=_installed("openvino")).label == "openvino-int8"
+    assert plan_scoring("onnx", "auto", "cpu", cpu="avx2").label == "onnx-int8"
+    assert plan_scoring("onnx", "fp32", "cpu").label == "onnx-fp32"
+    assert plan_scoring("openvino", "auto", "cpu", cpu="avx512_bf16").label == "openvino-int8"
+    assert plan_scoring("openvino", "bf16", "cpu").label == "openvino-bf16"
+    with pytest.raises(ValueError, match="onnx backend runs fp32, int8, not bf16"):
+        plan_scoring("onnx", "bf16", "cpu")
+    with pytest.raises(ValueError, match="openvino backend runs fp32, bf16, int8, not fp16"):
+        plan_scoring("openvino", "fp16", "cpu")
+    with pytest.raises(ValueError, match="torch backend runs fp32, bf16, fp16, not int8; use backend='openvino'"):
+        plan_scoring("torch", "int8", "cpu")
     with pytest.raises(ValueError, match="runs on CPU only"):
-        plan_scoring("onnx", "fp32", "cuda", hidden_size=768)
+        plan_scoring("onnx", "fp32", "cuda")
+    with pytest.raises(ValueError, match="int8 runs on CPU only"):
+        plan_scoring("auto", "int8", "cuda")
     with pytest.raises(ValueError, match="backend must be"):
-        plan_scoring("tensorrt", "auto", "cpu", hidden_size=768)  # type: ignore[arg-type]
+        plan_scoring("tensorrt", "auto", "cpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="precision must be"):
-        plan_scoring("auto", "fp8", "cpu", hidden_size=768)  # type: ignore[arg-type]
+        plan_scoring("auto", "fp8", "cpu")  # type: ignore[arg-type]
 
 
 def test_reranker_validates_options_before_loading(xlmr_ce_path: Path) -> None:
     with pytest.raises(ValueError, match="precision must be"):
         Reranker(xlmr_ce_path, precision="int4")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="int8 needs the onnx backend"):
+    with pytest.raises(ValueError, match="torch backend runs fp32, bf16, fp16, not int8"):
         Reranker(xlmr_ce_path, backend="torch", precision="int8")
-    reranker = Reranker(xlmr_ce_path, device="cpu")
-    assert reranker.scoring_plan.label == "torch-fp32"  # hidden 32 < LOW_PRECISION_MIN_HIDDEN
+    reranker = Reranker(xlmr_ce_path, device="cpu", precision="fp32")
+    assert reranker.scoring_plan.label == "torch-fp32"
     assert "backend='auto'" in repr(reranker)
 
 
@@ -118,6 +173,9 @@ def test_reranker_validates_options_before_loading(xlmr_ce_path: Path) -> None:
         ("torch-bf16", {"precision": "bf16"}),
         ("onnx-fp32", {"backend": "onnx", "precision": "fp32"}),
         ("onnx-int8", {"backend": "onnx", "precision": "int8"}),
+        ("openvino-fp32", {"backend": "openvino", "precision": "fp32"}),
+        ("openvino-bf16", {"backend": "openvino", "precision": "bf16"}),
+        ("openvino-int8", {"backend": "openvino", "precision": "int8"}),
     ],
 )
 def test_backend_scores_agree_with_torch_fp32(model_copy: Path, docs: list[str], label: str, kwargs: dict) -> None:
@@ -167,18 +225,6 @@ def test_export_is_made_once_cached_beside_the_model_and_invalidated_by_new_weig
     os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # new weights: the export is stale
     assert find_export(first.source, first.model, "int8") is None
     assert not list(model.glob(".onnx-export-*"))  # no temporary folders left behind
-
-
-def test_auto_uses_cached_int8_export_on_cpus_without_bf16(cpu_bf16, xlmr_ce_path: Path, tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    shutil.copytree(xlmr_ce_path, model)
-    cpu_bf16(False)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(backends, "LOW_PRECISION_MIN_HIDDEN", 1)  # treat the tiny model as a real-size one
-        assert Reranker(model, device="cpu").scoring_plan.label == "torch-fp32"  # nothing exported yet
-        Reranker(model, device="cpu", backend="onnx").load()
-        assert Reranker(model, device="cpu").scoring_plan.label == "onnx-int8"
-        assert Reranker(model, device="cpu", precision="fp32").scoring_plan.label == "torch-fp32"
 
 
 def test_export_command(xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,11 +285,14 @@ def test_out_of_memory_on_a_single_pair_and_other_errors_propagate() -> None:
 # ---------------------------------------------------------------------------------------------- embedder
 
 
-def test_embedder_precision(dense_path: Path, static_path: Path) -> None:
+def test_embedder_precision(cpu_bf16, dense_path: Path, static_path: Path) -> None:
     texts = [d["text"] for d in load_demo_corpus()][:12]
     exact = Embedder(dense_path, device="cpu", precision="fp32")
     half = Embedder(dense_path, device="cpu", precision="bf16")
-    assert Embedder(dense_path, device="cpu").precision_in_use == "fp32"  # tiny model: exact under auto
+    cpu_bf16(False)
+    assert Embedder(dense_path, device="cpu").precision_in_use == "fp32"  # no native bf16: fp32, whatever the size
+    cpu_bf16(True)
+    assert Embedder(dense_path, device="cpu").precision_in_use == "bf16"
     assert half.precision_in_use == "bf16"
     a, b = exact.embed_documents(texts), half.embed_documents(texts)
     assert b.dtype == np.float32

@@ -24,6 +24,7 @@ rounding.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,21 +33,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from jp_rerank._deprecation import moved
+from jp_rerank.extras import is_available
 from jp_rerank.rerank.pairs import EncodedPair, length_sorted_batches
-from jp_rerank.runtime import (
-    LOW_PRECISION_MIN_HIDDEN,
-    TorchPrecision,
-    autocast,
-    cpu_supports_bf16,
-    low_precision_for,
-)
+from jp_rerank.runtime import TorchPrecision, autocast, cpu_supports_bf16, low_precision_for
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
     "CPU_TOKEN_BUDGET",
-    "LOW_PRECISION_MIN_HIDDEN",
     "BackendOption",
     "InferenceBackend",
     "Precision",
@@ -69,13 +64,28 @@ Precision = TorchPrecision
 """Precisions of the torch backend (:data:`jp_rerank.runtime.TorchPrecision`)."""
 
 PrecisionOption = Literal["auto", "fp32", "bf16", "fp16", "int8"]
-"""What a caller may ask for: ``"int8"`` needs the ONNX backend; ``"auto"`` is decided by :func:`plan_scoring`."""
+"""What a caller may ask for: ``"int8"`` needs ONNX Runtime or OpenVINO; ``"auto"`` is decided by
+:func:`plan_scoring`."""
 
-InferenceBackend = Literal["torch", "onnx"]
+InferenceBackend = Literal["torch", "onnx", "openvino"]
 """Backends that score pairs (not to be confused with the vector-index backends of :mod:`jp_rerank.index`)."""
 
-BackendOption = Literal["auto", "torch", "onnx"]
+BackendOption = Literal["auto", "torch", "onnx", "openvino"]
 """What a caller may ask for; ``"auto"`` is decided by :func:`plan_scoring`."""
+
+PlanPrecision = Literal["fp32", "bf16", "fp16", "int8"]
+
+BACKEND_ENV = "JP_RERANK_BACKEND"
+"""Environment variable that replaces ``backend="auto"``'s choice process-wide: ``torch``, ``onnx``,
+``openvino``, optionally with a precision (``torch-fp32``, ``openvino-int8``). Explicit arguments still win."""
+
+_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "torch": ("fp32", "bf16", "fp16"),
+    "onnx": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
+}
+_CPU_ONLY = ("onnx", "openvino")
+_NEEDS: dict[str, tuple[str, ...]] = {"torch": (), "onnx": ("onnxruntime", "onnx"), "openvino": ("openvino",)}
 
 
 CPU_TOKEN_BUDGET = 2048
@@ -97,26 +107,86 @@ class ScoringBackend(Protocol):
 
 @dataclass(frozen=True)
 class ScoringPlan:
-    """Which backend scores pairs, at which precision.
+    """Which backend scores pairs, at which precision, and why.
 
     Attributes:
-        backend: ``"torch"`` or ``"onnx"``.
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (torch) or ``"fp32"``, ``"int8"`` (onnx).
-        reason: Why it was chosen (shown in logs and benchmark output).
+        backend: ``"torch"``, ``"onnx"`` or ``"openvino"``.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (torch), ``"fp32"``/``"int8"`` (onnx) or
+            ``"fp32"``/``"bf16"``/``"int8"`` (openvino).
+        reason: Why it was chosen (shown in logs, ``Reranker.scoring_plan`` and benchmark output).
 
     Example:
-        >>> plan_scoring("torch", "fp32", "cpu", hidden_size=384)
+        >>> plan_scoring("torch", "fp32", "cpu")
         ScoringPlan(backend='torch', precision='fp32', reason='as requested')
     """
 
     backend: InferenceBackend
-    precision: Literal["fp32", "bf16", "fp16", "int8"]
+    precision: PlanPrecision
     reason: str
 
     @property
     def label(self) -> str:
-        """Short name such as ``"torch-bf16"`` or ``"onnx-int8"``."""
+        """Short name such as ``"torch-bf16"`` or ``"openvino-int8"``."""
         return f"{self.backend}-{self.precision}"
+
+
+CpuClass = Literal["amx", "avx512_bf16", "vnni", "avx2", "baseline"]
+"""What matters of an x86 CPU for inference speed: native bf16 matrix units (AMX, AVX-512 BF16), int8 dot
+products (AVX-512 VNNI / AVX-VNNI), plain AVX2 + FMA, or less."""
+
+AUTO_ON_CPU: dict[str, tuple[tuple[InferenceBackend, PlanPrecision], ...]] = {
+    "amx": (("torch", "bf16"),),
+    "avx512_bf16": (("torch", "bf16"),),
+    "vnni": (("openvino", "int8"), ("torch", "fp32")),
+    "avx2": (("openvino", "int8"), ("torch", "fp32")),
+    "baseline": (("torch", "fp32"),),
+}
+"""What ``backend="auto", precision="auto"`` picks on each CPU class, in order of preference (the first whose
+packages are installed). See the module notes for the measurements behind it."""
+
+
+def cpu_class(features: dict[str, bool] | None = None) -> CpuClass:
+    """Classify this CPU (or the given ``/proc/cpuinfo`` flags) for :data:`AUTO_ON_CPU`.
+
+    ``JP_RERANK_CPU_BF16=1`` (see :func:`jp_rerank.runtime.cpu_supports_bf16`) counts as AVX-512 BF16.
+
+    Example:
+        >>> cpu_class({"avx2": True, "fma": True})
+        'avx2'
+    """
+    if features is None:
+        if cpu_supports_bf16():
+            from jp_rerank.hardware import machine_info
+
+            has_amx = bool(machine_info(include_torch=False).cpu_features.get("amx_bf16"))
+            return "amx" if has_amx else "avx512_bf16"
+        from jp_rerank.hardware import machine_info
+
+        features = machine_info(include_torch=False).cpu_features
+    if features.get("amx_bf16"):
+        return "amx"
+    if features.get("avx512_bf16"):
+        return "avx512_bf16"
+    if features.get("avx512_vnni") or features.get("avx_vnni"):
+        return "vnni"
+    if features.get("avx2") and features.get("fma"):
+        return "avx2"
+    return "baseline"
+
+
+def _installed(backend: str) -> bool:
+    return all(is_available(module) for module in _NEEDS[backend])
+
+
+def _from_env(backend: BackendOption, precision: PrecisionOption) -> tuple[str, str]:
+    """Apply :data:`BACKEND_ENV` to ``"auto"`` arguments."""
+    forced = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if not forced or backend != "auto":
+        return backend, precision
+    name, _, wanted = forced.partition("-")
+    if name not in _PRECISIONS or (wanted and wanted not in _PRECISIONS[name]):
+        raise ValueError(f"{BACKEND_ENV}={forced!r}: use torch, onnx or openvino, optionally -<precision>")
+    return name, (wanted or precision) if precision == "auto" else precision
 
 
 def plan_scoring(
@@ -124,56 +194,89 @@ def plan_scoring(
     precision: PrecisionOption,
     device: str,
     *,
-    hidden_size: int | None,
-    onnx_int8_ready: bool = False,
+    cpu: CpuClass | None = None,
+    installed: Callable[[str], bool] = _installed,
 ) -> ScoringPlan:
     """Decide the backend and precision.
 
-    ``"auto"`` rules: on CUDA, torch with bf16 (fp16 where bf16 is unsupported); on a CPU with native bf16,
-    torch bf16; elsewhere torch fp32, or ONNX int8 when an int8 export is already cached (``jp-rerank export``)
-    and ONNX Runtime is installed. Models narrower than :data:`LOW_PRECISION_MIN_HIDDEN` stay in fp32.
-    Explicit choices are kept as given.
+    ``"auto"`` rules: on CUDA, torch with bf16 (fp16 where bf16 is unsupported); on a CPU, the first installed
+    choice of :data:`AUTO_ON_CPU` for its :func:`cpu_class`. ``JP_RERANK_BACKEND`` replaces an ``"auto"``
+    backend. A backend given with ``precision="auto"`` gets its fastest faithful precision on this machine; an
+    ``"auto"`` backend with ``precision="int8"`` gets OpenVINO (else ONNX Runtime). Explicit choices are kept.
 
     Args:
-        backend: ``"auto"``, ``"torch"`` or ``"onnx"``.
+        backend: ``"auto"``, ``"torch"``, ``"onnx"`` or ``"openvino"``.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"``.
         device: Resolved device string (``"cpu"``, ``"cuda:0"``...).
-        hidden_size: The model's hidden width, if known.
-        onnx_int8_ready: Whether an int8 ONNX export of this model is cached and ONNX Runtime is importable.
+        cpu: The CPU class (default: this machine's).
+        installed: Whether a backend's packages are importable (for tests).
 
     Returns:
         The plan.
 
     Raises:
         ValueError: An unknown option, or a combination no backend offers (``onnx`` with bf16/fp16, ``int8``
-            with torch, ``onnx`` on a GPU).
+            with torch, ``openvino`` with fp16, ``onnx``/``openvino`` on a GPU).
 
     Example:
-        >>> plan_scoring("auto", "auto", "cpu", hidden_size=32).label
+        >>> plan_scoring("auto", "auto", "cpu", cpu="baseline").label
         'torch-fp32'
+        >>> plan_scoring("auto", "auto", "cpu", cpu="avx2").label
+        'openvino-int8'
     """
-    if backend not in ("auto", "torch", "onnx"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
+    if backend not in ("auto", *_PRECISIONS):
+        raise ValueError(f"backend must be 'auto', 'torch', 'onnx' or 'openvino', got {backend!r}")
     if precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
         raise ValueError(f"precision must be auto, fp32, bf16, fp16 or int8, got {precision!r}")
+    chosen_backend, chosen_precision = _from_env(backend, precision)
     kind = device.split(":", 1)[0]
-    if backend == "onnx" and precision in ("bf16", "fp16"):
-        raise ValueError(f"the onnx backend runs fp32 or int8, not {precision}; use backend='torch' for {precision}")
-    if backend == "torch" and precision == "int8":
-        raise ValueError("int8 needs the onnx backend: use backend='onnx' (or 'auto') with precision='int8'")
-    if kind != "cpu" and (backend == "onnx" or precision == "int8"):
-        raise ValueError(f"the onnx backend runs on CPU only, not on {device!r}")
-    if precision == "int8":
-        return ScoringPlan("onnx", "int8", "as requested")
-    if backend == "onnx":
-        return ScoringPlan("onnx", "int8" if precision == "auto" else "fp32", "as requested")
-    if precision != "auto":
-        return ScoringPlan("torch", precision, "as requested")
-    low, why = low_precision_for(device, hidden_size=hidden_size)
-    small = hidden_size is not None and hidden_size < LOW_PRECISION_MIN_HIDDEN
-    if low == "fp32" and not small and kind == "cpu" and backend == "auto" and onnx_int8_ready:
-        return ScoringPlan("onnx", "int8", "CPU without native bf16 and a cached int8 export: onnx int8")
-    return ScoringPlan("torch", low, why)
+    if chosen_backend != "auto":
+        if chosen_precision != "auto" and chosen_precision not in _PRECISIONS[chosen_backend]:
+            hint = "use backend='openvino' or 'onnx'" if chosen_precision == "int8" else "use backend='torch'"
+            raise ValueError(
+                f"the {chosen_backend} backend runs {', '.join(_PRECISIONS[chosen_backend])}, not {chosen_precision}; "
+                f"{hint} for {chosen_precision}"
+            )
+        if kind != "cpu" and chosen_backend in _CPU_ONLY:
+            raise ValueError(f"the {chosen_backend} backend runs on CPU only, not on {device!r}")
+    if kind != "cpu" and chosen_precision == "int8":
+        raise ValueError(f"int8 runs on CPU only (openvino or onnx), not on {device!r}")
+    reason = "as requested" if backend != "auto" else f"{BACKEND_ENV}"
+    if chosen_backend != "auto" and chosen_precision != "auto":
+        return ScoringPlan(chosen_backend, chosen_precision, reason)  # type: ignore[arg-type]
+    if kind != "cpu" and chosen_backend in ("torch", "auto") and chosen_precision == "auto":
+        low, why = low_precision_for(device)
+        return ScoringPlan("torch", low, why)
+    cls = cpu or cpu_class()
+    if chosen_backend == "torch":
+        native = cls in ("amx", "avx512_bf16")
+        return ScoringPlan(
+            "torch", "bf16" if native else "fp32", f"torch on a {cls} CPU: {'bf16' if native else 'fp32'}"
+        )
+    if chosen_backend in _CPU_ONLY:
+        order = [p for b, p in AUTO_ON_CPU[cls] if b == chosen_backend] + ["int8", "fp32"]
+        pick = next(p for p in order if p in _PRECISIONS[chosen_backend])
+        return ScoringPlan(chosen_backend, pick, f"{chosen_backend} on a {cls} CPU: {pick}")  # type: ignore[arg-type]
+    if chosen_precision == "int8":
+        name: InferenceBackend = "openvino" if installed("openvino") else "onnx"
+        return ScoringPlan(name, "int8", f"int8 asked for: {name}")
+    if chosen_precision != "auto":
+        return ScoringPlan("torch", chosen_precision, "as requested")  # type: ignore[arg-type]
+    for name, pick in AUTO_ON_CPU[cls]:
+        if installed(name):
+            return ScoringPlan(name, pick, _AUTO_REASONS.get((cls, name, pick), f"{cls} CPU: {name}-{pick}"))
+    return ScoringPlan("torch", "fp32", "no faster backend installed: torch fp32")
+
+
+_AUTO_REASONS: dict[tuple[str, str, str], str] = {
+    ("amx", "torch", "bf16"): "CPU with AMX: torch bf16 autocast",
+    ("avx512_bf16", "torch", "bf16"): "CPU with AVX-512 BF16: torch bf16 autocast",
+    ("vnni", "openvino", "int8"): "CPU with int8 dot products (VNNI) and no native bf16: OpenVINO static int8",
+    ("avx2", "openvino", "int8"): "AVX2 CPU without native bf16 or VNNI: OpenVINO static int8",
+    ("vnni", "torch", "fp32"): "OpenVINO not installed: torch fp32",
+    ("avx2", "torch", "fp32"): "OpenVINO not installed: torch fp32",
+    ("baseline", "torch", "fp32"): "CPU without AVX2: torch fp32",
+}
 
 
 def default_token_budget(device: str, model_config: Any = None) -> int:
