@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from jp_rerank._deprecation import moved
@@ -37,7 +38,14 @@ from jp_rerank.checks import check_positive_int
 from jp_rerank.hits import SearchHit, rank
 from jp_rerank.types import Metadata
 
-__all__ = ["Normalization", "check_weights", "reciprocal_rank_fusion", "weighted_score_fusion"]
+__all__ = [
+    "Normalization",
+    "RerankFusion",
+    "RerankFusionMethod",
+    "check_weights",
+    "reciprocal_rank_fusion",
+    "weighted_score_fusion",
+]
 
 __getattr__ = moved(__name__, {"FusedHit": "jp_rerank.hits:SearchHit"})
 
@@ -274,3 +282,102 @@ def weighted_score_fusion(
         for doc_id in every_id
     }
     return _hits(totals, id_lists, score_lists, labels, documents, top_n)
+
+
+RerankFusionMethod = Literal["none", "rrf", "zscore", "minmax"]
+"""How a reranker's scores are combined with the first stage's: not at all (rerank only), by reciprocal rank, or by
+a weighted sum of per-query z-scored or min-max-normalised scores."""
+
+
+@dataclass(frozen=True)
+class RerankFusion:
+    """Combining the cross-encoder's score with the first-stage score of the same candidates, per query.
+
+    A reranker weaker than the first stage on a domain (a very lexical one, say) makes the final ranking worse;
+    combining both scores keeps the better of the two signals. ``method="none"`` (the default everywhere) is
+    "rerank only". Otherwise each candidate's final score is
+
+    * ``"zscore"``: ``weight * z(rerank) + (1 - weight) * z(first stage)``, each z-scored over the query's
+      candidates (population std; all equal → 0);
+    * ``"minmax"``: the same with min-max normalisation into [0, 1] (all equal → 1);
+    * ``"rrf"``: ``weight / (rrf_k + rank_rerank) + (1 - weight) / (rrf_k + rank_first_stage)``.
+
+    Missing and broken scores: a candidate without a first-stage score (``None``/NaN) gets that ranking's lowest
+    normalised value (z-score), 0 (min-max) or no rank contribution (RRF); when no candidate has one, the final score
+    is the reranker's own. A NaN reranker score makes the final score NaN (ranked last).
+
+    Attributes:
+        method: ``"none"``, ``"zscore"``, ``"minmax"`` or ``"rrf"``.
+        weight: The reranker's share, in [0, 1] (``1`` is rerank only with normalised scores).
+        rrf_k: The rank offset of ``"rrf"``.
+
+    Example:
+        >>> fusion = RerankFusion("zscore", weight=0.5)
+        >>> [round(s, 3) for s in fusion.fuse(rerank=[0.9, 0.1, 0.5], first_stage=[1.0, 3.0, 2.0])]
+        [0.0, 0.0, 0.0]
+        >>> [round(s, 3) for s in RerankFusion("minmax", 0.75).fuse([0.9, 0.1, 0.5], [1.0, 3.0, 2.0])]
+        [0.75, 0.25, 0.5]
+    """
+
+    method: RerankFusionMethod = "none"
+    weight: float = 0.5
+    rrf_k: float = 60
+
+    def __post_init__(self) -> None:
+        if self.method not in ("none", "rrf", "zscore", "minmax"):
+            raise ValueError(f"rerank fusion must be 'none', 'rrf', 'zscore' or 'minmax', got {self.method!r}")
+        weight = self.weight
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not 0.0 <= float(weight) <= 1.0:
+            raise ValueError(f"rerank fusion weight must be a number in [0, 1], got {weight!r}")
+        k = self.rrf_k
+        if isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k) or k < 0:
+            raise ValueError(f"rrf_k must be a finite number >= 0, got {k!r}")
+
+    @classmethod
+    def of(cls, value: RerankFusion | str | None, *, weight: float | None = None) -> RerankFusion:
+        """Build from a setting: ``None`` / ``"none"``, a method name (with ``weight``), or an instance.
+
+        Example:
+            >>> RerankFusion.of("zscore", weight=0.3)
+            RerankFusion(method='zscore', weight=0.3, rrf_k=60)
+        """
+        if isinstance(value, RerankFusion):
+            return value if weight is None else cls(value.method, weight, value.rrf_k)
+        if value is None:
+            return cls("none")
+        if not isinstance(value, str):
+            raise TypeError(f"rerank fusion must be a method name or a RerankFusion, got {type(value).__name__}")
+        return cls(value, 0.5 if weight is None else weight)  # type: ignore[arg-type]
+
+    @property
+    def active(self) -> bool:
+        """Whether the first-stage score takes part (anything but ``"none"``)."""
+        return self.method != "none"
+
+    def fuse(self, rerank: Sequence[float], first_stage: Sequence[float | None]) -> list[float]:
+        """Final scores of one query's candidates, in candidate order (see the class notes).
+
+        Raises:
+            ValueError: If the two lists differ in length.
+        """
+        if len(rerank) != len(first_stage):
+            raise ValueError(f"got {len(rerank)} reranker scores but {len(first_stage)} first-stage scores")
+        reranked = [float(s) for s in rerank]
+        if not self.active:
+            return reranked
+        first = [None if s is None or not math.isfinite(float(s)) else float(s) for s in first_stage]
+        if all(s is None for s in first):
+            return reranked
+        ids = [str(i) for i in range(len(reranked))]
+        by_rerank = [(ids[i], s) for i, s in enumerate(reranked) if math.isfinite(s)]
+        by_rerank.sort(key=lambda pair: -pair[1])  # best first: the order gives the ranks of RRF
+        by_first = sorted(((ids[i], s) for i, s in enumerate(first) if s is not None), key=lambda pair: -pair[1])
+        weights = [float(self.weight), 1.0 - float(self.weight)]
+        if not any(weights):  # pragma: no cover - weight is in [0, 1]
+            return reranked
+        if self.method == "rrf":
+            fused = reciprocal_rank_fusion([by_rerank, by_first], k=self.rrf_k, weights=weights)
+        else:
+            fused = weighted_score_fusion([by_rerank, by_first], weights=weights, normalization=self.method)
+        total = {hit.id: hit.score for hit in fused}
+        return [total[ids[i]] if math.isfinite(reranked[i]) else math.nan for i in range(len(reranked))]

@@ -558,6 +558,46 @@ def test_plot_writes_a_png(tiny: BeirDataset, hw: MachineInfo, tmp_path: Path) -
         plot_results(results, tmp_path / "x.png", metric="recall@5")
 
 
+def test_plot_tells_datasets_apart(tiny: BeirDataset, hw: MachineInfo, tmp_path: Path) -> None:
+    """Two runs of the same name on two datasets: own colour/marker (legend) and the dataset in each label."""
+    from dataclasses import replace
+
+    from jp_rerank.evaluation.reports import plot_labels
+
+    pytest.importorskip("matplotlib")
+    first = _result(tiny, hw, "bm25-mecab")
+    second = replace(first, dataset=replace(first.dataset, name="jqara"))
+    names, labels = plot_labels([first, second])
+    assert names == [first.dataset.name, "jqara"]
+    assert labels == [f"bm25-mecab ({first.dataset.name})", "bm25-mecab (jqara)"]
+    assert plot_labels([first])[1] == ["bm25-mecab"]
+    assert plot_results([first, second], tmp_path / "two.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_rerank_with_rerank_fusion(tiny: BeirDataset, hw: MachineInfo) -> None:
+    from jp_rerank.fusion import RerankFusion
+
+    first_stage = {q: {d: float(len(d)) for d in tiny.candidates[q]} for q in tiny.queries}
+    plain = evaluate_rerank(tiny.queries, tiny.candidates, tiny, char_overlap, metrics=["mrr@10"], hardware=hw)
+    fused = evaluate_rerank(
+        tiny.queries,
+        tiny.candidates,
+        tiny,
+        char_overlap,
+        metrics=["mrr@10"],
+        hardware=hw,
+        first_stage=first_stage,
+        rerank_fusion="zscore",
+    )
+    assert fused.settings["rerank_fusion"] == "zscore"
+    assert "rerank_fusion" not in plain.settings
+    for qid, ranked in fused.run.items():
+        docs = list(tiny.candidates[qid])
+        scores = char_overlap(tiny.queries[qid], [tiny.passage(d, with_title=True) for d in docs])
+        expected = RerankFusion("zscore").fuse(scores, [first_stage[qid][d] for d in docs])
+        assert ranked == pytest.approx(dict(zip(docs, expected, strict=True)))
+
+
 # --- hardware ----------------------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_FIRST_K
 from jp_rerank.errors import CliInputError
+from jp_rerank.fusion import RerankFusion
 from jp_rerank.presets import DEFAULT_RERANKER
 
 __all__ = ["register"]
@@ -44,7 +45,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     reranker = None if args.reranker.lower() == "none" else Reranker(args.reranker, device=args.device)
     embedder = None if args.embedder in (None, "none") else args.embedder
     models = {"reranker": reranker.model_id if reranker else "none", "embedder": embedder or "none"}
+    fusion = RerankFusion.of(args.rerank_fusion, weight=args.fusion_weight)
     settings = {"first_k": args.first_k, "bm25": args.bm25, "setting": args.setting, "limit": args.limit}
+    if fusion.active:
+        settings.update(rerank_fusion=fusion.method, fusion_weight=fusion.weight)
     name = args.name or f"{args.setting}:{Path(str(args.data)).name}:{models['reranker']}"
     if args.setting == "rerank" and dataset.candidates:
         if reranker is None:
@@ -72,10 +76,18 @@ def _run_eval(args: argparse.Namespace) -> int:
                 models=models,
                 name=name,
                 settings=settings,
+                first_stage=run,
+                rerank_fusion=fusion,
             )
         else:
             retriever = (
-                TwoStageRetriever(first_stages=first.first_stages, reranker=reranker, first_k=args.first_k, top_n=10)
+                TwoStageRetriever(
+                    first_stages=first.first_stages,
+                    reranker=reranker,
+                    first_k=args.first_k,
+                    top_n=10,
+                    rerank_fusion=fusion,
+                )
                 if reranker
                 else first
             )
@@ -110,6 +122,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--first-k", type=int, default=DEFAULT_FIRST_K, help=f"first-stage depth (default {DEFAULT_FIRST_K})"
     )
+    p.add_argument(
+        "--rerank-fusion",
+        choices=["none", "zscore", "minmax", "rrf"],
+        default="none",
+        help="combine the reranker's score with the first stage's per query (default none: rerank only)",
+    )
+    p.add_argument("--fusion-weight", type=float, default=0.5, help="the reranker's share in [0, 1] (default 0.5)")
     p.add_argument("--limit", type=int, help="evaluate only this many queries")
     p.add_argument("--seed", type=int, help="sample --limit queries at random with this seed")
     p.add_argument("--name", help="run name in reports")

@@ -10,7 +10,7 @@ from pathlib import Path
 from jp_rerank.evaluation.results import EvalResult
 from jp_rerank.extras import require
 
-__all__ = ["TABLE_METRICS", "format_markdown", "format_table", "plot_results", "write_markdown"]
+__all__ = ["TABLE_METRICS", "format_markdown", "format_table", "plot_labels", "plot_results", "write_markdown"]
 
 TABLE_METRICS: tuple[str, ...] = ("ndcg@10", "mrr@10", "map@10", "hit@10", "recall@100")
 """Metrics shown by default, in this order, when the runs have them."""
@@ -178,6 +178,23 @@ def write_markdown(
     return target
 
 
+def plot_labels(results: Sequence[EvalResult]) -> tuple[list[str], list[str]]:
+    """The datasets of a plot (one colour and marker each, in order) and each point's label.
+
+    With one dataset a label is the run name; with several it names the dataset too, so two runs called
+    ``bm25-mecab`` on two datasets stay apart.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> runs = [NS(name="bm25", dataset=NS(name="jqara")), NS(name="bm25", dataset=NS(name="jsquad"))]
+        >>> plot_labels(runs)  # type: ignore[arg-type]
+        (['jqara', 'jsquad'], ['bm25 (jqara)', 'bm25 (jsquad)'])
+    """
+    names = list(dict.fromkeys(r.dataset.name for r in results))
+    several = len(names) > 1
+    return names, [f"{r.name} ({r.dataset.name})" if several else r.name for r in results]
+
+
 def plot_results(
     results: Sequence[EvalResult],
     path: str | os.PathLike[str],
@@ -188,8 +205,9 @@ def plot_results(
     """Plot quality against throughput, one labelled point per run, and save it as a PNG.
 
     The x axis is pairs/s when every run has it (reranking), else queries/s; it is logarithmic when the
-    throughputs span more than a factor of 10. Runs without ``metric`` are left out. Uses matplotlib's Agg
-    renderer without touching pyplot's global state.
+    throughputs span more than a factor of 10. Runs without ``metric`` are left out. With several datasets each
+    gets its own colour and marker, a legend entry, and its name in the point labels, so two runs of the same name on
+    different datasets can be told apart. Uses matplotlib's Agg renderer without touching pyplot's global state.
 
     Args:
         results: The runs to plot.
@@ -222,7 +240,21 @@ def plot_results(
     fig = Figure(figsize=(7.0, 4.6), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.scatter(xs, ys, zorder=3)
+    names, labels = plot_labels(points)
+    several = len(names) > 1
+    markers = "os^Dv<>Pp*"
+    for n, dataset in enumerate(names):
+        chosen = [i for i, r in enumerate(points) if r.dataset.name == dataset]
+        ax.scatter(
+            [xs[i] for i in chosen],
+            [ys[i] for i in chosen],
+            zorder=3,
+            marker=markers[n % len(markers)],
+            color=f"C{n % 10}",
+            label=dataset,
+        )
+    if several:
+        ax.legend(title="dataset", fontsize=8, title_fontsize=8, loc="best")
     finite = [x for x in xs if x > 0 and math.isfinite(x)]
     log_x = len(finite) == len(xs) and max(finite) > 10 * min(finite)
     if log_x:
@@ -236,10 +268,10 @@ def plot_results(
         return math.log(x) if log_x else x
 
     centre = (pos(min(xs)) + pos(max(xs))) / 2
-    for x, y, r in zip(xs, ys, points, strict=True):
+    for x, y, label in zip(xs, ys, labels, strict=True):
         right = pos(x) <= centre  # put the label on the side facing the centre, so it stays inside
         ax.annotate(
-            r.name,
+            label,
             (x, y),
             textcoords="offset points",
             xytext=(6, 6) if right else (-6, 6),
@@ -248,7 +280,7 @@ def plot_results(
         )
     ax.set_xlabel("pairs / second" if use_pairs else "queries / second")
     ax.set_ylabel(metric)
-    datasets = ", ".join(dict.fromkeys(r.dataset.name for r in points))
+    datasets = ", ".join(names)
     ax.set_title(title or f"{metric} vs throughput ({datasets})")
     ax.grid(True, alpha=0.3)
     target = Path(path)

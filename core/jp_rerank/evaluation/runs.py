@@ -27,6 +27,7 @@ from jp_rerank._version import __version__
 from jp_rerank.checks import check_positive_int
 from jp_rerank.evaluation.metrics import DEFAULT_METRICS, evaluate_per_query
 from jp_rerank.evaluation.results import DatasetStats, EvalResult, Setting, Timing, utc_timestamp
+from jp_rerank.fusion import RerankFusion
 from jp_rerank.hardware import MachineInfo, machine_info
 
 if TYPE_CHECKING:
@@ -266,6 +267,8 @@ def evaluate_rerank(
     name: str | None = None,
     settings: Mapping[str, Any] | None = None,
     hardware: MachineInfo | None = None,
+    first_stage: Mapping[str, Mapping[str, float]] | None = None,
+    rerank_fusion: RerankFusion | str | None = None,
 ) -> EvalResult:
     """Evaluate reranking of given candidates (the JQaRA setting).
 
@@ -285,6 +288,10 @@ def evaluate_rerank(
         name: Label for tables and plots (default: the model ids joined by ``+``).
         settings: Extra run parameters to record (JSON values).
         hardware: Machine facts (default: :func:`jp_rerank.hardware.machine_info`).
+        first_stage: Query id → {passage id → first-stage score} (e.g. the run the candidates came from), for
+            ``rerank_fusion``; candidates without one are handled as :class:`jp_rerank.fusion.RerankFusion` says.
+        rerank_fusion: Combine the reranker's scores with the first-stage scores per query (the pipeline's
+            setting, see :class:`jp_rerank.fusion.RerankFusion`); default: rerank only. Recorded in the settings.
 
     Returns:
         The result, with ``run`` and ``per_query`` attached in memory.
@@ -299,6 +306,9 @@ def evaluate_rerank(
     """
     chosen = dict(queries)
     _check_queries(chosen)
+    fusion = RerankFusion.of(rerank_fusion)
+    if fusion.active and not first_stage:
+        logger.warning("rerank_fusion=%r without first-stage scores: the reranker's scores are used", fusion.method)
     qrels = _judged(dataset, chosen)
     lists: dict[str, list[str]] = {}
     for qid in chosen:
@@ -331,6 +341,9 @@ def evaluate_rerank(
             raise ValueError(f"score_fn returned {len(scores)} scores for {len(dids)} passages (query {qid!r})")
         if not all(math.isfinite(s) for s in scores):
             raise ValueError(f"score_fn returned a non-finite score for query {qid!r}")
+        if fusion.active:
+            given = (first_stage or {}).get(qid, {})
+            scores = fusion.fuse(scores, [given.get(did) for did in dids])
         order = sorted(range(len(dids)), key=lambda i: -scores[i])  # stable: ties keep candidate order
         run[qid] = {dids[i]: scores[i] for i in order}
     n_cands = [len(dids) for dids in lists.values()]
@@ -343,7 +356,12 @@ def evaluate_rerank(
         timing=stopwatch.timing(pairs=pairs),
         models=models,
         name=name,
-        settings={"with_title": with_title, "max_candidates": max(n_cands), **dict(settings or {})},
+        settings={
+            "with_title": with_title,
+            "max_candidates": max(n_cands),
+            **({"rerank_fusion": fusion.method, "fusion_weight": fusion.weight} if fusion.active else {}),
+            **dict(settings or {}),
+        },
         hardware=hardware,
     )
 

@@ -14,7 +14,13 @@ from typing import Any, Literal
 from jp_rerank.checks import check_ids, check_metadatas, check_positive_int, check_query, check_texts
 from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_FIRST_K
 from jp_rerank.embed import Embedder, SparseEmbedder
-from jp_rerank.fusion import Normalization, check_weights, reciprocal_rank_fusion, weighted_score_fusion
+from jp_rerank.fusion import (
+    Normalization,
+    RerankFusion,
+    check_weights,
+    reciprocal_rank_fusion,
+    weighted_score_fusion,
+)
 from jp_rerank.hits import FIRST_STAGE, RERANK, FirstStage, SearchHit, rank
 from jp_rerank.index import IndexBackend, SparseIndex
 from jp_rerank.lexical import BM25Index
@@ -56,6 +62,10 @@ class TwoStageRetriever:
         rrf_k: The rank offset of reciprocal rank fusion.
         weights: Per-stage fusion weights, by stage name (mapping) or in ``first_stages`` order; default all 1.
         normalization: Score normalisation of weighted fusion: ``"minmax"`` or ``"zscore"``.
+        rerank_fusion: Combine the reranker's score with the (fused) first-stage score per query: ``None`` /
+            ``"none"`` (default: rerank only), ``"zscore"``, ``"minmax"``, ``"rrf"`` (weight 0.5) or a
+            :class:`~jp_rerank.fusion.RerankFusion` with its weight. ``score`` is then the combined score (the
+            threshold applies to it); ``scores["rerank"]`` keeps the reranker's own.
 
     Example:
         >>> from jp_rerank.data import load_demo_corpus
@@ -77,6 +87,7 @@ class TwoStageRetriever:
         rrf_k: int = 60,
         weights: Mapping[str, float] | Sequence[float] | None = None,
         normalization: Normalization = "minmax",
+        rerank_fusion: RerankFusion | str | None = None,
     ) -> None:
         if _is_first_stage(first_stages) or not isinstance(first_stages, Sequence):
             raise TypeError("first_stages must be a sequence of first-stage retrievers")
@@ -104,6 +115,7 @@ class TwoStageRetriever:
         self.rrf_k = rrf_k
         self.normalization: Normalization = normalization
         self.weights: tuple[float, ...] | None = _stage_weights(weights, names)
+        self.rerank_fusion = RerankFusion.of(rerank_fusion)
         self._timings_lock = threading.Lock()
         self._last_timings: dict[str, float] = {}
 
@@ -281,15 +293,20 @@ class TwoStageRetriever:
     def _ranked(
         self, candidates: list[SearchHit], scores: list[float], top_n: int, *, reranked: bool
     ) -> list[SearchHit]:
-        """The ``top_n`` candidates by ``scores`` (ties: ascending id) at or above the threshold, as results."""
-        best = rank(scores, top_n, ids=[c.id for c in candidates], min_score=self.score_threshold)
+        """The ``top_n`` candidates by ``scores`` (ties: ascending id) at or above the threshold, as results.
+
+        With a reranker and ``rerank_fusion``, the candidates are ranked by the combined score.
+        """
+        final = self.rerank_fusion.fuse(scores, [c.score for c in candidates]) if reranked else list(scores)
+        best = rank(final, top_n, ids=[c.id for c in candidates], min_score=self.score_threshold)
         out = []
         for i in best:
-            cand, score = candidates[i], float(scores[i])
+            cand = candidates[i]
             stage_scores = {**cand.scores, FIRST_STAGE: float(cand.score)}
             if reranked:
-                stage_scores[RERANK] = score
-            out.append(SearchHit(cand.id, score, cand.text, copy.deepcopy(dict(cand.metadata)), stage_scores))
+                stage_scores[RERANK] = float(scores[i])
+            meta = copy.deepcopy(dict(cand.metadata))
+            out.append(SearchHit(cand.id, float(final[i]), cand.text, meta, stage_scores))
         return out
 
 
