@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 
 from jp_rerank.types import Metadata, MetadataValue
@@ -17,6 +18,7 @@ from jp_rerank.types import Metadata, MetadataValue
 __all__ = [
     "DEFAULT_MAX_CHARS",
     "DEFAULT_MAX_DOCUMENTS",
+    "NFKC_MAX_EXPANSION",
     "check_ids",
     "check_k",
     "check_limits",
@@ -28,6 +30,7 @@ __all__ = [
     "check_query",
     "check_texts",
     "check_where",
+    "is_blank",
 ]
 
 DEFAULT_MAX_DOCUMENTS = 100_000
@@ -41,6 +44,37 @@ DEFAULT_MAX_CHARS = 1_000_000
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
+# Characters that normalisation removes or that render as nothing: controls (Cc), format characters (Cf: U+200B
+# zero-width space, U+FEFF BOM, U+2060 word joiner, U+00AD soft hyphen...), and the other default-ignorable code
+# points (variation selectors, Hangul fillers, Mongolian free variation selectors, tags).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+_IGNORABLE_RE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0000-\U000e0fff]"
+)
+
+NFKC_MAX_EXPANSION = 18
+"""Most characters NFKC makes of one character (U+FDFA); texts shorter than ``max_chars / 18`` cannot exceed it."""
+
+
+def _is_visible(char: str) -> bool:
+    return not (
+        char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES or _IGNORABLE_RE.match(char) is not None
+    )
+
+
+def is_blank(text: str) -> bool:
+    r"""Whether ``text`` holds nothing a model could read: only whitespace, control and format characters.
+
+    That is what is left of it after :func:`jp_rerank.text.normalize_text` plus the characters that render as
+    nothing (zero-width space, BOM, word joiner, soft hyphen, variation selectors...).
+
+    Example:
+        >>> is_blank("\u200b\ufeff \x00"), is_blank("富士山")
+        (True, False)
+    """
+    return not any(_is_visible(char) for char in text)
+
+
 def _check_encodable(text: str, name: str) -> None:
     found = _SURROGATE_RE.search(text)
     if found is not None:
@@ -51,21 +85,33 @@ def _check_encodable(text: str, name: str) -> None:
 
 
 def check_query(query: object, *, name: str = "query") -> str:
-    """Return ``query`` if it is a non-blank string of valid Unicode.
+    r"""Return ``query`` if it is a non-blank string of valid Unicode.
+
+    A query of only control, format or other invisible characters (``"\x00"``, ``"\u200b"``, ``"\ufeff"``...)
+    is blank too: normalisation leaves nothing of it, so scoring it would rank passages by noise.
 
     Raises:
         TypeError: If it is not a ``str``.
-        ValueError: If it is empty or only whitespace, or holds a lone surrogate.
+        ValueError: If it is empty, only whitespace or only invisible characters (see :func:`is_blank`), or holds
+            a lone surrogate.
 
     Example:
         >>> check_query("富士山の高さ")
         '富士山の高さ'
+        >>> check_query("\u200b")
+        Traceback (most recent call last):
+        ...
+        ValueError: query is empty or whitespace only once control and format characters (e.g. U+200B) are removed
     """
     if not isinstance(query, str):
         raise TypeError(f"{name} must be a str, got {type(query).__name__}")
     if not query.strip():
         raise ValueError(f"{name} is empty or whitespace only")
     _check_encodable(query, name)
+    if is_blank(query):
+        raise ValueError(
+            f"{name} is empty or whitespace only once control and format characters (e.g. U+200B) are removed"
+        )
     return query
 
 
@@ -73,18 +119,36 @@ def check_texts(texts: object, *, name: str = "documents") -> list[str]:
     """Return ``texts`` as a list after checking every item is a string of valid Unicode.
 
     Empty strings are allowed (they get a model score like any other text); ``None``, numbers and bytes are not,
-    and neither are strings holding lone surrogates (not encodable as UTF-8).
+    and neither are strings holding lone surrogates (not encodable as UTF-8). A mapping or a pandas ``DataFrame``
+    is refused although it is iterable: iterating it gives its keys or column names, not its texts.
 
     Raises:
-        TypeError: If ``texts`` is a single string or not a sequence, or an item is not a ``str`` (names its position).
+        TypeError: If ``texts`` is a single string, a mapping, a DataFrame or not a sequence, or an item is not a
+            ``str`` (names its position).
         ValueError: If an item holds a lone surrogate (names its position).
 
     Example:
         >>> check_texts(("a", "b"))
         ['a', 'b']
+        >>> check_texts({"d1": "a"})
+        Traceback (most recent call last):
+        ...
+        TypeError: documents must be a sequence of str, got a dict (iterating it gives its keys); pass \
+list(d.values()) or the texts themselves
     """
     if isinstance(texts, str | bytes):
         raise TypeError(f"{name} must be a sequence of str, not a single {type(texts).__name__}")
+    if isinstance(texts, Mapping):
+        raise TypeError(
+            f"{name} must be a sequence of str, got a {type(texts).__name__} (iterating it gives its keys); pass "
+            "list(d.values()) or the texts themselves"
+        )
+    kind = type(texts)
+    if kind.__name__ == "DataFrame" and kind.__module__.split(".")[0] in ("pandas", "modin", "dask"):
+        raise TypeError(
+            f"{name} must be a sequence of str, got a pandas DataFrame (iterating it gives its column names); pass "
+            "one column, e.g. df['text'].tolist()"
+        )
     if not isinstance(texts, Iterable):
         raise TypeError(f"{name} must be a sequence of str, got {type(texts).__name__}")
     items = list(texts)
@@ -134,6 +198,7 @@ def check_limits(
     max_chars: int | None,
     name: str = "documents",
     owner: str = "Reranker",
+    nfkc: bool = False,
 ) -> None:
     """Check texts against an engine's caps before any model work.
 
@@ -143,10 +208,14 @@ def check_limits(
         max_chars: Most characters accepted in one text (``None``: no cap).
         name: Argument name used in error messages.
         owner: Engine class named in the hint on how to raise the cap.
+        nfkc: The engine NFKC-normalises texts: the cap then also holds after normalisation, which can make one
+            character into up to 18 (U+FDFA). Only texts longer than ``max_chars / 18`` are normalised to
+            check it.
 
     Raises:
         ValueError: If the call holds more than ``max_documents`` texts, or a text is longer than ``max_chars``
-            (names its position, its length, the cap and how to raise it).
+            before or (with ``nfkc``) after normalisation (names its position, its length, the cap and how to
+            raise it).
 
     Example:
         >>> check_limits([["短い文", "もう一つ"]], max_documents=10, max_chars=100)
@@ -155,6 +224,10 @@ def check_limits(
         ...
         ValueError: documents[0] has 101 characters, over the cap max_chars=100; split it first \
 (jp_rerank.text.chunk_text) or raise the cap with Reranker(max_chars=...) (None removes it)
+        >>> check_limits([[chr(0xFDFA) * 10]], max_documents=10, max_chars=100, nfkc=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: documents[0] has 10 characters but 180 after NFKC normalisation, over the cap max_chars=100; ...
     """
     if max_documents is not None:
         total = sum(len(group) for group in groups)
@@ -165,14 +238,19 @@ def check_limits(
             )
     if max_chars is None:
         return
+    hint = f"split it first (jp_rerank.text.chunk_text) or raise the cap with {owner}(max_chars=...) (None removes it)"
     for g, group in enumerate(groups):
         for i, text in enumerate(group):
+            where = f"{name}[{i}]" if len(groups) == 1 else f"{name}[{g}][{i}]"
             if len(text) > max_chars:
-                where = f"{name}[{i}]" if len(groups) == 1 else f"{name}[{g}][{i}]"
-                raise ValueError(
-                    f"{where} has {len(text)} characters, over the cap max_chars={max_chars}; split it first "
-                    f"(jp_rerank.text.chunk_text) or raise the cap with {owner}(max_chars=...) (None removes it)"
-                )
+                raise ValueError(f"{where} has {len(text)} characters, over the cap max_chars={max_chars}; {hint}")
+            if nfkc and len(text) * NFKC_MAX_EXPANSION > max_chars:
+                expanded = len(unicodedata.normalize("NFKC", text))
+                if expanded > max_chars:
+                    raise ValueError(
+                        f"{where} has {len(text)} characters but {expanded} after NFKC normalisation, over the cap "
+                        f"max_chars={max_chars}; {hint}"
+                    )
 
 
 def check_k(k: object) -> int:

@@ -12,43 +12,97 @@ Layout of an index directory::
 
 A save writes a complete new snapshot into a temporary folder (every file flushed to disk, the manifest last),
 renames the folder into place, and only then replaces ``CURRENT`` with :func:`os.replace`, which is atomic. Killed
-at any point, the directory therefore names either the previous snapshot or the new one, both complete; leftovers
-of an interrupted save are removed by the next one. Loading verifies the manifest against ``CURRENT`` and every
-file against the manifest, so a truncated or altered file raises :class:`IndexCorruptedError` instead of giving
-wrong results. Nothing is pickled. One process should save to a directory at a time.
+at any point, the directory therefore names either the previous snapshot or the new one, both complete.
+
+**What a save deletes.** Before it creates anything, a save records the names it is about to write (and the
+snapshot it replaces) in a ledger file, ``.jp-rerank-ledger.json``; it only ever deletes names recorded there
+(never a name merely because it looks like ``snapshot-*``), and removes the ledger once it has cleaned up. A save
+killed part-way leaves the ledger, so the next save removes exactly what the killed one wrote. A save refuses a
+folder holding files that are not a jp-rerank index (``ValueError``); entries named ``snapshot-*`` / ``.tmp-*``
+that no ledger records (e.g. a user's ``snapshot-2024-05-01/``, or leftovers of jp-rerank 0.1) are left alone.
+
+**One writer at a time.** A save holds an exclusive lock (``flock`` on ``.jp-rerank.lock``, removed afterwards)
+for its whole duration; a second save into the same directory, from another thread or process, waits for it
+(``lock_timeout`` seconds, then :class:`TimeoutError`), so concurrent saves never delete each other's snapshot.
+
+**Loading reads only inside the folder.** ``CURRENT`` must name a ``snapshot-*`` folder directly inside the
+directory; links (to files or folders), special files, files the manifest does not list, and manifest entries
+that leave the snapshot (``..``, absolute paths) are refused. ``CURRENT`` and the manifest are read with a size
+bound. The manifest is verified against ``CURRENT`` and every file against the manifest, so a truncated, altered,
+forged or malformed snapshot raises :class:`IndexCorruptedError` instead of giving wrong results. Nothing is
+pickled.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jp_rerank._version import __version__
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 
-__all__ = ["CURRENT_FILE", "MANIFEST_FILE", "open_snapshot", "read_snapshot", "write_snapshot"]
+__all__ = [
+    "CURRENT_FILE",
+    "DEFAULT_LOCK_TIMEOUT",
+    "LEDGER_FILE",
+    "LOCK_FILE",
+    "MANIFEST_FILE",
+    "MAX_MANIFEST_BYTES",
+    "MAX_POINTER_BYTES",
+    "open_snapshot",
+    "read_snapshot",
+    "write_snapshot",
+]
 
 logger = logging.getLogger(__name__)
 
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".jp-rerank.lock"
+"""Held (``flock``) by the one save in progress; removed when it ends."""
+LEDGER_FILE = ".jp-rerank-ledger.json"
+"""Names a save in progress may leave behind; present only while a save runs or after one was killed."""
 FORMAT = "jp-rerank-index"
 FORMAT_VERSION = 1
+DEFAULT_LOCK_TIMEOUT = 300.0
+"""Seconds a save waits for another save into the same directory to finish."""
+MAX_POINTER_BYTES = 64 * 1024
+"""Largest ``CURRENT`` file read (a real one is about 120 bytes)."""
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+"""Largest ``manifest.json`` read (one entry of about 150 bytes per file of the snapshot)."""
+
 _SNAPSHOT_PREFIX = "snapshot-"
 _TMP_PREFIX = ".tmp-"
+_LEDGER_TMP = LEDGER_FILE + ".tmp"
+_RESERVED = frozenset({CURRENT_FILE, LOCK_FILE, LEDGER_FILE, _LEDGER_TMP})
+_TOKEN = r"\d{20}-[0-9a-f]{8}"
+_OWN_NAME_RE = re.compile(rf"^(?:{_SNAPSHOT_PREFIX}{_TOKEN}|\.tmp-{_TOKEN}(?:\.current)?)$")
+"""The only names a save ever creates; a ledger entry of another form is never deleted."""
+_SNAPSHOT_NAME_RE = re.compile(r"^snapshot-[0-9A-Za-z_-]{1,200}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+# ---------------------------------------------------------------------------------------------------- files
 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_BINARY)
+    with os.fdopen(fd, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -76,107 +130,436 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def _is_ours(name: str) -> bool:
-    return name == CURRENT_FILE or name.startswith((_SNAPSHOT_PREFIX, _TMP_PREFIX))
+def _read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """Read a regular file (never through a link) of at most ``limit`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_BINARY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise IndexCorruptedError(f"{path} is a symbolic link; {what} must be a regular file") from exc
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise IndexCorruptedError(f"{path} is not a regular file; {what} must be one")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise IndexCorruptedError(f"{path} is larger than {limit} bytes, far over any real {what}")
+    return data
 
 
-def write_snapshot(root: Path, manifest: Mapping[str, Any], write_payload: Callable[[Path], None]) -> Path:
+def _parse_json(data: bytes, path: Path) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise IndexCorruptedError(f"{path} is unreadable: not valid JSON ({type(exc).__name__}: {exc})") from exc
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link (not its target) or a folder tree; missing is fine."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------- lock
+
+
+def _try_lock(fd: int) -> bool:
+    if os.name == "posix":
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt  # pragma: no cover - Windows
+
+    try:  # pragma: no cover - Windows
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+    except OSError:  # pragma: no cover - Windows
+        return False
+    return True  # pragma: no cover - Windows
+
+
+@contextlib.contextmanager
+def _writer_lock(root: Path, timeout: float | None) -> Iterator[None]:
+    """Hold the directory's exclusive writer lock; wait up to ``timeout`` seconds for it (``None``: forever).
+
+    The lock file is removed on release. A waiter that locks a file which was meanwhile removed (or replaced)
+    notices it (the path no longer names the file it holds) and tries again, so exactly one writer holds it.
+    """
+    path = root / LOCK_FILE
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.01
+    announced = False
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValueError(f"refusing to save into {root}: {LOCK_FILE} is a symbolic link") from exc
+            raise
+        if _try_lock(fd):
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+        os.close(fd)  # releases the lock too, if we got one on a file that was removed meanwhile
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"another save into {root} has held its lock ({LOCK_FILE}) for over {timeout} s; wait for it to "
+                "finish and save again, or pass a longer lock_timeout"
+            )
+        if not announced:
+            logger.info("waiting for another save into %s to finish", root)
+            announced = True
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+    try:
+        yield
+    finally:
+        if os.name == "posix":  # Windows cannot remove an open file; the lock file stays there
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------------- ledger
+
+
+def _read_ledger(root: Path) -> set[str]:
+    """Names recorded by saves that did not finish (only names of the form saves create)."""
+    path = root / LEDGER_FILE
+    if not os.path.lexists(path):
+        return set()
+    try:
+        data = json.loads(_read_bounded(path, MAX_POINTER_BYTES, "the save ledger").decode("utf-8"))
+        names = data["written"] if isinstance(data, dict) else None
+        if not isinstance(names, list):
+            raise TypeError("'written' is not a list")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        logger.warning("ignoring the unreadable save ledger %s (%s); nothing it may list is deleted", path, exc)
+        return set()
+    return {name for name in names if isinstance(name, str) and _OWN_NAME_RE.match(name)}
+
+
+def _write_ledger(root: Path, names: set[str]) -> None:
+    tmp = root / _LEDGER_TMP
+    _remove(tmp)
+    _write_json(tmp, {"written": sorted(names)})
+    os.replace(tmp, root / LEDGER_FILE)
+    _fsync_dir(root)
+
+
+def _clean(root: Path, names: set[str], keep: str | None) -> None:
+    """Delete the recorded ``names`` except ``keep``, then the ledger (it is rewritten if something stays)."""
+    left: set[str] = set()
+    for name in sorted(names):
+        if name == keep:
+            continue
+        try:
+            _remove(root / name)
+        except OSError as exc:
+            logger.warning("could not remove %s (%s); the next save will try again", root / name, exc)
+            left.add(name)
+    if left:
+        _write_ledger(root, left)
+    else:
+        for name in (LEDGER_FILE, _LEDGER_TMP):
+            (root / name).unlink(missing_ok=True)
+    _fsync_dir(root)
+
+
+def _current_snapshot_name(root: Path) -> str | None:
+    """The snapshot ``CURRENT`` names, if it is a valid name (never trusted for anything but 'keep it')."""
+    try:
+        pointer = json.loads(_read_bounded(root / CURRENT_FILE, MAX_POINTER_BYTES, CURRENT_FILE).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    name = pointer.get("snapshot") if isinstance(pointer, dict) else None
+    return name if isinstance(name, str) and _SNAPSHOT_NAME_RE.match(name) else None
+
+
+# ---------------------------------------------------------------------------------------------------- write
+
+
+def _payload_files(folder: Path) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            info = path.lstat()
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise RuntimeError(f"the index wrote {path}, which is not a regular file (a link?)")
+            _fsync_file(path)
+            files[path.relative_to(folder).as_posix()] = {"bytes": info.st_size, "sha256": _sha256(path)}
+    return dict(sorted(files.items()))
+
+
+def write_snapshot(
+    root: str | os.PathLike[str],
+    manifest: Mapping[str, Any],
+    write_payload: Callable[[Path], Mapping[str, Any] | None],
+    *,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+) -> Path:
     """Write a new snapshot under ``root`` and switch ``CURRENT`` to it atomically.
 
     Args:
         root: Index directory (created if missing). It must be empty or an index directory.
         manifest: Backend description (``backend``, ``embedder_id``, ``dim``, ``metric``, ``params``...).
         write_payload: Writes the backend's files into the empty folder it is given (sub-folders allowed; every
-            file below it is checksummed).
+            file below it is checksummed; links are refused). It may return a mapping merged into the manifest
+            (e.g. the ``count`` of what it actually wrote).
+        lock_timeout: Seconds to wait for another save into ``root`` to finish (``None``: no limit).
 
     Returns:
         The new snapshot folder.
 
     Raises:
-        ValueError: If ``root`` exists and holds files that are not a jp-rerank index.
+        ValueError: If ``root`` is not a folder, or holds files that are not a jp-rerank index.
+        TimeoutError: If another save into ``root`` still runs after ``lock_timeout`` seconds.
+
+    Example:
+        >>> import tempfile
+        >>> def payload(folder: Path) -> None:
+        ...     (folder / "data.txt").write_text("hi")
+        >>> root = Path(tempfile.mkdtemp()) / "index"
+        >>> snapshot = write_snapshot(root, {"backend": "demo"}, payload)
+        >>> sorted(p.name for p in root.iterdir()) == sorted(["CURRENT", snapshot.name])
+        True
+        >>> read_snapshot(root)[1]["files"]["data.txt"]["bytes"]
+        2
     """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"refusing to save into {root}: it exists and is not a folder")
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    foreign = sorted(p.name for p in root.iterdir() if not _is_ours(p.name))
+    try:
+        with _writer_lock(root, lock_timeout):
+            return _write_locked(root, manifest, write_payload)
+    finally:
+        if created:  # a first save that failed leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                root.rmdir()
+
+
+def _write_locked(
+    root: Path, manifest: Mapping[str, Any], write_payload: Callable[[Path], Mapping[str, Any] | None]
+) -> Path:
+    recorded = _read_ledger(root)
+    current = _current_snapshot_name(root)
+    foreign = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.name not in _RESERVED
+        and p.name not in recorded
+        and p.name != current
+        and not p.name.startswith((_SNAPSHOT_PREFIX, _TMP_PREFIX))
+    )
     if foreign:
         raise ValueError(f"refusing to save into {root}: it holds files that are not a jp-rerank index ({foreign[:3]})")
+    if recorded:
+        _clean(root, recorded, keep=current)  # what a killed save left behind
     token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     tmp = root / f"{_TMP_PREFIX}{token}"
-    tmp.mkdir()
-    write_payload(tmp)
-    files: dict[str, dict[str, Any]] = {}
-    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):  # nested folders (e.g. sub-indexes) included
-        _fsync_file(path)
-        files[path.relative_to(tmp).as_posix()] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-    full = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "jp_rerank_version": __version__,
-        "created_unix": time.time(),
-        **manifest,
-        "files": files,
-    }
-    _write_json(tmp / MANIFEST_FILE, full)
-    _fsync_dir(tmp)
     snapshot = root / f"{_SNAPSHOT_PREFIX}{token}"
-    os.rename(tmp, snapshot)
-    _fsync_dir(root)
     pointer_tmp = root / f"{_TMP_PREFIX}{token}.current"
-    _write_json(pointer_tmp, {"snapshot": snapshot.name, "manifest_sha256": _sha256(snapshot / MANIFEST_FILE)})
-    os.replace(pointer_tmp, root / CURRENT_FILE)  # the commit point
-    _fsync_dir(root)
-    for old in root.iterdir():
-        if old.name not in (CURRENT_FILE, snapshot.name):
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-    logger.info("saved %s index with %s records to %s", manifest.get("backend"), manifest.get("count"), snapshot)
+    ours = {tmp.name, snapshot.name, pointer_tmp.name} | ({current} if current else set())
+    _write_ledger(root, ours)  # recorded before anything is created: a kill from here on is cleaned up next time
+    committed = False
+    try:
+        tmp.mkdir()
+        extra = write_payload(tmp)
+        files = _payload_files(tmp)
+        full = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "jp_rerank_version": __version__,
+            "created_unix": time.time(),
+            **manifest,
+            **(extra or {}),
+            "files": files,
+        }
+        _write_json(tmp / MANIFEST_FILE, full)
+        _fsync_dir(tmp)
+        os.rename(tmp, snapshot)
+        _fsync_dir(root)
+        _write_json(pointer_tmp, {"snapshot": snapshot.name, "manifest_sha256": _sha256(snapshot / MANIFEST_FILE)})
+        os.replace(pointer_tmp, root / CURRENT_FILE)  # the commit point
+        committed = True
+        _fsync_dir(root)
+    except BaseException:
+        if not committed:  # remove what this save wrote; the previous snapshot stays current
+            try:
+                _clean(root, ours, keep=current)
+            except Exception as exc:  # the ledger still lists it all: the next save cleans up
+                logger.warning("could not clean up the failed save into %s (%s)", root, exc)
+        raise
+    _clean(root, ours, keep=snapshot.name)
+    logger.info("saved %s index with %s records to %s", full.get("backend"), full.get("count"), snapshot)
     return snapshot
 
 
-def read_snapshot(root: str | os.PathLike[str], *, verify: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Find the current snapshot of an index directory and return its folder and manifest.
+# ---------------------------------------------------------------------------------------------------- read
 
-    Args:
-        root: Index directory written by :func:`write_snapshot`.
-        verify: Check the size and SHA-256 of every file (set ``False`` only for trusted, very large indexes).
 
-    Raises:
-        FileNotFoundError: If ``root`` does not exist or is not an index directory.
-        IndexCorruptedError: If ``CURRENT``, the manifest or a file is missing, truncated or altered.
-    """
-    root = Path(root)
+def _check_member(name: object, manifest_path: Path) -> str:
+    """A manifest file entry must be a relative path that stays inside the snapshot."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise IndexCorruptedError(f"{manifest_path} lists a file with a bad name {name!r}")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or any(part in ("", ".", "..") for part in parts) or name.split("/") != list(parts):
+        raise IndexCorruptedError(f"{manifest_path} lists {name!r}, a path that leaves the snapshot folder")
+    if name == MANIFEST_FILE:
+        raise IndexCorruptedError(f"{manifest_path} lists itself")
+    return name
+
+
+def _check_fields(manifest: Mapping[str, Any], manifest_path: Path) -> None:
+    """Types of the fields every reader relies on (present ones only)."""
+    expected: dict[str, tuple[type, ...]] = {
+        "backend": (str,),
+        "embedder_id": (str, type(None)),
+        "metric": (str,),
+        "params": (dict,),
+        "normalize": (bool,),
+    }
+    for key, types in expected.items():
+        if key in manifest and not isinstance(manifest[key], types):
+            raise IndexCorruptedError(f"{manifest_path}: {key!r} is {manifest[key]!r}, of the wrong type")
+    for key, low in (("count", 0), ("dim", 1)):
+        value = manifest.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise IndexCorruptedError(f"{manifest_path}: {key!r} is {value!r}, not an int >= {low}")
+
+
+def _check_tree(snapshot: Path, listed: Mapping[str, Any]) -> None:
+    """Every entry of the snapshot is a real folder or a listed regular file (no links, nothing unlisted)."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(snapshot):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            info = path.lstat()
+            rel = path.relative_to(snapshot).as_posix()
+            if stat.S_ISLNK(info.st_mode):
+                raise IndexCorruptedError(f"{path} is a symbolic link; an index snapshot holds no links")
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise IndexCorruptedError(f"{path} is not a regular file")
+            if rel != MANIFEST_FILE and rel not in listed:
+                raise IndexCorruptedError(f"{path} is not listed in the manifest (added after the save?)")
+            seen.add(rel)
+    for name in listed:
+        if name not in seen:
+            raise IndexCorruptedError(f"{snapshot.parent}: {name} is missing from snapshot {snapshot.name}")
+
+
+def _read_pointer(root: Path) -> bytes:
     pointer_path = root / CURRENT_FILE
-    if not pointer_path.is_file():
+    if not root.is_dir() or not os.path.lexists(pointer_path):
         raise FileNotFoundError(f"{root} is not a saved jp-rerank index (no {CURRENT_FILE} file)")
+    return _read_bounded(pointer_path, MAX_POINTER_BYTES, CURRENT_FILE)
+
+
+def _read_at(root: Path, pointer_bytes: bytes, verify: bool) -> tuple[Path, dict[str, Any]]:
+    pointer_path = root / CURRENT_FILE
+    pointer = _parse_json(pointer_bytes, pointer_path)
+    if not isinstance(pointer, dict):
+        raise IndexCorruptedError(f"{pointer_path} is unreadable: not a JSON object")
+    name, manifest_sha = pointer.get("snapshot"), pointer.get("manifest_sha256")
+    if not isinstance(name, str) or not _SNAPSHOT_NAME_RE.match(name):
+        raise IndexCorruptedError(
+            f"{pointer_path} names {name!r}, not a snapshot folder of this directory (snapshot-..., no path)"
+        )
+    if not isinstance(manifest_sha, str) or not _SHA256_RE.match(manifest_sha):
+        raise IndexCorruptedError(f"{pointer_path} is unreadable: bad manifest_sha256 {manifest_sha!r}")
+    snapshot = root / name
     try:
-        pointer = json.loads(pointer_path.read_text(encoding="utf-8"))
-        snapshot = root / str(pointer["snapshot"])
-        manifest_sha = str(pointer["manifest_sha256"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IndexCorruptedError(f"{pointer_path} is unreadable: {exc}") from exc
+        info = snapshot.lstat()
+    except FileNotFoundError:
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        raise IndexCorruptedError(f"{snapshot} is a symbolic link; the current snapshot must be a real folder")
     manifest_path = snapshot / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise IndexCorruptedError(f"{root}: the current snapshot {snapshot.name} has no {MANIFEST_FILE}")
-    if _sha256(manifest_path) != manifest_sha:
+    if info is None or not stat.S_ISDIR(info.st_mode) or not os.path.lexists(manifest_path):
+        raise IndexCorruptedError(f"{root}: the current snapshot {name} has no {MANIFEST_FILE}")
+    data = _read_bounded(manifest_path, MAX_MANIFEST_BYTES, MANIFEST_FILE)
+    if hashlib.sha256(data).hexdigest() != manifest_sha:
         raise IndexCorruptedError(f"{manifest_path} does not match the checksum recorded in {CURRENT_FILE}")
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = _parse_json(data, manifest_path)
+    if not isinstance(manifest, dict):
+        raise IndexCorruptedError(f"{manifest_path} is not a JSON object")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise IndexCorruptedError(
             f"{manifest_path} has format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
             f"this jp-rerank reads {FORMAT!r} version {FORMAT_VERSION}"
         )
-    for name, info in manifest["files"].items():
-        path = snapshot / name
-        if not path.is_file():
-            raise IndexCorruptedError(f"{root}: {name} is missing from snapshot {snapshot.name}")
-        if path.stat().st_size != info["bytes"]:
-            raise IndexCorruptedError(
-                f"{path} has {path.stat().st_size} bytes, the manifest recorded {info['bytes']} (truncated?)"
-            )
-        if verify and _sha256(path) != info["sha256"]:
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise IndexCorruptedError(f"{manifest_path} has no 'files' table")
+    for member, entry in files.items():
+        _check_member(member, manifest_path)
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(sha, str):
+            raise IndexCorruptedError(f"{manifest_path}: the entry of {member!r} is malformed ({entry!r:.80})")
+    _check_fields(manifest, manifest_path)
+    _check_tree(snapshot, files)
+    for member, entry in files.items():
+        path = snapshot / member
+        actual = path.lstat().st_size
+        if actual != entry["bytes"]:
+            raise IndexCorruptedError(f"{path} has {actual} bytes, the manifest recorded {entry['bytes']} (truncated?)")
+        if verify and _sha256(path) != entry["sha256"]:
             raise IndexCorruptedError(f"{path} does not match the SHA-256 recorded in the manifest")
     return snapshot, manifest
+
+
+def read_snapshot(root: str | os.PathLike[str], *, verify: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Find the current snapshot of an index directory and return its folder and manifest.
+
+    Every path is resolved inside ``root`` (see the module docs); a save that commits while this reads is
+    noticed (``CURRENT`` changed) and the new snapshot is read instead.
+
+    Args:
+        root: Index directory written by :func:`write_snapshot`.
+        verify: Check the SHA-256 of every file (set ``False`` only for trusted, very large indexes; sizes, names
+            and links are still checked).
+
+    Raises:
+        FileNotFoundError: If ``root`` does not exist or is not an index directory.
+        IndexCorruptedError: If ``CURRENT``, the manifest or a file is missing, truncated, altered, malformed, a
+            link, or outside the directory.
+    """
+    root = Path(root)
+    attempts = 3
+    for attempt in range(attempts):
+        pointer_bytes = _read_pointer(root)
+        try:
+            return _read_at(root, pointer_bytes, verify)
+        except (IndexCorruptedError, FileNotFoundError):
+            try:
+                changed = _read_pointer(root) != pointer_bytes
+            except (OSError, ValueError):
+                changed = False
+            if not changed or attempt == attempts - 1:
+                raise
+            logger.info("%s changed while it was read (a save committed); reading it again", root)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def open_snapshot(

@@ -4,6 +4,7 @@ Usage::
 
     python _crash_child.py save KIND ROOT SEED MODE
     python _crash_child.py ingest KIND ROOT SEED MODE
+    python _crash_child.py upsert chroma ROOT SEED MODE
 
 ``KIND`` is a vector backend (``exact``, ``faiss``, ``faiss-hnsw``), ``bm25``, or ``chroma`` (embedded Chroma at
 ``ROOT``, ingest only). ``MODE`` says where the kill comes from:
@@ -20,7 +21,9 @@ Usage::
 corpus (see :func:`generation`) whose records carry ``k`` in their metadata (vector indexes) or ids (BM25).
 ``ingest`` streams the deterministic corpus of :func:`stream` into the index in batches, resuming where the
 stored state ends (by id, with ``upsert``), and checkpoints (saves) after each batch for non-Chroma kinds.
-The child prints ``ready`` once set up and ``done <k>`` after each completed save or batch.
+``upsert`` rewrites every record of an embedded Chroma collection at ``ROOT`` (created at version 0 with mode
+``none``) to versions 1, 2, 3... (see :func:`upsert_version`), one ``upsert`` call per version.
+The child prints ``ready`` once set up and ``done <k>`` after each completed save, batch or upsert.
 """
 
 from __future__ import annotations
@@ -66,6 +69,52 @@ def embed(texts: list[str]) -> np.ndarray:
         seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
         out[row] = np.random.default_rng(seed).standard_normal(DIM)
     return out
+
+
+UPSERT_N = 60
+
+
+def upsert_version(v: int) -> tuple[list[str], np.ndarray, list[str], list[dict[str, Any]]]:
+    """Version ``v`` of the ``upsert`` collection: the same ids, texts, vectors and metadata naming ``v``.
+
+    Odd versions carry one more metadata key, so a replacement must also remove keys.
+    """
+    ids = [f"u{i:03d}" for i in range(UPSERT_N)]
+    texts = [f"版{v}の記録{i}：名古屋の城。" for i in range(UPSERT_N)]
+    metas: list[dict[str, Any]] = [{"v": v, "i": i, **({"odd": True} if v % 2 else {})} for i in range(UPSERT_N)]
+    return ids, embed(texts), texts, metas
+
+
+def upsert_versions(root: Path, seed: int, mode: str) -> None:
+    from jp_rerank.index import ChromaIndex
+
+    def open_index(path: Path) -> Any:
+        return ChromaIndex(DIM, path=path, collection_name="versions", embedder_id="toy-hash")
+
+    index = open_index(root)
+    if mode == "none":
+        index.upsert(*upsert_version(0))
+        print("done 0", flush=True)
+        return
+    start = max(int(r.metadata["v"]) for r in index.records()) + 1
+    print("ready", flush=True)
+    if mode == "time":
+        for v in range(start, start + 10_000):
+            index.upsert(*upsert_version(v))
+            print("done", v, flush=True)
+        return
+
+    # count the calls of the upsert alone (not of opening a client) on two copies, the first one warming caches
+    scratch = Path(tempfile.mkdtemp(prefix="crash-dry-"))
+    try:
+        counts = []
+        for attempt in range(2):
+            shutil.copytree(root, scratch / f"run{attempt}")
+            counts.append(count_calls(open_index(scratch / f"run{attempt}").upsert, *upsert_version(start)))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    kill_after_calls(lambda: index.upsert(*upsert_version(start)), random.Random(seed).randrange(counts[-1]))
+    print("done", start, flush=True)
 
 
 def bm25_generation(k: int) -> tuple[list[str], list[str]]:
@@ -123,6 +172,39 @@ def kill_at_random_call(action: Callable[[], None], dry_run: Callable[[Path], No
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     target = random.Random(seed).randrange(max(count, 1))
+    seen = 0
+
+    def killer(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if event in ("call", "c_call"):
+            seen += 1
+            if seen > target:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.setprofile(killer)
+    action()
+    sys.setprofile(None)
+
+
+def count_calls(fn: Callable[..., Any], *args: Any) -> int:
+    """How many Python/C calls ``fn(*args)`` makes."""
+    count = 0
+
+    def counter(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(counter)
+    try:
+        fn(*args)
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def kill_after_calls(action: Callable[[], None], target: int) -> None:
+    """Run ``action`` and SIGKILL this process at its ``target``-th Python/C call."""
     seen = 0
 
     def killer(frame: Any, event: str, arg: Any) -> None:
@@ -233,6 +315,8 @@ def main() -> None:
         save_once(kind, Path(root), int(seed), mode)
     elif command == "ingest":
         ingest_stream(kind, Path(root), int(seed), mode)
+    elif command == "upsert" and kind == "chroma":
+        upsert_versions(Path(root), int(seed), mode)
     else:
         raise SystemExit(f"unknown command {command!r}")
 

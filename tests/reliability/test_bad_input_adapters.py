@@ -48,6 +48,9 @@ BAD_QUERIES: list[tuple[Any, type[Exception], str]] = [
     ("", ValueError, "query is empty or whitespace only"),
     (" \u3000\n", ValueError, "query is empty or whitespace only"),
     ("質問\ud800", ValueError, "query contains a lone surrogate"),
+    ("\x00", ValueError, "query is empty or whitespace only once control and format characters"),
+    ("\u200b", ValueError, "query is empty or whitespace only once control and format characters"),
+    ("\ufeff\u2060", ValueError, "query is empty or whitespace only once control and format characters"),
 ]
 
 
@@ -115,6 +118,8 @@ def test_langchain_cross_encoder_matrix(reranker: Reranker) -> None:
         encoder.score([QUERY])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="empty or whitespace only"):
         encoder.score([(" ", "a")])
+    with pytest.raises(ValueError, match="empty or whitespace only once control and format characters"):
+        encoder.score([(QUERY, "a"), ("\u200b\x00", "b")])
     scores = encoder.score([(QUERY, t) for t in MESSY])
     assert len(scores) == len(MESSY)
     assert all(type(s) is float and math.isfinite(s) for s in scores)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from jp_rerank.cli import EXIT_OK, EXIT_USAGE, main
+from jp_rerank.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -56,8 +56,16 @@ USAGE_CASES: list[tuple[str, str, str]] = [
     (
         "lone surrogate",
         '{"query": "q", "documents": ["ok", "bad \\ud800"]}',
-        r"documents\[1\] contains a lone surrogate",
+        r"in\.jsonl:1: documents\[1\] contains a lone surrogate",
     ),
+    # issue 12: queries that normalisation empties, and JSON that is not strict JSON
+    ("NUL query", json.dumps({"query": "\x00", "documents": ["a"]}), r"in\.jsonl:1: 'query' must be a non-empty"),
+    ("zero-width query", json.dumps({"query": "\u200b\ufeff", "documents": ["a"]}), "control and format characters"),
+    ("NaN", '{"query": "q", "documents": ["a"], "w": NaN}', r"in\.jsonl:1: invalid JSON \(NaN is not valid JSON"),
+    ("Infinity", '{"query": "q", "documents": ["a"], "w": -Infinity}', "-Infinity is not valid JSON"),
+    ("overflowing number", '{"query": "q", "documents": ["a"], "w": 1e999}', "1e999 overflows to infinity"),
+    ("deeply nested", '{"query": "q", "w": ' + "[" * 100_000 + "]" * 100_000 + "}", r"in\.jsonl:1: .*nested too deep"),
+    ("huge integer", '{"query": "q", "documents": ["a"], "w": ' + "9" * 5000 + "}", r"in\.jsonl:1: invalid JSON"),
 ]
 
 
@@ -188,3 +196,154 @@ def test_search_command_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture
     (row,) = strict_rows(out)
     assert row["results"][0]["id"] == "b"
     assert run(["index", str(src), "-o", str(idx), "--bm25", "char2"], capsys)[0] == EXIT_USAGE  # no silent overwrite
+
+
+# ------------------------------------------------------------------------------------------------ issue 12
+
+
+def one_line_error(err: str, command: str) -> str:
+    """The one error line of ``err`` (progress bars may precede it); there is no traceback."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("jp-rerank ")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"jp-rerank {command}: error: "), err
+    return lines[0]
+
+
+def test_invalid_utf8_names_the_file_line_and_column(
+    xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"query": "q", "documents": ["a"]}\n{"query": "\xe5\xaf\x8c\xff"}\n')
+    code, out, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", "cpu"], capsys)
+    assert code == EXIT_USAGE
+    assert "in.jsonl:2: not valid UTF-8 (byte 0xff at column 13)" in one_line_error(err, "rerank")
+    assert len(strict_rows(out)) == 1  # the line before is already written
+    csv_src = tmp_path / "p.csv"
+    csv_src.write_bytes("id,text\na,東京\n".encode() + b"b,\x8e\x52\n")  # Shift-JIS bytes in a UTF-8 file
+    code, _, err = run(["index", str(csv_src), "-o", str(tmp_path / "idx"), "--bm25", "char2"], capsys)
+    assert code == EXIT_USAGE
+    assert "p.csv:3: not valid UTF-8" in one_line_error(err, "index")
+
+
+@pytest.mark.parametrize("bom", ["csv", "jsonl"])
+def test_a_file_with_a_byte_order_mark_keeps_its_first_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bom: str
+) -> None:
+    if bom == "csv":  # what Excel writes for "CSV UTF-8"
+        src = tmp_path / "excel.csv"
+        src.write_text(
+            "id,text,lang\nd1,富士山は日本一高い山です。,ja\nd2,京都には寺が多い。,ja\n", encoding="utf-8-sig"
+        )
+    else:
+        src = tmp_path / "notepad.jsonl"
+        rows = [{"id": "d1", "text": "富士山は日本一高い山です。", "lang": "ja"}, {"id": "d2", "text": "京都の寺。"}]
+        src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8-sig")
+    idx = tmp_path / "idx"
+    assert run(["index", str(src), "-o", str(idx), "--bm25", "char2"], capsys)[0] == EXIT_OK
+    code, out, err = run(["search", str(idx), "富士山", "-m", "none", "--json"], capsys)
+    assert code == EXIT_OK, err
+    (row,) = strict_rows(out)
+    assert row["results"][0]["id"] == "d1"  # not "excel:2": the id column survived the BOM
+    assert row["results"][0]["metadata"] == {"lang": "ja"}
+
+
+def test_nan_metadata_is_refused_when_indexing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "p.jsonl"
+    src.write_text('{"id": "a", "text": "東京", "score": 0.5}\n{"id": "b", "text": "大阪", "score": NaN}\n', "utf-8")
+    idx = tmp_path / "idx"
+    code, _, err = run(["index", str(src), "-o", str(idx), "--bm25", "char2"], capsys)
+    assert code == EXIT_USAGE
+    assert "p.jsonl:2: invalid JSON (NaN is not valid JSON" in one_line_error(err, "index")
+    assert not idx.exists()  # not an index that every later search would fail on
+    src.write_text('{"id": "a", "text": "東京", "score": 0.5}\n{"id": "b", "text": "大阪", "score": null}\n', "utf-8")
+    assert run(["index", str(src), "-o", str(idx), "--bm25", "char2"], capsys)[0] == EXIT_OK
+    code, out, _ = run(["search", str(idx), "大阪", "-m", "none", "--json"], capsys)
+    assert code == EXIT_OK
+    assert strict_rows(out)[0]["results"][0]["metadata"] == {"score": "null"}  # non-scalar values kept as JSON text
+
+
+def test_bad_ids_and_ragged_csv_rows_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        "nullid.jsonl": ('{"id": null, "text": "x"}\n', r"nullid\.jsonl:1: field 'id' must be a non-empty string"),
+        "listid.jsonl": ('{"id": ["a"], "text": "x"}\n', "field 'id' must be a non-empty string or an integer"),
+        "ragged.csv": ("id,text\na,東京\nb,大阪,extra\n", r"ragged\.csv:3: this row has more fields than the header"),
+        "noheader.csv": ("", "CSV header must contain a 'text' column"),
+    }
+    for name, (content, match) in cases.items():
+        src = tmp_path / name
+        src.write_text(content, encoding="utf-8")
+        code, _, err = run(["index", str(src), "-o", str(tmp_path / f"idx-{name}"), "--bm25", "char2"], capsys)
+        assert code == EXIT_USAGE, name
+        assert re.search(match, one_line_error(err, "index")), err
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:x", "cuda", "cuda:7", "mps"])
+def test_a_bad_device_is_a_usage_error_without_traceback(
+    xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str
+) -> None:
+    import torch
+
+    if device.startswith("cuda") and device != "cuda:x" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"query": QUERY, "documents": ["a"]}])
+    code, _, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "--device", device], capsys)
+    assert code == EXIT_USAGE
+    assert f"--device {device!r}" in one_line_error(err, "rerank")
+    passages = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "text": "東京"}])
+    code, _, err = run(["index", str(passages), "-o", str(tmp_path / "idx"), "--device", device], capsys)
+    assert code == EXIT_USAGE
+    assert f"--device {device!r}" in one_line_error(err, "index")
+
+
+def test_bad_output_paths_are_usage_errors(
+    xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"query": QUERY, "documents": ["a"]}])
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder", encoding="utf-8")
+    for out, match in [
+        (tmp_path, "is a folder"),
+        (a_file / "out.jsonl", "is a file, not a folder"),
+        (a_file / "deeper" / "out.jsonl", "is a file, not a folder"),
+    ]:
+        code, _, err = run(["rerank", str(src), "-m", str(xlmr_ce_path), "-o", str(out)], capsys)
+        assert code == EXIT_USAGE, out
+        assert match in one_line_error(err, "rerank")
+    passages = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "text": "東京"}])
+    for out, match in [(a_file, "it exists and is a file"), (a_file / "idx", "is a file, not a folder")]:
+        code, _, err = run(["index", str(passages), "-o", str(out), "--bm25", "char2"], capsys)
+        assert code == EXIT_USAGE, out
+        assert match in one_line_error(err, "index")
+    assert run(["index", str(passages), "-o", str(tmp_path / "idx"), "--bm25", "char2"], capsys)[0] == EXIT_OK
+    code, _, err = run(["search", str(tmp_path / "idx"), "東京", "-m", "none", "-o", str(tmp_path)], capsys)
+    assert code == EXIT_USAGE
+    assert "is a folder" in one_line_error(err, "search")
+    assert a_file.read_text(encoding="utf-8") == "not a folder"
+
+
+def test_search_queries_are_checked_like_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "text": "東京は日本の首都。"}])
+    idx = tmp_path / "idx"
+    assert run(["index", str(src), "-o", str(idx), "--bm25", "char2"], capsys)[0] == EXIT_OK
+    for query in ("\x00", "\u200b", "\ufeff", "\u2060\u00ad"):
+        code, out, err = run(["search", str(idx), query, "-m", "none"], capsys)
+        assert code == EXIT_USAGE, repr(query)
+        assert "control and format characters" in one_line_error(err, "search")
+        assert out == ""
+    code, _, err = run(["search", str(idx), "東京", "あ" * 1_000_001, "-m", "none"], capsys)
+    assert code == EXIT_USAGE
+    assert "query 2 has 1000001 characters, over the cap of 1000000" in one_line_error(err, "search")
+
+
+def test_a_folder_that_is_not_a_model_is_a_runtime_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"query": QUERY, "documents": ["a"]}])
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "readme.txt").write_text("hello", encoding="utf-8")
+    code, out, err = run(["rerank", str(src), "-m", str(not_a_model), "--device", "cpu"], capsys)
+    assert code == EXIT_FAILURE  # ModelLoadError: exit 1 (it was a raw ValueError, exit 2)
+    assert "is not a model folder" in one_line_error(err, "rerank")
+    assert out == ""

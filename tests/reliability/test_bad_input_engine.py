@@ -32,6 +32,8 @@ def long_text(n: int) -> str:
     return (text * (n // len(text) + 1))[:n]
 
 
+BLANK = "query is empty or whitespace only once control and format characters"
+
 # (case, query, documents, error type, message pattern) — the same for score() and rerank().
 ERROR_CASES: list[tuple[str, Any, Any, type[Exception], str]] = [
     ("empty query", "", DOCS, ValueError, "query is empty or whitespace only"),
@@ -53,6 +55,14 @@ ERROR_CASES: list[tuple[str, Any, Any, type[Exception], str]] = [
         r"documents\[1\] contains a lone surrogate U\+D800 at character 3",
     ),
     ("lone surrogate in the query", "質問\udfff", DOCS, ValueError, r"query contains a lone surrogate U\+DFFF"),
+    # queries that normalisation empties: scored as noise before (issue 12, item 7)
+    ("NUL query", "\x00", DOCS, ValueError, BLANK),
+    ("zero-width space query", "\u200b", DOCS, ValueError, BLANK),
+    ("BOM query", "\ufeff", DOCS, ValueError, BLANK),
+    ("format characters only", "\u2060\u200d\u00ad\u200e", DOCS, ValueError, BLANK),
+    ("controls and spaces", "\x01 \x7f\u3000\ufe0f", DOCS, ValueError, BLANK),
+    # containers whose iteration is not their texts (issue 12, item 8)
+    ("documents is a dict", QUERY, {"d1": "富士山は高い。"}, TypeError, "got a dict \\(iterating it gives its keys\\)"),
 ]
 
 
@@ -66,6 +76,19 @@ def test_reranker_rejects_bad_input_before_loading(
     with pytest.raises(error, match=match):
         fresh.score(query, documents)
     assert fresh._loaded is None, f"{case}: the model was loaded for an input that was going to be rejected"
+
+
+def test_a_pandas_dataframe_is_not_a_list_of_documents(xlmr_ce_path: Path, dense_path: Path) -> None:
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"id": ["a", "b"], "text": ["富士山は高い。", "京都の寺。"]})
+    fresh = Reranker(xlmr_ce_path, device="cpu")
+    with pytest.raises(TypeError, match=r"documents must be a sequence of str, got a pandas DataFrame .* df\['text'\]"):
+        fresh.rerank(QUERY, frame)
+    with pytest.raises(TypeError, match="got a pandas DataFrame"):
+        Embedder(dense_path, device="cpu").embed_documents(frame)
+    assert fresh._loaded is None
+    assert len(fresh.rerank(QUERY, frame["text"])) == 2  # one column (a Series) is a sequence of texts
+    assert len(fresh.rerank(QUERY, list({"d1": "富士山は高い。"}.values()))) == 1
 
 
 def test_reranker_argument_errors(reranker: Reranker) -> None:
@@ -244,6 +267,8 @@ def test_embedder_rejects_bad_documents(
         (None, TypeError, "query must be a str, got NoneType"),
         (b"q", TypeError, "query must be a str, got bytes"),
         ("q\ud800", ValueError, "query contains a lone surrogate"),
+        ("\u200b\ufeff", ValueError, "query is empty or whitespace only once control and format characters"),
+        ("\x00", ValueError, "query is empty or whitespace only once control and format characters"),
     ],
 )
 def test_embedder_rejects_bad_queries(embedder: Embedder, query: Any, error: type[Exception], match: str) -> None:

@@ -376,3 +376,35 @@ def test_suspended_server_times_out_then_recovers(server: ChromaServer) -> None:
     finally:
         server.signal(signal.SIGCONT)
     assert len(index.search(embed(["質問"])[0], k=3)) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.enable_socket
+@pytest.mark.network
+def test_server_killed_right_after_an_upsert_request_loses_no_record(
+    server: ChromaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12, item 3: an upsert was a delete then an add; a server dying between the two lost the records."""
+    index = ChromaIndex(DIM, host="127.0.0.1", port=server.port, collection_name="upsert-kill", retry=FAST)
+    old = records()[:100]
+    ingest(index, old, embed, batch_size=100, progress=False)
+    ids = [r[0] for r in old]
+    new_texts = [f"新版：{r[1]}" for r in old]
+    raw = index._collection._target  # below the retrying proxy: the server dies once the request has been served
+    for name in ("delete", "upsert"):
+        real = getattr(raw, name)
+
+        def then_kill(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            result = _real(*args, **kwargs)
+            server.kill()
+            return result
+
+        monkeypatch.setattr(raw, name, then_kill)
+    with contextlib.suppress(IndexServerUnavailableError):
+        index.upsert(ids, embed(new_texts), new_texts, [r[2] for r in old])
+    monkeypatch.undo()
+    server.start()
+    assert len(index) == len(ids)  # nothing lost (the delete-then-add upsert left 0 here)
+    got = index.get(ids)
+    assert {r.text for r in got} <= set(new_texts) | {r[1] for r in old}
+    assert [r.metadata for r in got] == [r[2] for r in old]

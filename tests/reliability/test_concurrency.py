@@ -198,3 +198,28 @@ def test_bm25_search_from_many_threads_matches_sequential() -> None:
     got = run_threads(lambda i: index.search(questions[i % len(questions)], k=5))
     for i, hits in enumerate(got):
         assert hits == want[i % len(questions)]
+
+
+def test_a_folder_that_is_not_a_model_fails_the_same_clear_way_in_16_threads(tmp_path: Path) -> None:
+    """Issue 12, item 10: each of 16 threads sharing one engine gets ModelLoadError (was a raw ValueError)."""
+    from jp_rerank.errors import ModelLoadError
+
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no weights here", encoding="utf-8")
+    shared = Reranker(folder, device="cpu")
+    barrier = threading.Barrier(16)
+
+    def call(_: int) -> BaseException | None:
+        barrier.wait()
+        try:
+            shared.score("質問", ["文書"])
+        except BaseException as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(16) as pool:
+        errors = list(pool.map(call, range(16)))
+    assert all(isinstance(e, ModelLoadError) for e in errors), {type(e).__name__ for e in errors}
+    assert {str(e) for e in errors} == {str(errors[0])}  # one message, the same for everyone
+    assert "is not a model folder" in str(errors[0])

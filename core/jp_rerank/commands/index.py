@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jp_rerank.commands._io import iter_records
+from jp_rerank.checks import check_metadata_value
+from jp_rerank.commands._io import check_device, check_output_path, iter_records, parse_json_line
 from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_FIRST_K
-from jp_rerank.errors import CliInputError
+from jp_rerank.errors import CliInputError, IndexCorruptedError
 from jp_rerank.presets import DEFAULT_RERANKER
 
 __all__ = ["INDEX_BACKEND", "load_search_index", "register"]
@@ -26,11 +27,21 @@ INDEX_BACKEND = "search-index"
 """``backend`` recorded in the manifest of folders built by ``jp-rerank index``."""
 
 
-def _flat(meta: dict[str, Any]) -> dict[str, Any]:
-    """Keep metadata the indexes accept (str, int, float, bool); other values are stored as JSON text."""
-    return {
-        k: v if isinstance(v, str | int | float | bool) else json.dumps(v, ensure_ascii=False) for k, v in meta.items()
-    }
+def _flat(meta: dict[str, Any], where: str) -> dict[str, Any]:
+    """Keep metadata the indexes accept (str, int, finite float, bool); other values are stored as JSON text.
+
+    Raises:
+        CliInputError: A NaN or infinite number (every later search would fail on it), naming the passage.
+    """
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        try:
+            if not isinstance(value, str | int | float | bool):
+                value = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            out[key] = check_metadata_value(key, value, name="metadata")
+        except (TypeError, ValueError) as exc:
+            raise CliInputError(f"{where}: {exc}") from exc
+    return out
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -42,10 +53,12 @@ def _run_index(args: argparse.Namespace) -> int:
     from jp_rerank.snapshots import write_snapshot
 
     out = Path(args.out)
+    check_output_path(args.out, folder=True)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CliInputError(f"{out} already exists (use --overwrite to replace it)")
     if args.bm25 == "none" and not args.embedder:
         raise CliInputError("nothing to build: give --embedder and/or a --bm25 tokenizer")
+    device = check_device(args.device)
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
     for path in args.inputs:
@@ -53,7 +66,7 @@ def _run_index(args: argparse.Namespace) -> int:
             if rec["id"] in seen:
                 raise CliInputError(f"{path}: duplicate passage id {rec['id']!r}")
             seen.add(rec["id"])
-            rec["metadata"] = _flat(rec["metadata"])
+            rec["metadata"] = _flat(rec["metadata"], f"{path}: passage {rec['id']!r}")
             records.append(rec)
     if not records:
         raise CliInputError("the input files hold no passages")
@@ -64,14 +77,14 @@ def _run_index(args: argparse.Namespace) -> int:
             [r["text"] for r in records], [r["id"] for r in records], [r["metadata"] for r in records]
         )
         manifest["bm25"] = bm25.tokenizer.name
-    embedder = Embedder(args.embedder, device=args.device) if args.embedder else None
+    embedder = Embedder(args.embedder, device=device) if args.embedder else None
     if embedder is not None:
         manifest.update(embedder=embedder.model_id, vector_backend=args.backend, dim=embedder.dim)
 
     def payload(folder: Path) -> None:
         with (folder / "passages.jsonl").open("w", encoding="utf-8") as fh:
             for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                fh.write(json.dumps(rec, ensure_ascii=False, allow_nan=False) + "\n")
         if bm25 is not None:
             bm25.save(folder / "bm25")
         if embedder is not None:
@@ -141,10 +154,22 @@ def load_search_index(
         raise CliInputError(f"{root} holds a {manifest.get('backend')!r} index, not one built by `jp-rerank index`")
     texts, metas = [], []
     with (snapshot / "passages.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
+        for line_no, line in enumerate(fh, 1):
+            where = f"{snapshot / 'passages.jsonl'}:{line_no}"
+            try:
+                rec = parse_json_line(line, where)
+            except CliInputError as exc:
+                raise IndexCorruptedError(str(exc)) from exc
+            if not (
+                isinstance(rec, dict) and isinstance(rec.get("text"), str) and isinstance(rec.get("metadata"), dict)
+            ):
+                raise IndexCorruptedError(f"{where}: not a passage record")
             texts.append(rec["text"])
             metas.append(rec["metadata"])
+    if len(texts) != manifest.get("count", len(texts)):
+        raise IndexCorruptedError(
+            f"{root}: passages.jsonl holds {len(texts)} passages, the manifest {manifest['count']}"
+        )
     stages: list[Any] = []
     if manifest.get("embedder"):
         dense = Embedder(embedder or manifest["embedder"], device=device)

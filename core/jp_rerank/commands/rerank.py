@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from jp_rerank.commands._io import finite_or_none, open_in, open_out, read_jsonl
+from jp_rerank.checks import check_query
+from jp_rerank.commands._io import check_device, check_output_path, finite_or_none, open_in, open_out, read_jsonl
 from jp_rerank.errors import CliInputError
 from jp_rerank.presets import DEFAULT_RERANKER
 
@@ -32,18 +33,30 @@ def _passages(row: dict[str, Any], where: str) -> tuple[list[str], list[Any]]:
     return texts, ids
 
 
+def _query(row: dict[str, Any], where: str) -> str:
+    query = row.get("query")
+    try:
+        return check_query(query)
+    except (TypeError, ValueError) as exc:  # the engine's own check: blank, invisible-only, lone surrogates
+        raise CliInputError(f"{where}: 'query' must be a non-empty string ({exc})") from exc
+
+
 def _run(args: argparse.Namespace) -> int:
     from jp_rerank.rerank import Reranker
 
-    reranker = Reranker(args.model, overflow=args.overflow, batch_size=args.batch_size, device=args.device)
+    check_output_path(args.output)  # usage errors before any model work
+    reranker = Reranker(
+        args.model, overflow=args.overflow, batch_size=args.batch_size, device=check_device(args.device)
+    )
     with open_in(args.input) as fh, open_out(args.output) as out:
         for line_no, row in read_jsonl(fh, args.input):
             where = f"{args.input}:{line_no}"
-            query = row.get("query")
-            if not isinstance(query, str) or not query.strip():
-                raise CliInputError(f"{where}: 'query' must be a non-empty string")
+            query = _query(row, where)
             texts, ids = _passages(row, where)
-            results = reranker.rerank(query, texts, top_n=args.top_n, score_threshold=args.threshold)
+            try:
+                results = reranker.rerank(query, texts, top_n=args.top_n, score_threshold=args.threshold)
+            except (TypeError, ValueError) as exc:  # bad passages (lone surrogates, over the caps...): name the line
+                raise CliInputError(f"{where}: {exc}") from exc
             ranked = [
                 # NaN (a broken model; ranked last) has no JSON form: written as null
                 {

@@ -5,27 +5,46 @@ from __future__ import annotations
 import argparse
 import json
 
-from jp_rerank.commands._io import finite_or_none, open_out
+from jp_rerank.checks import DEFAULT_MAX_CHARS, check_query
+from jp_rerank.commands._io import check_device, check_output_path, finite_or_none, open_out
 from jp_rerank.commands.index import load_search_index
 from jp_rerank.defaults import DEFAULT_FIRST_K
 from jp_rerank.errors import CliInputError
 from jp_rerank.presets import DEFAULT_RERANKER
 
-__all__ = ["register"]
+__all__ = ["MAX_QUERY_CHARS", "register"]
+
+MAX_QUERY_CHARS = DEFAULT_MAX_CHARS
+"""Longest query accepted (the engines' default ``max_chars``): longer ones are refused before any work."""
+
+
+def _queries(given: list[str] | None) -> list[str]:
+    """Check every query before the index and models are loaded (usage errors fail fast)."""
+    queries = list(given or [])
+    if not queries:
+        raise CliInputError("give at least one query")
+    for i, query in enumerate(queries):
+        name = f"query {i + 1}" if len(queries) > 1 else "query"
+        try:
+            check_query(query, name=name)
+        except (TypeError, ValueError) as exc:
+            raise CliInputError(str(exc)) from exc
+        if len(query) > MAX_QUERY_CHARS:
+            raise CliInputError(f"{name} has {len(query)} characters, over the cap of {MAX_QUERY_CHARS}")
+    return queries
 
 
 def _run_search(args: argparse.Namespace) -> int:
+    queries = _queries(args.query)
+    check_output_path(args.output)
     retriever = load_search_index(
         args.index,
         reranker=args.reranker,
         embedder=args.embedder,
         first_k=args.first_k,
         top_n=args.top_n,
-        device=args.device,
+        device=check_device(args.device),
     )
-    queries = args.query or []
-    if not queries:
-        raise CliInputError("give at least one query")
     with open_out(args.output) as out:
         for query, passages in zip(queries, retriever.retrieve_many(queries), strict=True):
             if args.json:

@@ -10,16 +10,30 @@ on every open. :meth:`ChromaIndex.save` additionally writes a portable snapshot 
 the other backends) that :meth:`ChromaIndex.load` imports into an empty collection.
 
 Large writes are split under the client's ``get_max_batch_size()``. :meth:`~VectorIndex.upsert` replaces whole
-records (Chroma's native upsert would merge old and new metadata), by deleting stored ids and adding the batch:
-another client reading the same collection may briefly miss those records. Scores are ``1 - distance`` for Chroma's
-``cosine`` and ``ip`` spaces, i.e. the cosine or inner product. Chroma searches with its own HNSW graph
-(``ef_search`` is fixed per collection), so on large collections results are approximate.
+records with Chroma's own ``upsert`` (one request per chunk, applied atomically by Chroma, retried on a server like
+every idempotent call); metadata keys the new version lacks are removed explicitly (Chroma would otherwise merge
+old and new metadata). A process or server killed at any point of an upsert therefore leaves every record either
+at its old or at its new version, never missing. Scores are ``1 - distance`` for Chroma's ``cosine`` and ``ip``
+spaces, i.e. the cosine or inner product. Chroma searches with its own HNSW graph (``ef_search`` is fixed per
+collection), so on large collections results are approximate.
+
+Reading everything (:meth:`~VectorIndex.records`, :meth:`ChromaIndex.save`) lists the stored ids once and then
+fetches the records by id, never by offset (offsets shift when another client writes): every record stored for
+the whole read is returned exactly once, records deleted before it are never returned, and records written during
+it appear at most once, old or new. :meth:`ChromaIndex.save` also checks that the ids did not change while it
+read them (and reads again, a few times, if they did), so a snapshot is the collection at one moment.
+
+A client the index builds itself (``path=`` or ``host=``) holds files and sockets: :meth:`ChromaIndex.close` (or
+``with ChromaIndex(...) as index:``) releases them, and so does garbage collection of the index. A ``client=``
+given by the caller is never closed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +47,7 @@ from jp_rerank.hits import SearchHit, sort_hits
 from jp_rerank.index.base import Batch, Record, VectorIndex
 from jp_rerank.index.retry import RetryingProxy, RetryPolicy, call_with_retries, connect_chroma_http
 from jp_rerank.index.vectors import Metric
+from jp_rerank.snapshots import write_snapshot
 from jp_rerank.types import Metadata, MetadataValue
 
 if TYPE_CHECKING:
@@ -46,8 +61,29 @@ _KEY_DIM = "jp_rerank:dim"
 _KEY_METRIC = "jp_rerank:metric"
 _KEY_EMBEDDER = "jp_rerank:embedder_id"
 _QUERY_CHUNK = 256
+_SAVE_ATTEMPTS = 3
+"""Reads of a collection that keeps changing before :meth:`ChromaIndex.save` gives up."""
 
 T = TypeVar("T")
+
+
+class _ClosedCollection:
+    """Stands in for the collection of a closed index: any use raises a clear error."""
+
+    def __init__(self, owner: str) -> None:
+        self._owner = owner
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"{self._owner} is closed; open the collection again with a new ChromaIndex")
+
+
+def _close_client(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # closing must never raise from a finaliser
+            logger.debug("closing the chromadb client failed: %s", exc)
 
 
 def _chroma_where(where: Mapping[str, MetadataValue]) -> dict[str, Any]:
@@ -85,8 +121,7 @@ class ChromaIndex(VectorIndex):
 
     Example:
         >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     index = ChromaIndex(2, path=tmp)
+        >>> with tempfile.TemporaryDirectory() as tmp, ChromaIndex(2, path=tmp) as index:
         ...     index.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], ["犬", "猫"])
         ...     [h.id for h in index.search([0.9, 0.1], k=1)]
         ['a']
@@ -125,6 +160,7 @@ class ChromaIndex(VectorIndex):
         settings = chromadb.config.Settings(anonymized_telemetry=False)
         self._retry = retry if retry is not None else RetryPolicy()
         self._server: str | None = None  # set for a server: its calls get a timeout and retries
+        owns_client = client is None
         if client is None and path is not None:
             client = chromadb.PersistentClient(path=str(path), settings=settings)
         elif client is None:
@@ -133,10 +169,18 @@ class ChromaIndex(VectorIndex):
                 host=str(host), port=port, ssl=ssl, headers=dict(headers or {}), settings=settings, policy=self._retry
             )
         self._client = client
-        self._max_batch = int(self._remote("get_max_batch_size", client.get_max_batch_size))
         self._collection_name = collection_name
-        collection = self._remote("opening the collection", self._open_collection)
-        self._collection = (
+        # a client built here is closed with the index (close(), ``with``, or garbage collection)
+        self._finalizer = weakref.finalize(self, _close_client, client) if owns_client else None
+        if self._finalizer is not None:
+            self._finalizer.atexit = False  # interpreter shutdown tears chromadb down by itself
+        try:
+            self._max_batch = int(self._remote("get_max_batch_size", client.get_max_batch_size))
+            collection = self._remote("opening the collection", self._open_collection)
+        except BaseException:
+            self.close()
+            raise
+        self._collection: Any = (
             collection if self._server is None else RetryingProxy(collection, policy=self._retry, where=self._server)
         )
 
@@ -155,8 +199,33 @@ class ChromaIndex(VectorIndex):
 
     @property
     def client(self) -> Any:
-        """The chromadb client."""
+        """The chromadb client (closed with the index when the index built it)."""
         return self._client
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return isinstance(getattr(self, "_collection", None), _ClosedCollection)
+
+    def close(self) -> None:
+        """Release the client's files and sockets if this index built the client (idempotent).
+
+        Any later use of the index raises ``RuntimeError``. A ``client=`` given by the caller stays open.
+        """
+        self._collection = _ClosedCollection(f"ChromaIndex {self._collection_name!r}")
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"ChromaIndex(dim={self.dim}, collection_name={self._collection_name!r}, closed)"
+        return super().__repr__()
 
     def _open_collection(self) -> Any:
         chromadb = require("chromadb", "chroma")
@@ -219,6 +288,23 @@ class ChromaIndex(VectorIndex):
                 metadatas=[m or None for m in batch.metadatas[part]],
             )
 
+    def _upsert(self, batch: Batch) -> None:
+        """Chroma's own upsert (atomic per request, idempotent), removing metadata keys the new version lacks."""
+        for part in self._chunks(len(batch.ids)):
+            ids = batch.ids[part]
+            stored = self._collection.get(ids=ids, include=["metadatas"])
+            old_keys = {
+                id_: set(meta or ()) for id_, meta in zip(stored["ids"], stored["metadatas"] or [], strict=False)
+            }
+            metadatas: list[dict[str, Any] | None] = []
+            for id_, meta in zip(ids, batch.metadatas[part], strict=True):
+                new: dict[str, Any] = dict(meta)
+                new.update(dict.fromkeys(old_keys.get(id_, set()) - new.keys()))  # None deletes a key in Chroma
+                metadatas.append(new or None)
+            self._collection.upsert(
+                ids=ids, embeddings=batch.vectors[part], documents=batch.texts[part], metadatas=metadatas
+            )
+
     def _remove(self, ids: list[str]) -> int:
         present = self._present(ids)
         for part in self._chunks(len(present)):
@@ -241,19 +327,30 @@ class ChromaIndex(VectorIndex):
             for id_, doc, meta in zip(res["ids"], res["documents"], metas, strict=True)
         ]
 
-    def _pages(self, batch_size: int, include: list[str]) -> Iterator[Mapping[str, Any]]:
-        offset = 0
-        while True:
+    def _all_ids(self) -> list[str]:
+        """Every stored id, in Chroma's order (one request: ids only)."""
+        return list(self._collection.get(include=[])["ids"])
+
+    def _pages(self, ids: list[str], batch_size: int, include: list[str]) -> Iterator[dict[str, Any]]:
+        """Fetch ``ids`` page by page, by id (never by offset), in the order given; deleted ids are skipped."""
+        step = min(batch_size, self._max_batch)
+        for start in range(0, len(ids), step):
+            wanted = ids[start : start + step]
             with self._lock:
-                res = self._collection.get(limit=min(batch_size, self._max_batch), offset=offset, include=include)
-            if not res["ids"]:
-                return
-            yield res
-            offset += len(res["ids"])
+                res = self._collection.get(ids=wanted, include=include)
+            position = {id_: i for i, id_ in enumerate(res["ids"])}
+            order = [position[i] for i in wanted if i in position]
+            page: dict[str, Any] = {"ids": [res["ids"][i] for i in order]}
+            for key in include:
+                values = res[key]
+                page[key] = None if values is None else [values[i] for i in order]
+            yield page
 
     def _iter_records(self, batch_size: int) -> Iterator[Record]:
-        for res in self._pages(batch_size, ["documents", "metadatas"]):
-            yield from self._records(res)
+        with self._lock:
+            ids = self._all_ids()
+        for page in self._pages(ids, batch_size, ["documents", "metadatas"]):
+            yield from self._records(page)
 
     def _search(
         self, queries: np.ndarray, k: int, where: dict[str, MetadataValue] | None, options: Mapping[str, int]
@@ -280,13 +377,54 @@ class ChromaIndex(VectorIndex):
 
     # ------------------------------------------------------------------ snapshot
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save a portable snapshot of the collection (see :mod:`jp_rerank.snapshots`), consistent under writes.
+
+        The ids are listed, every record is fetched by id, and the ids are listed again: if another client changed
+        them meanwhile the read starts over (up to 3 times), so the snapshot is the collection at one moment.
+
+        Returns:
+            The snapshot folder that was written.
+
+        Raises:
+            RuntimeError: If the collection changed during each attempt (other clients keep writing).
+        """
+        with self._lock:
+            return write_snapshot(Path(path), self._manifest(), self._consistent_payload)
+
+    def _consistent_payload(self, folder: Path) -> dict[str, Any]:
+        for attempt in range(1, _SAVE_ATTEMPTS + 1):
+            ids = self._all_ids()
+            written = self._write_records(folder, ids)
+            after = self._all_ids()
+            if written == len(ids) and len(after) == len(ids) and set(after) == set(ids):
+                return {"count": written}
+            logger.info(
+                "Chroma collection %r changed while it was saved (attempt %d of %d); reading it again",
+                self._collection_name,
+                attempt,
+                _SAVE_ATTEMPTS,
+            )
+        raise RuntimeError(
+            f"Chroma collection {self._collection_name!r} changed while it was being saved, {_SAVE_ATTEMPTS} times "
+            "in a row; save again when other clients pause their writes"
+        )
+
     def _write_payload(self, folder: Path) -> None:
-        n = self._count()
-        vectors = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, self.dim))
+        self._consistent_payload(folder)
+
+    def _write_records(self, folder: Path, ids: list[str]) -> int:
+        """Write ``vectors.npy`` (one row per listed id) and ``docs.jsonl``; return how many records were found.
+
+        Fewer than ``len(ids)`` means some were deleted meanwhile: the files are then not a valid snapshot and the
+        caller reads again.
+        """
+        shape = (len(ids), self.dim)
+        vectors = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+", dtype=np.float32, shape=shape)
         row = 0
         with (folder / "docs.jsonl").open("w", encoding="utf-8", newline="\n") as fh:
-            for res in self._pages(self._max_batch, ["documents", "metadatas", "embeddings"]):
-                emb = np.asarray(res["embeddings"], dtype=np.float32)
+            for res in self._pages(ids, self._max_batch, ["documents", "metadatas", "embeddings"]):
+                emb = np.asarray(res["embeddings"], dtype=np.float32).reshape(-1, self.dim)
                 vectors[row : row + emb.shape[0]] = emb
                 for rec in self._records(res):
                     obj = {"label": row, "id": rec.id, "text": rec.text, "metadata": rec.metadata}
@@ -294,8 +432,7 @@ class ChromaIndex(VectorIndex):
                     row += 1
         vectors.flush()
         del vectors
-        if row != n:
-            raise RuntimeError(f"the collection changed while it was being saved ({row} records read, {n} counted)")
+        return row
 
     @classmethod
     def _from_payload(cls, folder: Path, manifest: Mapping[str, Any], **options: Any) -> Self:
@@ -304,49 +441,61 @@ class ChromaIndex(VectorIndex):
         ``options`` are the constructor's connection arguments (``path=``, ``host=``/``port=``, or ``client=``)
         and optionally ``collection_name=`` (default: the saved collection's name).
         """
-        p = dict(manifest["params"])
-        options.setdefault("collection_name", p["collection_name"])
-        index = cls(
-            manifest["dim"],
-            metric=manifest["metric"],
-            embedder_id=manifest["embedder_id"],
-            ef_search=p["ef_search"],
-            ef_construction=p["ef_construction"],
-            max_neighbors=p["max_neighbors"],
-            **options,
-        )
-        if len(index):
+        try:
+            p = dict(manifest["params"])
+            saved = {key: p[key] for key in ("ef_search", "ef_construction", "max_neighbors")}
+            options.setdefault("collection_name", p["collection_name"])
+            dim, metric, embedder_id = manifest["dim"], manifest["metric"], manifest["embedder_id"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexCorruptedError(f"{folder / 'manifest.json'} lacks a Chroma setting: {exc!r}") from exc
+        index = cls(dim, metric=metric, embedder_id=embedder_id, **saved, **options)
+        try:
+            return index._import(folder)
+        except BaseException:
+            index.close()
+            raise
+
+    def _import(self, folder: Path) -> Self:
+        """Add the records of a verified snapshot folder to this (empty) collection, in batches."""
+        if len(self):
             raise ValueError(
-                f"Chroma collection {index.collection_name!r} already holds {len(index)} records; "
+                f"Chroma collection {self.collection_name!r} already holds {len(self)} records; "
                 "load a snapshot into a new or empty collection"
             )
         try:
             vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
             raise IndexCorruptedError(f"cannot read {folder / 'vectors.npy'}: {exc}") from exc
-        if vectors.ndim != 2 or vectors.shape[1] != index.dim:
-            raise IndexCorruptedError(f"{folder / 'vectors.npy'} has shape {vectors.shape}, not (n, {index.dim})")
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise IndexCorruptedError(f"{folder / 'vectors.npy'} has shape {vectors.shape}, not (n, {self.dim})")
         buffer: list[dict[str, Any]] = []
 
         def flush() -> None:
             start = buffer[0]["label"]
             rows = np.ascontiguousarray(vectors[start : start + len(buffer)], dtype=np.float32)
             batch = Batch([b["id"] for b in buffer], rows, [b["text"] for b in buffer], [b["metadata"] for b in buffer])
-            with index._lock:
-                index._insert(batch)
+            with self._lock:
+                self._insert(batch)
             buffer.clear()
 
         with (folder / "docs.jsonl").open(encoding="utf-8") as fh:
             for lineno, line in enumerate(fh):
                 try:
                     obj = json.loads(line)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} is not valid JSON: {exc}") from exc
+                if not (
+                    isinstance(obj, dict)
+                    and isinstance(obj.get("id"), str)
+                    and isinstance(obj.get("text"), str)
+                    and isinstance(obj.get("metadata"), dict)
+                ):
+                    raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} is not a valid record")
                 if obj.get("label") != lineno or lineno >= vectors.shape[0]:
                     raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} does not match vectors.npy")
                 buffer.append(obj)
-                if len(buffer) == index._max_batch:
+                if len(buffer) == self._max_batch:
                     flush()
         if buffer:
             flush()
-        return index
+        return self
