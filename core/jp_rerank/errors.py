@@ -13,6 +13,7 @@ __all__ = [
     "IndexCorruptedError",
     "IndexMismatchError",
     "IndexServerUnavailableError",
+    "InputFormatError",
     "JpRerankError",
     "ModelLoadError",
 ]
@@ -42,5 +43,9 @@ class DatasetUnavailableError(JpRerankError, OSError):
     """A dataset could not be fetched (hub unreachable, offline mode without a cached copy)."""
 
 
-class CliInputError(JpRerankError, ValueError):
+class InputFormatError(JpRerankError, ValueError):
+    """An input file is missing or malformed: passages, rerank requests (the message names the file and line)."""
+
+
+class CliInputError(InputFormatError):
     """A file or value given on the command line is missing or malformed (exit code 2)."""

@@ -357,3 +357,50 @@ def test_make_index_builds_faiss_kinds():
     assert isinstance(hnsw, FaissIndex)
     assert hnsw.kind == "hnsw"
     assert hnsw.ef_search == 99
+
+
+@pytest.mark.parametrize(("kind", "refine"), KINDS)
+def test_codes_encoded_in_another_process_build_the_index_add_builds(kind, refine, small, tmp_path: Path):
+    import pickle
+
+    ids, vectors, texts, metas = small
+    reference = build(kind, small, refine)
+    driver = FaissIndex(16, kind=kind, nlist=16, pq_m=16, pq_nbits=4, nprobe=16, refine=refine)  # type: ignore[arg-type]
+    driver.train(vectors)
+    driver.save(tmp_path / "trained")
+    worker = load_index(tmp_path / "trained")  # a copy of the trained index, as a worker process gets it
+    for start in range(0, len(ids), 500):
+        part = slice(start, start + 500)
+        encoded = pickle.loads(pickle.dumps(worker.encode(ids[part], vectors[part], texts[part], metas[part])))
+        driver.add_encoded(encoded)
+    assert len(worker) == 0  # encoding adds nothing
+    reference.save(tmp_path / "a")
+    driver.save(tmp_path / "b")
+    payload = {"CURRENT", "manifest.json"}  # these name the snapshot (a timestamp); the index files must be equal
+    files_a = {p.name: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name not in payload}
+    files_b = {p.name: p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file() and p.name not in payload}
+    assert files_a
+    if kind != "hnsw":  # an HNSW graph depends on insertion batches; its searches are compared below
+        assert files_a == files_b
+    query = vectors[:5]
+    assert [[h.id for h in hs] for hs in driver.search_many(query, 10)] == [
+        [h.id for h in hs] for hs in reference.search_many(query, 10)
+    ]
+
+
+def test_add_encoded_refuses_codes_of_another_index(small):
+    ids, vectors, texts, _ = small
+    a = build("ivfpq", small)
+    other = FaissIndex(16, kind="ivfpq", nlist=16, pq_m=8, pq_nbits=4, nprobe=16)
+    other.train(vectors)
+    with pytest.raises(ValueError, match="do not fit this index"):
+        a.add_encoded(other.encode(["new"], vectors[:1], ["t"]))
+    with pytest.raises(ValueError, match="already in the index"):
+        a.add_encoded(a.encode(ids[:1], vectors[:1], texts[:1]))
+    refined = FaissIndex(16, kind="ivfpq", nlist=16, pq_m=16, pq_nbits=4, refine="sq8")
+    refined.train(vectors)
+    with pytest.raises(ValueError, match="another refine setting"):
+        a.add_encoded(refined.encode(["new"], vectors[:1], ["t"]))
+    untrained = FaissIndex(16, kind="ivfpq", nlist=16, pq_m=16, pq_nbits=4)
+    with pytest.raises(ValueError, match="must be trained first"):
+        untrained.encode(["x"], vectors[:1], ["t"])

@@ -1,25 +1,21 @@
-"""Reading and writing the files the command line takes: JSONL, CSV and plain text; checks of paths and devices.
+"""Reading and writing the files the command line takes; checks of paths and devices.
 
-Every input is read as UTF-8, with or without a byte-order mark (what Excel and Notepad write): a line that is not
-valid UTF-8 is a :class:`CliInputError` naming the file, the line and the column. JSON lines must be strict JSON:
-``NaN`` / ``Infinity`` (and numbers that overflow to them, such as ``1e999``) are refused, as is nesting deeper than
-Python can parse, so nothing that every later step would choke on gets into an index.
+Inputs are read by :mod:`jp_rerank.records` (UTF-8 with or without a BOM, strict JSON, passages and rerank
+requests), the one reader the Ray jobs use too; this module adds standard input and the output side.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TextIO
 
 from jp_rerank.errors import CliInputError
+from jp_rerank.records import decoded_lines, iter_records, open_lines, parse_json_line, read_jsonl, rerank_request
 
 __all__ = [
     "CliInputError",
@@ -31,27 +27,13 @@ __all__ = [
     "open_out",
     "parse_json_line",
     "read_jsonl",
+    "rerank_request",
 ]
 
 
 def finite_or_none(score: float | None) -> float | None:
     """JSON has no NaN: a NaN score (a broken model; ranked last) is written as null."""
     return None if score is None or math.isnan(score) else score
-
-
-def _decoded_lines(binary: BinaryIO, source: str) -> Iterator[str]:
-    """Decode ``binary`` line by line as UTF-8 (a leading BOM dropped), naming file, line and column on errors."""
-    for line_no, raw in enumerate(binary, 1):
-        if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
-            raise CliInputError(
-                f"{source}:{line_no}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save the file "
-                "as UTF-8"
-            ) from exc
 
 
 @contextmanager
@@ -66,17 +48,10 @@ def open_in(path: str) -> Iterator[Iterator[str]]:
         if buffer is None:  # a text stream without bytes underneath (e.g. io.StringIO in tests)
             yield (line.removeprefix("\ufeff") if i == 0 else line for i, line in enumerate(sys.stdin))
             return
-        yield _decoded_lines(buffer, "<stdin>")
+        yield decoded_lines(buffer, "<stdin>")
         return
-    p = Path(path)
-    if not p.is_file():
-        raise CliInputError(f"input file not found: {path}")
-    try:
-        fh = p.open("rb")
-    except OSError as exc:
-        raise CliInputError(f"cannot read the input file {path}: {exc.strerror or exc}") from exc
-    with fh:
-        yield _decoded_lines(fh, path)
+    with open_lines(path) as lines:
+        yield lines
 
 
 def check_output_path(path: str | None, *, folder: bool = False) -> None:
@@ -160,106 +135,3 @@ def check_device(device: str | None) -> str | None:
         if not callable(available) or not available():
             raise CliInputError(f"--device {device!r}: no {parsed.type} device is available on this machine")
     return device
-
-
-def _refuse_constant(token: str) -> float:
-    raise ValueError(f"{token} is not valid JSON (JSON has no NaN or infinity)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} overflows to infinity")
-    return value
-
-
-def parse_json_line(line: str, where: str) -> Any:
-    """Parse one line of strict JSON (no NaN / Infinity, no number that overflows to them).
-
-    Raises:
-        CliInputError: Naming ``where`` (``file:line``) and the problem.
-    """
-    try:
-        return json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as exc:
-        raise CliInputError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-    except RecursionError as exc:
-        raise CliInputError(f"{where}: invalid JSON (nested too deeply)") from exc
-    except ValueError as exc:  # NaN/Infinity, overflowing floats, integers over Python's 4300-digit limit
-        raise CliInputError(f"{where}: invalid JSON ({exc})") from exc
-
-
-def read_jsonl(fh: Iterable[str], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for each non-blank line.
-
-    Raises:
-        CliInputError: On a line that is not a strict JSON object (names file and line).
-    """
-    for line_no, line in enumerate(fh, 1):
-        if not line.strip():
-            continue
-        row = parse_json_line(line, f"{source}:{line_no}")
-        if not isinstance(row, dict):
-            raise CliInputError(f"{source}:{line_no}: expected a JSON object, got {type(row).__name__}")
-        yield line_no, row
-
-
-def _record_id(value: object, where: str, field: str) -> str:
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise CliInputError(f"{where}: field {field!r} must be a non-empty string or an integer, got {value!r:.40}")
-
-
-def iter_records(path: str, *, text_field: str = "text", id_field: str = "id") -> Iterator[dict[str, Any]]:
-    """Read passages from JSONL (``{"id", "text", ...}``), CSV (header with ``text``) or plain text (one per line).
-
-    The format follows the file suffix (``.jsonl``/``.json``, ``.csv``, anything else is text). Records without an id
-    get ``"<file stem>:<line>"``; every other field becomes metadata. CSV files may start with a BOM (Excel).
-
-    Raises:
-        CliInputError: Missing file, missing text field, a bad id, a CSV row with more fields than the header, or a
-            malformed line (names file and line).
-    """
-    suffix = Path(path).suffix.lower()
-    stem = Path(path).stem
-    with open_in(path) as lines:
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            for line_no, row in read_jsonl(lines, path):
-                where = f"{path}:{line_no}"
-                text = row.get(text_field)
-                if not isinstance(text, str):
-                    raise CliInputError(f"{where}: field {text_field!r} missing or not a string")
-                meta = {k: v for k, v in row.items() if k not in (text_field, id_field)}
-                doc_id = _record_id(row[id_field], where, id_field) if id_field in row else f"{stem}:{line_no}"
-                yield {"id": doc_id, "text": text, "metadata": meta}
-        elif suffix == ".csv":
-            yield from _csv_records(lines, path, stem, text_field=text_field, id_field=id_field)
-        else:
-            for line_no, line in enumerate(lines, 1):
-                text = line.rstrip("\r\n")
-                if text.strip():
-                    yield {"id": f"{stem}:{line_no}", "text": text, "metadata": {}}
-
-
-def _csv_records(
-    lines: Iterator[str], path: str, stem: str, *, text_field: str, id_field: str
-) -> Iterator[dict[str, Any]]:
-    reader = csv.DictReader(lines, restkey="\x00extra")
-    try:
-        fieldnames = reader.fieldnames
-        if fieldnames is None or text_field not in fieldnames:
-            raise CliInputError(f"{path}: CSV header must contain a {text_field!r} column (found {fieldnames})")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if "\x00extra" in row:
-                raise CliInputError(f"{where}: this row has more fields than the header ({len(fieldnames)})")
-            meta = {k: v for k, v in row.items() if k not in (text_field, id_field)}
-            yield {
-                "id": str(row.get(id_field) or f"{stem}:{reader.line_num}"),
-                "text": row[text_field] or "",
-                "metadata": meta,
-            }
-    except csv.Error as exc:
-        raise CliInputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc

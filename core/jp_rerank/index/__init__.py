@@ -22,7 +22,7 @@ from jp_rerank.hits import SearchHit
 from jp_rerank.index.base import Record, VectorIndex
 from jp_rerank.index.chroma_index import ChromaIndex
 from jp_rerank.index.exact import ExactIndex
-from jp_rerank.index.faiss_index import FaissIndex, FaissKind, FaissRefine
+from jp_rerank.index.faiss_index import EncodedBatch, FaissIndex, FaissKind, FaissRefine
 from jp_rerank.index.ingest import EmbedDocuments, IngestReport, RecordLike, ingest
 from jp_rerank.index.registry import BACKENDS, IndexBackend, load_index, make_index
 from jp_rerank.index.sparse import SparseIndex
@@ -34,6 +34,7 @@ __all__ = [
     "BACKENDS",
     "ChromaIndex",
     "EmbedDocuments",
+    "EncodedBatch",
     "ExactIndex",
     "FaissIndex",
     "FaissKind",

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
@@ -57,14 +58,14 @@ from jp_rerank.hits import SearchHit, sort_hits
 from jp_rerank.index.base import Batch
 from jp_rerank.index.store import DocumentStore, StoreBackedIndex
 from jp_rerank.index.vectors import Metric
-from jp_rerank.types import MetadataValue, Where
+from jp_rerank.types import Metadata, MetadataValue, Where
 
 if TYPE_CHECKING:
     from types import ModuleType
 
     from typing_extensions import Self
 
-__all__ = ["FaissIndex", "FaissKind", "FaissRefine"]
+__all__ = ["EncodedBatch", "FaissIndex", "FaissKind", "FaissRefine"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,29 @@ def default_pq_m(dim: int) -> int:
         if dim % m == 0:
             return m
     return 1
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Records checked and encoded by :meth:`FaissIndex.encode`, ready for :meth:`FaissIndex.add_encoded`.
+
+    Picklable and small (the codes of IVF-PQ are ``pq_m`` bytes plus the list number per record), so encoding can
+    run in worker processes on copies of a trained index while one process adds the codes.
+
+    Attributes:
+        ids: Record ids, checked.
+        texts: Record texts.
+        metadatas: Checked metadata of each record.
+        codes: IVF-PQ: the faiss standalone codes of the vectors (``sa_encode``); flat and HNSW, which store the
+            vectors themselves: the checked (normalised) float32 vectors.
+        refine_codes: Codes of the refine copy (``None`` without one).
+    """
+
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[Metadata]
+    codes: np.ndarray
+    refine_codes: np.ndarray | None
 
 
 class FaissIndex(StoreBackedIndex):
@@ -380,6 +404,77 @@ class FaissIndex(StoreBackedIndex):
                 self._refine_labels = np.delete(self._refine_labels, pos)
         self._store.remove(ids)
         return int(labels.size)
+
+    # ------------------------------------------------------------------ encoding elsewhere
+
+    def encode(
+        self,
+        ids: Sequence[str],
+        vectors: object,
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, MetadataValue] | None] | None = None,
+    ) -> EncodedBatch:
+        """Check records as :meth:`add` does and compute their faiss codes, without adding them.
+
+        The expensive part of adding to an IVF-PQ index (the nearest list and the PQ code of each vector) can so
+        run on copies of one trained index in other processes; :meth:`add_encoded` then stores the codes, giving
+        exactly the index :meth:`add` would have built. Arguments and errors are those of :meth:`add`.
+
+        Raises:
+            ValueError: If the index must be trained first, or as :meth:`add`.
+
+        Example:
+            >>> import numpy as np
+            >>> index = FaissIndex(4, kind="flat")
+            >>> encoded = index.encode(["a"], np.eye(4, dtype=np.float32)[:1], ["犬"])
+            >>> index.add_encoded(encoded)
+            >>> index.search(np.eye(4, dtype=np.float32)[0], 1)[0].id
+            'a'
+        """
+        if not self.is_trained:
+            raise ValueError("this IVF-PQ index must be trained first: call train(sample_vectors)")
+        batch = self._prepare(ids, vectors, texts, metadatas)
+        if self._kind != "ivfpq":
+            return EncodedBatch(list(batch.ids), list(batch.texts), list(batch.metadatas), batch.vectors, None)
+        codes = np.asarray(self._index.sa_encode(batch.vectors))
+        refine = self._refine_index
+        refine_codes = None if refine is None else np.asarray(refine.sa_encode(batch.vectors))
+        return EncodedBatch(list(batch.ids), list(batch.texts), list(batch.metadatas), codes, refine_codes)
+
+    def add_encoded(self, encoded: EncodedBatch) -> None:
+        """Add records encoded by :meth:`encode` (here or on a copy of this trained index in another process).
+
+        Raises:
+            ValueError: If an id is already stored, or the codes do not fit this index (another kind, other
+                parameters, or a refine copy missing on one side).
+        """
+        n = len(encoded.ids)
+        if not n:
+            return
+        width = self._index.sa_code_size() if self._kind == "ivfpq" else self.dim
+        if encoded.codes.shape != (n, width):
+            raise ValueError(
+                f"codes of shape {encoded.codes.shape} do not fit this index ({n} records of "
+                f"width {width}); encode with a copy of this trained index"
+            )
+        if (encoded.refine_codes is None) != (self._refine_index is None):
+            raise ValueError("the codes were made for an index with another refine setting")
+        with self._lock:
+            present = self._present(encoded.ids)
+            if present:
+                raise ValueError(
+                    f"{len(present)} id(s) are already in the index (e.g. {present[0]!r}); use upsert() to replace"
+                )
+            if self._kind != "ivfpq":
+                self._insert(Batch(encoded.ids, encoded.codes, encoded.texts, encoded.metadatas))
+                return
+            start = self._store.next_label
+            labels = np.arange(start, start + n, dtype=np.int64)
+            self._index.add_sa_codes(encoded.codes, labels)
+            if encoded.refine_codes is not None:
+                self._refine_index.add_sa_codes(encoded.refine_codes)
+                self._refine_labels = np.concatenate([self._refine_labels, labels])
+            self._store.append(encoded.ids, encoded.texts, encoded.metadatas)
 
     # ------------------------------------------------------------------ search
 

@@ -1,0 +1,28 @@
+"""One local Ray (2 CPUs) for every test of this folder that asks for it, started once and shut down at the end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[Any]:
+    """A local Ray with 2 CPUs; the jobs reuse it instead of starting their own (``ray_session``)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    if ray.is_initialized():  # pragma: no cover - another suite left one running
+        ray.shutdown()
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        object_store_memory=512 * 1024 * 1024,
+    )
+    yield ray
+    ray.shutdown()
