@@ -1,8 +1,9 @@
 """LangChain RAG over the bundled Japanese demo corpus: first-stage retriever → rerank → prompt → chat model.
 
 An LCEL chain: a first stage (a vector store over JapaneseEmbeddings: in-memory, FAISS or Chroma; or
-jp-rerank's Japanese BM25 / hybrid JapaneseRetriever) fetches candidates, JapaneseReranker keeps the best few,
-and a prompt + chat model answers.
+jp-rerank's Japanese BM25 / hybrid JapaneseRetriever) fetches candidates, JapaneseReranker (a Runnable step taking
+{"query", "documents"}) keeps the best few, and a prompt + chat model answers. Every step, the rerank included,
+shows up in LangChain callbacks and tracers (LangSmith).
 Runs offline with an echo model by default (it quotes the best passage instead of generating); pass --llm to use
 a real chat model. Models default to the jp-rerank presets; when they are not in the Hugging Face cache and the hub
 is unreachable, tiny random-weight models are built instead (everything runs, but the ranking is meaningless).
@@ -19,6 +20,7 @@ is unreachable, tiny random-weight models are built instead (everything runs, bu
 from __future__ import annotations
 
 import argparse
+from operator import itemgetter
 from typing import Any
 
 from _offline import load_or_toy_engines
@@ -101,10 +103,7 @@ def prompt_inputs(state: dict[str, Any]) -> dict[str, str]:
 
 def build_chain(first_stage: BaseRetriever, reranker: JapaneseReranker, llm: Runnable[Any, Any]) -> Runnable[str, Any]:
     """Build ``question → {question, candidates} → {+ docs (reranked)} → {+ answer}``."""
-    rerank = RunnableLambda(
-        lambda x: reranker.compress_documents(x["candidates"], x["question"]),
-        afunc=lambda x: reranker.acompress_documents(x["candidates"], x["question"]),
-    )
+    rerank = {"query": itemgetter("question"), "documents": itemgetter("candidates")} | reranker
     answer = RunnableLambda(prompt_inputs) | PROMPT | llm | StrOutputParser()
     return (
         RunnableParallel(candidates=first_stage, question=RunnablePassthrough())

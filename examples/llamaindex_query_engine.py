@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         engine: Any = index.as_query_engine(llm=llm, similarity_top_k=args.first_k, node_postprocessors=[rerank])
     else:
         retriever = JapaneseRetriever.from_nodes(
-            nodes, embedder=embedder if args.retriever == "hybrid" else None, first_k=args.first_k, top_n=args.first_k
+            nodes,
+            embedder=embedder if args.retriever == "hybrid" else None,
+            first_k=args.first_k,
+            similarity_top_k=args.first_k,
         )
         engine = RetrieverQueryEngine.from_args(retriever, llm=llm, node_postprocessors=[rerank])
 

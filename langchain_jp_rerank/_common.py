@@ -1,25 +1,55 @@
-"""Helpers shared by the LangChain adapters: engine injection, model names, scored document copies."""
+"""What the LangChain adapters share: one configuration pattern, engine injection, scored document copies.
+
+The configuration pattern (every adapter of this package and of ``llamaindex_jp_rerank``):
+
+- the model: ``model`` (alias, hub id or local folder), also accepted as ``model_name`` as in
+  ``HuggingFaceEmbeddings`` / ``HuggingFaceCrossEncoder``;
+- named fields for the options the wrappers users already have name: ``device``, ``cache_folder`` and ``preset``
+  (the preset a local folder is a copy of, for its prompts and limits);
+- ``model_kwargs`` for every other engine argument (:class:`jp_rerank.Reranker` / :class:`jp_rerank.Embedder`:
+  ``batch_size``, ``max_length``, ``trust_remote_code``, ``local_files_only``, ``num_threads``...). It also takes
+  the named options, so the familiar ``model_kwargs={"device": "cpu"}`` works; a name given both ways must agree;
+- or an engine passed in (``reranker=`` / ``embedder=``), whose loaded model is then used as is.
+
+Adapters configured alike share one engine and one loaded model (:func:`jp_rerank.loading.shared_engine`), across
+LangChain and LlamaIndex. Adapters deep-copy (``model_copy(deep=True)``) by sharing that model and pickle without
+it (it is loaded again on first use after unpickling).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from jp_rerank.loading import ModelHandle, engine_options, shared_engine
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank import Reranker
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
-__all__ = ["ENGINE_FIELDS", "RerankerAdapter", "as_model_name", "check_engine", "scored_copy"]
+__all__ = [
+    "ENGINE_FIELDS",
+    "MODEL_ALIASES",
+    "EngineFields",
+    "RerankerAdapter",
+    "as_model_name",
+    "check_engine",
+    "one_model_name",
+    "scored_copy",
+]
 
 E = TypeVar("E")
 
-ENGINE_FIELDS = frozenset({"model", "device", "model_kwargs"})
+ENGINE_FIELDS = frozenset({"model", "model_name", "preset", "device", "cache_folder", "model_kwargs"})
 """Adapter fields that configure an engine the adapter builds itself (meaningless when one is injected)."""
+
+MODEL_ALIASES = AliasChoices("model", "model_name")
+"""The names the ``model`` field is accepted under."""
 
 
 def as_model_name(value: object) -> object:
@@ -33,7 +63,26 @@ def as_model_name(value: object) -> object:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
-def check_engine(engine: object, engine_type: type[E], *, arg: str, data: dict[str, Any]) -> E:
+def one_model_name(data: dict[str, Any]) -> None:
+    """Accept ``model_name=`` as ``model=`` (LangChain's Hugging Face wrappers' name); refuse two different ones.
+
+    Example:
+        >>> data = {"model_name": "xsmall"}
+        >>> one_model_name(data)
+        >>> data
+        {'model': 'xsmall'}
+    """
+    if "model_name" not in data:
+        return
+    name = data.pop("model_name")
+    if "model" in data and as_model_name(data["model"]) != as_model_name(name):
+        raise ValueError(f"pass model= or model_name=, not both ({data['model']!r} and {name!r})")
+    data["model"] = name
+
+
+def check_engine(
+    engine: object, engine_type: type[E], *, arg: str, data: dict[str, Any], fields: Iterable[str] = ENGINE_FIELDS
+) -> E:
     """Validate an injected engine and fill the adapter's ``model``/``device`` fields from it.
 
     Args:
@@ -41,17 +90,18 @@ def check_engine(engine: object, engine_type: type[E], *, arg: str, data: dict[s
         engine_type: The engine class expected (e.g. :class:`jp_rerank.Reranker`).
         arg: Name of the constructor argument, for error messages.
         data: The adapter's other constructor arguments; ``model`` and ``device`` are set from the engine.
+        fields: The adapter's fields that configure an engine.
 
     Returns:
         ``engine``.
 
     Raises:
         TypeError: If ``engine`` is not an ``engine_type``.
-        ValueError: If ``data`` also configures an engine (``model``, ``device`` or ``model_kwargs``).
+        ValueError: If ``data`` also configures an engine (``model``, ``device``, ``model_kwargs``...).
     """
     if not isinstance(engine, engine_type):
         raise TypeError(f"{arg} must be a jp_rerank.{engine_type.__name__}, got {type(engine).__name__}")
-    clash = sorted(ENGINE_FIELDS & set(data))
+    clash = sorted(set(fields) & set(data))
     if clash:
         raise ValueError(f"pass either {arg}= or {', '.join(clash)}, not both (the injected engine is configured)")
     source = getattr(engine, "source", None)
@@ -79,40 +129,75 @@ def scored_copy(document: Document, score: float, **extra: float | None) -> Docu
     return document.model_copy(update={"metadata": metadata})
 
 
-class RerankerAdapter(BaseModel):
-    """Pydantic fields and engine injection shared by the LangChain adapters over :class:`jp_rerank.Reranker`.
-
-    Pass ``reranker=`` to share one loaded engine (``model``/``device`` are then read from it); otherwise one is
-    built from ``model``, ``device`` and ``model_kwargs`` and loaded on first use.
+class EngineFields(BaseModel):
+    """The configuration fields every LangChain adapter has (see the module docs for the pattern).
 
     Example:
-        >>> RerankerAdapter(model="xsmall").model
-        'xsmall'
+        >>> EngineFields(model_name="xsmall", model_kwargs={"device": "cpu"}).engine_kwargs()
+        {'device': 'cpu'}
     """
 
-    model: str = Field(default=DEFAULT_RERANKER, frozen=True)
-    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of a cross-encoder."""
+    model: str = Field(default=DEFAULT_RERANKER, frozen=True, validation_alias=MODEL_ALIASES)
+    """Alias from :mod:`jp_rerank.presets`, hub id or local directory; ``model_name=`` is accepted too."""
+    preset: str | None = Field(default=None, frozen=True)
+    """The preset (alias or hub id) a local folder is a copy of, for its prompts and limits (default: recognised
+    from the folder's files or name)."""
     device: str | None = Field(default=None, frozen=True)
-    """``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available."""
+    """``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available (``model_kwargs["device"]`` works too)."""
+    cache_folder: str | None = Field(default=None, frozen=True)
+    """Hugging Face cache folder to load from (default: ``$HF_HOME/hub``)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
-    """Further :class:`jp_rerank.Reranker` arguments (``max_length``, ``overflow``, ``batch_size``...)."""
+    """Further engine arguments (``batch_size``, ``max_length``, ``trust_remote_code``, ``local_files_only``,
+    ``num_threads``...); the named fields above may be given here too."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("model", "cache_folder", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: object) -> object:
+        return as_model_name(value)
+
+    @property
+    def model_name(self) -> str:
+        """The model, under the name LangChain's Hugging Face wrappers use."""
+        return self.model
+
+    def engine_kwargs(self, engine: type[ModelHandle] = Reranker, **named: Any) -> dict[str, Any]:
+        """The keyword arguments of ``engine``: the named fields (and ``named``) merged with ``model_kwargs``."""
+        fields = {"preset": self.preset, "device": self.device, "cache_folder": self.cache_folder}
+        return engine_options(engine, {**fields, **named}, self.model_kwargs)
+
+    @staticmethod
+    def effective_device(data: dict[str, Any]) -> None:
+        """Show ``model_kwargs["device"]`` in the ``device`` field when that is unset (it is the engine's device)."""
+        kwargs = data.get("model_kwargs")
+        if data.get("device") is None and isinstance(kwargs, Mapping) and kwargs.get("device") is not None:
+            data["device"] = kwargs["device"]
+
+
+class RerankerAdapter(EngineFields):
+    """Pydantic fields and engine injection shared by the LangChain adapters over :class:`jp_rerank.Reranker`.
+
+    Pass ``reranker=`` to share one loaded engine (``model``/``device`` are then read from it); otherwise the
+    adapter takes the engine of its configuration from :func:`jp_rerank.loading.shared_engine` (built on first
+    sight, loaded on first use, shared by every adapter configured alike).
+
+    Example:
+        >>> RerankerAdapter(model_name="xsmall", model_kwargs={"device": "cpu"}).reranker.device
+        'cpu'
+    """
 
     _reranker: Reranker = PrivateAttr()
 
     def __init__(self, *, reranker: Reranker | None = None, **data: Any) -> None:
+        one_model_name(data)
         if reranker is not None:
             check_engine(reranker, Reranker, arg="reranker", data=data)
+        self.effective_device(data)
         super().__init__(**data)
         self._reranker = (
-            reranker if reranker is not None else Reranker(self.model, device=self.device, **self.model_kwargs)
+            reranker if reranker is not None else shared_engine(Reranker, self.model, **self.engine_kwargs())
         )
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: object) -> object:
-        return as_model_name(value)
 
     @property
     def reranker(self) -> Reranker:

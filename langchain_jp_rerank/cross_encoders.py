@@ -13,19 +13,26 @@ __all__ = ["JapaneseCrossEncoder"]
 class JapaneseCrossEncoder(RerankerAdapter, BaseCrossEncoder):
     """Score (query, passage) pairs with a Japanese cross-encoder.
 
-    Existing ``CrossEncoderReranker`` code switches by replacing its ``model=`` argument, e.g.
-    ``HuggingFaceCrossEncoder(model_name=...)`` with ``JapaneseCrossEncoder(model="xsmall")``. Pairs sharing a
-    query are scored together in one engine call (length-sorted batches); scores come back in input order as
-    Python floats.
+    A drop-in for ``HuggingFaceCrossEncoder`` in ``CrossEncoderReranker``: existing code switches by changing the
+    class name, e.g. ``HuggingFaceCrossEncoder(model_name="...", model_kwargs={"device": "cpu"})`` becomes
+    ``JapaneseCrossEncoder(model_name="xsmall", model_kwargs={"device": "cpu"})`` (``model=`` works too). Pairs
+    sharing a query are scored together in one engine call (length-sorted batches); scores come back in input
+    order as Python floats.
 
-    Pass ``reranker=`` to share one loaded :class:`jp_rerank.Reranker` between adapters.
+    Configuration (the same pattern in every adapter of jp-rerank): ``model`` / ``model_name``, the named fields
+    ``device``, ``cache_folder``, ``preset``, and ``model_kwargs`` for any other :class:`jp_rerank.Reranker`
+    argument. Or pass ``reranker=`` to use an engine you built. Adapters configured alike share one engine and
+    one loaded model.
 
     Example:
         >>> from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
-        >>> encoder = JapaneseCrossEncoder(model="xsmall")
+        >>> encoder = JapaneseCrossEncoder(model_name="xsmall", model_kwargs={"device": "cpu"})
         >>> compressor = CrossEncoderReranker(model=encoder, top_n=3)
-        >>> encoder.score([("富士山の高さは？", "富士山は3776mです。")])  # doctest: +SKIP
-        [0.98...]
+        >>> scores = encoder.score([("富士山の高さは？", "富士山は3776mです。"), ("富士山の高さは？", "京都の寺。")])
+        >>> len(scores), type(scores[0])
+        (2, <class 'float'>)
+        >>> scores  # the real xsmall model  # doctest: +SKIP
+        [0.98..., 0.01...]
     """
 
     def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:

@@ -6,57 +6,84 @@ import asyncio
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
 from jp_rerank.embed import Embedder
+from jp_rerank.loading import shared_engine
 from jp_rerank.presets import DEFAULT_EMBEDDER
-from langchain_jp_rerank._common import as_model_name, check_engine
+from langchain_jp_rerank._common import ENGINE_FIELDS, MODEL_ALIASES, EngineFields, check_engine, one_model_name
 
 __all__ = ["JapaneseEmbeddings"]
 
+ENCODE_KWARGS = {
+    "normalize_embeddings": "normalize_embeddings",
+    "batch_size": "batch_size",
+    "show_progress_bar": "show_progress_bar",
+}
+"""``encode_kwargs`` keys of ``HuggingFaceEmbeddings`` this adapter takes, and the engine argument each sets."""
 
-class JapaneseEmbeddings(BaseModel, Embeddings):
+
+class JapaneseEmbeddings(EngineFields, Embeddings):
     """Japanese text embeddings for LangChain vector stores and retrievers.
 
-    Queries get the model's query prompt and documents its document prompt (e.g. ``検索クエリ: `` /
-    ``検索文書: `` for Ruri v3), so a retrieval model never silently loses quality. Vectors are lists of
-    Python floats. The async methods run the model in a worker thread, so the event loop is never blocked.
+    Queries get the model's query prompt and documents its document prompt (e.g. ``query: `` / ``passage: `` for
+    multilingual-e5, ``検索クエリ: `` / ``検索文書: `` for Ruri v3), so a retrieval model never silently loses
+    quality; a local copy of a preset gets the preset's prompts (``preset="me5-small"``, or recognised from the
+    folder). Vectors are lists of Python floats. The async methods run the model in a worker thread, so the event
+    loop is never blocked.
 
-    Pass ``embedder=`` to share one loaded :class:`jp_rerank.Embedder` between adapters (LangChain and
-    LlamaIndex at once); otherwise one is built from ``model``, ``device`` and ``model_kwargs`` and loaded on
-    first use.
+    Configuration (the same pattern in every adapter of jp-rerank): ``model`` (or ``model_name``), the named
+    fields ``device``, ``cache_folder``, ``preset``, and ``model_kwargs`` for any other :class:`jp_rerank.Embedder`
+    argument (``truncate_dim``, ``query_prefix``, ``trust_remote_code``, ``num_threads``...; the named fields may
+    be given there too). Names carried over from ``HuggingFaceEmbeddings``: ``model_name``,
+    ``model_kwargs={"device": "cpu"}``, ``encode_kwargs`` (``normalize_embeddings``, ``batch_size``) and
+    ``show_progress``. Or pass ``embedder=`` to use an engine you built. Embeddings configured alike share one
+    engine and one loaded model, with each other and with the LlamaIndex adapter; ``model_copy(deep=True)``
+    shares it too, and a pickled copy loads it again on first use.
 
     Example:
         >>> from langchain_core.vectorstores import InMemoryVectorStore
-        >>> emb = JapaneseEmbeddings(model="static-ja", model_kwargs={"truncate_dim": 256})  # doctest: +SKIP
-        >>> store = InMemoryVectorStore.from_texts(["富士山は日本一高い山です。"], emb)  # doctest: +SKIP
-        >>> store.similarity_search("富士山の高さ", k=1)[0].page_content  # doctest: +SKIP
+        >>> emb = JapaneseEmbeddings(model_name="static-ja", model_kwargs={"device": "cpu", "truncate_dim": 256})
+        >>> store = InMemoryVectorStore.from_texts(["富士山は日本一高い山です。", "京都には寺が多い。"], emb)
+        >>> len(emb.embed_query("富士山の高さ"))
+        256
+        >>> store.similarity_search("富士山の高さ", k=1)[0].page_content  # the real static-ja model  # doctest: +SKIP
         '富士山は日本一高い山です。'
     """
 
-    model: str = Field(default=DEFAULT_EMBEDDER, frozen=True)
+    model: str = Field(default=DEFAULT_EMBEDDER, frozen=True, validation_alias=MODEL_ALIASES)
     """Alias from :mod:`jp_rerank.presets`, hub id or local directory of a sentence-transformers model."""
-    device: str | None = Field(default=None, frozen=True)
-    """``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available."""
-    model_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
-    """More :class:`jp_rerank.Embedder` arguments (``truncate_dim``, ``batch_size``, ``query_prefix``...)."""
-
-    model_config = ConfigDict(extra="forbid")
+    encode_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
+    """As in ``HuggingFaceEmbeddings``: ``normalize_embeddings`` (default ``True``), ``batch_size`` and
+    ``show_progress_bar``. Prompts are never needed here: the model's query/document prompts are applied for you."""
+    show_progress: bool = Field(default=False, frozen=True)
+    """Show sentence-transformers' progress bar while encoding."""
 
     _embedder: Embedder = PrivateAttr()
 
     def __init__(self, *, embedder: Embedder | None = None, **data: Any) -> None:
+        one_model_name(data)
         if embedder is not None:
-            check_engine(embedder, Embedder, arg="embedder", data=data)
+            fields = ENGINE_FIELDS | {"encode_kwargs", "show_progress"}
+            check_engine(embedder, Embedder, arg="embedder", data=data, fields=fields)
+        self.effective_device(data)
         super().__init__(**data)
-        self._embedder = (
-            embedder if embedder is not None else Embedder(self.model, device=self.device, **self.model_kwargs)
-        )
+        if embedder is None:
+            embedder = shared_engine(Embedder, self.model, **self.engine_kwargs(Embedder, **self._encode_options()))
+        self._embedder = embedder
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: object) -> object:
-        return as_model_name(value)
+    def _encode_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        for key, value in self.encode_kwargs.items():
+            if key not in ENCODE_KWARGS:
+                raise TypeError(
+                    f"encode_kwargs has {key!r}; JapaneseEmbeddings takes {', '.join(sorted(ENCODE_KWARGS))} there "
+                    "(prompts are applied for you; other jp_rerank.Embedder arguments go in model_kwargs)"
+                )
+            options[ENCODE_KWARGS[key]] = value
+        if self.show_progress:
+            options["show_progress_bar"] = True
+        return options
 
     @property
     def embedder(self) -> Embedder:

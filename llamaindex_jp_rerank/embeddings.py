@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -11,37 +12,53 @@ from llama_index.core.callbacks import CallbackManager
 
 from jp_rerank.embed import Embedder
 from jp_rerank.presets import DEFAULT_EMBEDDER
-from llamaindex_jp_rerank._common import build_engine
+from llamaindex_jp_rerank._common import PlainPickle, build_engine, deprecated_option
 
 __all__ = ["JapaneseEmbedding"]
 
 
-class JapaneseEmbedding(BaseEmbedding):
+class JapaneseEmbedding(PlainPickle, BaseEmbedding):
     """Embed queries and nodes with a Japanese embedder, applying the model's query/document prompts.
 
-    Queries get the query prompt and node texts the document prompt (``検索クエリ: `` / ``検索文書: ``
-    for Ruri v3). Each batch of texts goes to the model in one call; the async methods run the model in a
-    worker thread, and the engine's lock lets LlamaIndex's concurrent batches (``num_workers``) share one
-    loaded model safely.
+    Queries get the query prompt and node texts the document prompt (``query: `` / ``passage: `` for
+    multilingual-e5, ``検索クエリ: `` / ``検索文書: `` for Ruri v3; a local copy of a preset gets the preset's, by
+    ``preset=`` or recognised from the folder). Each batch of texts goes to the model in one call; the async
+    methods run the model in a worker thread, and the engine's lock lets LlamaIndex's concurrent batches
+    (``num_workers``) share one loaded model safely.
+
+    Configuration (the same pattern in every adapter of jp-rerank): the model, the named options below (the names
+    of LlamaIndex's ``HuggingFaceEmbedding`` where it has one: ``query_instruction`` / ``text_instruction`` are
+    its names for our ``query_prefix`` / ``document_prefix``, ``normalize`` for ``normalize_embeddings``), and
+    ``model_kwargs`` for any other :class:`jp_rerank.Embedder` argument. Or pass ``embedder=`` to use an engine
+    you built. Embeddings configured alike share one engine and one loaded model, with each other and with the
+    LangChain adapter. A pickled embedding (``multiprocessing``, Ray) loads the model again on first use.
 
     Args:
         model_name: Alias, hub id or local directory (default :data:`jp_rerank.DEFAULT_EMBEDDER`).
         embedder: An already-built :class:`jp_rerank.Embedder` to share (then leave the model options unset).
-        truncate_dim: Keep this many leading dimensions (Matryoshka models) for a newly built embedder.
-        device: Device for a newly built embedder.
-        batch_size: Texts per forward pass for a newly built embedder.
-        max_length: Token limit for a newly built embedder.
-        query_prefix: Override the query prompt of a newly built embedder.
-        document_prefix: Override the document prompt of a newly built embedder.
-        local_files_only: Only use local files / the HF cache (newly built embedder).
+        preset: The preset a local folder is a copy of (its prompts and limits).
+        device: Device (default: CUDA when available).
+        cache_folder: Hugging Face cache folder to load from.
+        trust_remote_code: Allow custom code from the hub repository.
+        local_files_only: Only use local files / the HF cache.
+        max_length: Token limit.
+        truncate_dim: Keep this many leading dimensions (Matryoshka models).
+        query_instruction: The query prompt instead of the model's (our ``query_prefix``).
+        text_instruction: The document prompt instead of the model's (our ``document_prefix``).
+        normalize: L2-normalise the vectors (default ``True``).
+        show_progress_bar: Show sentence-transformers' progress bar while encoding.
+        model_kwargs: Further :class:`jp_rerank.Embedder` arguments (``batch_size``, ``num_threads``...).
         embed_batch_size: Texts LlamaIndex hands over per call.
         num_workers: Concurrent batches in LlamaIndex's async embedding.
         callback_manager: LlamaIndex callback manager.
+        batch_size: Deprecated; use ``model_kwargs={"batch_size": ...}``.
+        query_prefix: Deprecated spelling of ``query_instruction``.
+        document_prefix: Deprecated spelling of ``text_instruction``.
 
     Example:
-        >>> emb = JapaneseEmbedding("static-ja")  # doctest: +SKIP
-        >>> len(emb.get_query_embedding("富士山の高さは？"))  # doctest: +SKIP
-        1024
+        >>> emb = JapaneseEmbedding("static-ja", device="cpu", truncate_dim=256)
+        >>> len(emb.get_query_embedding("富士山の高さは？"))
+        256
     """
 
     truncate_dim: int | None = Field(default=None, description="Dimensions kept (None: the model's full size).")
@@ -52,27 +69,43 @@ class JapaneseEmbedding(BaseEmbedding):
         model_name: str | os.PathLike[str] | None = None,
         *,
         embedder: Embedder | None = None,
-        truncate_dim: int | None = None,
+        preset: str | None = None,
         device: str | None = None,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        query_prefix: str | None = None,
-        document_prefix: str | None = None,
+        cache_folder: str | os.PathLike[str] | None = None,
+        trust_remote_code: bool | None = None,
         local_files_only: bool | None = None,
+        max_length: int | None = None,
+        truncate_dim: int | None = None,
+        query_instruction: str | None = None,
+        text_instruction: str | None = None,
+        normalize: bool | None = None,
+        show_progress_bar: bool | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         embed_batch_size: int = 64,
         num_workers: int | None = None,
         callback_manager: CallbackManager | None = None,
+        batch_size: int | None = None,
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
     ) -> None:
+        deprecated_option("batch_size", batch_size, 'model_kwargs={"batch_size": ...}')
+        deprecated_option("query_prefix", query_prefix, "query_instruction=")
+        deprecated_option("document_prefix", document_prefix, "text_instruction=")
         options = {
-            "truncate_dim": truncate_dim,
+            "preset": preset,
             "device": device,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "query_prefix": query_prefix,
-            "document_prefix": document_prefix,
+            "cache_folder": os.fspath(cache_folder) if cache_folder is not None else None,
+            "trust_remote_code": trust_remote_code,
             "local_files_only": local_files_only,
+            "max_length": max_length,
+            "truncate_dim": truncate_dim,
+            "query_prefix": _one_of("query_instruction", query_instruction, "query_prefix", query_prefix),
+            "document_prefix": _one_of("text_instruction", text_instruction, "document_prefix", document_prefix),
+            "normalize_embeddings": normalize,
+            "show_progress_bar": show_progress_bar,
+            "batch_size": batch_size,
         }
-        engine = build_engine(Embedder, embedder, model_name, DEFAULT_EMBEDDER, options)
+        engine = build_engine(Embedder, embedder, model_name, DEFAULT_EMBEDDER, options, model_kwargs)
         super().__init__(
             model_name=engine.model_id,
             truncate_dim=engine.truncate_dim,
@@ -109,3 +142,10 @@ class JapaneseEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+def _one_of(name: str, value: str | None, old: str, old_value: str | None) -> str | None:
+    """The value of an option that has a deprecated second spelling; both given must agree."""
+    if value is not None and old_value is not None and value != old_value:
+        raise ValueError(f"pass {name}= or {old}=, not both ({value!r} and {old_value!r})")
+    return value if value is not None else old_value

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
+from jp_rerank.defaults import DEFAULT_TOP_N
+from jp_rerank.fusion import RerankFusion, as_first_stage_score
 from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import Reranker, RerankResult, rank_scores
-from jp_rerank.rerank.cross_encoder import Overflow
-from llamaindex_jp_rerank._common import build_engine
+from jp_rerank.rerank import FusedRerankResult, Reranker, RerankResult, rank_scores
+from jp_rerank.rerank.cross_encoder import Listwise, Overflow
+from llamaindex_jp_rerank._common import PlainPickle, build_engine, deprecated_option
 
 __all__ = ["JapaneseRerank", "RerankedNode"]
 
@@ -26,7 +29,8 @@ class RerankedNode(NodeWithScore):
     """A reranked node: ``score`` is the cross-encoder score, ``retrieval_score`` the first-stage one.
 
     The retrieval score lives on this wrapper, not in ``node.metadata``, so it never leaks into embedded or
-    LLM text.
+    LLM text. With fusion after the rerank (``rerank_fusion``), ``score`` is the combined score and
+    ``rerank_score`` the cross-encoder's.
 
     Example:
         >>> from llama_index.core.schema import TextNode
@@ -37,6 +41,9 @@ class RerankedNode(NodeWithScore):
     retrieval_score: float | None = Field(
         default=None, description="Score the node had before reranking (None if it had none)."
     )
+    rerank_score: float | None = Field(
+        default=None, description="The cross-encoder's score when `score` combines it with the first stage's."
+    )
 
     @classmethod
     def class_name(cls) -> str:
@@ -44,40 +51,90 @@ class RerankedNode(NodeWithScore):
         return "RerankedNode"
 
 
-class JapaneseRerank(BaseNodePostprocessor):
+class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
     """Rerank nodes with a Japanese cross-encoder (:class:`jp_rerank.Reranker`).
 
     Returns new :class:`RerankedNode` objects sorted by descending score; the input list, its
-    ``NodeWithScore`` objects and their nodes are left untouched.
+    ``NodeWithScore`` objects and their nodes are left untouched. The first-stage score is kept on
+    ``RerankedNode.retrieval_score``, never in ``node.metadata`` (where ``SentenceTransformerRerank``'s
+    ``keep_retrieval_score`` puts it, so that it leaks into the embedded and LLM text). Each call emits
+    LlamaIndex's ``ReRankStartEvent`` / ``ReRankEndEvent`` and a ``RERANKING`` callback event.
+
+    Fusion with the first stage (``rerank_fusion``, default ``None``: rerank only): ``"zscore"``, ``"minmax"``,
+    ``"rrf"`` or a :class:`jp_rerank.fusion.RerankFusion` with the reranker's weight ranks the nodes by a per-query
+    combination of the cross-encoder's score and the ``NodeWithScore.score`` each node arrived with. A node whose
+    score is ``None`` (or not a finite number) counts as the first stage's last (tied with it under ``zscore`` /
+    ``minmax``, no first-stage share under ``rrf``); when no node has one, their
+    order is taken as the first stage's ranking. ``score`` is then the combined score (``top_n`` and
+    ``score_threshold`` apply to it) and ``RerankedNode.rerank_score`` the cross-encoder's.
+
+    List-wise normalisation (``listwise``, default ``None``: the engine's setting, itself ``"none"`` unless built
+    with ``Reranker(listwise=...)``): ``"softmax"`` turns one query's raw cross-encoder logits into shares of
+    relevance, ``exp(x - max) / sum(exp(x - max))`` over the nodes given (they sum to 1); ``score``, ``top_n`` and
+    ``score_threshold`` then use the shares. With ``rerank_fusion`` the shares are the cross-encoder scores that are
+    fused (``rerank_score``); ``"rrf"`` ranks the same either way, ``"zscore"`` / ``"minmax"`` see the shares.
+
+    Configuration (the same pattern in every adapter of jp-rerank): the model, the named options below (those of
+    LlamaIndex's ``SentenceTransformerRerank`` keep their names, ``cross_encoder_kwargs`` included), and
+    ``model_kwargs`` for any other :class:`jp_rerank.Reranker` argument (``batch_size``, ``overflow``,
+    ``num_threads``...). Or pass ``reranker=`` to use an engine you built. Postprocessors configured alike share
+    one engine and one loaded model, with each other and with the LangChain adapters. A pickled postprocessor
+    loads the model again on first use.
 
     Args:
         model: Alias, hub id or local directory of the cross-encoder (default
             :data:`jp_rerank.DEFAULT_RERANKER`).
         top_n: Keep the best ``top_n`` nodes (``None``: all).
-        score_threshold: Drop nodes scoring below this.
+        score_threshold: Drop nodes scoring below this (the combined score with ``rerank_fusion``).
         metadata_mode: Which view of a node is scored (default the embedding view, as LlamaIndex embeds it).
+        keep_retrieval_score: Keep each node's first-stage score on ``RerankedNode.retrieval_score`` (default
+            ``True``; ``False`` leaves it ``None``).
+        rerank_fusion: Combine the cross-encoder's score with each node's first-stage score (see above);
+            ``None`` / ``"none"``: rerank only.
+        listwise: ``"softmax"``: scores are one query's shares of relevance (see above); ``"none"``: per-node
+            scores; ``None``: the engine's setting.
         reranker: An already-built :class:`jp_rerank.Reranker` to share (then leave the model options unset).
-        device: Device for a newly built reranker.
-        batch_size: Pairs per forward pass for a newly built reranker.
-        max_length: Token limit of a (query, passage) pair for a newly built reranker.
-        overflow: ``"truncate"`` or ``"window"`` for passages over the limit (newly built reranker).
-        local_files_only: Only use local files / the HF cache (newly built reranker).
+        preset: The preset a local folder is a copy of (its limits and activation).
+        device: Device (default: CUDA when available).
+        cache_folder: Hugging Face cache folder to load from.
+        trust_remote_code: Allow custom code from the hub repository.
+        local_files_only: Only use local files / the HF cache.
+        max_length: Token limit of a (query, passage) pair.
+        model_kwargs: Further :class:`jp_rerank.Reranker` arguments.
+        cross_encoder_kwargs: ``SentenceTransformerRerank``'s name for ``model_kwargs`` (give one of them).
         callback_manager: LlamaIndex callback manager.
+        batch_size: Deprecated; use ``model_kwargs={"batch_size": ...}``.
+        overflow: Deprecated; use ``model_kwargs={"overflow": ...}``.
 
     Example:
         >>> from llama_index.core.schema import NodeWithScore, TextNode
-        >>> rerank = JapaneseRerank("xsmall", top_n=1)  # doctest: +SKIP
-        >>> nodes = [NodeWithScore(node=TextNode(text=t)) for t in ["京都の寺", "富士山は3776m"]]
-        >>> rerank.postprocess_nodes(nodes, query_str="富士山の高さ")[0].text  # doctest: +SKIP
+        >>> rerank = JapaneseRerank("xsmall", top_n=1, device="cpu")
+        >>> nodes = [NodeWithScore(node=TextNode(text=t), score=0.5) for t in ["京都の寺", "富士山は3776m"]]
+        >>> best = rerank.postprocess_nodes(nodes, query_str="富士山の高さ")
+        >>> len(best), type(best[0].score), best[0].retrieval_score
+        (1, <class 'float'>, 0.5)
+        >>> best[0].text  # the real xsmall model  # doctest: +SKIP
         '富士山は3776m'
     """
 
     model: str = Field(description="Hub id or local path of the cross-encoder.")
-    top_n: int | None = Field(default=3, description="Number of nodes to return (None: all), best first.")
+    top_n: int | None = Field(default=DEFAULT_TOP_N, description="Number of nodes to return (None: all), best first.")
     score_threshold: float | None = Field(default=None, description="Minimum reranker score a node must reach.")
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.EMBED,
         description="Node view passed to the cross-encoder (node.get_content mode).",
+    )
+    keep_retrieval_score: bool = Field(
+        default=True, description="Keep the first-stage score on RerankedNode.retrieval_score (never in metadata)."
+    )
+    rerank_fusion: RerankFusion = Field(
+        default_factory=RerankFusion,
+        description="Combine the reranker's score with the node's first-stage score (method 'none': rerank only).",
+    )
+    listwise: Listwise | None = Field(
+        default=None,
+        description="'softmax': one query's shares of relevance (softmax of raw logits over the nodes), which "
+        "top_n / score_threshold / fusion use; 'none': per-node scores; None: the engine's setting.",
     )
     _engine: Reranker = PrivateAttr()
 
@@ -85,31 +142,50 @@ class JapaneseRerank(BaseNodePostprocessor):
         self,
         model: str | os.PathLike[str] | None = None,
         *,
-        top_n: int | None = 3,
+        top_n: int | None = DEFAULT_TOP_N,
         score_threshold: float | None = None,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
+        keep_retrieval_score: bool = True,
+        rerank_fusion: RerankFusion | str | None = None,
+        listwise: Listwise | None = None,
         reranker: Reranker | None = None,
+        preset: str | None = None,
         device: str | None = None,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        overflow: Overflow | None = None,
+        cache_folder: str | os.PathLike[str] | None = None,
+        trust_remote_code: bool | None = None,
         local_files_only: bool | None = None,
+        max_length: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        cross_encoder_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
+        batch_size: int | None = None,
+        overflow: Overflow | None = None,
     ) -> None:
         rank_scores([], top_n=top_n, score_threshold=score_threshold)  # the engine's own argument checks
+        deprecated_option("batch_size", batch_size, 'model_kwargs={"batch_size": ...}')
+        deprecated_option("overflow", overflow, 'model_kwargs={"overflow": ...}')
+        if model_kwargs is not None and cross_encoder_kwargs is not None:
+            raise ValueError("pass model_kwargs= or cross_encoder_kwargs= (the same thing), not both")
         options = {
+            "preset": preset,
             "device": device,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "overflow": overflow,
+            "cache_folder": os.fspath(cache_folder) if cache_folder is not None else None,
+            "trust_remote_code": trust_remote_code,
             "local_files_only": local_files_only,
+            "max_length": max_length,
+            "batch_size": batch_size,
+            "overflow": overflow,
         }
-        engine = build_engine(Reranker, reranker, model, DEFAULT_RERANKER, options)
+        extra = model_kwargs if model_kwargs is not None else cross_encoder_kwargs
+        engine = build_engine(Reranker, reranker, model, DEFAULT_RERANKER, options, extra)
         super().__init__(
             model=engine.model_id,
             top_n=top_n,
             score_threshold=score_threshold,
             metadata_mode=MetadataMode(metadata_mode),
+            keep_retrieval_score=keep_retrieval_score,
+            rerank_fusion=RerankFusion.of(rerank_fusion),
+            listwise=listwise,
             callback_manager=callback_manager or CallbackManager(),
         )
         self._engine = engine
@@ -127,13 +203,32 @@ class JapaneseRerank(BaseNodePostprocessor):
     def _query(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str, list[str]]:
         if query_bundle is None:
             raise ValueError("JapaneseRerank needs a query: pass query_str or query_bundle")
+        for i, node in enumerate(nodes):
+            if not isinstance(node, NodeWithScore):
+                hint = " (wrap it: NodeWithScore(node=node))" if isinstance(node, BaseNode) else ""
+                raise TypeError(f"nodes[{i}] must be a NodeWithScore, got {type(node).__name__}{hint}")
         dispatcher.event(
             ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model)
         )
         return query_bundle.query_str, [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
 
-    def _rerank(self, query: str, texts: list[str]) -> list[RerankResult]:
-        return self._engine.rerank(query, texts, top_n=self.top_n, score_threshold=self.score_threshold)
+    def _rerank(self, query: str, texts: list[str], nodes: list[NodeWithScore]) -> list[RerankResult]:
+        if not self.rerank_fusion.active:
+            return self._engine.rerank(
+                query, texts, top_n=self.top_n, score_threshold=self.score_threshold, listwise=self.listwise
+            )
+        first = [as_first_stage_score(n.score) for n in nodes]
+        return list(
+            self._engine.rerank_fused(
+                query,
+                texts,
+                first if any(s is not None for s in first) else None,
+                fusion=self.rerank_fusion,
+                top_n=self.top_n,
+                score_threshold=self.score_threshold,
+                listwise=self.listwise,
+            )
+        )
 
     def _payload(self, nodes: list[NodeWithScore], query: str) -> dict[str, object]:
         return {
@@ -143,10 +238,16 @@ class JapaneseRerank(BaseNodePostprocessor):
             EventPayload.TOP_K: self.top_n,
         }
 
-    @staticmethod
-    def _wrap(nodes: list[NodeWithScore], results: list[RerankResult]) -> list[NodeWithScore]:
+    def _wrap(self, nodes: list[NodeWithScore], results: list[RerankResult]) -> list[NodeWithScore]:
+        keep = self.keep_retrieval_score
         out: list[NodeWithScore] = [
-            RerankedNode(node=nodes[r.index].node, score=r.score, retrieval_score=nodes[r.index].score) for r in results
+            RerankedNode(
+                node=nodes[r.index].node,
+                score=r.score,
+                retrieval_score=nodes[r.index].score if keep else None,
+                rerank_score=r.rerank_score if isinstance(r, FusedRerankResult) else None,
+            )
+            for r in results
         ]
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
@@ -157,7 +258,7 @@ class JapaneseRerank(BaseNodePostprocessor):
         nodes = list(nodes)
         query, texts = self._query(nodes, query_bundle)
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            out = self._wrap(nodes, self._rerank(query, texts))
+            out = self._wrap(nodes, self._rerank(query, texts, nodes))
             event.on_end(payload={EventPayload.NODES: out})
         return out
 
@@ -167,6 +268,6 @@ class JapaneseRerank(BaseNodePostprocessor):
         nodes = list(nodes)
         query, texts = self._query(nodes, query_bundle)
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            out = self._wrap(nodes, await asyncio.to_thread(self._rerank, query, texts))
+            out = self._wrap(nodes, await asyncio.to_thread(self._rerank, query, texts, nodes))
             event.on_end(payload={EventPayload.NODES: out})
         return out

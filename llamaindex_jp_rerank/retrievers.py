@@ -14,8 +14,12 @@ from llama_index.core.node_parser import TextSplitter
 from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeWithScore, QueryBundle, TransformComponent
 
 from jp_rerank.checks import check_positive_int
+from jp_rerank.defaults import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+from jp_rerank.embed import Embedder, SparseEmbedder
 from jp_rerank.hits import SearchHit
+from jp_rerank.loading import shared_engine
 from jp_rerank.pipeline import TwoStageRetriever
+from jp_rerank.rerank import Reranker
 from jp_rerank.text import chunk_text
 from llamaindex_jp_rerank.embeddings import JapaneseEmbedding
 from llamaindex_jp_rerank.postprocessor import JapaneseRerank, RerankedNode
@@ -35,8 +39,10 @@ def _by_id(nodes: Sequence[BaseNode]) -> dict[str, BaseNode]:
 class _JapaneseChunker(TextSplitter):
     """Node parser over :func:`jp_rerank.text.chunk_text` (sentence-packed character chunks)."""
 
-    chunk_size: int = Field(default=400, description="Most characters per chunk.", gt=0)
-    chunk_overlap: int = Field(default=50, description="Characters shared by windows of a long sentence.", ge=0)
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, description="Most characters per chunk.", gt=0)
+    chunk_overlap: int = Field(
+        default=DEFAULT_CHUNK_OVERLAP, description="Characters shared by windows of a long sentence.", ge=0
+    )
 
     @classmethod
     def class_name(cls) -> str:
@@ -56,19 +62,23 @@ class JapaneseRetriever(BaseRetriever):
     :class:`jp_rerank.pipeline.TwoStageRetriever`.
     Returned nodes are the caller's node objects (not copies) wrapped in new ``NodeWithScore`` objects; with a
     reranker they are :class:`~llamaindex_jp_rerank.RerankedNode` with the fused first-stage score kept.
+    ``similarity_top_k`` is the number of nodes returned, as for LlamaIndex's own retrievers (``top_n`` is the
+    engine's name for it and works too). Models named in :meth:`from_nodes` by alias, hub id or path are the
+    engines every adapter configured alike shares (:func:`jp_rerank.loading.shared_engine`).
 
     Args:
         retriever: A built :class:`~jp_rerank.pipeline.TwoStageRetriever` whose passage ids are the node ids.
         nodes: The indexed nodes (unique ``node_id``).
-        top_n: Nodes returned per query (default: the pipeline's ``top_n``).
+        similarity_top_k: Nodes returned per query (default: the pipeline's ``top_n``).
         first_k: Candidates per first stage (default: the pipeline's ``first_k``).
         callback_manager: LlamaIndex callback manager.
         verbose: LlamaIndex's verbose flag.
+        top_n: The engine's name for ``similarity_top_k`` (give one of them).
 
     Example:
         >>> from llama_index.core.schema import TextNode
         >>> nodes = [TextNode(text="富士山は日本一高い山です。"), TextNode(text="京都には寺が多い。")]
-        >>> retriever = JapaneseRetriever.from_nodes(nodes, top_n=1)
+        >>> retriever = JapaneseRetriever.from_nodes(nodes, similarity_top_k=1)
         >>> retriever.retrieve("京都の寺")[0].node.get_content()
         '京都には寺が多い。'
     """
@@ -78,16 +88,22 @@ class JapaneseRetriever(BaseRetriever):
         retriever: TwoStageRetriever,
         nodes: Sequence[BaseNode],
         *,
-        top_n: int | None = None,
+        similarity_top_k: int | None = None,
         first_k: int | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        top_n: int | None = None,
     ) -> None:
         if not isinstance(retriever, TwoStageRetriever):
             raise TypeError(f"retriever must be a jp_rerank TwoStageRetriever, got {type(retriever).__name__}")
+        if similarity_top_k is not None and top_n is not None and similarity_top_k != top_n:
+            raise ValueError(
+                f"pass similarity_top_k= or top_n= (the same thing), not both ({similarity_top_k}, {top_n})"
+            )
         self._nodes = _by_id(nodes)
         self.pipeline = retriever
-        self.top_n = None if top_n is None else check_positive_int(top_n, name="top_n")
+        name, top_k = ("similarity_top_k", similarity_top_k) if similarity_top_k is not None else ("top_n", top_n)
+        self.top_n = None if top_k is None else check_positive_int(top_k, name=name)
         self.first_k = None if first_k is None else check_positive_int(first_k, name="first_k")
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
@@ -96,12 +112,18 @@ class JapaneseRetriever(BaseRetriever):
         """Name of this retriever class."""
         return "JapaneseRetriever"
 
+    @property
+    def similarity_top_k(self) -> int | None:
+        """Nodes returned per query (``None``: the pipeline's ``top_n``)."""
+        return self.top_n
+
     @classmethod
     def from_nodes(
         cls,
         nodes: Sequence[BaseNode],
         *,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
+        similarity_top_k: int | None = None,
         callback_manager: CallbackManager | None = None,
         **pipeline_kwargs: Any,
     ) -> JapaneseRetriever:
@@ -110,34 +132,41 @@ class JapaneseRetriever(BaseRetriever):
         Args:
             nodes: Nodes to index (unique ``node_id``); they are not modified.
             metadata_mode: Which view of a node is indexed and reranked (default: the embedding view).
+            similarity_top_k: Nodes returned per query (default: ``top_n`` if given, else 10).
             callback_manager: LlamaIndex callback manager.
             **pipeline_kwargs: Passed to :meth:`TwoStageRetriever.from_texts`: ``bm25`` (tokenizer spec or
-                ``None``, default ``"mecab"``), ``embedder`` and ``reranker`` (engines, names, or this package's
-                ``JapaneseEmbedding`` / ``JapaneseRerank`` whose models are then shared), ``sparse``, ``top_n``,
-                ``first_k``, ``score_threshold``, ``fusion``, ``weights``, ``vector_backend``...
+                ``None``, default ``"mecab"``), ``embedder``, ``sparse`` and ``reranker`` (engines, names, or this
+                package's ``JapaneseEmbedding`` / ``JapaneseRerank`` whose models are then shared), ``top_n``,
+                ``first_k``, ``score_threshold``, ``fusion``, ``weights``, ``vector_backend``, ``rerank_fusion``
+                (combine the reranker's score with the first stage's: ``score`` is then the combined score and
+                ``RerankedNode.rerank_score`` the cross-encoder's)...
 
         Raises:
             ValueError: No nodes, duplicate node ids, or no first stage chosen.
         """
-        for key, wrapper, attr in (
-            ("embedder", JapaneseEmbedding, "embedder"),
-            ("reranker", JapaneseRerank, "reranker"),
+        for key, wrapper, attr, engine in (
+            ("embedder", JapaneseEmbedding, "embedder", Embedder),
+            ("reranker", JapaneseRerank, "reranker", Reranker),
+            ("sparse", None, "", SparseEmbedder),
         ):
-            if isinstance(pipeline_kwargs.get(key), wrapper):
-                pipeline_kwargs[key] = getattr(pipeline_kwargs[key], attr)  # share the adapter's loaded model
+            value = pipeline_kwargs.get(key)
+            if wrapper is not None and isinstance(value, wrapper):
+                pipeline_kwargs[key] = getattr(value, attr)  # share the adapter's loaded model
+            elif value is not None and not isinstance(value, engine):
+                pipeline_kwargs[key] = shared_engine(engine, value)
         items = list(_by_id(nodes).values())  # fails fast on duplicate ids, before any indexing
         texts = [node.get_content(metadata_mode=MetadataMode(metadata_mode)) for node in items]
         ids = [node.node_id for node in items]
         pipeline = TwoStageRetriever.from_texts(texts, ids=ids, **pipeline_kwargs)
-        return cls(pipeline, items, callback_manager=callback_manager)
+        return cls(pipeline, items, similarity_top_k=similarity_top_k, callback_manager=callback_manager)
 
     @classmethod
     def from_documents(
         cls,
         documents: Sequence[Document],
         *,
-        chunk_size: int = 400,
-        chunk_overlap: int = 50,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         transformations: Sequence[TransformComponent] | None = None,
         **kwargs: Any,
     ) -> JapaneseRetriever:
@@ -163,7 +192,15 @@ class JapaneseRetriever(BaseRetriever):
             if p.rerank_score is None:
                 out.append(NodeWithScore(node=node, score=p.score))
             else:
-                out.append(RerankedNode(node=node, score=p.score, retrieval_score=p.first_stage_score))
+                fused = self.pipeline.rerank_fusion.active
+                out.append(
+                    RerankedNode(
+                        node=node,
+                        score=p.score,
+                        retrieval_score=p.first_stage_score,
+                        rerank_score=p.rerank_score if fused else None,
+                    )
+                )
         return out
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

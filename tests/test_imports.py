@@ -44,6 +44,7 @@ def test_engine_all_is_pinned() -> None:
             "get_preset",
             "list_presets",
             "normalize_text",
+            "train",
         ]
     )
     for name in jp_rerank.__all__:

@@ -29,6 +29,7 @@ from jp_rerank.presets import (
 )
 from jp_rerank.rerank import Reranker
 from jp_rerank.text import normalize_text
+from jp_rerank.training import train  # light: torch, transformers and datasets load when it runs
 
 __all__ = [
     "DEFAULT_EMBEDDER",
@@ -53,6 +54,7 @@ __all__ = [
     "get_preset",
     "list_presets",
     "normalize_text",
+    "train",
 ]
 
 __getattr__ = moved(__name__, {"RetrievedPassage": "jp_rerank.hits:SearchHit"})

@@ -8,6 +8,7 @@ removes a cap).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -31,6 +32,7 @@ __all__ = [
     "check_texts",
     "check_where",
     "is_blank",
+    "storable_metadata",
 ]
 
 DEFAULT_MAX_DOCUMENTS = 100_000
@@ -305,6 +307,37 @@ def check_metadata_value(key: str, value: object, *, name: str) -> MetadataValue
             raise ValueError(f"{name}[{key!r}] is {value}; metadata floats must be finite")
         return value
     raise TypeError(f"{name}[{key!r}] must be str, int, float or bool, got {type(value).__name__}")
+
+
+def storable_metadata(metadata: Mapping[str, object] | None, *, name: str = "metadata") -> Metadata:
+    """What an index stores of a caller's metadata: scalars as they are, anything else as its JSON text.
+
+    ``str``, ``int``, finite ``float`` and ``bool`` values are kept; every other value (lists, dicts, ``None``,
+    NaN...) becomes its JSON text (keys sorted, non-ASCII kept). The one rule of every entry point that takes
+    free-form metadata (``jp-rerank index``, the Ray index job, the LangChain retriever); the caller's mapping is
+    not modified.
+
+    Raises:
+        TypeError: If ``metadata`` is not a mapping, or a value cannot be written as JSON (e.g. it contains itself).
+
+    Example:
+        >>> storable_metadata({"title": "富士山", "tags": ["山"], "page": 3})
+        {'title': '富士山', 'tags': '["山"]', 'page': 3}
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(metadata).__name__}")
+    out: dict[str, MetadataValue] = {}
+    for key, value in metadata.items():
+        if isinstance(value, bool | str | int) or (isinstance(value, float) and math.isfinite(value)):
+            out[key] = value
+            continue
+        try:
+            out[key] = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        except (TypeError, ValueError) as exc:  # e.g. a structure that contains itself
+            raise TypeError(f"{name}[{key!r}] cannot be stored: {exc}") from exc
+    return out
 
 
 def check_metadata(metadata: object, *, name: str = "metadata") -> Metadata:

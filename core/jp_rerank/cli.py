@@ -14,12 +14,25 @@ import sys
 from collections.abc import Sequence
 
 from jp_rerank._version import __version__
+from jp_rerank.errors import ModelLoadError
 
 __all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-COMMANDS: tuple[str, ...] = ("demo", "models", "index", "search", "rerank", "eval", "report", "bench", "export")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "models",
+    "index",
+    "search",
+    "rerank",
+    "eval",
+    "train",
+    "report",
+    "bench",
+    "export",
+    "scale",
+)
 """Subcommands, in ``--help`` order: each is the module ``jp_rerank.commands.<name>`` with a ``register(sub)``."""
 
 
@@ -28,10 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jp-rerank", description="Japanese retrieval and reranking for RAG.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument(
+        "--threads",
+        dest="num_threads",
+        type=_positive_int,
+        metavar="N",
+        help="torch CPU threads for every model (default: torch's choice, one per core it sees); 1-2 on a shared "
+        "machine or a container with a CPU quota, where more threads make every call several times slower",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"jp_rerank.commands.{name}").register(sub)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,17 +76,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.num_threads is not None:
+        from jp_rerank.runtime import set_torch_threads
+
+        set_torch_threads(args.num_threads)
     try:
         return int(args.func(args))
     except BrokenPipeError:  # output piped into e.g. `head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
-        sys.stderr.write(f"jp-rerank {args.command}: error: {exc}\n")
-        return EXIT_USAGE
-    except OSError as exc:
-        sys.stderr.write(f"jp-rerank {args.command}: error: {exc}\n")
-        return EXIT_FAILURE
+    except ModelLoadError as exc:  # an OSError: runtime failure, even when the cause is a bad path
+        return _fail(args.command, exc, EXIT_FAILURE)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:  # CliInputError and bad values
+        return _fail(args.command, exc, EXIT_USAGE)
+    except RecursionError:  # an input nested deeper than Python can follow
+        return _fail(args.command, "an input is nested too deeply", EXIT_USAGE)
+    except MemoryError:
+        return _fail(args.command, "out of memory (split the input into smaller files or calls)", EXIT_FAILURE)
+    except OSError as exc:  # server unavailable, save lock timeout, disk full...
+        return _fail(args.command, exc, EXIT_FAILURE)
+
+
+def _fail(command: str, error: object, code: int) -> int:
+    """Print one line (no traceback) and return ``code``."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    sys.stderr.write(f"jp-rerank {command}: error: {text}\n")
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,7 +109,10 @@ def run_demo(
     reranker_name = reranker or DEFAULT_RERANKER
     embedder_name = embedder or DEFAULT_EMBEDDER
     if reranker_name.lower() != "none":
-        rr, why = _try_load("reranker", lambda: Reranker(reranker_name).load(), reranker_name, out)
+        # torch, not "auto": on some CPUs auto wants a one-time OpenVINO int8 export (minutes of calibration), which
+        # a demo over a few dozen passages would never win back.
+        load = lambda: Reranker(reranker_name, backend="torch").load()  # noqa: E731
+        rr, why = _try_load("reranker", load, reranker_name, out)
         if why:
             skipped["rerank"] = why
     if embedder_name.lower() != "none":

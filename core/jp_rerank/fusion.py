@@ -35,13 +35,14 @@ from typing import Literal
 
 from jp_rerank._deprecation import moved
 from jp_rerank.checks import check_positive_int
-from jp_rerank.hits import SearchHit, rank
+from jp_rerank.hits import FusedRerankResult, SearchHit, rank, rank_scores
 from jp_rerank.types import Metadata
 
 __all__ = [
     "Normalization",
     "RerankFusion",
     "RerankFusionMethod",
+    "as_first_stage_score",
     "check_weights",
     "reciprocal_rank_fusion",
     "weighted_score_fusion",
@@ -53,6 +54,22 @@ Normalization = Literal["minmax", "zscore"]
 
 RankingItem = str | tuple[str, float] | SearchHit
 """One entry of a ranking: a hit, an ``(id, score)`` pair, or (reciprocal rank fusion only) a ``str`` id."""
+
+
+def as_first_stage_score(value: object) -> float | None:
+    """The first-stage score a caller's object carries, as a float; ``None`` for anything that is not one.
+
+    Real numbers (numpy's too) that are finite count; ``None``, ``bool``, strings, NaN and infinities do not (a
+    document with such a value is treated as one that arrived without a score).
+
+    Example:
+        >>> as_first_stage_score(3), as_first_stage_score("3"), as_first_stage_score(float("nan"))
+        (3.0, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
@@ -378,6 +395,54 @@ class RerankFusion:
         if self.method == "rrf":
             fused = reciprocal_rank_fusion([by_rerank, by_first], k=self.rrf_k, weights=weights)
         else:
-            fused = weighted_score_fusion([by_rerank, by_first], weights=weights, normalization=self.method)
+            norm: Literal["zscore", "minmax"] = "zscore" if self.method == "zscore" else "minmax"
+            fused = weighted_score_fusion([by_rerank, by_first], weights=weights, normalization=norm)
         total = {hit.id: hit.score for hit in fused}
         return [total[ids[i]] if math.isfinite(reranked[i]) else math.nan for i in range(len(reranked))]
+
+    def rank(
+        self,
+        rerank: Sequence[float],
+        first_stage: Sequence[float | None] | None = None,
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[FusedRerankResult]:
+        """Rank one query's candidates by the combined score; what the adapters' rerankers call.
+
+        Args:
+            rerank: The reranker's score of each candidate, in the caller's order.
+            first_stage: The score each candidate arrived with (``None`` items: it had none). ``None``: no
+                candidate had one, and the caller's order is taken as the first stage's ranking (a retriever
+                returns its best first): candidate ``i`` of ``n`` gets first-stage score ``n - i``, so that RRF
+                uses the positions as ranks and the score methods normalise the positions.
+            top_n: Keep the best ``top_n`` (``None``: all).
+            score_threshold: Keep results whose combined score is at least this.
+
+        Returns:
+            Results best first (ties: lower index first), each with its combined ``score``, ``rerank_score`` and
+            ``first_stage_score`` (``None`` where the caller gave none, or when it gave no scores at all).
+
+        Raises:
+            ValueError: If the lists differ in length, ``top_n`` is not positive or the threshold is NaN.
+
+        Example:
+            >>> fusion = RerankFusion("rrf", weight=0.5, rrf_k=0)
+            >>> [(r.index, round(r.score, 3)) for r in fusion.rank([0.2, 0.9, 0.5])]  # order 0, 1, 2 came in
+            [(1, 0.75), (0, 0.667), (2, 0.417)]
+        """
+        given = list(first_stage) if first_stage is not None else None
+        positional = [float(len(rerank) - i) for i in range(len(rerank))]
+        final = self.fuse(rerank, given if given is not None else positional)
+        out = []
+        for r in rank_scores(final, top_n=top_n, score_threshold=score_threshold):
+            first = given[r.index] if given is not None else None
+            out.append(
+                FusedRerankResult(
+                    index=r.index,
+                    score=r.score,
+                    rerank_score=float(rerank[r.index]),
+                    first_stage_score=None if first is None else float(first),
+                )
+            )
+        return out

@@ -41,6 +41,7 @@ __all__ = [
     "RERANK",
     "FirstStage",
     "FirstStageIndex",
+    "FusedRerankResult",
     "RerankResult",
     "SearchHit",
     "check_top_n",
@@ -108,6 +109,27 @@ class RerankResult:
 
     index: int
     score: float
+
+
+@dataclass(frozen=True)
+class FusedRerankResult(RerankResult):
+    """A reranked document whose ``score`` combines the reranker's score with the first stage's.
+
+    Made by :meth:`jp_rerank.fusion.RerankFusion.rank`; results are ranked by ``score``.
+
+    Attributes:
+        index: Position of the document in the caller's list.
+        score: The combined score the results are ranked by.
+        rerank_score: The cross-encoder's own score.
+        first_stage_score: The score the document arrived with (``None`` when it had none).
+
+    Example:
+        >>> FusedRerankResult(index=0, score=0.7, rerank_score=0.9, first_stage_score=12.5).rerank_score
+        0.9
+    """
+
+    rerank_score: float = math.nan
+    first_stage_score: float | None = None
 
 
 def check_top_n(top_n: object) -> int | None:

@@ -1,34 +1,89 @@
 """Resolving model names (alias, hub id, local path), devices, and loading sentence-transformers models.
 
-This is where every model is loaded, so offline behaviour and error messages are decided in one place:
+This is where every model is loaded, so offline behaviour, error messages and sharing are decided in one place:
 
-- a local directory is loaded as is;
+- a local directory is loaded as is, after its small JSON files showed it holds the kind of model asked for (an
+  embedder folder is refused as a reranker, a cross-encoder folder as an embedder, a folder that is no model at all
+  with a :class:`~jp_rerank.errors.ModelLoadError` saying what it is, see :func:`inspect_model_folder`);
 - an alias or hub id goes through the Hugging Face cache; with ``HF_HUB_OFFLINE=1`` (or ``local_files_only=True``)
-  only the cache is used;
+  only the cache is used. Otherwise the hub is asked once per process, with a short timeout, whether it answers
+  (:func:`hub_reachable`); if it does not, every later load uses only the cache (one warning says so) instead of
+  spending minutes in download retries per file;
 - a model that cannot be had raises :class:`~jp_rerank.errors.ModelLoadError` naming the model, saying whether the
-  hub was unreachable or the cache empty, and how to pass a local path instead.
+  hub was unreachable or the cache empty, and how to pass a local path instead;
+- engines (:class:`ModelHandle` subclasses) deep-copy by sharing their loaded model and pickle without it (it is
+  loaded again, lazily, after unpickling), and :func:`shared_engine` gives adapters built alike one engine.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
+import json
 import logging
 import os
 import threading
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
+from jp_rerank._pickling import FreshOnCopy
 from jp_rerank.errors import ModelLoadError
 from jp_rerank.presets import ModelPreset, find_preset, get_preset, recognize_preset, unknown_preset_message
-from jp_rerank.runtime import resolve_device
+from jp_rerank.runtime import resolve_device, set_torch_threads
 
-__all__ = ["ModelHandle", "ModelSource", "hub_offline", "load_st_model", "resolve_device", "resolve_model"]
+__all__ = [
+    "HUB_PROBE_TIMEOUT",
+    "FolderKind",
+    "ModelFolder",
+    "ModelHandle",
+    "ModelRole",
+    "ModelSource",
+    "engine_options",
+    "hub_offline",
+    "hub_reachable",
+    "inspect_model_folder",
+    "load_st_model",
+    "resolve_device",
+    "resolve_model",
+    "shared_engine",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 H = TypeVar("H", bound="ModelHandle")
 
 _TRUE = {"1", "true", "yes", "on"}
+
+FolderKind = Literal["cross-encoder", "dense", "static", "sparse", "masked-lm", "encoder"]
+"""What a model folder holds: a cross-encoder, a sentence-transformers dense or static embedder, a sparse (SPLADE)
+encoder, or a plain transformers encoder with a masked-language-model head or with no head."""
+
+ModelRole = Literal["reranker", "embedder", "sparse"]
+"""What an engine uses a model as."""
+
+_ACCEPTS: dict[ModelRole, frozenset[str]] = {
+    "reranker": frozenset({"cross-encoder"}),
+    # sentence-transformers mean-pools a plain encoder; the head of a masked-LM checkpoint is unused
+    "embedder": frozenset({"dense", "static", "encoder", "masked-lm"}),
+    # SPLADE is a masked-LM head max-pooled over the vocabulary: a masked-LM checkpoint is a valid start
+    "sparse": frozenset({"sparse", "masked-lm"}),
+}
+_ROLE_NAMES: dict[ModelRole, str] = {
+    "reranker": "a reranker (cross-encoder)",
+    "embedder": "a dense embedder",
+    "sparse": "a sparse (SPLADE) encoder",
+}
+_USE_INSTEAD: dict[str, str] = {
+    "cross-encoder": "load it with jp_rerank.Reranker",
+    "dense": "load it with jp_rerank.Embedder",
+    "static": "load it with jp_rerank.Embedder",
+    "sparse": "load it with jp_rerank.SparseEmbedder",
+    "masked-lm": "its scores would come from a randomly initialised head: use a trained model of that kind",
+    "encoder": "its scores would come from a randomly initialised head: use a trained model of that kind",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +123,8 @@ def resolve_model(name: str | os.PathLike[str], *, preset: str | None = None) ->
         TypeError: If ``name`` is not a string or path.
         ValueError: If ``name`` is empty.
         KeyError: If ``preset`` is not a known preset.
+        ModelLoadError: If ``name`` looks like a path that does not exist, or like a mistyped alias (the message
+            suggests the close aliases and lists them all).
 
     Example:
         >>> resolve_model("xsmall").location
@@ -96,19 +153,99 @@ def resolve_model(name: str | os.PathLike[str], *, preset: str | None = None) ->
     return ModelSource(name=text, location=location, is_local=False, preset=named or found)
 
 
+# ---------------------------------------------------------------------------------------------- the hub, once
+
+HUB_PROBE_TIMEOUT = 3.0
+"""Seconds :func:`hub_reachable` waits for the hub's answer (a hub that answers at all answers in well under 1 s)."""
+
+_hub_answers: dict[str, bool] = {}
+_hub_lock = threading.Lock()
+
+
+def _probe_hub(endpoint: str, timeout: float) -> str | None:
+    """``None`` when ``endpoint`` gives any HTTP answer within ``timeout``, else why it did not."""
+    try:
+        from huggingface_hub import get_session
+
+        get_session().head(endpoint, timeout=timeout)  # requests or httpx, by huggingface_hub version
+    except Exception as exc:  # no answer of any kind (DNS, refused, timeout, proxy, sockets disabled): unreachable
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def hub_reachable(*, timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """Tell whether the Hugging Face Hub answers, asking it once per process (one HTTP ``HEAD``, ``timeout`` s).
+
+    Any HTTP answer, even an error status, counts as reachable. When the hub does not answer, one warning says
+    so and the answer is kept: every later model load of the process uses only the local Hugging Face cache, as
+    with ``HF_HUB_OFFLINE=1`` (see :func:`hub_offline`). Proxies and certificates are those the Hugging Face
+    libraries use. With ``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE=1``) nothing is asked and the answer is
+    ``False``.
+
+    Example:
+        >>> hub_offline()  # the tests run with HF_HUB_OFFLINE=1 ...
+        True
+        >>> hub_reachable()  # ... so the hub is not asked
+        False
+    """
+    if _env_offline():
+        return False
+    endpoint = _hub_endpoint()
+    with _hub_lock:
+        known = _hub_answers.get(endpoint)
+        if known is not None:
+            return known
+        reason = _probe_hub(endpoint, timeout)
+        _hub_answers[endpoint] = reason is None
+    if reason is not None:
+        logger.warning(
+            "the Hugging Face Hub (%s) cannot be reached (%s; waited at most %g s): loading models from the local "
+            "Hugging Face cache only for the rest of this process; set HF_HUB_OFFLINE=1 to skip this check",
+            endpoint,
+            reason,
+            timeout,
+        )
+    return reason is None
+
+
 def hub_offline() -> bool:
-    """Tell whether Hugging Face offline mode is on (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
+    """Tell whether models load from the local cache only.
+
+    True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set, or when :func:`hub_reachable` found the hub
+    unreachable earlier in this process.
+
+    Example:
+        >>> isinstance(hub_offline(), bool)
+        True
+    """
+    if _env_offline():
+        return True
+    if not _hub_answers:
+        return False
+    return _hub_answers.get(_hub_endpoint()) is False
+
+
+def _env_offline() -> bool:
     return any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _offline_message(source: ModelSource, local_files_only: bool, cause: BaseException) -> str:
     if source.is_local:
         return f"could not load model from local directory {source.location!r}: {cause}"
-    reason = (
-        "offline mode is on (HF_HUB_OFFLINE / local_files_only) and the model is not in the Hugging Face cache"
-        if local_files_only or hub_offline()
-        else "the Hugging Face Hub is unreachable or the model is not in the cache"
-    )
+    if _env_offline() or (local_files_only and not hub_offline()):
+        reason = "offline mode is on (HF_HUB_OFFLINE / local_files_only) and the model is not in the Hugging Face cache"
+    elif local_files_only:
+        reason = (
+            "the Hugging Face Hub cannot be reached (this process now uses the cache only) and the model is not in it"
+        )
+    else:
+        reason = "the Hugging Face Hub is unreachable or the model is not in the cache"
     return (
         f"could not load model {source.location!r}: {reason} ({type(cause).__name__}: {cause}). "
         "Download it on a connected machine (e.g. `hf download "
@@ -134,7 +271,8 @@ def load_st_model(
         cls: The sentence-transformers class to instantiate.
         source: Result of :func:`resolve_model`.
         device: Device string.
-        local_files_only: Only use the local cache (default: ``True`` when ``HF_HUB_OFFLINE`` is set).
+        local_files_only: Only use the local cache (default: ``True`` when ``HF_HUB_OFFLINE`` is set or the hub
+            did not answer :func:`hub_reachable`).
         cache_folder: Hugging Face cache folder override.
         revision: Hub revision (branch, tag or commit).
         trust_remote_code: Allow custom code from the hub repository (default: the preset's setting, else False).
@@ -146,7 +284,10 @@ def load_st_model(
     Raises:
         ModelLoadError: If the model cannot be found or read (the message says what to do).
     """
-    offline = hub_offline() if local_files_only is None else local_files_only
+    if local_files_only is not None:
+        offline = local_files_only
+    else:
+        offline = hub_offline() or (not source.is_local and not hub_reachable())
     trust = (
         trust_remote_code if trust_remote_code is not None else bool(source.preset and source.preset.trust_remote_code)
     )
@@ -162,16 +303,124 @@ def load_st_model(
             **kwargs,
         )
     except (OSError, ValueError, ConnectionError, TimeoutError) as exc:
-        if isinstance(exc, ValueError) and source.is_local:
-            raise
         raise ModelLoadError(_offline_message(source, offline, exc)) from exc
 
 
-class ModelHandle:
+# ---------------------------------------------------------------------------------------------- what a folder is
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """What a model folder holds, read from its small JSON files (no weights are read).
+
+    Attributes:
+        path: The folder.
+        kind: See :data:`FolderKind`.
+        detail: What the files say, e.g. ``"a sentence-transformers embedder (Transformer, Pooling, Normalize)"``.
+    """
+
+    path: str
+    kind: FolderKind
+    detail: str
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelLoadError(f"{path} cannot be read as JSON ({type(exc).__name__}: {exc})") from exc
+
+
+def inspect_model_folder(folder: str | os.PathLike[str]) -> ModelFolder:
+    """Tell what kind of model a folder holds, from its small JSON files (no weights are read, nothing imported).
+
+    ``config_sentence_transformers.json`` and ``modules.json`` tell sentence-transformers folders apart (cross-encoder,
+    sparse encoder, dense or static embedder); ``config.json``'s ``architectures`` the plain transformers ones
+    (``*ForSequenceClassification`` is a cross-encoder, ``*ForMaskedLM`` a masked-language model, else an encoder).
+
+    Raises:
+        ModelLoadError: If the folder holds neither ``config.json`` nor ``modules.json`` (it is not a model folder),
+            or one of those files is not valid JSON.
+
+    Example:
+        >>> import json, tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+        >>> inspect_model_folder(folder).kind
+        'cross-encoder'
+    """
+    root = Path(folder)
+    modules = _read_json(root / "modules.json")
+    config = _read_json(root / "config.json")
+    st_config = _read_json(root / "config_sentence_transformers.json")
+    if modules is None and config is None:
+        listing = sorted(p.name for p in root.iterdir())[:8] if root.is_dir() else []
+        found = f"it holds {', '.join(listing)}" if listing else "it is empty"
+        raise ModelLoadError(
+            f"{str(root)!r} is not a model folder: it has neither config.json nor modules.json ({found}); pass the "
+            "folder that `save_pretrained` / `hf download` wrote"
+        )
+    st_type = st_config.get("model_type") if isinstance(st_config, dict) else None
+    types = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in (modules if isinstance(modules, list) else [])]
+    types = [t for t in types if t]
+    archs = [str(a) for a in (config.get("architectures") or [])] if isinstance(config, dict) else []
+    arch = (", ".join(archs) or str(config.get("model_type", "unknown"))) if isinstance(config, dict) else "?"
+    path = str(root)
+    if st_type == "CrossEncoder":
+        return ModelFolder(path, "cross-encoder", f"a sentence-transformers cross-encoder ({arch})")
+    if st_type == "SparseEncoder" or any(
+        t in ("SpladePooling", "SparseStaticEmbedding", "MLMTransformer") for t in types
+    ):
+        return ModelFolder(path, "sparse", f"a sentence-transformers sparse encoder ({', '.join(types)})")
+    classifier = any(a.endswith("ForSequenceClassification") for a in archs)
+    # An embedder lists modules after its Transformer (Pooling, Normalize...); a cross-encoder saved with a
+    # modules.json but without model_type lists the Transformer alone, and its config names a classification head.
+    if modules is not None and (st_type == "SentenceTransformer" or not classifier or set(types) - {"Transformer"}):
+        kind: FolderKind = "static" if "StaticEmbedding" in types else "dense"
+        return ModelFolder(path, kind, f"a sentence-transformers embedder ({', '.join(types) or 'no modules'})")
+    if classifier:
+        return ModelFolder(path, "cross-encoder", f"a transformers sequence-classification model ({arch})")
+    if any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in archs):
+        return ModelFolder(path, "masked-lm", f"a transformers masked-language model ({arch}), not a trained reranker")
+    return ModelFolder(path, "encoder", f"a plain transformers encoder ({arch}) with no task head")
+
+
+def _check_kind(role: ModelRole, folder: ModelFolder, source: ModelSource) -> None:
+    if folder.kind in _ACCEPTS[role]:
+        return
+    raise ModelLoadError(
+        f"cannot use {source.location!r} as {_ROLE_NAMES[role]}: it is {folder.detail}; {_USE_INSTEAD[folder.kind]}"
+    )
+
+
+def _cached_folder(source: ModelSource, cache_folder: str | None, revision: str | None) -> Path | None:
+    """The folder a model is (or would be) loaded from: the local directory, or its hub-cache snapshot if cached."""
+    if source.is_local:
+        return Path(source.location)
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("config.json", "modules.json"):
+        found = try_to_load_from_cache(source.location, name, cache_dir=cache_folder, revision=revision)
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- engines
+
+
+class ModelHandle(FreshOnCopy):
     """What every engine model wrapper shares: where the model comes from, how to load it, and one lock.
 
-    Subclasses (the reranker and the embedders) load lazily under ``self._lock`` with
-    ``load_st_model(cls, self.source, device=resolve_device(self.device), **self._load_kwargs)``.
+    Subclasses (the reranker and the embedders) load lazily under ``self._lock`` with ``self._load_st(cls)``, which
+    checks first that the folder holds the kind of model the subclass uses (its ``role``), and name the attributes
+    holding what loading built in ``_loaded_attrs``.
+
+    Copies and pickles: ``copy.deepcopy`` gives an engine with its own settings that shares the loaded model and
+    its lock (no second copy of the weights); ``pickle`` leaves the model and the lock out, and the unpickled engine
+    loads the model again on first use, as a new engine does (workers of ``multiprocessing``, joblib or Ray).
 
     Args:
         model: Alias, hub id or local directory.
@@ -182,11 +431,24 @@ class ModelHandle:
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
         trust_remote_code: Allow custom code from the hub repository.
+        num_threads: torch CPU threads (intra-op) to use, set for the whole process when the model loads (see
+            :func:`jp_rerank.runtime.set_torch_threads`); ``None`` keeps torch's setting.
 
     Example:
-        >>> ModelHandle("xsmall").model_id
+        >>> import copy
+        >>> handle = ModelHandle("xsmall")
+        >>> handle.model_id
+        'hotchpotch/japanese-reranker-cross-encoder-xsmall-v1'
+        >>> copy.deepcopy(handle).model_id
         'hotchpotch/japanese-reranker-cross-encoder-xsmall-v1'
     """
+
+    _fresh_on_copy: ClassVar[dict[str, Callable[[], Any]]] = {"_lock": threading.RLock}
+
+    role: ClassVar[ModelRole | None] = None
+    """What the subclass uses its model as; the folder's kind is checked against it before loading."""
+    _loaded_attrs: ClassVar[tuple[str, ...]] = ()
+    """Attributes holding the loaded model: shared by deep copies, left out of pickles (``None`` after unpickling)."""
 
     def __init__(
         self,
@@ -198,9 +460,15 @@ class ModelHandle:
         cache_folder: str | None = None,
         revision: str | None = None,
         trust_remote_code: bool | None = None,
+        num_threads: int | None = None,
     ) -> None:
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads <= 0
+        ):
+            raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
         self.source: ModelSource = resolve_model(model, preset=preset)
-        self.device = device
+        self.device = None if device is None else resolve_device(device)  # checks the name; torch not imported
+        self.num_threads = num_threads
         self._load_kwargs: dict[str, Any] = {
             "local_files_only": local_files_only,
             "cache_folder": cache_folder,
@@ -224,10 +492,147 @@ class ModelHandle:
         raise NotImplementedError
 
     def _load_st(self, cls: type[T], device: str | None = None) -> T:
-        """Load this handle's model as sentence-transformers class ``cls`` with its device and load options."""
-        return load_st_model(cls, self.source, device=device or resolve_device(self.device), **self._load_kwargs)
+        """Load this handle's model as sentence-transformers class ``cls`` with its device and load options.
+
+        Raises:
+            ModelLoadError: The model cannot be had, or its folder holds another kind of model than ``role``.
+        """
+        cache_folder, revision = self._load_kwargs["cache_folder"], self._load_kwargs["revision"]
+        folder = _cached_folder(self.source, cache_folder, revision)
+        if self.role is not None and folder is not None:
+            _check_kind(self.role, inspect_model_folder(folder), self.source)
+        if self.num_threads is not None:
+            set_torch_threads(self.num_threads)
+        model = load_st_model(cls, self.source, device=device or resolve_device(self.device), **self._load_kwargs)
+        if self.role is not None and folder is None:  # downloaded just now: check what came
+            folder = _cached_folder(self.source, cache_folder, revision)
+            if folder is not None:
+                _check_kind(self.role, inspect_model_folder(folder), self.source)
+        return model
 
     @property
     def preset(self) -> ModelPreset | None:
         """The preset of a known model, else ``None``."""
         return self.source.preset
+
+    # ------------------------------------------------------------------ copies and pickles
+    def __deepcopy__(self: H, memo: dict[int, Any]) -> H:
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        shared = {"_lock", *self._loaded_attrs}
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key in shared else copy.deepcopy(value, memo)
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for name in self._loaded_attrs:
+            state[name] = None  # the model itself is reloaded on first use
+        return state
+
+
+# ---------------------------------------------------------------------------------------------- adapters' engines
+
+_engines: weakref.WeakValueDictionary[Any, ModelHandle] = weakref.WeakValueDictionary()
+_engines_lock = threading.Lock()
+
+
+def shared_engine(engine: type[H], model: str | os.PathLike[str], /, **options: Any) -> H:
+    """One engine per (engine class, model, options) in this process, so adapters built alike share one model.
+
+    Two calls share an engine when the class is the same, the model resolves to the same place (an alias and its
+    hub id, or two spellings of one folder, are one model) and every constructor argument is equal once defaults
+    are filled in. Engines are held weakly: when nothing uses one any more, it is freed with its model. Options
+    that cannot be hashed give a new engine. The shared engine's settings are those it was built with; configure
+    an adapter through its own options, not by changing the shared engine.
+
+    The LangChain and LlamaIndex adapters build their engines with it; an engine passed to an adapter
+    (``reranker=`` / ``embedder=``) is always used as given.
+
+    Raises:
+        TypeError: An option the engine does not take.
+
+    Example:
+        >>> from jp_rerank import Reranker
+        >>> a = shared_engine(Reranker, "xsmall", device="cpu")
+        >>> a is shared_engine(Reranker, "hotchpotch/japanese-reranker-cross-encoder-xsmall-v1", device="cpu")
+        True
+        >>> a is shared_engine(Reranker, "xsmall", device="cpu", batch_size=8)
+        False
+    """
+    signature = inspect.signature(engine)
+    bound = signature.bind(model, **options)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    first = next(iter(signature.parameters))
+    given_model = arguments.pop(first)
+    source = resolve_model(given_model, preset=arguments.get("preset"))
+    key = (engine, source.location, tuple(sorted(arguments.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return engine(model, **options)
+    with _engines_lock:
+        found = _engines.get(key)
+        if found is None:
+            found = engine(model, **options)
+            _engines[key] = found
+        return found  # type: ignore[return-value]
+
+
+def engine_options(
+    engine: type[ModelHandle],
+    named: Mapping[str, Any],
+    model_kwargs: Mapping[str, Any] | None = None,
+    *,
+    where: str = "model_kwargs",
+) -> dict[str, Any]:
+    """Merge an adapter's named options with its ``model_kwargs`` into keyword arguments of ``engine``.
+
+    Named options left at ``None`` are unset. A name given both ways must have the same value both times
+    (``device="cpu"`` with ``model_kwargs={"device": "cpu"}`` is fine); a key of ``model_kwargs`` that the engine
+    does not take is refused with the list of those it takes.
+
+    Args:
+        engine: The engine class (``Reranker``, ``Embedder``...).
+        named: The adapter's named options (engine argument names).
+        model_kwargs: Further engine arguments.
+        where: How the caller calls ``model_kwargs``, for messages.
+
+    Returns:
+        The keyword arguments for ``engine(model, **kwargs)``.
+
+    Raises:
+        TypeError: ``model_kwargs`` is not a mapping, or has a key the engine does not take.
+        ValueError: ``model_kwargs`` names the model, or a name is given twice with different values.
+
+    Example:
+        >>> from jp_rerank import Embedder
+        >>> engine_options(Embedder, {"device": None, "cache_folder": None}, {"device": "cpu", "batch_size": 8})
+        {'device': 'cpu', 'batch_size': 8}
+    """
+    if model_kwargs is None:
+        model_kwargs = {}
+    if not isinstance(model_kwargs, Mapping):
+        raise TypeError(f"{where} must be a dict of {engine.__name__} arguments, got {type(model_kwargs).__name__}")
+    parameters = list(inspect.signature(engine).parameters)
+    accepted = set(parameters[1:])
+    merged = dict(model_kwargs)
+    for key in merged:
+        if key in (parameters[0], "model", "model_name"):
+            raise ValueError(f"{where} names the model ({key!r}): pass it as the adapter's model argument instead")
+        if key not in accepted:
+            raise TypeError(
+                f"{where} has {key!r}, which jp_rerank.{engine.__name__} does not take; it takes: "
+                f"{', '.join(sorted(accepted))}"
+            )
+    for key, value in named.items():
+        if value is None:
+            continue
+        if key in merged and merged[key] != value:
+            raise ValueError(
+                f"{key} is given twice with different values: {key}={value!r} and {where}[{key!r}]={merged[key]!r}"
+            )
+        merged[key] = value
+    return merged

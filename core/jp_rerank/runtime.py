@@ -1,4 +1,4 @@
-"""Where and at which precision models run: device choice, native-bf16 detection, torch autocast.
+"""Where and at which precision models run: device choice, native-bf16 detection, torch autocast, CPU threads.
 
 Shared by every model-backed engine (the reranker and the embedders), so the same CPU gets the same decision
 whatever the model. torch is imported only when a device must be probed or autocast entered.
@@ -6,25 +6,35 @@ whatever the model. torch is imported only when a device must be probed or autoc
 Measured on the 2-core AVX-512/AMX machine of ``benchmarks/results/``: bf16 autocast ran the reranker shapes
 2.2-2.5x faster than fp32 and moved scores far less than int8 (Spearman 0.9995 vs 0.947 against fp32 on real
 encoder weights). On CPUs without native bf16, bf16 is emulated and slower than fp32, so it is never picked there.
+
+CPU threads: torch runs each operation on an intra-op thread pool sized to the cores it sees. On a machine whose
+cores are shared (other processes, a CPU quota in a container), those threads wait on each other: on this project's
+shared 2-core machine a 48-passage rerank with the real 7-layer ja-ce-mini took 8.3 s with torch's 2 threads and
+3.2 s with one (median of 5). :func:`set_torch_threads` (``num_threads=`` of every engine, ``jp-rerank --threads``)
+sets the pool size.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Literal, TypeAlias
 
 __all__ = [
-    "LOW_PRECISION_MIN_HIDDEN",
     "TorchPrecision",
     "autocast",
     "cpu_supports_bf16",
     "cuda_low_precision",
     "low_precision_for",
     "resolve_device",
+    "set_torch_threads",
 ]
+
+logger = logging.getLogger(__name__)
 
 TorchPrecision: TypeAlias = Literal["fp32", "bf16", "fp16"]
 """Precisions torch runs at (``bf16`` / ``fp16`` through autocast)."""
@@ -33,20 +43,26 @@ _TRUE = {"1", "true", "yes", "on"}
 _FLAGS = _TRUE | {"0", "false", "no", "off"}
 
 
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?")
+
+
 def resolve_device(device: str | None = None) -> str:
     """Return ``device`` or pick one: ``"cuda"`` when available, else ``"mps"``, else ``"cpu"``.
 
     Raises:
-        ValueError: If ``device`` is given but empty or not a string.
+        ValueError: If ``device`` is given but is not a torch device name (``cpu``, ``cuda``, ``mps``, ``xpu``,
+            ``hpu``, ``npu``, ``meta``, with an optional ``:index``).
 
     Example:
         >>> resolve_device("cpu")
         'cpu'
     """
     if device is not None:
-        if not isinstance(device, str) or not device.strip():
-            raise ValueError(f"device must be a non-empty string such as 'cpu' or 'cuda:0', got {device!r}")
-        return device
+        if not isinstance(device, str) or not _DEVICE.fullmatch(device.strip()):
+            raise ValueError(
+                f"device must name a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps', got {device!r}"
+            )
+        return device.strip()
     import torch
 
     if torch.cuda.is_available():
@@ -76,23 +92,16 @@ def cpu_supports_bf16() -> bool:
     return bool(features.get("avx512_bf16") or features.get("amx_bf16"))
 
 
-LOW_PRECISION_MIN_HIDDEN = 128
-"""Models narrower than this (test-size models) stay in fp32 under ``"auto"``: a policy for exact, reproducible
-test scores, not a speed finding (bf16 was 1.5x faster on them too)."""
-
-
-def low_precision_for(device: str, *, hidden_size: int | None = None) -> tuple[TorchPrecision, str]:
+def low_precision_for(device: str) -> tuple[TorchPrecision, str]:
     """The fastest faithful torch precision on ``device``, and why.
 
     CUDA: bf16 where the GPU supports it, else fp16. CPU: bf16 where the CPU has native bf16, else fp32. Other
-    devices (MPS): fp32. Models narrower than :data:`LOW_PRECISION_MIN_HIDDEN` stay in fp32.
+    devices (MPS): fp32. The same for every model size: code that needs exact fp32 scores asks for ``"fp32"``.
 
     Example:
-        >>> low_precision_for("cpu", hidden_size=32)
-        ('fp32', 'hidden size 32 < 128: fp32')
+        >>> low_precision_for("mps")
+        ('fp32', 'no faster precision available: fp32')
     """
-    if hidden_size is not None and hidden_size < LOW_PRECISION_MIN_HIDDEN:
-        return "fp32", f"hidden size {hidden_size} < {LOW_PRECISION_MIN_HIDDEN}: fp32"
     kind = device.split(":", 1)[0]
     if kind == "cuda":
         low = cuda_low_precision()
@@ -125,3 +134,34 @@ def autocast(device_type: str, precision: TorchPrecision) -> Iterator[None]:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     with torch.autocast(device_type, dtype=dtype):
         yield
+
+
+def set_torch_threads(num_threads: int) -> int:
+    """Set the number of torch intra-op CPU threads for the whole process (``torch.set_num_threads``).
+
+    It is one setting per process: the last value set wins, whichever engine set it. Use the number of cores the
+    process really has to itself: 1 or 2 on a shared machine or a container with a CPU quota (torch counts the
+    host's cores there), where too many threads make every call several times slower.
+
+    Args:
+        num_threads: Threads, at least 1.
+
+    Returns:
+        The previous setting.
+
+    Raises:
+        ValueError: If ``num_threads`` is not a positive int.
+
+    Example:
+        >>> previous = set_torch_threads(1)
+        >>> _ = set_torch_threads(previous)
+    """
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads <= 0:
+        raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+    import torch
+
+    previous = int(torch.get_num_threads())
+    if previous != num_threads:
+        torch.set_num_threads(num_threads)
+        logger.info("torch uses %d CPU threads (was %d)", num_threads, previous)
+    return previous

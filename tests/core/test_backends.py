@@ -74,7 +74,8 @@ def _installed(*names: str) -> Callable[[str], bool]:
     ("cpu", "installed", "expected"),
     [
         ("amx", ("openvino", "onnx"), "torch-bf16"),
-        ("avx512_bf16", ("openvino", "onnx"), "torch-bf16"),
+        ("avx512_bf16", ("openvino", "onnx"), "openvino-int8"),
+        ("avx512_bf16", ("onnx",), "torch-bf16"),
         ("vnni", ("openvino", "onnx"), "openvino-int8"),
         ("avx2", ("openvino", "onnx"), "openvino-int8"),
         ("avx2", ("onnx",), "torch-fp32"),  # ONNX dynamic int8 moves rankings too much to be picked by auto
@@ -382,3 +383,38 @@ def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
     assert args.quick
     assert args.shapes == "small"
     assert args.repeats == 3
+
+
+def test_bench_runs_end_to_end_on_a_given_model(
+    tmp_path: Path, xlmr_ce_path: Path, demo_corpus: list[dict[str, str]], demo_queries: list[dict[str, object]]
+) -> None:
+    """``jp-rerank bench -m MODEL``: every method times the same pairs; work, rates and agreement are reported."""
+    import json as _json
+
+    from jp_rerank.evaluation.bench import run_bench
+
+    data = tmp_path / "demo"
+    (data / "qrels").mkdir(parents=True)
+    with (data / "corpus.jsonl").open("w", encoding="utf-8") as fh:
+        for d in demo_corpus:
+            fh.write(_json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}, ensure_ascii=False) + "\n")
+    with (data / "queries.jsonl").open("w", encoding="utf-8") as fh:
+        for q in demo_queries:
+            fh.write(_json.dumps({"_id": q["id"], "text": q["text"]}, ensure_ascii=False) + "\n")
+    rows = [f"{q['id']}\t{r}\t1" for q in demo_queries for r in q["relevant"]]  # type: ignore[attr-defined]
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    report = run_bench(
+        data=data, model=str(xlmr_ce_path), questions=2, candidates=10, repeats=2, variants=False, with_agreement=True
+    )
+    (shape,) = report.rerank
+    names = [m.name for m in shape.methods]
+    assert names == ["st-predict", "ours (default)"]
+    assert all(m.items_per_s and m.items_per_s > 0 and len(m.seconds) == 2 for m in shape.methods)
+    assert shape.pairs == 20
+    assert shape.gflop_per_pair is not None
+    assert shape.gflop_per_pair > 0
+    assert all(m.gflops is not None and m.gflops > 0 for m in shape.methods)
+    assert set(report.peak_gflops) >= {"fp32"}
+    text = report.to_markdown()
+    assert "GFLOP per pair" in text
+    assert "Measured peak" in text

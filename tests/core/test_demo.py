@@ -36,7 +36,7 @@ def test_demo_with_the_default_aliases_runs_every_stage() -> None:
     report = run_demo(out=buf, questions=["富士山の高さは？"])
     assert report.stages == ("bm25", "dense", "rerank")
     assert report.skipped == {}
-    assert "reranker: Reranker(model='xsmall'" in buf.getvalue()
+    assert "reranker: Reranker(model='xsmall-v2'" in buf.getvalue()  # the default reranker (issue 14)
 
 
 def test_demo_without_models_skips_stages_with_a_banner() -> None:

@@ -254,3 +254,24 @@ def test_untrained_ivfpq_round_trips(tmp_path):
     assert loaded.needs_training
     assert len(loaded) == 0
     assert os.listdir(tmp_path / "empty")  # a snapshot was written
+
+
+@pytest.mark.parametrize("field", ["dim", "metric", "params"])
+def test_a_manifest_missing_a_backend_field_is_a_corrupted_index(tmp_path: Path, field: str) -> None:
+    """Checksums hold (the manifest is re-signed), but a field the backend needs is gone: a clear error."""
+    import json
+
+    from jp_rerank.snapshots import CURRENT_FILE, MANIFEST_FILE, _sha256
+
+    index = ExactIndex(DIM, embedder_id="toy")
+    index.add(["a"], [np.ones(DIM, dtype=np.float32)], ["犬"])
+    snapshot = index.save(tmp_path / "idx")
+    manifest = json.loads((snapshot / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest.pop(field)
+    (snapshot / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    pointer = json.loads((tmp_path / "idx" / CURRENT_FILE).read_text(encoding="utf-8"))
+    pointer["manifest_sha256"] = _sha256(snapshot / MANIFEST_FILE)
+    (tmp_path / "idx" / CURRENT_FILE).write_text(json.dumps(pointer), encoding="utf-8")
+    for load in (load_index, ExactIndex.load):
+        with pytest.raises(IndexCorruptedError):
+            load(tmp_path / "idx")

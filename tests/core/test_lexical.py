@@ -555,3 +555,48 @@ def test_reads_a_format_1_index_saved_by_jp_rerank_0_1(tmp_path: Path) -> None:
     old = BM25Index.load(tmp_path / "v1")
     assert [(h.id, h.score) for h in old.search("東京")] == [(h.id, h.score) for h in new.search("東京")]
     assert old.search("東京")[0].text == ""
+
+
+def test_query_length_is_capped_after_normalisation_and_documents_are_not() -> None:
+    index = BM25Index("char2", max_chars=100).index(["東京の天気" * 50])  # a 250-character document is fine
+    assert index.search("東京")[0].id == "0"
+    with pytest.raises(ValueError, match="over the cap max_chars=100"):
+        index.search("東" * 101)
+    with pytest.raises(ValueError, match="max_chars=100"):  # NFKC expands U+FDFA 18x: the cap holds after it
+        index.search("\ufdfa" * 10)
+    assert BM25Index("char2", max_chars=None).index(["東京"]).search("東" * 200_000) == []
+
+
+def test_a_bm25_index_pickles_and_deep_copies() -> None:
+    import copy
+    import pickle
+
+    index = BM25Index("char2").index(["東京の天気", "大阪の城"], ["tokyo", "osaka"], [{"n": 1}, {"n": 2}])
+    for clone in (pickle.loads(pickle.dumps(index)), copy.deepcopy(index)):
+        assert clone.search_many(["東京", "大阪"]) == index.search_many(["東京", "大阪"])
+        clone.add(["京都の寺"], ["kyoto"])  # its own write lock
+        assert len(index) == 2
+
+
+def test_index_from_tokens_computed_elsewhere_equals_tokenising_here(tmp_path) -> None:
+    texts = ["富士山は日本一高い山です。", "京都には寺が多い。", "", "ＡＢＣの本"]
+    ids = ["a", "b", "c", "d"]
+    here = BM25Index("char2").index(texts, ids)
+    worker = BM25Index("char2")
+    there = BM25Index("char2").index(texts, ids, tokens=[worker.tokenize(t) for t in texts])
+    here.save(tmp_path / "here")
+    there.save(tmp_path / "there")
+    skip = {"CURRENT", "manifest.json"}
+    files = [
+        {p.name: p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file() and p.name not in skip}
+        for name in ("here", "there")
+    ]
+    assert files[0]
+    assert files[0] == files[1]
+    assert [h.id for h in there.search("京都の寺", 2)] == [h.id for h in here.search("京都の寺", 2)]
+    with pytest.raises(ValueError, match="4 texts but only 3 token lists"):
+        BM25Index("char2").index(texts, ids, tokens=[["a"]] * 3)
+    with pytest.raises(ValueError, match="more token lists than the 4 texts"):
+        BM25Index("char2").index(texts, ids, tokens=iter([["a"]] * 5))
+    with pytest.raises(TypeError, match=r"tokens\[1\] must be a list of str"):
+        BM25Index("char2").index(texts, ids, tokens=[["a"], "ab", ["c"], ["d"]])

@@ -348,3 +348,12 @@ def test_bad_input(texts: list[str], ids: list[str]) -> None:
         TwoStageRetriever(first_stages=[dup]).retrieve("京都")
     with pytest.raises(ValueError, match="name must be a non-empty str"):
         BM25Index(name="")
+
+
+def test_a_retriever_pickles_and_keeps_answering(texts: list[str], ids: list[str]) -> None:
+    import pickle
+
+    retriever = TwoStageRetriever.from_texts(texts, ids=ids, top_n=3)
+    clone = pickle.loads(pickle.dumps(retriever))
+    assert clone.retrieve(QUERIES[0]) == retriever.retrieve(QUERIES[0])
+    assert clone.last_timings  # its own timings lock works

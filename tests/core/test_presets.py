@@ -78,3 +78,83 @@ def test_lookup() -> None:
     with pytest.raises(KeyError, match="known aliases: xsmall"):
         get_preset("no-such-model")
     assert {p.kind for p in list_presets("dense")} == {"dense"}
+
+
+# ---------------------------------------------------------------------------------------------- ModernBERT (issue 14)
+
+
+@pytest.mark.parametrize(
+    ("alias", "model_id", "params"),
+    [
+        ("tiny-v2", "hotchpotch/japanese-reranker-tiny-v2", 29.4),
+        ("xsmall-v2", "hotchpotch/japanese-reranker-xsmall-v2", 36.8),
+        ("small-v2", "hotchpotch/japanese-reranker-small-v2", 70.2),
+        ("base-v2", "hotchpotch/japanese-reranker-base-v2", 132),
+        ("ruri-v3-reranker-310m", "cl-nagoya/ruri-v3-reranker-310m", 315),
+    ],
+)
+def test_modernbert_rerankers(alias: str, model_id: str, params: float) -> None:
+    p = get_preset(alias)
+    assert get_preset(model_id) is p
+    assert p.model_id == model_id
+    assert (p.kind, p.architecture, p.activation) == ("cross-encoder", "modernbert", "sigmoid")
+    assert p.max_length == 8192  # max_position_embeddings of ModernBERT-Ja; RoPE needs no offset
+    assert p.languages == ("ja",)
+    assert p.params_millions == params
+    assert p.requires == ()  # tokenizer.json only: no MeCab, no sentencepiece
+    assert not p.query_prefix
+    assert not p.document_prefix
+
+
+def test_default_reranker_is_xsmall_v2_and_v1_aliases_keep_their_meaning() -> None:
+    assert DEFAULT_RERANKER == "xsmall-v2"
+    assert get_preset(DEFAULT_RERANKER).model_id == "hotchpotch/japanese-reranker-xsmall-v2"
+    for alias in ("xsmall", "small", "base", "large"):
+        assert get_preset(alias).model_id == f"hotchpotch/japanese-reranker-cross-encoder-{alias}-v1"
+
+
+def test_models_command_lists_the_modernbert_generation(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from jp_rerank.cli import main
+
+    assert main(["models", "--kind", "cross-encoder"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip() and not line.startswith("*")}
+    assert "xsmall-v2*" in rows  # the default is starred
+    for alias in ("tiny-v2", "small-v2", "base-v2", "ruri-v3-reranker-310m", "xsmall"):
+        assert alias in rows
+    assert "modernbert" in rows["xsmall-v2*"]
+    assert "8192" in rows["xsmall-v2*"]
+    assert main(["models", "--kind", "cross-encoder", "--json"]) == 0
+    by_alias = {r["alias"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert by_alias["xsmall-v2"]["default"] is True
+    assert by_alias["xsmall"]["default"] is False
+    assert by_alias["base-v2"]["architecture"] == "modernbert"
+
+
+def test_local_v2_folders_are_recognised_by_name() -> None:
+    from jp_rerank.presets import recognize_preset
+
+    found = recognize_preset("/models/japanese-reranker-xsmall-v2")
+    assert found is not None
+    assert found.alias == "xsmall-v2"
+    found = recognize_preset("/models/ruri-v3-reranker-310m")
+    assert found is not None
+    assert found.alias == "ruri-v3-reranker-310m"
+
+
+def test_a_mistyped_alias_says_did_you_mean_and_lists_the_aliases() -> None:
+    from jp_rerank import Embedder, ModelLoadError, Reranker
+
+    with pytest.raises(ModelLoadError, match=r"unknown model preset 'xsmal' \(did you mean 'xsmall' or ") as e:
+        Reranker("xsmal")
+    message = str(e.value)
+    assert message.count("; known aliases: ") == 1
+    assert all(f" {p.alias}," in message or f" {p.alias};" in message for p in PRESETS)
+    assert "hf download" not in message  # not a hub id to download
+    assert "or give a hub id (org/name) or the path of a local model folder" in message
+    with pytest.raises(ModelLoadError, match=r"did you mean 'me5-small'"):
+        Embedder("me5-smal")
+    with pytest.raises(ModelLoadError, match=r"unknown model preset 'no-such-model'; known aliases"):
+        Reranker("no-such-model")  # nothing close: no suggestion, the whole list

@@ -55,7 +55,7 @@ def test_embed_queries_uses_encode_query(embedder: SparseEmbedder, encoder: Spar
 
 
 def test_query_prefix_override_changes_the_vector(splade_path: Path, encoder: SparseEncoder) -> None:
-    emb = SparseEmbedder(splade_path, device="cpu", normalize=False, query_prefix="質問: ")
+    emb = SparseEmbedder(splade_path, device="cpu", normalize_text=False, query_prefix="質問: ")
     assert emb.prefix("query") == "質問: "
     assert emb.prefix("document") == ""
     ref = encoder.encode_query([QUERIES[0]], prompt="質問: ").to_dense().numpy()
@@ -122,7 +122,12 @@ def test_index_search_equals_brute_force_dot_product(
         np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-5)
         assert all(type(h.score) is float and isinstance(h, SearchHit) for h in hits)
         assert all(h.text == texts[ids.index(h.id)] for h in hits)
-    assert index.search(queries[0], k=7) == results[0]
+    # search and search_many encode the query in batches of different sizes: BLAS may round the last float bit
+    # either way on some CPUs (62.58366 vs 62.58365 was seen), so the contract is the same ranking, scores within
+    # float32 rounding, not bit-identical floats.
+    alone = index.search(queries[0], k=7)
+    assert [h.id for h in alone] == [h.id for h in results[0]]
+    np.testing.assert_allclose([h.score for h in alone], [h.score for h in results[0]], rtol=1e-5)
 
 
 def test_index_ties_by_ascending_id_and_zero_scores_are_left_out() -> None:

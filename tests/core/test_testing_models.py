@@ -217,7 +217,7 @@ def test_dense_embedder_bert_arch(tmp_path: Path) -> None:
 
 
 def test_dense_embedder_rejects_unknown_arch(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown arch"):
+    with pytest.raises(ValueError, match="unknown arch 'gpt2'; expected 'xlm-roberta', 'bert' or 'modernbert'"):
         toy_models.build_dense_embedder(tmp_path, arch="gpt2")  # type: ignore[arg-type]
 
 
@@ -283,7 +283,7 @@ def test_mecab_vocab_is_deterministic() -> None:
 
 def test_shape_table() -> None:
     shapes = toy_models.SHAPES
-    assert {"tiny", "xsmall", "small", "base", "large", "e5-small"} <= set(shapes)
+    assert {"tiny", "xsmall", "small", "base", "large", "e5-small", "xsmall-v2"} <= set(shapes)
     assert shapes["tiny"].vocab_size is None
     assert (shapes["xsmall"].num_layers, shapes["xsmall"].hidden_size, shapes["xsmall"].vocab_size) == (
         6,
@@ -308,3 +308,138 @@ def test_unknown_shape_and_bad_path(tmp_path: Path) -> None:
         toy_models.build_bert_ja_cross_encoder(a_file)
     with pytest.raises(ValueError, match="dim must be positive"):
         toy_models.build_static_embedder(tmp_path / "s", dim=0)
+
+
+# ------------------------------------------------------------------------------------- ModernBERT (issue 14)
+
+
+@pytest.fixture(scope="module")
+def modernbert_ce(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return toy_models.build_modernbert_cross_encoder(tmp_path_factory.mktemp("modernbert-ce"))
+
+
+def test_modernbert_folder_has_the_hub_layout(modernbert_ce: Path) -> None:
+    names = {p.name for p in modernbert_ce.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert not names & {"vocab.txt", "sentencepiece.bpe.model", "tokenizer.model", "vocab.json"}  # tokenizer.json only
+    config = json.loads((modernbert_ce / "config.json").read_text(encoding="utf-8"))
+    assert config["model_type"] == "modernbert"
+    assert config["architectures"] == ["ModernBertForSequenceClassification"]
+    assert config["max_position_embeddings"] == 8192
+    assert config["local_attention"] == toy_models.TINY_LOCAL_ATTENTION == 16
+    assert set(config["layer_types"]) == {"full_attention", "sliding_attention"}  # both attention kinds run
+    assert config["classifier_pooling"] == "cls"
+    assert "type_vocab_size" not in config
+    ids = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "cls_token_id")}
+    assert ids == {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3, "sep_token_id": 4, "cls_token_id": 6}
+    # The awkward part of the real uploads: the declared class is not the one that reads tokenizer.json.
+    tok_config = json.loads((modernbert_ce / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert tok_config["tokenizer_class"] == "LlamaTokenizer"
+    assert tok_config["add_bos_token"] is True
+    assert tok_config["add_eos_token"] is True
+
+
+def test_modernbert_tokenizer_loads_as_the_hub_one_does(modernbert_ce: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(modernbert_ce))
+    assert type(tok).__name__ == "TokenizersBackend"  # not LlamaTokenizer: transformers 5 overrides modernbert
+    assert tok.convert_ids_to_tokens(list(range(7))) == list(toy_models.MODERNBERT_SPECIAL_TOKENS)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) == (1, 2, 3, 0)
+    assert tok.model_max_length == 8192
+    a = tok("富士山", add_special_tokens=False)["input_ids"]
+    b = tok("東京", add_special_tokens=False)["input_ids"]
+    enc = tok("富士山", "東京")
+    assert enc["input_ids"] == [1, *a, 2, 1, *b, 2]
+    assert "token_type_ids" not in enc
+    assert tok("富士山")["input_ids"] == [1, *a, 2]
+    assert tok("ｶﾀｶﾅ")["input_ids"] == tok("カタカナ")["input_ids"]  # NFKC
+    for text in demo_texts():
+        assert tok.unk_token_id not in tok(text, add_special_tokens=False)["input_ids"], text
+
+
+def test_modernbert_cross_encoder_loads_through_public_paths(modernbert_ce: Path) -> None:
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForSequenceClassification
+
+    hf_model = AutoModelForSequenceClassification.from_pretrained(str(modernbert_ce))
+    assert type(hf_model).__name__ == "ModernBertForSequenceClassification"
+    assert hf_model.config.num_labels == 1
+    ce = CrossEncoder(str(modernbert_ce), device="cpu")  # as the model cards load it: no max_length
+    assert type(ce.model).__name__ == "ModernBertForSequenceClassification"
+    assert ce.max_seq_length == 8192
+    assert hf_model.config.vocab_size == len(ce.tokenizer)
+    scores = ce.predict([("富士山の高さは？", "富士山の標高は3776メートルです。"), ("東京", "京都")])
+    assert scores.shape == (2,)
+    assert np.all((scores > 0) & (scores < 1))
+
+
+def test_modernbert_embedder_saves_ruri_prompts(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    path = toy_models.build_dense_embedder(
+        tmp_path / "ruri-v3-like", arch="modernbert", prompts=toy_models.RURI_PROMPTS
+    )
+    model = SentenceTransformer(str(path), device="cpu")
+    assert type(model[0].model).__name__ == "ModernBertModel"
+    assert type(model.tokenizer).__name__ == "TokenizersBackend"
+    assert model.max_seq_length == 8192
+    assert (model.prompts["query"], model.prompts["document"]) == ("検索クエリ: ", "検索文書: ")
+    texts = ["富士山の高さは？"]
+    np.testing.assert_allclose(model.encode_query(texts), model.encode(texts, prompt="検索クエリ: "), atol=1e-6)
+    assert not np.allclose(model.encode_query(texts), model.encode_document(texts), atol=1e-4)
+    tok_config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert tok_config["tokenizer_class"] == "LlamaTokenizer"
+
+
+def test_modernbert_builder_options_and_errors(tmp_path: Path) -> None:
+    path = toy_models.build_modernbert_cross_encoder(tmp_path / "w", local_attention=8, initializer_range=0.3)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    assert (config["local_attention"], config["initializer_range"]) == (8, 0.3)
+    for bad in (7, 0, True, "16"):
+        with pytest.raises(ValueError, match="local_attention must be an even int"):
+            toy_models.build_modernbert_cross_encoder(tmp_path / "bad", local_attention=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'xsmall' is a xlm-roberta shape, not a ModernBERT one"):
+        toy_models.build_modernbert_cross_encoder(tmp_path / "x", shape="xsmall")
+    with pytest.raises(ValueError, match="vocab_size must be larger than 7"):
+        toy_models.train_modernbert_tokenizer(vocab_size=7)
+
+
+def test_modernbert_builder_keeps_a_given_tokenizer_json(
+    modernbert_ce: Path, xlmr_ce_path: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    # An XLM-R tokenizer.json (as the speed benchmark passes for real pair lengths): its own template and ids.
+    path = toy_models.build_modernbert_cross_encoder(tmp_path / "m", tokenizer_json=xlmr_ce_path / "tokenizer.json")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    xlmr = AutoTokenizer.from_pretrained(str(xlmr_ce_path))
+    assert tok("富士山", "東京")["input_ids"] == xlmr("富士山", "東京")["input_ids"]
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    assert (config["pad_token_id"], config["bos_token_id"], config["eos_token_id"]) == (1, 0, 2)
+    no_pad = tmp_path / "no-pad.json"
+    data = json.loads((modernbert_ce / "tokenizer.json").read_text(encoding="utf-8"))
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] != "<pad>"]
+    data["model"]["vocab"] = [[p, s] if p != "<pad>" else ["<pad-gone>", s] for p, s in data["model"]["vocab"]]
+    no_pad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="has no token for pad_token"):
+        toy_models.build_modernbert_cross_encoder(tmp_path / "p", tokenizer_json=no_pad)
+
+
+def test_modernbert_shapes_match_the_published_models() -> None:
+    shapes = toy_models.SHAPES
+    expected = {  # (layers, hidden) from the model cards; parameter counts from the hub listing
+        "tiny-v2": (3, 256, 29.4e6),
+        "xsmall-v2": (10, 256, 36.8e6),
+        "small-v2": (13, 384, 70.2e6),
+        "base-v2": (19, 512, 132e6),
+        "ruri-v3-reranker-310m": (25, 768, 315e6),
+    }
+    for name, (layers, hidden, params) in expected.items():
+        shape = shapes[name]
+        assert (shape.arch, shape.num_layers, shape.hidden_size) == ("modernbert", layers, hidden)
+        assert (shape.vocab_size, shape.local_attention) == (102400, 128)
+        # ModernBERT: embeddings + per layer (Wqkv, Wo) + GeGLU MLP (Wi: hidden -> 2 x inner, Wo: inner -> hidden).
+        h, inner = shape.hidden_size, shape.intermediate_size
+        estimate = shape.vocab_size * h + layers * (4 * h * h + 3 * h * inner)
+        assert abs(estimate - params) / params < 0.03, name

@@ -30,7 +30,7 @@ def test_is_a_langchain_cross_encoder(reranker: Reranker) -> None:
 
 def test_scores_match_sentence_transformers(xlmr_ce_path: Path, passages: list[str]) -> None:
     pairs = [(Q1, p) for p in passages]
-    got = JapaneseCrossEncoder(model=xlmr_ce_path, device="cpu").score(pairs)
+    got = JapaneseCrossEncoder(model=xlmr_ce_path, device="cpu", model_kwargs={"precision": "fp32"}).score(pairs)
     reference = CrossEncoder(str(xlmr_ce_path), device="cpu").predict(pairs)  # sigmoid for one-label models
     assert all(type(s) is float for s in got)
     np.testing.assert_allclose(got, reference, atol=1e-5)
@@ -61,3 +61,14 @@ def test_drop_in_for_cross_encoder_reranker(reranker: Reranker) -> None:
     via_classic = CrossEncoderReranker(model=JapaneseCrossEncoder(reranker=reranker), top_n=3)
     ours = JapaneseReranker(reranker=reranker, top_n=3)
     assert [d.id for d in via_classic.compress_documents(docs, Q1)] == [d.id for d in ours.compress_documents(docs, Q1)]
+
+
+def test_the_hugging_face_cross_encoder_swap_of_the_docstring(xlmr_ce_path: Path) -> None:
+    """``HuggingFaceCrossEncoder(model_name=..., model_kwargs=...)`` → ``JapaneseCrossEncoder(...)``, same arguments."""
+    docs = [Document(row["text"], id=row["id"]) for row in load_demo_corpus()[:10]]
+    encoder = JapaneseCrossEncoder(model_name=str(xlmr_ce_path), model_kwargs={"device": "cpu", "precision": "fp32"})
+    assert encoder.model_name == str(xlmr_ce_path)
+    ranked = CrossEncoderReranker(model=encoder, top_n=3).compress_documents(docs, Q1)
+    scores = CrossEncoder(str(xlmr_ce_path), device="cpu").predict([(Q1, d.page_content) for d in docs])
+    assert [d.id for d in ranked] == [docs[i].id for i in np.argsort(-scores, kind="stable")[:3]]
+    assert "HuggingFaceCrossEncoder(model_name=" in str(JapaneseCrossEncoder.__doc__)

@@ -58,7 +58,7 @@ class TestJapaneseEmbeddingsIntegration(EmbeddingsIntegrationTests):
 
 
 def test_prompts_match_sentence_transformers(dense_path: Path) -> None:
-    emb = JapaneseEmbeddings(model=dense_path, device="cpu")
+    emb = JapaneseEmbeddings(model=dense_path, device="cpu", model_kwargs={"precision": "fp32"})
     reference = SentenceTransformer(str(dense_path), device="cpu")
     expected_q = reference.encode_query([QUERY], normalize_embeddings=True)[0]
     expected_d = reference.encode_document(TEXTS, normalize_embeddings=True)
@@ -134,3 +134,62 @@ def test_as_vector_store_embedding(embedder: Embedder) -> None:
     expected = np.asarray(emb.embed_documents(TEXTS)) @ np.asarray(emb.embed_query(QUERY))
     assert [doc.metadata["n"] for doc, _ in hits] == np.argsort(-expected, kind="stable").tolist()
     np.testing.assert_allclose([s for _, s in hits], np.sort(expected)[::-1], atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ names from HuggingFaceEmbeddings
+
+
+@pytest.mark.parametrize("named_device", [None, "cpu"])
+def test_hugging_face_embeddings_arguments_carry_over(
+    dense_path: Path, named_device: str | None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The arguments of a HuggingFaceEmbeddings(...) line work unchanged."""
+    emb = JapaneseEmbeddings(
+        model_name=str(dense_path),
+        model_kwargs={"device": "cpu", "precision": "fp32"},
+        encode_kwargs={"normalize_embeddings": False, "batch_size": 2},
+        show_progress=True,
+        device=named_device,
+    )
+    assert emb.model_name == emb.model == str(dense_path)
+    assert emb.device == emb.embedder.device == "cpu"
+    assert emb.embedder.batch_size == 2
+    assert emb.embedder.normalize_embeddings is False
+    vectors = np.asarray(emb.embed_documents(TEXTS))
+    reference = SentenceTransformer(str(dense_path), device="cpu").encode_document(TEXTS, normalize_embeddings=False)
+    np.testing.assert_allclose(vectors, reference, atol=1e-5)
+    assert "Batches" in capfd.readouterr().err  # show_progress reached sentence-transformers
+
+
+def test_encode_and_model_kwargs_errors(dense_path: Path, embedder: Embedder) -> None:
+    with pytest.raises(TypeError, match=r"encode_kwargs has 'prompt'; JapaneseEmbeddings takes batch_size, "):
+        JapaneseEmbeddings(model=dense_path, encode_kwargs={"prompt": "query: "})
+    with pytest.raises(ValueError, match=r"batch_size is given twice with different values"):
+        JapaneseEmbeddings(model=dense_path, encode_kwargs={"batch_size": 2}, model_kwargs={"batch_size": 4})
+    with pytest.raises(TypeError, match=r"model_kwargs has 'model_kwargs', which jp_rerank\.Embedder does not"):
+        JapaneseEmbeddings(model=dense_path, model_kwargs={"model_kwargs": {"torch_dtype": "auto"}})
+    with pytest.raises(ValueError, match="either embedder= or encode_kwargs"):
+        JapaneseEmbeddings(embedder=embedder, encode_kwargs={"batch_size": 2})
+    with pytest.raises(ValueError, match="either embedder= or model, not both"):
+        JapaneseEmbeddings(embedder=embedder, model_name="static-ja")
+
+
+def test_preset_names_the_prompts_of_a_local_copy(dense_noprompt_path: Path) -> None:
+    plain = JapaneseEmbeddings(model=dense_noprompt_path)
+    named = JapaneseEmbeddings(model=dense_noprompt_path, preset="me5-small")
+    assert plain.embedder.prefix("query") == ""
+    assert (named.embedder.prefix("query"), named.embedder.prefix("document")) == ("query: ", "passage: ")
+    assert JapaneseEmbeddings(model="me5-small").embedder.prefix("document") == "passage: "  # the hub alias
+
+
+def test_embeddings_configured_alike_share_one_engine(dense_path: Path) -> None:
+    a = JapaneseEmbeddings(model=dense_path, device="cpu")
+    b = JapaneseEmbeddings(model_name=str(dense_path), model_kwargs={"device": "cpu"})
+    assert a.embedder is b.embedder
+    assert (
+        JapaneseEmbeddings(model=dense_path, device="cpu", encode_kwargs={"batch_size": 3}).embedder is not a.embedder
+    )
+    pytest.importorskip("llama_index.core")
+    from llamaindex_jp_rerank import JapaneseEmbedding
+
+    assert JapaneseEmbedding(dense_path, device="cpu").embedder is a.embedder

@@ -6,9 +6,13 @@ Both run LangChain's standard ``RetrieversIntegrationTests`` suite, plus contrac
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from copy import deepcopy
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +22,13 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
-from jp_rerank import Embedder, Reranker
+from jp_rerank import BM25Index, Embedder, Reranker
 from jp_rerank.data import load_demo_corpus, load_demo_queries
 from jp_rerank.pipeline import TwoStageRetriever
 from langchain_jp_rerank import JapaneseEmbeddings, JapaneseReranker, JapaneseRetriever
 
 QUERY = "富士山の高さは？"
+RARE = "寿司"  # MeCab BM25 matches one passage of the demo corpus
 
 
 def corpus_documents() -> list[Document]:
@@ -61,6 +66,34 @@ class TestJapaneseRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return QUERY
+
+
+@pytest.fixture(scope="module")
+def bm25_only() -> JapaneseRetriever:
+    """BM25 (MeCab) as the only first stage, no reranker: the retriever LangChain users start from."""
+    return JapaneseRetriever.from_documents(corpus_documents(), reranker=None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore:.*is marked with '@pytest.mark.asyncio' but it is not an async function")
+class TestBM25OnlyRetrieverStandard(RetrieversIntegrationTests):
+    """LangChain's retriever suite on BM25 alone, with a query only one passage shares a word with."""
+
+    @pytest.fixture(autouse=True)
+    def _pipeline(self, bm25_only: JapaneseRetriever) -> None:
+        self.shared_pipeline = bm25_only.pipeline
+
+    @property
+    def retriever_constructor(self) -> type[JapaneseRetriever]:
+        return JapaneseRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        return {"pipeline": self.shared_pipeline}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return RARE
 
 
 def compression_retriever(
@@ -139,10 +172,115 @@ def test_input_documents_are_not_mutated_nor_shared(reranker: Reranker) -> None:
     assert again[0].metadata["title"] != "changed"
 
 
-def test_metadata_must_be_flat(reranker: Reranker) -> None:
-    nested = [Document("富士山", id="a", metadata={"tags": ["山"]})]
-    with pytest.raises(TypeError, match=r"metadatas\[0\]\['tags'\] must be str, int, float or bool"):
-        JapaneseRetriever.from_documents(nested, reranker=reranker)
+def test_any_metadata_a_vector_store_takes_is_kept(reranker: Reranker) -> None:
+    metadata = {"tags": ["山", "日本"], "info": {"height": 3776, "unit": "m"}, "page": None, "score": float("nan")}
+    docs = [Document("富士山は日本一高い山です。", id="a", metadata=metadata), Document("京都の寺。", id="b")]
+    before = deepcopy(docs)
+    retriever = JapaneseRetriever.from_documents(docs, reranker=reranker, bm25="char2", k=2)
+    store = InMemoryVectorStore.from_documents(docs, JapaneseEmbeddings(model="static-ja"))  # takes it as well
+    assert store.get_by_ids(["a"])[0].metadata["tags"] == ["山", "日本"]
+    out = {d.id: d for d in retriever.invoke("富士山")}
+    got = out["a"].metadata
+    assert got["tags"] == ["山", "日本"]
+    assert got["info"] == {"height": 3776, "unit": "m"}
+    assert got["page"] is None
+    assert got["score"] != got["score"]  # NaN, as given
+    assert set(got) == {*metadata, "relevance_score", "first_stage_score"}
+    got["tags"].append("changed")  # a copy: neither the caller's nor the retriever's
+    assert retriever.invoke("富士山")[0].metadata["tags"] == ["山", "日本"]
+    assert docs == before  # the caller's documents are untouched
+    # the engine's index stores JSON text for what it cannot store as is
+    stage = retriever.pipeline.first_stages[0]
+    hit = next(h for h in stage.search("富士山", k=2) if h.id == "a")
+    assert json.loads(str(hit.metadata["tags"])) == ["山", "日本"]
+    assert hit.metadata["page"] == "null"
+    # a retriever sharing the pipeline alone gets the index's view
+    bare = JapaneseRetriever(pipeline=retriever.pipeline, k=2)
+    assert next(d for d in bare.invoke("富士山") if d.id == "a").metadata["info"] == '{"height": 3776, "unit": "m"}'
+
+
+def test_metadata_that_cannot_be_stored_is_a_clear_error(reranker: Reranker) -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(TypeError, match=r"metadatas\[0\]\['loop'\] cannot be stored: Circular reference"):
+        JapaneseRetriever.from_texts(["富士山"], [{"loop": loop}], reranker=None)
+    with pytest.raises(TypeError, match=r"metadatas\[0\] keys must be non-empty str, got 1"):
+        JapaneseRetriever.from_texts(["富士山"], [{1: "a"}], reranker=None)  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"metadatas\[1\] must be a mapping, got list"):
+        JapaneseRetriever.from_texts(["富士山", "京都"], [{}, ["a"]], reranker=None)  # type: ignore[list-item]
+
+
+def test_bm25_only_returns_k_documents_when_the_corpus_has_them(bm25_only: JapaneseRetriever) -> None:
+    matching = [h.id for h in BM25Index().index([d.page_content for d in corpus_documents()]).search(RARE)]
+    assert len(matching) == 1  # the query shares a word with one passage only
+    docs = bm25_only.invoke(RARE, k=5)
+    assert len(docs) == 5
+    assert docs[0].metadata["relevance_score"] > 0
+    rest = docs[1:]
+    assert all(d.metadata["relevance_score"] == d.metadata["first_stage_score"] == 0.0 for d in rest)
+    assert [d.id for d in rest] == sorted(d.id for d in rest)  # the tie rule: ascending id
+    assert all(d.metadata["title"] for d in rest)  # full documents, metadata included
+    assert len(bm25_only.invoke(RARE, k=48)) == 48
+    assert len(bm25_only.invoke(RARE, k=100)) == 48  # never more than the corpus
+
+
+def test_bm25_only_with_a_reranker_reranks_the_filled_candidates(reranker: Reranker) -> None:
+    retriever = JapaneseRetriever.from_documents(corpus_documents(), reranker=reranker, k=4, fetch_k=10)
+    docs = retriever.invoke(RARE)
+    assert len(docs) == 4
+    candidates = retriever.pipeline.first_stages[0].search(RARE, k=10)
+    assert len(candidates) == 10
+    scores = reranker.score(RARE, [c.text for c in candidates]).tolist()
+    best = sorted(range(10), key=lambda i: (-scores[i], candidates[i].id))[:4]  # ties: ascending id
+    assert [d.id for d in docs] == [candidates[i].id for i in best]
+    assert [d.metadata["relevance_score"] for d in docs] == pytest.approx([scores[i] for i in best], abs=1e-6)
+
+
+def test_relevance_score_without_a_reranker_is_the_documented_first_stage_score(
+    bm25_only: JapaneseRetriever,
+) -> None:
+    docs = bm25_only.invoke(QUERY)
+    index = BM25Index().index([d.page_content for d in corpus_documents()], [str(d.id) for d in corpus_documents()])
+    raw = dict(zip([d.id for d in docs], index.score(QUERY, [str(d.id) for d in docs]), strict=True))
+    assert [d.metadata["relevance_score"] for d in docs] == pytest.approx([raw[d.id] for d in docs])
+    assert docs[0].metadata["relevance_score"] > 1  # raw BM25, not in [0, 1], as the docstring says
+    assert "without one it is the first-stage score, which is not in [0, 1]" in " ".join(
+        str(JapaneseRetriever.__doc__).split()
+    )
+
+
+def test_bm25s_debug_logs_do_not_reach_the_application() -> None:
+    app = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format='%(name)s %(message)s')\n"
+        "from langchain_jp_rerank import JapaneseRetriever\n"
+        "r = JapaneseRetriever.from_texts(['富士山は高い。', '京都の寺。'], reranker=None, bm25='char2')\n"
+        "print('hits', len(r.invoke('富士山')))\n"
+        "logging.getLogger('app').warning('still logging')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", app], capture_output=True, text=True, check=True, timeout=300)
+    lines = out.stdout.splitlines()
+    assert "hits 2" in lines
+    assert "app still logging" in lines  # the application's own warnings still show
+    assert not [line for line in lines if line.startswith("bm25s")], out.stdout
+
+
+def test_deep_copies_share_the_index_and_models(hybrid: JapaneseRetriever) -> None:
+    twin = hybrid.model_copy(update={"k": 2}, deep=True)
+    assert twin.pipeline is hybrid.pipeline
+    assert twin.k == 2
+    assert [d.id for d in twin.invoke(QUERY)] == [d.id for d in hybrid.invoke(QUERY)][:2]
+    assert deepcopy(hybrid).pipeline is hybrid.pipeline
+
+
+def test_models_named_by_path_are_shared_with_the_other_adapters(xlmr_ce_path: Path, dense_path: Path) -> None:
+    compressor = JapaneseReranker(model=xlmr_ce_path)
+    embeddings = JapaneseEmbeddings(model=dense_path)
+    retriever = JapaneseRetriever.from_documents(
+        corpus_documents()[:5], reranker=str(xlmr_ce_path), embedder=str(dense_path)
+    )
+    assert retriever.pipeline.reranker is compressor.reranker
+    assert retriever.pipeline.first_stages[0].embedder is embeddings.embedder  # type: ignore[attr-defined]
 
 
 def test_documents_without_ids_get_positions(reranker: Reranker) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 import threading
 import time
 from collections.abc import Sequence
@@ -12,7 +14,7 @@ import pytest
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from sentence_transformers import SentenceTransformer
 
-from jp_rerank import DEFAULT_EMBEDDER, Embedder, get_preset
+from jp_rerank import DEFAULT_EMBEDDER, Embedder, get_preset, normalize_text
 from llamaindex_jp_rerank import JapaneseEmbedding
 
 QUERY = "富士山の高さは？"
@@ -34,14 +36,15 @@ class _ThreadRecordingEmbedder(Embedder):
         return super().embed_query(query)
 
 
-def test_query_and_text_use_the_model_prompts(dense_path: Path, embedder: Embedder) -> None:
-    emb = JapaneseEmbedding(embedder=embedder)
+def test_query_and_text_use_the_model_prompts(dense_path: Path) -> None:
+    emb = JapaneseEmbedding(embedder=Embedder(dense_path, device="cpu", precision="fp32"))
     st = SentenceTransformer(str(dense_path), device="cpu")
     q = emb.get_query_embedding(QUERY)
     t = emb.get_text_embedding(QUERY)
     assert all(type(x) is float for x in q)
-    np.testing.assert_allclose(q, st.encode_query([QUERY], normalize_embeddings=True)[0], atol=1e-5)
-    np.testing.assert_allclose(t, st.encode_document([QUERY], normalize_embeddings=True)[0], atol=1e-5)
+    text = normalize_text(QUERY)  # the engine normalises text (NFKC) before the model sees it
+    np.testing.assert_allclose(q, st.encode_query([text], normalize_embeddings=True)[0], atol=1e-5)
+    np.testing.assert_allclose(t, st.encode_document([text], normalize_embeddings=True)[0], atol=1e-5)
     assert not np.allclose(q, t)  # "query: " and "passage: " prompts differ
 
 
@@ -123,7 +126,7 @@ def test_async_runs_the_model_off_the_event_loop_thread(dense_path: Path) -> Non
 
 
 def test_builds_engine_from_a_path_with_options(dense_path: Path) -> None:
-    emb = JapaneseEmbedding(dense_path, truncate_dim=16, query_prefix="検索クエリ: ")
+    emb = JapaneseEmbedding(dense_path, truncate_dim=16, query_instruction="検索クエリ: ")
     assert emb.truncate_dim == 16
     assert emb.model_name == str(dense_path.resolve())
     assert len(emb.get_query_embedding(QUERY)) == 16
@@ -167,3 +170,75 @@ def test_serialises_without_the_engine(embedder: Embedder) -> None:
     assert data["class_name"] == "JapaneseEmbedding"
     assert data["model_name"] == embedder.model_id
     assert "_engine" not in data
+
+
+# ------------------------------------------------------------------------------ names from HuggingFaceEmbedding
+
+
+def test_hugging_face_embedding_arguments_carry_over(dense_noprompt_path: Path, tmp_path: Path) -> None:
+    emb = JapaneseEmbedding(
+        model_name=str(dense_noprompt_path),
+        query_instruction="query: ",
+        text_instruction="passage: ",
+        normalize=False,
+        max_length=64,
+        device="cpu",
+        cache_folder=tmp_path,
+        trust_remote_code=False,
+        show_progress_bar=False,
+        model_kwargs={"batch_size": 4, "precision": "fp32"},
+        embed_batch_size=8,
+    )
+    engine = emb.embedder
+    assert (engine.prefix("query"), engine.prefix("document")) == ("query: ", "passage: ")
+    assert engine.normalize_embeddings is False
+    assert engine.model.max_seq_length == 64
+    assert engine.batch_size == 4
+    assert engine._load_kwargs["cache_folder"] == str(tmp_path)
+    st = SentenceTransformer(str(dense_noprompt_path), device="cpu")
+    expected = st.encode(["query: " + normalize_text(QUERY)], normalize_embeddings=False)[0]
+    np.testing.assert_allclose(emb.get_query_embedding(QUERY), expected, atol=1e-5)
+
+
+def test_preset_and_model_kwargs_reach_the_engine(dense_noprompt_path: Path) -> None:
+    emb = JapaneseEmbedding(dense_noprompt_path, preset="me5-small", model_kwargs={"device": "cpu"})
+    assert emb.embedder.prefix("document") == "passage: "
+    assert emb.embedder.device == "cpu"
+    assert JapaneseEmbedding("me5-small").embedder.prefix("query") == "query: "  # a hub model saved without prompts
+    with pytest.raises(ValueError, match="device is given twice with different values"):
+        JapaneseEmbedding(dense_noprompt_path, device="cuda", model_kwargs={"device": "cpu"})
+    with pytest.raises(TypeError, match=r"model_kwargs has 'tokenizer_name', which jp_rerank\.Embedder does not"):
+        JapaneseEmbedding(dense_noprompt_path, model_kwargs={"tokenizer_name": "x"})
+
+
+def test_deprecated_names_still_work_with_a_warning(dense_path: Path, embedder: Embedder) -> None:
+    with pytest.deprecated_call(match=r"query_prefix= is deprecated .* use query_instruction="):
+        emb = JapaneseEmbedding(dense_path, query_prefix="Q: ")
+    assert emb.embedder.prefix("query") == "Q: "
+    with pytest.deprecated_call(match=r'batch_size= is deprecated .* use model_kwargs=\{"batch_size": \.\.\.\}'):
+        assert JapaneseEmbedding(dense_path, batch_size=5).embedder.batch_size == 5
+    with pytest.deprecated_call(), pytest.raises(ValueError, match="pass text_instruction= or document_prefix="):
+        JapaneseEmbedding(dense_path, text_instruction="A: ", document_prefix="B: ")
+    with pytest.raises(ValueError, match=r"\['model_kwargs'\] cannot be set here"):
+        JapaneseEmbedding(embedder=embedder, model_kwargs={"batch_size": 2})
+
+
+def test_pickled_embedding_works_and_keeps_its_options(dense_path: Path) -> None:
+    debug = LlamaDebugHandler()
+    emb = JapaneseEmbedding(
+        dense_path,
+        device="cpu",
+        truncate_dim=16,
+        query_instruction="検索クエリ: ",
+        callback_manager=CallbackManager([debug]),
+    )
+    expected = emb.get_query_embedding(QUERY)
+    back = pickle.loads(pickle.dumps(emb))
+    assert back.embedder._model is None  # reloaded on first use
+    assert back.truncate_dim == 16
+    assert back.embedder.prefix("query") == "検索クエリ: "
+    assert back.get_query_embedding(QUERY) == expected
+    assert back.get_text_embedding_batch(["京都", "大阪"]) == emb.get_text_embedding_batch(["京都", "大阪"])
+    twin = copy.deepcopy(emb)
+    assert twin.embedder.model is emb.embedder.model
+    assert twin.get_query_embedding(QUERY) == expected

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -155,7 +158,7 @@ def test_injected_engine_is_shared(reranker: Reranker) -> None:
 
 
 def test_builds_engine_from_a_path(xlmr_ce_path: Path, corpus_nodes: list[TextNode]) -> None:
-    rerank = JapaneseRerank(xlmr_ce_path, top_n=2, batch_size=4, overflow="window")
+    rerank = JapaneseRerank(xlmr_ce_path, top_n=2, model_kwargs={"batch_size": 4, "overflow": "window"})
     assert rerank.reranker.batch_size == 4
     assert rerank.reranker.overflow == "window"
     assert rerank.model == str(xlmr_ce_path.resolve())
@@ -198,3 +201,188 @@ def test_serialises_without_the_engine(reranker: Reranker) -> None:
     assert data["model"] == reranker.model_id
     assert "_engine" not in data
     assert JapaneseRerank.class_name() == "JapaneseRerank"
+
+
+# ------------------------------------------------------------------------------ names from SentenceTransformerRerank
+
+
+def test_sentence_transformer_rerank_arguments_carry_over(xlmr_ce_path: Path, corpus_nodes: list[TextNode]) -> None:
+    rerank = JapaneseRerank(
+        model=str(xlmr_ce_path),
+        top_n=2,
+        device="cpu",
+        keep_retrieval_score=True,
+        cache_folder=xlmr_ce_path.parent,
+        trust_remote_code=False,
+        cross_encoder_kwargs={"max_length": 64},
+    )
+    assert rerank.reranker.max_length == 64
+    assert rerank.reranker.device == "cpu"
+    given = _scored(corpus_nodes[:5])
+    first_stage = {n.node.node_id: n.score for n in given}
+    out = rerank.postprocess_nodes(given, query_str=QUERY)
+    assert len(out) == 2
+    assert [_retrieval(o) for o in out] == [first_stage[o.node.node_id] for o in out]
+    assert all("retrieval_score" not in o.node.metadata for o in out)  # never in the metadata
+    with pytest.raises(ValueError, match="pass model_kwargs= or cross_encoder_kwargs="):
+        JapaneseRerank(xlmr_ce_path, model_kwargs={}, cross_encoder_kwargs={})
+
+
+def test_keep_retrieval_score_false(reranker: Reranker, corpus_nodes: list[TextNode]) -> None:
+    out = JapaneseRerank(reranker=reranker, keep_retrieval_score=False).postprocess_nodes(
+        _scored(corpus_nodes[:4]), query_str=QUERY
+    )
+    assert [o.retrieval_score for o in out if isinstance(o, RerankedNode)] == [None] * 3
+
+
+def test_deprecated_options_still_work_with_a_warning(xlmr_ce_path: Path) -> None:
+    with pytest.deprecated_call(match=r'batch_size= is deprecated .* use model_kwargs=\{"batch_size": \.\.\.\}'):
+        assert JapaneseRerank(xlmr_ce_path, batch_size=7).reranker.batch_size == 7
+    with pytest.deprecated_call(match=r"overflow= is deprecated"):
+        assert JapaneseRerank(xlmr_ce_path, overflow="window").reranker.overflow == "window"
+
+
+def test_a_text_node_instead_of_node_with_score_is_a_clear_error(
+    reranker: Reranker, corpus_nodes: list[TextNode]
+) -> None:
+    rerank = JapaneseRerank(reranker=reranker)
+    with pytest.raises(TypeError, match=r"nodes\[1\] must be a NodeWithScore, got TextNode \(wrap it: NodeWithScore"):
+        rerank.postprocess_nodes([NodeWithScore(node=corpus_nodes[0]), corpus_nodes[1]], query_str=QUERY)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"nodes\[0\] must be a NodeWithScore, got str$"):
+        asyncio.run(rerank.apostprocess_nodes(["富士山"], query_str=QUERY))  # type: ignore[list-item]
+
+
+def test_pickled_postprocessor_works(xlmr_ce_path: Path, corpus_nodes: list[TextNode]) -> None:
+    rerank = JapaneseRerank(xlmr_ce_path, device="cpu", top_n=2, model_kwargs={"max_length": 100})
+    nodes = _scored(corpus_nodes[:6])
+    expected = rerank.postprocess_nodes(nodes, query_str=QUERY)
+    back = pickle.loads(pickle.dumps(rerank))
+    assert back.reranker._loaded is None
+    assert back.reranker.max_length == 100
+    assert back.top_n == 2
+    got = back.postprocess_nodes(nodes, query_str=QUERY)
+    assert [(o.node.node_id, o.score) for o in got] == [(o.node.node_id, o.score) for o in expected]
+    twin = copy.deepcopy(rerank)
+    assert twin.reranker._loaded is rerank.reranker._loaded
+
+
+# ------------------------------------------------------------------------------ list-wise normalisation (issue 14)
+
+
+def _exp_normalize(x: np.ndarray) -> np.ndarray:
+    """The Korean reranking walkthrough's formula on one query's raw logits: ``exp(x - max) / sum``."""
+    y = np.exp(x - x.max())
+    return y / y.sum()
+
+
+@pytest.fixture(scope="module")
+def spread_ce(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ModernBERT cross-encoder whose random logits spread out, so the shares differ."""
+    from jp_rerank import testing
+
+    return testing.build_modernbert_cross_encoder(tmp_path_factory.mktemp("li-listwise") / "m", initializer_range=0.3)
+
+
+def _raw_logits(path: Path, query: str, texts: list[str]) -> np.ndarray:
+    """One logit per text from a plain transformers forward pass (no jp-rerank scoring code)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from jp_rerank.text import normalize_text
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    with torch.inference_mode():
+        return np.array(
+            [
+                float(model(**tok(normalize_text(query), normalize_text(t), return_tensors="pt")).logits[0, 0])
+                for t in texts
+            ]
+        )
+
+
+def _texts(nodes: list[NodeWithScore]) -> list[str]:
+    return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+
+
+def test_listwise_softmax_scores_are_shares_of_the_raw_logits(spread_ce: Path, corpus_nodes: list[TextNode]) -> None:
+    nodes = _scored(corpus_nodes[:12])
+    reranker = Reranker(spread_ce, device="cpu", precision="fp32")
+    shares = _exp_normalize(_raw_logits(spread_ce, QUERY, _texts(nodes)))
+    assert shares.max() - shares.min() > 0.01
+    out = JapaneseRerank(reranker=reranker, top_n=None, listwise="softmax").postprocess_nodes(nodes, query_str=QUERY)
+    order = sorted(range(len(nodes)), key=lambda i: (-shares[i], i))
+    assert [o.node.node_id for o in out] == [nodes[i].node.node_id for i in order]
+    assert all(type(o.score) is float for o in out)
+    np.testing.assert_allclose([o.score or 0.0 for o in out], shares[order], rtol=1e-4, atol=1e-6)
+    assert sum(o.score or 0.0 for o in out) == pytest.approx(1.0, abs=1e-5)
+    assert [_retrieval(o) for o in out] == [nodes[i].score for i in order]  # the first-stage score is kept
+    again = asyncio.run(
+        JapaneseRerank(reranker=reranker, top_n=None, listwise="softmax").apostprocess_nodes(nodes, query_str=QUERY)
+    )
+    assert [(o.node.node_id, o.score) for o in again] == [(o.node.node_id, o.score) for o in out]
+
+
+def test_listwise_top_n_and_threshold_apply_to_the_shares(spread_ce: Path, corpus_nodes: list[TextNode]) -> None:
+    nodes = _scored(corpus_nodes[:12])
+    reranker = Reranker(spread_ce, device="cpu", precision="fp32")
+    shares = _exp_normalize(_raw_logits(spread_ce, QUERY, _texts(nodes)))
+    cut = float(np.sort(shares)[-3])
+    kept = JapaneseRerank(
+        reranker=reranker, top_n=None, score_threshold=cut - 1e-6, listwise="softmax"
+    ).postprocess_nodes(nodes, query_str=QUERY)
+    assert [o.node.node_id for o in kept] == [nodes[i].node.node_id for i in np.argsort(-shares, kind="stable")[:3]]
+    top = JapaneseRerank(reranker=reranker, top_n=2, listwise="softmax").postprocess_nodes(nodes, query_str=QUERY)
+    assert [o.node.node_id for o in top] == [o.node.node_id for o in kept[:2]]
+    assert sum(o.score or 0.0 for o in top) < 1.0  # shares of all nodes given, not renormalised over the kept
+    high = JapaneseRerank(reranker=reranker, score_threshold=float(shares.max()) + 1e-3, listwise="softmax")
+    assert high.postprocess_nodes(nodes, query_str=QUERY) == []
+
+
+def test_listwise_default_comes_from_the_engine_and_the_argument_overrides_it(
+    spread_ce: Path, corpus_nodes: list[TextNode]
+) -> None:
+    nodes = _scored(corpus_nodes[:8])
+    shares = _exp_normalize(_raw_logits(spread_ce, QUERY, _texts(nodes)))
+    engine = Reranker(spread_ce, device="cpu", precision="fp32", listwise="softmax")
+    by_engine = JapaneseRerank(reranker=engine, top_n=None)
+    assert by_engine.listwise is None
+    got = by_engine.postprocess_nodes(nodes, query_str=QUERY)
+    np.testing.assert_allclose(sorted(o.score or 0.0 for o in got), np.sort(shares), rtol=1e-4)
+    per_node = JapaneseRerank(reranker=engine, top_n=None, listwise="none").postprocess_nodes(nodes, query_str=QUERY)
+    sigmoid = Reranker(spread_ce, device="cpu", precision="fp32").rerank(QUERY, _texts(nodes))
+    assert [(o.node.node_id, o.score) for o in per_node] == [(nodes[r.index].node.node_id, r.score) for r in sigmoid]
+    built = JapaneseRerank(spread_ce, top_n=None, model_kwargs={"listwise": "softmax", "precision": "fp32"})
+    assert built.reranker.listwise == "softmax"
+    assert [o.score for o in built.postprocess_nodes(nodes, query_str=QUERY)] == pytest.approx(
+        [o.score for o in got], rel=1e-6
+    )
+    back = pickle.loads(pickle.dumps(JapaneseRerank(reranker=engine, listwise="none")))
+    assert back.listwise == "none"
+
+
+def test_listwise_shares_are_what_rerank_fusion_combines(spread_ce: Path, corpus_nodes: list[TextNode]) -> None:
+    from jp_rerank.fusion import RerankFusion
+
+    first = [10.0 - 1.5 * i for i in range(8)]
+    nodes = [NodeWithScore(node=n, score=s) for n, s in zip(corpus_nodes[:8], first, strict=True)]
+    reranker = Reranker(spread_ce, device="cpu", precision="fp32")
+    out = JapaneseRerank(
+        reranker=reranker, top_n=None, listwise="softmax", rerank_fusion=RerankFusion("minmax", 0.5)
+    ).postprocess_nodes(nodes, query_str=QUERY)
+    shares = _exp_normalize(_raw_logits(spread_ce, QUERY, _texts(nodes)))
+
+    def minmax(x: np.ndarray) -> np.ndarray:
+        return (x - x.min()) / (x.max() - x.min())
+
+    expected = 0.5 * minmax(shares) + 0.5 * minmax(np.array(first))
+    order = sorted(range(8), key=lambda i: (-expected[i], i))
+    assert [o.node.node_id for o in out] == [nodes[i].node.node_id for i in order]
+    np.testing.assert_allclose([o.score or 0.0 for o in out], expected[order], rtol=1e-4, atol=1e-6)
+    rerank_scores = [o.rerank_score or 0.0 for o in out if isinstance(o, RerankedNode)]
+    np.testing.assert_allclose(rerank_scores, shares[order], rtol=1e-4, atol=1e-6)
+
+
+def test_listwise_bad_value_is_refused(reranker: Reranker) -> None:
+    with pytest.raises(ValueError, match="listwise"):
+        JapaneseRerank(reranker=reranker, listwise="sum")  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,3 +141,34 @@ def test_bad_arguments(corpus_nodes: list[TextNode]) -> None:
         JapaneseRetriever.from_nodes(corpus_nodes).retrieve(" ")
     with pytest.raises(KeyError, match="not one of the nodes"):
         JapaneseRetriever(pipeline, corpus_nodes[:1]).retrieve("富士山")
+
+
+def test_similarity_top_k_as_for_llamaindex_retrievers(corpus_nodes: list[TextNode]) -> None:
+    retriever = JapaneseRetriever.from_nodes(corpus_nodes, similarity_top_k=3)
+    assert retriever.similarity_top_k == 3
+    assert len(retriever.retrieve(QUERY)) == 3
+    pipeline = retriever.pipeline
+    assert len(JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=2).retrieve(QUERY)) == 2
+    assert len(JapaneseRetriever(pipeline, corpus_nodes, top_n=2).retrieve(QUERY)) == 2  # the engine's name
+    docs = [Document(text="富士山は日本一高い山です。" * 5 + "京都には寺が多い。" * 5)]
+    assert (
+        len(JapaneseRetriever.from_documents(docs, chunk_size=40, chunk_overlap=5, similarity_top_k=1).retrieve("京都"))
+        == 1
+    )
+    with pytest.raises(ValueError, match=r"pass similarity_top_k= or top_n= \(the same thing\), not both"):
+        JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=2, top_n=3)
+    with pytest.raises(ValueError, match="similarity_top_k must be positive"):
+        JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=0)
+
+
+def test_models_named_by_path_are_the_shared_engines(
+    xlmr_ce_path: Path, dense_path: Path, corpus_nodes: list[TextNode]
+) -> None:
+    rerank = JapaneseRerank(xlmr_ce_path)
+    embedding = JapaneseEmbedding(dense_path)
+    retriever = JapaneseRetriever.from_nodes(
+        corpus_nodes[:6], reranker=str(xlmr_ce_path), embedder=dense_path, similarity_top_k=2
+    )
+    assert retriever.pipeline.reranker is rerank.reranker
+    assert retriever.pipeline.first_stages[0].embedder is embedding.embedder  # type: ignore[attr-defined]
+    assert len(retriever.retrieve(QUERY)) == 2

@@ -19,7 +19,7 @@ def _run(args: argparse.Namespace) -> int:
         for p in presets:
             sys.stdout.write(json.dumps({**asdict(p), "default": p.alias in defaults}, ensure_ascii=False) + "\n")
         return 0
-    header = f"{'alias':<22} {'kind':<13} {'params':>7} {'dims':>5} {'max_len':>7}  {'needs':<28} model"
+    header = f"{'alias':<22} {'kind':<13} {'arch':<11} {'params':>7} {'dims':>5} {'max_len':>7}  {'needs':<28} model"
     sys.stdout.write(header + "\n" + "-" * len(header) + "\n")
     for p in presets:
         needs = ", ".join(p.requires) or "-"
@@ -27,7 +27,8 @@ def _run(args: argparse.Namespace) -> int:
         star = "*" if p.alias in defaults else " "
         params = f"{p.params_millions:.0f}M" if p.params_millions else "?"
         sys.stdout.write(
-            f"{p.alias + star:<22} {p.kind:<13} {params:>7} {p.dims or '-':>5} {p.max_length or '-':>7}  "
+            f"{p.alias + star:<22} {p.kind:<13} {p.architecture:<11} {params:>7} {p.dims or '-':>5} "
+            f"{p.max_length or '-':>7}  "
             f"{needs:<28} {p.model_id}{prefix}\n"
         )
     sys.stdout.write("* default for its kind. Any other hub id or local path also works.\n")

@@ -400,7 +400,7 @@ def load_embeddings(path: str | os.PathLike[str], *, verify: bool = True) -> tup
 
     Example:
         >>> ids, vectors = load_embeddings("emb")  # doctest: +SKIP
-        >>> vectors.shape
+        >>> vectors.shape  # doctest: +SKIP
         (1000000, 1024)
     """
     ids: list[str] = []

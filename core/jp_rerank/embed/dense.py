@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -40,14 +41,38 @@ TRANSFORMER_BATCH_SIZE = 16
 STATIC_BATCH_SIZE = 1024
 """Default texts per batch of a StaticEmbedding model (no transformer: large batches amortise per-batch costs)."""
 
+_warned_no_prefix: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_missing_prefix_once(model_id: str, family: tuple[str, str]) -> None:
+    """Warn that a model of a prefix-trained family got no prefix, once per model and process."""
+    with _warned_lock:
+        if model_id in _warned_no_prefix:
+            return
+        _warned_no_prefix.add(model_id)
+    logger.warning(
+        "%s looks like a %s model, which needs query/passage prefixes, but none were found: pass preset=... "
+        "(e.g. %r) or query_prefix=/document_prefix=",
+        model_id,
+        family[0],
+        family[1],
+    )
+
 
 class Embedder(ModelHandle):
     """A Japanese text embedder that always applies the model's query/document prompts.
 
     Prompts come, in order of precedence, from the ``query_prefix`` / ``document_prefix`` arguments, the prompts
     saved with the model (``"query"`` / ``"document"``, used by sentence-transformers' ``encode_query`` /
-    ``encode_document``), or the preset (``"query: "`` / ``"passage: "`` for multilingual-e5, ``検索クエリ: `` /
-    ``検索文書: `` for Ruri v3). Feeding a retrieval model without its prefix silently loses quality.
+    ``encode_document``; an empty saved prompt counts as missing), or the preset (``"query: "`` / ``"passage: "``
+    for multilingual-e5, ``検索クエリ: `` / ``検索文書: `` for Ruri v3). A local folder gets its preset from
+    ``preset=`` or from its files or name (:func:`jp_rerank.presets.recognize_preset`). Feeding a retrieval model
+    without its prefix silently loses quality, so a model whose name shows a prefix-trained family (E5, Ruri)
+    that ends up with no prefix logs one warning per model and process.
+
+    ``copy.deepcopy`` shares the loaded model; a pickled embedder loads it again on first use (see
+    :class:`jp_rerank.loading.ModelHandle`).
 
     Args:
         model: Alias, hub id or local directory of a sentence-transformers model (transformer or StaticEmbedding).
@@ -68,6 +93,9 @@ class Embedder(ModelHandle):
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
         trust_remote_code: Allow custom code from the hub repository.
+        num_threads: torch CPU threads, set for the whole process when the model loads (``None``: torch's
+            choice; see :func:`jp_rerank.runtime.set_torch_threads`).
+        show_progress_bar: Show sentence-transformers' progress bar while encoding (default off).
         max_documents: Most texts one call accepts (default 100,000; ``None``: no cap). Checked before any model
             work; over the cap raises ``ValueError``.
         max_chars: Most characters of one text (default 1,000,000; ``None``: no cap). Checked before any model
@@ -81,6 +109,9 @@ class Embedder(ModelHandle):
         >>> Embedder("me5-small").prefix("query")  # the preset's prefix, even though the model saved none
         'query: '
     """
+
+    role = "embedder"
+    _loaded_attrs = ("_model",)
 
     def __init__(
         self,
@@ -100,6 +131,8 @@ class Embedder(ModelHandle):
         cache_folder: str | None = None,
         revision: str | None = None,
         trust_remote_code: bool | None = None,
+        num_threads: int | None = None,
+        show_progress_bar: bool = False,
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
         normalize: bool | None = None,
@@ -112,6 +145,7 @@ class Embedder(ModelHandle):
             cache_folder=cache_folder,
             revision=revision,
             trust_remote_code=trust_remote_code,
+            num_threads=num_threads,
         )
         self.max_documents = check_optional_positive_int(max_documents, name="max_documents")
         self.max_chars = check_optional_positive_int(max_chars, name="max_chars")
@@ -128,6 +162,7 @@ class Embedder(ModelHandle):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
         self.truncate_dim = truncate_dim
         self.normalize_embeddings = normalize_embeddings
+        self.show_progress_bar = bool(show_progress_bar)
         self.normalize_text = renamed(
             normalize_text, normalize, old="normalize", new="normalize_text", owner="Embedder"
         )
@@ -207,13 +242,7 @@ class Embedder(ModelHandle):
             chosen[side] = override if override is not None else (saved.get(side) or preset_prefix)
         family = prefix_family(self.model_id) if not any(chosen.values()) else None
         if family is not None and all(v is None for v in self._prefix_override.values()):
-            logger.warning(
-                "%s looks like a %s model, which needs query/passage prefixes, but none were found: pass "
-                "preset=... (e.g. %r) or query_prefix=/document_prefix=",
-                self.model_id,
-                family[0],
-                family[1],
-            )
+            _warn_missing_prefix_once(self.model_id, family)
         return chosen
 
     def _resolve_speed(self, model: SentenceTransformer) -> tuple[int, TorchPrecision]:
@@ -222,9 +251,8 @@ class Embedder(ModelHandle):
         auto_model = getattr(first, "auto_model", None)
         if auto_model is None:  # StaticEmbedding and other modules without a transformer
             return self.batch_size or STATIC_BATCH_SIZE, "fp32"
-        hidden = getattr(getattr(auto_model, "config", None), "hidden_size", None)
         if self.precision == "auto":
-            precision, reason = low_precision_for(str(model.device), hidden_size=hidden)
+            precision, reason = low_precision_for(str(model.device))
         else:
             precision, reason = self.precision, "as requested"
         logger.info("%s embeds with %s (%s)", self.model_id, precision, reason)
@@ -247,7 +275,14 @@ class Embedder(ModelHandle):
 
     def _encode(self, texts: list[str], side: Side) -> np.ndarray:
         name = "texts" if side == "document" else "queries"
-        check_limits([texts], max_documents=self.max_documents, max_chars=self.max_chars, name=name, owner="Embedder")
+        check_limits(
+            [texts],
+            max_documents=self.max_documents,
+            max_chars=self.max_chars,
+            name=name,
+            owner="Embedder",
+            nfkc=self.normalize_text,  # the cap holds after normalisation too (NFKC can make one character into 18)
+        )
         model = self._load()
         if self.normalize_text:
             texts = [normalize_text(t) for t in texts]
@@ -260,7 +295,7 @@ class Embedder(ModelHandle):
                 batch_size=batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=False,
-                show_progress_bar=False,
+                show_progress_bar=self.show_progress_bar,
             )
         vectors = np.asarray(out, dtype=np.float32)
         bad = int((~np.isfinite(vectors).all(axis=1)).sum()) if vectors.size else 0

@@ -76,6 +76,8 @@ class SparseEmbedder(ModelHandle):
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
         trust_remote_code: Allow custom code from the hub repository.
+        num_threads: torch CPU threads, set for the whole process when the model loads (``None``: torch's
+            choice; see :func:`jp_rerank.runtime.set_torch_threads`).
         normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
@@ -87,6 +89,9 @@ class SparseEmbedder(ModelHandle):
         >>> scores  # the real splade-ja model  # doctest: +SKIP
         array([[21.3..., 1.2...]], dtype=float32)
     """
+
+    role = "sparse"
+    _loaded_attrs = ("_model",)
 
     def __init__(
         self,
@@ -104,6 +109,7 @@ class SparseEmbedder(ModelHandle):
         cache_folder: str | None = None,
         revision: str | None = None,
         trust_remote_code: bool | None = None,
+        num_threads: int | None = None,
         normalize: bool | None = None,
     ) -> None:
         super().__init__(
@@ -114,6 +120,7 @@ class SparseEmbedder(ModelHandle):
             cache_folder=cache_folder,
             revision=revision,
             trust_remote_code=trust_remote_code,
+            num_threads=num_threads,
         )
         check_positive_int(batch_size, name="batch_size")
         if max_length is not None:

@@ -29,6 +29,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,8 +70,19 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RERANK_SHAPES = ("xsmall", "small", "base", "large")
-"""Reranker shapes :func:`same_shape_cross_encoder` builds (sizes from :data:`jp_rerank.testing.SHAPES`)."""
+RERANK_SHAPES = (
+    "xsmall",
+    "small",
+    "base",
+    "large",
+    "tiny-v2",
+    "xsmall-v2",
+    "small-v2",
+    "base-v2",
+    "ruri-v3-reranker-310m",
+)
+"""Reranker shapes :func:`same_shape_cross_encoder` builds (sizes from :data:`jp_rerank.testing.SHAPES`): the v1
+XLM-R / BERT rerankers and the ModernBERT generation (japanese-reranker-*-v2, ruri-v3-reranker-310m)."""
 
 ExtraMethods = Callable[[str, str], Sequence[tuple[MethodResult, Callable[[], Scorer]]]]
 """``extra(shape, model_path)`` → more methods to time on that model, as (result record, builder)."""
@@ -92,6 +104,8 @@ class RerankShapeResult:
     agreement: list[Agreement] = field(default_factory=list)
     agreement_note: str = ""
     export_note: str = ""
+    gflop_per_pair: float | None = None
+    """Useful work of one pair, from the model config and the real (unpadded) token counts."""
 
 
 @dataclass
@@ -122,6 +136,8 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
     agreement_trained: list[Agreement] = field(default_factory=list)
     agreement_trained_note: str = ""
+    peak_gflops: dict[str, float] = field(default_factory=dict)
+    """This machine's measured best matrix-product rates (GFLOP/s; GOP/s for int8), per precision."""
     load_average: dict[str, list[float]] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
@@ -190,31 +206,40 @@ def same_shape_cross_encoder(
     """Return (path, note) of the model for a shape: the cached real preset, else a same-shape local model.
 
     Same-shape models are built once into ``models_dir`` with :mod:`jp_rerank.testing`. ``tokenizer_json``
-    replaces the XLM-R shapes' demo tokenizer with a real one (e.g. multilingual-e5's ``tokenizer.json``), so
-    that pair lengths, and with them the speeds, are those of real text.
+    replaces the XLM-R and ModernBERT shapes' demo tokenizer with a real one (e.g. multilingual-e5's
+    ``tokenizer.json``), so that pair lengths, and with them the speeds, are those of real text; a ModernBERT shape
+    then keeps that tokenizer's own special tokens and pair template (give the same file to every shape to time
+    the architectures on the same token counts).
     """
     from jp_rerank import testing
 
     real = cached_preset(shape)
     if real is not None:
         return real, f"real preset {shape} (from the local Hugging Face cache)"
-    xlmr = testing.SHAPES[shape].vocab_size == 250002
-    real_tok = xlmr and tokenizer_json is not None
-    folder = models_dir / (f"{shape}-xlmr-tokenizer" if real_tok else shape)
+    arch = testing.SHAPES[shape].arch
+    real_tok = arch in ("xlm-roberta", "modernbert") and tokenizer_json is not None
+    suffix = "-xlmr-tokenizer" if arch == "xlm-roberta" else "-real-tokenizer"
+    folder = models_dir / (shape + suffix if real_tok else shape)
     if not (folder / "config.json").is_file():
         logger.info("building a same-shape %s cross-encoder in %s", shape, folder)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        if xlmr:
+        if arch == "modernbert":
+            testing.build_modernbert_cross_encoder(
+                tmp,
+                shape=shape,  # type: ignore[arg-type]
+                tokenizer_json=tokenizer_json if real_tok else None,
+            )
+        elif arch == "xlm-roberta":
             testing.build_xlmr_cross_encoder(tmp, shape=shape)  # type: ignore[arg-type]
+            if real_tok and tokenizer_json is not None:
+                shutil.copy2(tokenizer_json, tmp / "tokenizer.json")
         else:
             testing.build_bert_ja_cross_encoder(tmp, shape=shape)  # type: ignore[arg-type]
-        if real_tok and tokenizer_json is not None:
-            shutil.copy2(tokenizer_json, tmp / "tokenizer.json")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     like = testing.SHAPES[shape].like
-    tok = "a real XLM-R tokenizer" if real_tok else "a tokenizer trained on the bundled demo corpus"
+    tok = "the given real tokenizer" if real_tok else "a tokenizer trained on the bundled demo corpus"
     return str(folder), f"same-shape random-weight model ({like}) with {tok}; the real preset was not reachable"
 
 
@@ -238,32 +263,56 @@ def ours(path: str, **kwargs: Any) -> Scorer:
 
 
 def ours_variants(path: str, quick: bool = False) -> list[tuple[str, str, Callable[[], Scorer]]]:
-    """Each backend/precision we offer besides the default: (name, what ran, builder)."""
+    """Each backend/precision we offer besides the default: (name, what ran, builder).
+
+    bf16 variants only where the CPU computes bf16 natively (elsewhere it is emulated, slower than fp32); the ONNX
+    and OpenVINO ones when their packages are installed. ``quick`` keeps torch fp32 only.
+    """
     from jp_rerank.runtime import cpu_supports_bf16
 
-    variants: list[tuple[str, str, Callable[[], Scorer]]] = []
-    variants.append(("ours torch-fp32", "backend='torch', precision='fp32'", lambda: ours(path, precision="fp32")))
-    if cpu_supports_bf16() and not quick:
-        variants.append(("ours torch-bf16", "backend='torch', precision='bf16'", lambda: ours(path, precision="bf16")))
-    if is_available("onnxruntime") and is_available("onnx") and not quick:
-        variants.append(
-            (
-                "ours onnx-fp32",
-                "backend='onnx', precision='fp32'",
-                lambda: ours(path, backend="onnx", precision="fp32"),
-            )
-        )
-        variants.append(
-            (
-                "ours onnx-int8",
-                "backend='onnx', precision='int8'",
-                lambda: ours(path, backend="onnx", precision="int8"),
-            )
-        )
-    return variants
+    combos: list[tuple[str, str]] = [("torch", "fp32")]
+    if not quick:
+        if cpu_supports_bf16():
+            combos.append(("torch", "bf16"))
+        if is_available("onnxruntime") and is_available("onnx"):
+            combos += [("onnx", "fp32"), ("onnx", "int8")]
+        if is_available("openvino"):
+            combos += [("openvino", "fp32"), *([("openvino", "bf16")] if cpu_supports_bf16() else [])]
+            if is_available("nncf"):
+                combos.append(("openvino", "int8"))
+    return [
+        (f"ours {b}-{p}", f"backend='{b}', precision='{p}'", partial(ours, path, backend=b, precision=p))
+        for b, p in combos
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- rerank
+
+
+def _pair_lengths(path: str, pairs: Pairs, limit: int = 512) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    return [
+        min(limit, len(ids))
+        for q, docs in zip(pairs.queries, pairs.docs, strict=True)
+        for ids in tok([q] * len(docs), docs, truncation=False, verbose=False)["input_ids"]
+    ]
+
+
+def gflop_per_pair(path: str, pairs: Pairs) -> float | None:
+    """Mean useful GFLOP of one pair (:func:`jp_rerank.evaluation.flops.encoder_flops` over the real lengths)."""
+    from transformers import AutoConfig
+
+    from jp_rerank.evaluation.flops import total_flops
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+        lengths = _pair_lengths(path, pairs)
+        return round(total_flops(config, lengths) / len(lengths) / 1e9, 4)
+    except (OSError, ValueError, AttributeError) as exc:  # a model whose config has no encoder shape
+        logger.info("no FLOP count for %s: %s", path, exc)
+        return None
 
 
 def pair_token_stats(path: str, pairs: Pairs) -> dict[str, float]:
@@ -330,9 +379,15 @@ def bench_rerank(
     for name, what, build in chosen:
         methods.append(Method(MethodResult(name, "ours", what), build))
     warm_q, warm_docs = pairs.queries[0], pairs.docs[0][:16]
-    for method in methods:
+    for number, method in enumerate(methods, 1):
+        logger.warning("[%s] loading %d/%d: %s", shape, number, len(methods), method.result.name)
         build_method(method, lambda obj: obj(warm_q, warm_docs))
+    logger.warning("timing %d methods x %d repetitions on %d pairs (%s)", len(methods), repeats, pairs.n_pairs, shape)
     time_methods(methods, _rerank_workload(pairs), repeats)
+    work = gflop_per_pair(path, pairs)
+    for method in methods:
+        if work is not None and method.result.items_per_s:
+            method.result.gflops = round(work * method.result.items_per_s, 1)
     scorers = {m.result.name: m.run() for m in methods if m.run is not None and m.result.kind == "ours"}
     if ours_default.run is not None:
         reranker = getattr(ours_default.run(), "__self__", None)
@@ -350,6 +405,7 @@ def bench_rerank(
         methods=[m.result for m in methods],
         agreement=agreed,
         export_note=export_note,
+        gflop_per_pair=work,
         agreement_note=(
             "random weights: scores differ by tiny amounts, so rank agreement here is a stress test, not the "
             "agreement a trained reranker would show"
@@ -508,6 +564,12 @@ def run_bench(
         machine=machine_info().to_dict(),
     )
     report.load_average["start"] = load_average()
+    if not quick:
+        from jp_rerank.evaluation.flops import peak_rates
+        from jp_rerank.runtime import cpu_supports_bf16
+
+        logger.warning("measuring this machine's peak matrix-product rates")
+        report.peak_gflops = peak_rates(with_bf16=cpu_supports_bf16(), threads=torch.get_num_threads())
     dataset = load_beir(folder)
     pairs = candidate_pairs(dataset, questions, candidates, seed)
     report.data = {
@@ -593,18 +655,28 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def _method_table(methods: list[MethodResult], unit: str) -> list[str]:
+def _of_peak(m: MethodResult, peaks: dict[str, float]) -> str:
+    """``"42.0 (23% of int8)"``: achieved GFLOP/s against the peak of the precision the method runs."""
+    if m.gflops is None:
+        return "-"
+    precision = next((p for p in ("int8", "bf16", "fp16") if p in m.note or p in m.name), "fp32")
+    peak = peaks.get(precision) or peaks.get("fp32")
+    return f"{m.gflops:.1f}" + (f" ({100 * m.gflops / peak:.0f}% of {precision})" if peak else "")
+
+
+def _method_table(methods: list[MethodResult], unit: str, peaks: dict[str, float] | None = None) -> list[str]:
     lines = [
-        f"| method | {unit}/s | ours (default) is x faster | load s | MiB after load | peak MiB scoring | what ran |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| method | {unit}/s | ours (default) is x faster | GFLOP/s (of peak) | load s | MiB after load | "
+        "peak MiB scoring | what ran |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for m in methods:
         if m.error:
-            lines.append(f"| {m.name} | - | - | - | - | - | could not run: {m.error} |")
+            lines.append(f"| {m.name} | - | - | - | - | - | - | could not run: {m.error} |")
             continue
         lines.append(
-            f"| {m.name} | {_fmt(m.items_per_s)} | {_fmt(m.ours_speedup, '.2f')} | {_fmt(m.load_s)} | "
-            f"{_fmt(m.load_mib, '.0f')} | {_fmt(m.peak_mib, '.0f')} | {m.note} |"
+            f"| {m.name} | {_fmt(m.items_per_s)} | {_fmt(m.ours_speedup, '.2f')} | {_of_peak(m, peaks or {})} | "
+            f"{_fmt(m.load_s)} | {_fmt(m.load_mib, '.0f')} | {_fmt(m.peak_mib, '.0f')} | {m.note} |"
         )
     return lines
 
@@ -634,6 +706,9 @@ def _markdown(report: BenchReport) -> str:
         f"- Load average (1/5/15 min) at start {report.load_average.get('start')}, "
         f"end {report.load_average.get('end')}; elapsed {report.elapsed_s} s"
     )
+    if report.peak_gflops:
+        peaks = ", ".join(f"{k} {v:.0f}" for k, v in report.peak_gflops.items())
+        lines.append(f"- Measured peak of 2048x2048 matrix products (GFLOP/s; GOP/s for int8): {peaks}")
     d = report.data
     if d:
         lines.append(
@@ -658,8 +733,10 @@ def _markdown(report: BenchReport) -> str:
         )
         if shape.export_note:
             lines.append(shape.export_note + ".")
+        if shape.gflop_per_pair is not None:
+            lines.append(f"Useful work: {shape.gflop_per_pair:.3f} GFLOP per pair (model config, real token counts).")
         lines.append("")
-        lines += _method_table(shape.methods, "pairs")
+        lines += _method_table(shape.methods, "pairs", report.peak_gflops)
         if shape.agreement:
             lines += ["", "Agreement with torch fp32 on the same pairs:", ""]
             lines += _agreement_table(shape.agreement)

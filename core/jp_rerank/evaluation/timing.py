@@ -65,6 +65,7 @@ class MethodResult:
         load_s: Time to build the method (load the model, create sessions).
         load_mib: Resident memory added by building it and one warm-up call.
         peak_mib: Most resident memory above the pre-call level while it ran.
+        gflops: Useful GFLOP per second it achieved (set by benchmarks that know the work per item).
         error: Why the method could not run (then the speed fields are empty).
     """
 
@@ -77,6 +78,7 @@ class MethodResult:
     load_s: float | None = None
     load_mib: float | None = None
     peak_mib: float | None = None
+    gflops: float | None = None
     error: str | None = None
 
 

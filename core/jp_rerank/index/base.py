@@ -25,7 +25,7 @@ import os
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -315,10 +315,13 @@ class VectorIndex(ABC):
         """
         if getattr(cls, "backend", None) is None:
             raise TypeError("VectorIndex.load needs a concrete backend class; use jp_rerank.index.load_index")
-        snapshot, manifest = open_snapshot(directory, embedder_id=embedder_id, verify=verify)
-        if manifest.get("backend") != cls.backend:
-            raise IndexMismatchError(f"{directory} holds a {manifest.get('backend')!r} index, not a {cls.__name__}")
-        return cls._from_payload(snapshot, manifest, **options)._finish_load(directory, manifest, embedder_id)
+
+        def expected(found: type[VectorIndex] | None, manifest: Mapping[str, Any]) -> type[VectorIndex]:
+            if manifest.get("backend") != cls.backend:
+                raise IndexMismatchError(f"{directory} holds a {manifest.get('backend')!r} index, not a {cls.__name__}")
+            return cls
+
+        return load_snapshot_with(expected, directory, embedder_id=embedder_id, verify=verify, **options)  # type: ignore[return-value]
 
     def _finish_load(
         self, directory: str | os.PathLike[str], manifest: Mapping[str, Any], embedder_id: str | None
@@ -434,3 +437,33 @@ class VectorIndex(ABC):
     @abstractmethod
     def _from_payload(cls, folder: Path, manifest: Mapping[str, Any], **options: Any) -> Self:
         """Rebuild an index from a verified snapshot folder and its manifest."""
+
+
+def load_snapshot_with(
+    pick: Callable[[type[VectorIndex] | None, Mapping[str, Any]], type[VectorIndex]],
+    directory: str | os.PathLike[str],
+    *,
+    embedder_id: str | None,
+    verify: bool,
+    **options: Any,
+) -> VectorIndex:
+    """Open a saved vector index and rebuild it with the class ``pick(None, manifest)`` returns.
+
+    A manifest that lacks a field the backend needs raises :class:`IndexCorruptedError` (not a raw ``KeyError``).
+    A save that commits and cleans up the snapshot while it is being read makes the read start over on the new
+    snapshot (a few times at most), so concurrent readers and writers never see a missing file.
+    """
+    attempts = 3
+    for attempt in range(attempts):
+        snapshot, manifest = open_snapshot(directory, embedder_id=embedder_id, verify=verify)
+        cls = pick(None, manifest)
+        try:
+            index = cls._from_payload(snapshot, manifest, **options)
+        except KeyError as exc:
+            raise IndexCorruptedError(f"{directory}: the manifest of {snapshot.name} lacks the field {exc}") from exc
+        except FileNotFoundError:
+            if attempt == attempts - 1 or snapshot.exists():
+                raise
+            continue  # replaced by a newer snapshot while we read it: read that one
+        return index._finish_load(directory, manifest, embedder_id)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias, get_args
 
 from jp_rerank.errors import IndexMismatchError
-from jp_rerank.index.base import VectorIndex
+from jp_rerank.index.base import VectorIndex, load_snapshot_with
 from jp_rerank.index.vectors import Metric
-from jp_rerank.snapshots import open_snapshot
 
 __all__ = ["BACKENDS", "IndexBackend", "load_index", "make_index"]
 
@@ -113,12 +113,14 @@ def load_index(
         ...     [h.id for h in load_index(tmp, embedder_id="toy").search([1.0, 0.0], k=1)]
         ['a']
     """
-    snapshot, manifest = open_snapshot(directory, embedder_id=embedder_id, verify=verify)
-    backend = manifest.get("backend")
-    if backend not in _CLASSES:
-        raise IndexMismatchError(
-            f"{directory} holds a {backend!r} index, not a vector index ({sorted(_CLASSES)}); "
-            "load it with its own class"
-        )
-    cls = backend_class(str(backend))
-    return cls._from_payload(snapshot, manifest, **options)._finish_load(directory, manifest, embedder_id)
+
+    def pick(_found: type[VectorIndex] | None, manifest: Mapping[str, Any]) -> type[VectorIndex]:
+        backend = manifest.get("backend")
+        if backend not in _CLASSES:
+            raise IndexMismatchError(
+                f"{directory} holds a {backend!r} index, not a vector index ({sorted(_CLASSES)}); "
+                "load it with its own class"
+            )
+        return backend_class(str(backend))
+
+    return load_snapshot_with(pick, directory, embedder_id=embedder_id, verify=verify, **options)

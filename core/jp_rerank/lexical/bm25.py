@@ -24,12 +24,21 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from jp_rerank._deprecation import moved, renamed
-from jp_rerank.checks import check_ids, check_metadatas, check_positive_int, check_texts
+from jp_rerank._pickling import FreshOnCopy
+from jp_rerank.checks import (
+    DEFAULT_MAX_CHARS,
+    check_ids,
+    check_limits,
+    check_metadatas,
+    check_optional_positive_int,
+    check_positive_int,
+    check_texts,
+)
 from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_K
 from jp_rerank.errors import IndexMismatchError
 from jp_rerank.hits import SearchHit, rank
@@ -69,6 +78,24 @@ DEFAULT_METHOD: BM25Method = "lucene"
 _BLOCK_POSTINGS = 1 << 24
 
 
+_bm25s_quieted = False
+
+
+def _quiet_bm25s() -> None:
+    """Undo bm25s's ``logging.getLogger("bm25s").setLevel(DEBUG)`` (done when it is imported), once per process.
+
+    With that level, bm25s's debug lines pass its logger and reach the application's handlers whatever level the
+    application chose; ``NOTSET`` makes the logger follow the application's configuration again.
+    """
+    global _bm25s_quieted
+    if _bm25s_quieted:
+        return
+    _bm25s_quieted = True
+    bm25s_logger = logging.getLogger("bm25s")
+    if bm25s_logger.level == logging.DEBUG:
+        bm25s_logger.setLevel(logging.NOTSET)
+
+
 def _ids_of(ids: tuple[str, ...], docs: np.ndarray) -> Callable[[int], str]:
     """The id of the ``r``-th candidate (candidates are the documents ``docs``), for tie-breaks."""
     return lambda r: ids[docs[r]]
@@ -82,7 +109,7 @@ def _check_float(value: object, name: str, low: float, high: float) -> float:
     return float(value)
 
 
-class BM25Index:
+class BM25Index(FreshOnCopy):
     """BM25 index over Japanese text with a pluggable tokenizer.
 
     Documents are tokenised (MeCab lemmas without particles by default), indexed with ``bm25s`` and searched
@@ -102,6 +129,8 @@ class BM25Index:
             before the tokenizer (a tokenizer built from a spec then skips its own normalisation). Queries and
             documents always go through the same steps.
         name: Name of this first stage (the key of its scores in fused results).
+        max_chars: Most characters of one query (default 1,000,000, also after NFKC; ``None``: no cap); a longer
+            query raises ``ValueError`` (documents have no cap: long ones are tokenised in pieces).
         normalize: Deprecated spelling of ``normalize_text``.
 
     Raises:
@@ -113,6 +142,8 @@ class BM25Index:
         ['tokyo']
     """
 
+    _fresh_on_copy: ClassVar[dict[str, Callable[[], Any]]] = {"_write_lock": threading.Lock}
+
     def __init__(
         self,
         tokenizer: str | Tokenizer = DEFAULT_TOKENIZER,
@@ -122,6 +153,7 @@ class BM25Index:
         method: BM25Method = DEFAULT_METHOD,
         normalize_text: bool = True,
         name: str = "bm25",
+        max_chars: int | None = DEFAULT_MAX_CHARS,
         normalize: bool | None = None,
     ) -> None:
         if method not in ("lucene", "robertson", "atire"):
@@ -135,6 +167,7 @@ class BM25Index:
             bool(normalize_text), normalize, old="normalize", new="normalize_text", owner="BM25Index"
         )
         self._name = name
+        self._max_chars = check_optional_positive_int(max_chars, name="max_chars")
         # The index normalises texts itself, so tokenizers it builds from a spec skip that step.
         self._tokenizer = get_tokenizer(tokenizer, normalize_text=False) if isinstance(tokenizer, str) else tokenizer
         get_tokenizer(self._tokenizer)  # type check of a tokenizer object
@@ -226,6 +259,8 @@ class BM25Index:
         texts: Sequence[str],
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, MetadataValue] | None] | None = None,
+        *,
+        tokens: Iterable[Sequence[str]] | None = None,
     ) -> BM25Index:
         """Replace the contents of the index with ``texts``.
 
@@ -233,6 +268,10 @@ class BM25Index:
             texts: Documents to index (empty strings allowed).
             ids: One unique id per text; defaults to the positions ``"0"``, ``"1"``, ...
             metadatas: One flat mapping per text (checked and copied, as the vector indexes require).
+            tokens: The tokens of each text as :meth:`tokenize` gives them, computed elsewhere (in worker
+                processes, say: tokenising is most of the work), one list per text in order; an iterator is
+                consumed one list at a time, so a caller can free each once taken. Default: tokenised here. They
+                must come from an index with this tokenizer and normalisation, or searches will not match.
 
         Returns:
             This index, for chaining.
@@ -243,7 +282,7 @@ class BM25Index:
             ValueError: If ``ids`` or ``metadatas`` has the wrong length or an id is empty or repeated.
         """
         with self._write_lock:
-            self._state = self._extend(empty_state(), texts, ids, metadatas)
+            self._state = self._extend(empty_state(), texts, ids, metadatas, tokens)
         return self
 
     def add(
@@ -273,8 +312,10 @@ class BM25Index:
         texts: Sequence[str],
         ids: Sequence[str] | None,
         metadatas: Sequence[Mapping[str, MetadataValue] | None] | None,
+        tokens: Iterable[Sequence[str]] | None = None,
     ) -> BM25State:
         items = check_texts(texts, name="texts")
+        given = None if tokens is None else iter(tokens)
         start = len(state.ids)
         if ids is None:
             new_ids = [str(start + i) for i in range(len(items))]
@@ -292,10 +333,12 @@ class BM25Index:
         vocab = dict(state.vocab)
         new_tokens: list[int] = []
         lengths: list[int] = []
-        for text in items:
-            tokens = self.tokenize(text)
-            new_tokens.extend(vocab.setdefault(token, len(vocab)) for token in tokens)
-            lengths.append(len(tokens))
+        for i, text in enumerate(items):
+            words = self.tokenize(text) if given is None else _token_list(next(given, None), i, len(items))
+            new_tokens.extend(vocab.setdefault(token, len(vocab)) for token in words)
+            lengths.append(len(words))
+        if given is not None and next(given, None) is not None:
+            raise ValueError(f"got more token lists than the {len(items)} texts")
         doc_tokens = np.concatenate([state.doc_tokens, np.asarray(new_tokens, dtype=np.int32)])
         doc_offsets = np.concatenate([state.doc_offsets, state.doc_offsets[-1] + np.cumsum(lengths, dtype=np.int64)])
         data, indices, indptr = self._weights(vocab, doc_offsets, doc_tokens)
@@ -320,6 +363,7 @@ class BM25Index:
             return empty.data, empty.indices, empty.indptr
         import bm25s
 
+        _quiet_bm25s()
         corpus = [doc.tolist() for doc in np.split(doc_tokens, doc_offsets[1:-1])]
         model = bm25s.BM25(k1=self._k1, b=self._b, method=self._method)
         # A copy: bm25s may add entries to the vocabulary it is given.
@@ -400,6 +444,14 @@ class BM25Index:
         """
         items = check_texts(queries, name="queries")
         check_positive_int(k, name="k")
+        check_limits(
+            [items],
+            max_documents=None,
+            max_chars=self._max_chars,
+            name="queries",
+            owner="BM25Index",
+            nfkc=self._normalize,
+        )
         state = self._state
         if not items or not state.vocab:
             return [[] for _ in items]
@@ -549,3 +601,11 @@ class BM25Index:
         )
         index._state = state
         return index
+
+
+def _token_list(tokens: object, i: int, n: int) -> list[str]:
+    if tokens is None:
+        raise ValueError(f"got {n} texts but only {i} token lists")
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence) or not all(isinstance(t, str) for t in tokens):
+        raise TypeError(f"tokens[{i}] must be a list of str")
+    return list(tokens)

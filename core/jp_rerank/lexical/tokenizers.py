@@ -37,10 +37,11 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from jp_rerank._deprecation import renamed
+from jp_rerank._pickling import FreshOnCopy
 from jp_rerank.extras import require
 from jp_rerank.text import chunk_text
 from jp_rerank.text import normalize_text as _normalize
@@ -248,8 +249,10 @@ class CharNgramTokenizer:
         return f"CharNgramTokenizer(ngram_range={self.ngram_range}, normalize_text={self.normalize_text})"
 
 
-class _DictionaryTokenizer:
+class _DictionaryTokenizer(FreshOnCopy):
     """Shared by the dictionary-based tokenizers: the word filter, and one analyser per thread (not pickled)."""
+
+    _fresh_on_copy: ClassVar[dict[str, Callable[[], Any]]] = {"_local": threading.local}
 
     def __init__(self, *, drop_function_words: bool, normalize_text: bool, normalize: bool | None) -> None:
         self.drop_function_words = drop_function_words
@@ -261,15 +264,6 @@ class _DictionaryTokenizer:
     def _drops(self, pos: str) -> bool:
         """Whether a word with main part of speech ``pos`` is left out of the tokens."""
         return pos in _NON_WORD_POS or (self.drop_function_words and pos in FUNCTION_WORD_POS)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_local"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
 
 
 class MeCabTokenizer(_DictionaryTokenizer):

@@ -8,9 +8,10 @@ import numbers
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
+from jp_rerank._pickling import FreshOnCopy
 from jp_rerank.checks import check_ids, check_metadatas, check_positive_int, check_query, check_texts
 from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_FIRST_K
 from jp_rerank.embed import Embedder, SparseEmbedder
@@ -33,7 +34,7 @@ __all__ = ["FusionMethod", "TwoStageRetriever"]
 FusionMethod = Literal["rrf", "weighted"]
 
 
-class TwoStageRetriever:
+class TwoStageRetriever(FreshOnCopy):
     """Retrieve ``first_k`` candidates with one or more first stages, fuse them, rerank, keep ``top_n``.
 
     With several first stages (hybrid), their rankings are fused per query by reciprocal rank fusion
@@ -74,6 +75,8 @@ class TwoStageRetriever:
         >>> [p.id for p in retriever.retrieve("富士山の標高は何メートル？")][0]
         'doc-001'
     """
+
+    _fresh_on_copy: ClassVar[dict[str, Callable[[], Any]]] = {"_timings_lock": threading.Lock}
 
     def __init__(
         self,

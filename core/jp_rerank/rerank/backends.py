@@ -1,24 +1,28 @@
-"""Scoring backends and the choice between them: torch (fp32, bf16/fp16 autocast) and ONNX Runtime (fp32, int8).
+"""Scoring backends and the choice between them: torch (fp32, bf16/fp16 autocast), OpenVINO and ONNX Runtime.
 
 A backend takes already-encoded pairs of one batch and returns one row of logits per pair as float32 numpy.
 :func:`plan_scoring` decides which backend and precision a :class:`~jp_rerank.Reranker` uses when it is told
-``"auto"``; :func:`run_batches` drives a backend over length-sorted batches and, on an accelerator, halves the
-batch when it runs out of memory.
+``"auto"`` (by :func:`cpu_class`, see :data:`AUTO_ON_CPU`); :func:`run_batches` drives a backend over
+length-sorted batches and, on an accelerator, halves the batch when it runs out of memory.
 
-Measured on the 2-core AVX-512/AMX machine of ``benchmarks/results/`` (see ``benchmarks/README.md``):
+Evidence behind :data:`AUTO_ON_CPU` (``benchmarks/README.md`` has the tables):
 
-* bf16 autocast reranks 2.2-2.5x faster than fp32 on the xsmall/small shapes, and moves scores far less than
-  int8 (Spearman 0.9995 vs 0.947 against fp32 on real encoder weights).
+* Rankings (the condition for ``auto`` to pick a backend: Spearman >= 0.99 per query and nDCG@10 within 0.005 of
+  torch fp32, on ja-ce-mini, a real trained Japanese cross-encoder, over 40 JSQuAD questions x their 100 BM25
+  candidates): OpenVINO static int8 (NNCF, calibrated on Japanese pairs) Spearman mean 0.9953, min 0.9906, nDCG@10
+  equal (0.9473 both); torch bf16 0.9998 / 0.9996, nDCG@10 equal; OpenVINO fp32 1.0000. ONNX Runtime dynamic int8
+  moved rankings more (Spearman ~0.95 on real encoder weights): never picked by ``auto``.
+* Speed, AMD EPYC Zen 4 (AVX-512 BF16 + VNNI, no AMX), 2 shared cores, same pairs and run, vs torch fp32:
+  OpenVINO int8 3.4-5.4x (two runs), OpenVINO fp32 1.59x, torch bf16 1.14x. So on such CPUs int8 wins by far;
+  on AVX2 / VNNI CPUs, where bf16 is emulated, int8 dot products still run natively (VNNI) or in AVX2 integer
+  code, and OpenVINO int8 is the choice too (not measured on such a machine here: ``JP_RERANK_BACKEND=torch``
+  opts out).
+* Intel AMX (first machine of this project): torch bf16 autocast 2.2-2.5x torch fp32 on the xsmall/small shapes;
+  kept as the choice there (OpenVINO int8 was not measured on AMX).
 * Batches of about :data:`CPU_TOKEN_BUDGET` tokens (pairs x padded length) were 20-40% faster on CPU than
   batches of 4,096-16,384 tokens.
-* ONNX Runtime int8 (dynamic quantisation) was 1.6-1.7x torch fp32 but 0.7x bf16 on this CPU. On CPUs without
-  native bf16 it is expected to be the fastest choice (int8 dot products only need AVX-512 VNNI / AVX-VNNI), but
-  that was not measured here. ONNX fp32 was no faster than torch fp32.
 
-Test-size models (hidden width below :data:`LOW_PRECISION_MIN_HIDDEN`) stay in fp32 under ``"auto"``. This is a
-policy, not a speed finding (bf16 was 1.5x faster on them too): they exist for tests and demos, where exact,
-reproducible scores matter more than speed, and their near-constant random scores would reorder under any
-rounding.
+Model size does not change the choice; tests that need exact scores ask for ``precision="fp32"``.
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ products (AVX-512 VNNI / AVX-VNNI), plain AVX2 + FMA, or less."""
 
 AUTO_ON_CPU: dict[str, tuple[tuple[InferenceBackend, PlanPrecision], ...]] = {
     "amx": (("torch", "bf16"),),
-    "avx512_bf16": (("torch", "bf16"),),
+    "avx512_bf16": (("openvino", "int8"), ("torch", "bf16")),
     "vnni": (("openvino", "int8"), ("torch", "fp32")),
     "avx2": (("openvino", "int8"), ("torch", "fp32")),
     "baseline": (("torch", "fp32"),),
@@ -221,7 +225,7 @@ def plan_scoring(
     Example:
         >>> plan_scoring("auto", "auto", "cpu", cpu="baseline").label
         'torch-fp32'
-        >>> plan_scoring("auto", "auto", "cpu", cpu="avx2").label
+        >>> plan_scoring("openvino", "auto", "cpu", cpu="avx2").label  # auto picks the same on AVX2 CPUs
         'openvino-int8'
     """
     if backend not in ("auto", *_PRECISIONS):
@@ -270,7 +274,8 @@ def plan_scoring(
 
 _AUTO_REASONS: dict[tuple[str, str, str], str] = {
     ("amx", "torch", "bf16"): "CPU with AMX: torch bf16 autocast",
-    ("avx512_bf16", "torch", "bf16"): "CPU with AVX-512 BF16: torch bf16 autocast",
+    ("avx512_bf16", "openvino", "int8"): "CPU with AVX-512 BF16 and VNNI but no AMX: OpenVINO static int8",
+    ("avx512_bf16", "torch", "bf16"): "OpenVINO not installed; CPU with AVX-512 BF16: torch bf16 autocast",
     ("vnni", "openvino", "int8"): "CPU with int8 dot products (VNNI) and no native bf16: OpenVINO static int8",
     ("avx2", "openvino", "int8"): "AVX2 CPU without native bf16 or VNNI: OpenVINO static int8",
     ("vnni", "torch", "fp32"): "OpenVINO not installed: torch fp32",

@@ -7,8 +7,9 @@ paired with a seeded sample of passages (the relevant ones and others), so both 
 
 Example:
     >>> from jp_rerank.data import load_demo_queries
-    >>> len(calibration_pairs(seed=0)) > len(load_demo_queries())
-    True
+    >>> pairs = calibration_pairs(per_question=16, seed=0)
+    >>> len(pairs) == len(load_demo_queries()), {len(passages) for _, passages in pairs}
+    (True, {16})
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -20,8 +22,9 @@ from jp_rerank.checks import (
     check_texts,
 )
 from jp_rerank.errors import ModelLoadError
-from jp_rerank.extras import is_available
-from jp_rerank.hits import RerankResult, rank_scores
+from jp_rerank.fusion import RerankFusion
+from jp_rerank.hits import FusedRerankResult, RerankResult, rank_scores
+from jp_rerank.lexical.tokenizers import MECAB_MAX_CHARS, split_for_analysis
 from jp_rerank.loading import ModelHandle, resolve_device
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank.backends import (
@@ -31,11 +34,11 @@ from jp_rerank.rerank.backends import (
     ScoringBackend,
     ScoringPlan,
     TorchBackend,
-    cpu_supports_bf16,
     default_token_budget,
     plan_scoring,
     run_batches,
 )
+from jp_rerank.rerank.calibration import calibration_batches
 from jp_rerank.rerank.pairs import EncodedPair, PairTemplate
 from jp_rerank.text import normalize_text
 
@@ -44,12 +47,15 @@ if TYPE_CHECKING:
 
     from jp_rerank.rerank.onnx_backend import OnnxExport
 
-__all__ = ["Activation", "Overflow", "Reranker", "export_reranker"]
+__all__ = ["Activation", "Listwise", "Overflow", "Reranker", "export_reranker"]
 
 logger = logging.getLogger(__name__)
 
 Activation = Literal["auto", "sigmoid", "softmax", "none"]
 Overflow = Literal["truncate", "window"]
+Listwise = Literal["none", "softmax"]
+"""List-wise score normalisation of one query's candidates: ``"softmax"`` turns the raw logits into shares of
+relevance that sum to 1 (the ``exp_normalize`` of rerankers' walkthroughs); ``"none"`` keeps per-pair scores."""
 
 _CHAR_CUT_FACTOR = 8  # in truncate mode, tokenize at most this many characters per budget token
 
@@ -83,7 +89,12 @@ class Reranker(ModelHandle):
         activation: ``"auto"`` (the preset's or the model's own; sigmoid for single-logit rerankers),
             ``"sigmoid"``, ``"softmax"`` (multi-label models: probability of the last label) or ``"none"`` (raw logit).
         overflow: ``"truncate"`` or ``"window"`` for passages longer than the limit.
-        window_overlap: Tokens shared by consecutive windows in window mode.
+        window_overlap: Tokens shared by consecutive windows in window mode, capped at half a window (a larger
+            overlap would leave almost no stride and multiply the windows, the cost, for nothing).
+        listwise: ``"none"`` (each pair scored on its own, through ``activation``) or ``"softmax"``: ``rerank`` /
+            ``rerank_many`` turn one query's raw logits into shares of relevance, ``exp(x - max) / sum(exp(x -
+            max))`` over that query's documents (they sum to 1; each query on its own). ``top_n`` and
+            ``score_threshold`` then apply to these shares. ``score`` / ``score_many`` are not affected.
         normalize_text: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to query and passages.
         precision: ``"auto"`` (see above), ``"fp32"`` (exact), ``"bf16"`` / ``"fp16"`` (torch autocast) or
             ``"int8"`` (ONNX Runtime, dynamic quantisation).
@@ -93,6 +104,9 @@ class Reranker(ModelHandle):
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
         trust_remote_code: Allow custom code from the hub repository.
+        num_threads: torch CPU threads, set for the whole process when the model loads (``None``: torch's
+            choice). Use 1-2 on a shared machine or a container with a CPU quota (see
+            :func:`jp_rerank.runtime.set_torch_threads`).
         max_documents: Most passages one call accepts, all queries together (default 100,000; ``None``: no cap).
             Checked before any model work; over the cap raises ``ValueError``.
         max_chars: Most characters of one query or passage (default 1,000,000; ``None``: no cap). Checked
@@ -108,6 +122,9 @@ class Reranker(ModelHandle):
         [RerankResult(index=0, score=0.98...)]
     """
 
+    role = "reranker"
+    _loaded_attrs = ("_loaded",)
+
     def __init__(
         self,
         model: str | os.PathLike[str] = DEFAULT_RERANKER,
@@ -120,6 +137,7 @@ class Reranker(ModelHandle):
         activation: Activation = "auto",
         overflow: Overflow = "truncate",
         window_overlap: int = 64,
+        listwise: Listwise = "none",
         normalize_text: bool = True,
         precision: PrecisionOption = "auto",
         backend: BackendOption = "auto",
@@ -127,6 +145,7 @@ class Reranker(ModelHandle):
         cache_folder: str | None = None,
         revision: str | None = None,
         trust_remote_code: bool | None = None,
+        num_threads: int | None = None,
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
         normalize: bool | None = None,
@@ -139,6 +158,7 @@ class Reranker(ModelHandle):
             cache_folder=cache_folder,
             revision=revision,
             trust_remote_code=trust_remote_code,
+            num_threads=num_threads,
         )
         if max_length is not None:
             check_positive_int(max_length, name="max_length")
@@ -153,7 +173,9 @@ class Reranker(ModelHandle):
             raise ValueError(f"overflow must be 'truncate' or 'window', got {overflow!r}")
         if isinstance(window_overlap, bool) or not isinstance(window_overlap, int) or window_overlap < 0:
             raise ValueError(f"window_overlap must be a non-negative int, got {window_overlap!r}")
-        plan_scoring(backend, precision, "cpu", hidden_size=None)  # validates the options and their combination
+        self.listwise: Listwise = _check_listwise(listwise)
+        if backend != "auto" or precision != "auto":
+            plan_scoring(backend, precision, "cpu", cpu="baseline")  # validates the options and their combination
         self.batch_size = batch_size
         self.token_budget = token_budget
         self.activation: Activation = activation
@@ -180,8 +202,19 @@ class Reranker(ModelHandle):
 
     @property
     def model(self) -> Any:
-        """The underlying transformers model (loads the model)."""
-        return self._load().model
+        """The underlying transformers model (loads it; when an export serves, a torch copy is loaded on demand)."""
+        return self._torch_model()
+
+    def _torch_model(self) -> Any:
+        """The transformers model: the one scoring, or (when ONNX/OpenVINO scores) a fresh CPU copy."""
+        loaded = self._load()
+        if loaded.model is not None:
+            return loaded.model
+        from sentence_transformers import CrossEncoder
+
+        model = self._load_st(CrossEncoder, "cpu").model
+        model.eval()
+        return model
 
     @property
     def scoring_plan(self) -> ScoringPlan:
@@ -205,12 +238,13 @@ class Reranker(ModelHandle):
             return self._loaded
 
     # ------------------------------------------------------------------ scoring
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    def score(self, query: str, documents: Sequence[str], *, activation: Activation | None = None) -> np.ndarray:
         """Score each document against the query.
 
         Args:
             query: The question (non-empty).
             documents: Passages; an empty list gives an empty array.
+            activation: This call's activation (``"none"``: raw logits); ``None`` or ``"auto"``: the reranker's.
 
         Returns:
             float32 array of scores, in input order.
@@ -219,27 +253,37 @@ class Reranker(ModelHandle):
             ValueError: Empty or whitespace-only query; a query too long to leave room for any passage.
             TypeError: A non-string query or document (the message names the position).
         """
-        return self.score_many([check_query(query)], [documents])[0]
+        return self.score_many([check_query(query)], [documents], activation=activation)[0]
 
-    def score_many(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    def score_many(
+        self, queries: Sequence[str], documents: Sequence[Sequence[str]], *, activation: Activation | None = None
+    ) -> list[np.ndarray]:
         """Score several queries, each against its own documents, sharing batches across queries.
+
+        Args:
+            queries: The questions.
+            documents: One list of passages per question.
+            activation: This call's activation (``"none"``: raw logits); ``None`` or ``"auto"``: the reranker's.
 
         Returns:
             One float32 array per query, in input order.
         """
+        call_activation = _check_call_activation(activation)
         queries = check_texts(queries, name="queries")
         if len(queries) != len(documents):
             raise ValueError(f"got {len(queries)} queries but {len(documents)} document lists")
         for i, q in enumerate(queries):
             check_query(q, name=f"queries[{i}]" if len(queries) > 1 else "query")
         doc_lists = [check_texts(docs, name="documents") for docs in documents]
-        check_limits([queries], max_documents=None, max_chars=self.max_chars, name="queries")
-        check_limits(doc_lists, max_documents=self.max_documents, max_chars=self.max_chars)
+        # the caps bound the work after normalisation too: NFKC can make one character into 18
+        nfkc = self.normalize_text
+        check_limits([queries], max_documents=None, max_chars=self.max_chars, name="queries", nfkc=nfkc)
+        check_limits(doc_lists, max_documents=self.max_documents, max_chars=self.max_chars, nfkc=nfkc)
         if not any(doc_lists):
             return [np.zeros(0, dtype=np.float32) for _ in doc_lists]
         loaded = self._load()
         with self._lock:
-            return loaded.score_many(self, queries, doc_lists)
+            return loaded.score_many(self, queries, doc_lists, activation=call_activation)
 
     def rerank(
         self,
@@ -248,6 +292,7 @@ class Reranker(ModelHandle):
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
+        listwise: Listwise | None = None,
     ) -> list[RerankResult]:
         """Rank documents by relevance to the query.
 
@@ -255,7 +300,9 @@ class Reranker(ModelHandle):
             query: The question.
             documents: Candidate passages.
             top_n: Keep the best ``top_n`` (``None``: all).
-            score_threshold: Keep results scoring at least this much.
+            score_threshold: Keep results scoring at least this much (a share of relevance with
+                ``listwise="softmax"``).
+            listwise: This call's list-wise normalisation (see the class); ``None``: the reranker's.
 
         Returns:
             ``RerankResult(index, score)`` sorted by descending score (ties: lower index first).
@@ -265,9 +312,64 @@ class Reranker(ModelHandle):
             [1, 0]
             >>> len(Reranker("xsmall").rerank("質問", ["文書A", "文書B"], top_n=1))
             1
+            >>> shares = Reranker("xsmall").rerank("質問", ["文書A", "文書B", "文書C"], listwise="softmax")
+            >>> round(sum(r.score for r in shares), 6)
+            1.0
         """
         query = check_query(query)
-        return self.rerank_many([query], [documents], top_n=top_n, score_threshold=score_threshold)[0]
+        ranked = self.rerank_many([query], [documents], top_n=top_n, score_threshold=score_threshold, listwise=listwise)
+        return ranked[0]
+
+    def rerank_fused(
+        self,
+        query: str,
+        documents: Sequence[str],
+        first_stage_scores: Sequence[float | None] | None,
+        *,
+        fusion: RerankFusion | str | None,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        listwise: Listwise | None = None,
+    ) -> list[FusedRerankResult]:
+        """Rank documents by the reranker's score combined with the score each arrived with from the first stage.
+
+        A reranker weaker than the first stage on a domain makes the ranking worse; combining both per query keeps
+        the better signal (see :class:`~jp_rerank.fusion.RerankFusion`; ``fusion="none"`` ranks by the reranker
+        alone, as :meth:`rerank`).
+
+        Args:
+            query: The question.
+            documents: Candidate passages, in the first stage's order.
+            first_stage_scores: One score per document (``None`` items: that document had none), or ``None`` when
+                no document has one: their order is then taken as the first stage's ranking.
+            fusion: ``"zscore"``, ``"minmax"``, ``"rrf"`` (weight 0.5), ``"none"``, or a
+                :class:`~jp_rerank.fusion.RerankFusion` with the reranker's weight.
+            top_n: Keep the best ``top_n`` (``None``: all).
+            score_threshold: Keep results whose combined score is at least this.
+            listwise: This call's list-wise normalisation of the reranker's scores; ``None``: the reranker's.
+
+        Returns:
+            :class:`~jp_rerank.hits.FusedRerankResult` sorted by the combined ``score`` (ties: lower index first),
+            with the reranker's ``rerank_score`` and the ``first_stage_score`` used.
+
+        Raises:
+            ValueError: If ``first_stage_scores`` and ``documents`` differ in length; or as :meth:`rerank`.
+
+        Example:
+            >>> ranked = Reranker("xsmall").rerank_fused("質問", ["文書A", "文書B"], [12.0, 3.5], fusion="zscore")
+            >>> sorted(r.first_stage_score for r in ranked)
+            [3.5, 12.0]
+        """
+        setting = RerankFusion.of(fusion)
+        query = check_query(query)
+        if first_stage_scores is not None and len(first_stage_scores) != len(documents):
+            raise ValueError(f"got {len(documents)} documents but {len(first_stage_scores)} first-stage scores")
+        rank_scores([], top_n=top_n, score_threshold=score_threshold)  # validates arguments before any work
+        scored = self.rerank_many([query], [documents], listwise=listwise)[0]
+        by_position = [0.0] * len(scored)
+        for r in scored:
+            by_position[r.index] = r.score
+        return setting.rank(by_position, first_stage_scores, top_n=top_n, score_threshold=score_threshold)
 
     def export(
         self, *, int8: bool = True, force: bool = False, out_dir: str | os.PathLike[str] | None = None
@@ -295,7 +397,7 @@ class Reranker(ModelHandle):
         loaded = self._load()
         return export_model(
             self.source,
-            loaded.model,
+            self._torch_model(),
             token_types=loaded.template.uses_token_types,
             int8=int8,
             force=force,
@@ -309,12 +411,20 @@ class Reranker(ModelHandle):
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
+        listwise: Listwise | None = None,
     ) -> list[list[RerankResult]]:
-        """Rerank many queries at once (shared batches); one sorted result list per query."""
+        """Rerank many queries at once (shared batches); one sorted result list per query.
+
+        With ``listwise="softmax"`` each query's raw logits become shares of relevance over its own documents
+        before ``top_n`` and ``score_threshold`` apply.
+        """
         rank_scores([], top_n=top_n, score_threshold=score_threshold)  # validates arguments before any work
-        return [
-            rank_scores(s, top_n=top_n, score_threshold=score_threshold) for s in self.score_many(queries, documents)
-        ]
+        mode = self.listwise if listwise is None else _check_listwise(listwise)
+        if mode == "softmax":
+            lists = [_list_softmax(x) for x in self.score_many(queries, documents, activation="none")]
+        else:
+            lists = self.score_many(queries, documents)
+        return [rank_scores(s, top_n=top_n, score_threshold=score_threshold) for s in lists]
 
 
 class _Loaded:
@@ -325,16 +435,17 @@ class _Loaded:
         model: Any,
         tokenizer: Any,
         template: PairTemplate,
-        backend: ScoringBackend,
+        backend: ScoringBackend | None,
         plan: ScoringPlan,
         max_length: int,
         activation: Literal["sigmoid", "softmax", "none"],
         token_budget: int,
     ) -> None:
         self.model = model
+        self.config: Any = getattr(model, "config", None)
         self.tokenizer = tokenizer
         self.template = template
-        self.backend = backend
+        self.backend: ScoringBackend = backend  # type: ignore[assignment]  # set by create() right after
         self.plan = plan
         self.max_length = max_length
         self.activation = activation
@@ -368,21 +479,56 @@ class _Loaded:
         segment_types = _restores_segment_ids(model.config, tokenizer)
         template = PairTemplate.from_tokenizer(tokenizer, segment_types=segment_types)
         device = str(next(model.parameters()).device)
-        plan, backend = _make_backend(
-            owner, model, pad_id=tokenizer.pad_token_id or 0, device=device, token_types=template.uses_token_types
-        )
-        logger.info("%s scores with %s (%s)", owner.model_id, plan.label, plan.reason)
+        plan = plan_scoring(owner.backend, owner.precision, device)
         budget = owner.token_budget or default_token_budget(device, model.config)
-        return cls(model, tokenizer, template, backend, plan, max_length, _resolve_activation(owner, ce), budget)
+        loaded = cls(model, tokenizer, template, None, plan, max_length, _resolve_activation(owner, ce), budget)
+        loaded.config = model.config
+        loaded.backend = _make_backend(owner, loaded, device)
+        if plan.backend != "torch":  # the export serves: do not keep the torch weights in memory
+            loaded.model = None
+            del ce, model
+            gc.collect()
+        logger.info("%s scores with %s (%s)", owner.model_id, plan.label, plan.reason)
+        return loaded
+
+    def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPair]:
+        """Model inputs of one query's passages, truncated to the limit (for calibration and tests)."""
+        q_ids = self._tokenize([query])[0]
+        budget = self.template.document_budget(len(q_ids), self.max_length)
+        doc_ids, _ = self._encode_documents(list(documents), budget, "truncate")
+        return [
+            self.template.encode(i, q_ids, d, max_length=self.max_length, overflow="truncate", overlap=0)[0]
+            for i, d in enumerate(doc_ids)
+            if d
+        ]
 
     def _keep_budget(self, budget: int) -> None:
         self.token_budget = budget
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens.
+
+        Slow (Python) tokenizers, such as the MeCab/Sudachi-based ``BertJapaneseTokenizer``, get texts longer than
+        :data:`~jp_rerank.lexical.tokenizers.MECAB_MAX_CHARS` in pieces cut at sentence ends or spaces
+        (:func:`~jp_rerank.lexical.tokenizers.split_for_analysis`): MeCab segfaults on very long inputs and Sudachi
+        refuses them. The pieces' ids are concatenated.
+        """
         if not texts:
             return []
-        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)
-        return [list(ids) for ids in encoded["input_ids"]]
+        if getattr(self.tokenizer, "is_fast", False) or all(len(t) <= MECAB_MAX_CHARS for t in texts):
+            encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)
+            return [list(ids) for ids in encoded["input_ids"]]
+        pieces: list[str] = []
+        owners: list[int] = []
+        for i, text in enumerate(texts):
+            parts = split_for_analysis(text, MECAB_MAX_CHARS) if len(text) > MECAB_MAX_CHARS else [text]
+            pieces.extend(parts)
+            owners.extend([i] * len(parts))
+        out: list[list[int]] = [[] for _ in texts]
+        encoded = self.tokenizer(pieces, add_special_tokens=False, truncation=False, verbose=False)
+        for i, ids in zip(owners, encoded["input_ids"], strict=True):
+            out[i].extend(ids)
+        return out
 
     def _encode_documents(self, docs: list[str], budget: int, overflow: Overflow) -> tuple[list[list[int]], int]:
         """Tokenize documents; in truncate mode long ones are cut by characters first (re-checked afterwards)."""
@@ -408,7 +554,13 @@ class _Loaded:
         types = (0,) * len(ids) if self.template.uses_token_types else None
         return EncodedPair(pair, ids, types)
 
-    def score_many(self, owner: Reranker, queries: list[str], doc_lists: list[list[str]]) -> list[np.ndarray]:
+    def score_many(
+        self,
+        owner: Reranker,
+        queries: list[str],
+        doc_lists: list[list[str]],
+        activation: Literal["sigmoid", "softmax", "none"] | None = None,
+    ) -> list[np.ndarray]:
         if owner.normalize_text:
             queries = [normalize_text(q) for q in queries]
             doc_lists = [[normalize_text(d) for d in docs] for docs in doc_lists]
@@ -451,7 +603,7 @@ class _Loaded:
             token_budget=self.token_budget,
             on_budget_change=self._keep_budget,
         )
-        window_scores = _activate(logits, self.activation)
+        window_scores = _activate(logits, activation or self.activation)
         pair_scores = np.full(len(owners), -np.inf, dtype=np.float32)
         pair_ids = np.fromiter((it.pair for it in items), dtype=np.int64, count=len(items))
         with np.errstate(invalid="ignore"):  # NaN windows are handled just below
@@ -466,29 +618,52 @@ class _Loaded:
         return out_lists
 
 
-def _make_backend(
-    owner: Reranker, model: Any, *, pad_id: int, device: str, token_types: bool
-) -> tuple[ScoringPlan, ScoringBackend]:
-    """Choose the backend and precision (see :func:`~jp_rerank.rerank.backends.plan_scoring`) and build it."""
-    hidden = getattr(model.config, "hidden_size", None)
-    int8_ready = False
-    auto = owner.backend == "auto" and owner.precision == "auto"
-    if auto and device == "cpu" and not cpu_supports_bf16() and is_available("onnxruntime"):
-        from jp_rerank.rerank.onnx_backend import find_export
-
-        int8_ready = find_export(owner.source, model, "int8") is not None
-    plan = plan_scoring(owner.backend, owner.precision, device, hidden_size=hidden, onnx_int8_ready=int8_ready)
+def _make_backend(owner: Reranker, loaded: _Loaded, device: str) -> ScoringBackend:
+    """Build the backend of ``loaded.plan``: the torch model itself, or an export made once and cached."""
+    plan, model = loaded.plan, loaded.model
+    pad_id = loaded.tokenizer.pad_token_id or 0
     if plan.backend == "torch":
         torch_precision: Precision = "fp32" if plan.precision == "int8" else plan.precision
-        return plan, TorchBackend(model, pad_id=pad_id, precision=torch_precision)
-    from jp_rerank.rerank.onnx_backend import OnnxBackend, export_model, find_export
+        return TorchBackend(model, pad_id=pad_id, precision=torch_precision)
+    if plan.backend == "onnx":
+        from jp_rerank.rerank.onnx_backend import OnnxBackend, export_model, find_export
 
-    precision: Literal["fp32", "int8"] = "int8" if plan.precision == "int8" else "fp32"
-    export = find_export(owner.source, model, precision)
+        onnx_precision: Literal["fp32", "int8"] = "int8" if plan.precision == "int8" else "fp32"
+        onnx_export = find_export(owner.source, model, onnx_precision)
+        if onnx_export is None:
+            logger.warning("no ONNX export of %s yet: exporting once (cached for later runs)", owner.model_id)
+            onnx_export = export_model(owner.source, model, token_types=loaded.template.uses_token_types, int8=True)
+        return OnnxBackend(onnx_export.path(onnx_precision), pad_id, threads=owner.num_threads)
+    from jp_rerank.rerank.exports import build_export, fingerprint
+    from jp_rerank.rerank.exports import find_export as find_cached
+    from jp_rerank.rerank.openvino_backend import OpenVINOBackend, write_openvino_export
+
+    file_precision = "int8" if plan.precision == "int8" else "fp32"
+    model_fp = fingerprint(owner.source, model.config)
+    export = find_cached(owner.source, model_fp, "openvino", file_precision)
     if export is None:
-        logger.warning("no ONNX export of %s yet: exporting once (cached for later runs)", owner.model_id)
-        export = export_model(owner.source, model, token_types=token_types, int8=True)
-    return plan, OnnxBackend(export.path(precision), pad_id)
+        int8 = file_precision == "int8"
+
+        def write(folder: Path) -> tuple[dict[str, str], tuple[str, ...], dict[str, Any]]:
+            calibration = calibration_batches(loaded.encode, pad_id, token_budget=loaded.token_budget) if int8 else []
+            return write_openvino_export(
+                model, folder, token_types=loaded.template.uses_token_types, int8=int8, calibration=calibration
+            )
+
+        export = build_export(
+            owner.source,
+            model_fp,
+            "openvino",
+            write,
+            wanted={"fp32", file_precision},
+            description=f"the OpenVINO {file_precision} export of {owner.model_id}",
+        )
+    return OpenVINOBackend(
+        export.path(file_precision),
+        pad_id,
+        precision=plan.precision,  # type: ignore[arg-type]
+        threads=owner.num_threads,
+    )
 
 
 def _restores_segment_ids(config: Any, tokenizer: Any) -> bool:
@@ -515,6 +690,31 @@ def _resolve_activation(owner: Reranker, ce: CrossEncoder) -> Literal["sigmoid",
     if "identity" in fn and getattr(ce, "num_labels", 1) == 1:
         return "none"  # the model's own config asks for raw logits
     return "sigmoid" if getattr(ce, "num_labels", 1) == 1 else "softmax"
+
+
+def _check_listwise(listwise: object) -> Listwise:
+    if listwise not in ("none", "softmax"):
+        raise ValueError(f"listwise must be 'none' or 'softmax', got {listwise!r}")
+    return listwise
+
+
+def _check_call_activation(activation: object) -> Literal["sigmoid", "softmax", "none"] | None:
+    if activation is None or activation == "auto":
+        return None
+    if activation not in ("sigmoid", "softmax", "none"):
+        raise ValueError(f"activation must be auto, sigmoid, softmax or none, got {activation!r}")
+    return activation
+
+
+def _list_softmax(logits: np.ndarray) -> np.ndarray:
+    """``exp(x - max) / sum(exp(x - max))`` over one query's documents (NaN logits stay NaN and take no share)."""
+    x = np.asarray(logits, dtype=np.float64)
+    finite = ~np.isnan(x)
+    out = np.full(x.shape, np.nan, dtype=np.float64)
+    if finite.any():
+        e = np.exp(x[finite] - x[finite].max())
+        out[finite] = e / e.sum()
+    return out.astype(np.float32)
 
 
 def _activate(logits: np.ndarray, activation: Literal["sigmoid", "softmax", "none"]) -> np.ndarray:

@@ -118,11 +118,24 @@ class PairTemplate:
         overflow: str,
         overlap: int,
     ) -> list[EncodedPair]:
-        """Encode one pair: one input (``"truncate"``) or one input per overlapping window (``"window"``)."""
+        """Encode one pair: one input (``"truncate"``) or one input per overlapping window (``"window"``).
+
+        Windows hold ``budget`` document tokens and overlap by ``overlap`` tokens, capped at half a window
+        (``budget // 2``): a larger overlap would leave almost no stride, and the number of windows (the cost)
+        would grow with every token of the document instead of every half window.
+
+        Example:
+            >>> t = PairTemplate(prefix=(0,), middle=(1,), suffix=(2,), type_a=0, type_b=0, uses_token_types=False)
+            >>> doc = tuple(range(100, 200))
+            >>> len(t.encode(0, (9,), doc, max_length=14, overflow="window", overlap=2))
+            13
+            >>> len(t.encode(0, (9,), doc, max_length=14, overflow="window", overlap=10**6))  # capped at 5
+            19
+        """
         budget = self.document_budget(len(query), max_length)
         if overflow == "truncate" or len(document) <= budget:
             return [self.join(pair, query, document[:budget])]
-        stride = max(1, budget - min(overlap, budget - 1))
+        stride = budget - min(overlap, budget // 2)
         return [self.join(pair, query, document[s:e]) for s, e in iter_windows(len(document), budget, stride)]
 
 

@@ -12,6 +12,11 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jp_rerank.presets import ModelPreset
+    from jp_rerank.testing.shapes import Arch
 
 __all__ = ["FAKE_COMMIT", "TINY_HUB_MODELS", "install_in_hf_cache", "install_tiny_hub"]
 
@@ -72,25 +77,45 @@ def install_in_hf_cache(
     return snapshot
 
 
-def _builders() -> dict[str, Callable[[Path], Path]]:
+def _builder_for(preset: ModelPreset) -> Callable[[Path], Path]:
+    """The tiny builder standing in for a preset: its kind, and for cross-encoders its architecture.
+
+    Raises:
+        ValueError: If no tiny model of the preset's cross-encoder architecture can be built.
+    """
     from jp_rerank.testing.models import (
+        build_bert_ja_cross_encoder,
         build_dense_embedder,
+        build_modernbert_cross_encoder,
         build_splade_encoder,
         build_static_embedder,
         build_xlmr_cross_encoder,
     )
 
-    return {
-        "cross-encoder": build_xlmr_cross_encoder,
+    if preset.kind == "cross-encoder":
+        by_arch: dict[str, Callable[[Path], Path]] = {
+            "xlm-roberta": build_xlmr_cross_encoder,
+            "bert": build_bert_ja_cross_encoder,
+            "modernbert": build_modernbert_cross_encoder,
+        }
+        if preset.architecture not in by_arch:
+            raise ValueError(
+                f"no tiny stand-in for preset {preset.alias!r}: its architecture {preset.architecture!r} has no "
+                f"builder (known: {', '.join(by_arch)})"
+            )
+        return by_arch[preset.architecture]
+    if preset.kind == "dense":
         # Saved without prompts, as the real multilingual-e5 uploads are: the preset must supply the prefixes.
-        "dense": lambda path: build_dense_embedder(path, prompts=None),
-        "static": lambda path: build_static_embedder(path, dim=1024),  # static-japanese's 1024 dims
-        "sparse": build_splade_encoder,
-    }
+        arch: Arch = "modernbert" if preset.architecture == "modernbert" else "xlm-roberta"
+        return lambda path: build_dense_embedder(path, prompts=None, arch=arch)
+    if preset.kind == "static":
+        return lambda path: build_static_embedder(path, dim=preset.dims or 1024)  # static-japanese's 1024 dims
+    return build_splade_encoder
 
 
-TINY_HUB_MODELS: tuple[str, ...] = ("xsmall", "me5-small", "static-ja", "splade-ja")
-"""Presets :func:`install_tiny_hub` stands in for by default (the defaults and the docs' examples)."""
+TINY_HUB_MODELS: tuple[str, ...] = ("xsmall", "xsmall-v2", "me5-small", "static-ja", "splade-ja")
+"""Presets :func:`install_tiny_hub` stands in for by default: the defaults (the reranker ``xsmall-v2``, a
+ModernBERT) and the docs' examples (``xsmall``, the v1 XLM-R reranker)."""
 
 
 def install_tiny_hub(
@@ -101,8 +126,9 @@ def install_tiny_hub(
 ) -> dict[str, Path]:
     """Install tiny random-weight stand-ins for presets into a Hugging Face cache, under the presets' hub ids.
 
-    Each stand-in has the architecture class of its preset's kind (XLM-R cross-encoder, dense embedder without
-    saved prompts, StaticEmbedding, SPLADE). **Their outputs mean nothing**; they exist so that code written for
+    Each stand-in has the architecture class of its preset: cross-encoders of the preset's architecture (XLM-R,
+    BERT/MeCab or ModernBERT), dense embedders without saved prompts (ModernBERT for Ruri v3, else XLM-R),
+    StaticEmbedding, SPLADE. **Their outputs mean nothing**; they exist so that code written for
     the real models runs offline, end to end, through the real loading path.
 
     Args:
@@ -116,6 +142,7 @@ def install_tiny_hub(
 
     Raises:
         KeyError: If an alias is not a known preset.
+        ValueError: If a cross-encoder preset's architecture has no tiny builder (e.g. DistilBERT).
 
     Example:
         >>> import tempfile
@@ -127,11 +154,10 @@ def install_tiny_hub(
 
     from jp_rerank.presets import get_preset
 
-    builders = _builders()
     root = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="jp-rerank-tiny-hub-"))
     out: dict[str, Path] = {}
     for alias in aliases:
         preset = get_preset(alias)
-        built = builders[preset.kind](root / preset.alias)
+        built = _builder_for(preset)(root / preset.alias)
         out[preset.model_id] = install_in_hf_cache(built, preset.model_id, cache_dir=cache_dir)
     return out

@@ -8,6 +8,7 @@ Builds are deterministic for a given ``seed`` and do not disturb the caller's to
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,8 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from jp_rerank.testing.shapes import DEFAULT_PROMPTS, MODEL_MAX_LENGTH, Arch, ModelShape, ShapeName, resolve_shape
-from jp_rerank.testing.tokenizers import build_mecab_tokenizer, train_unigram_tokenizer
+from jp_rerank.testing.shapes import (
+    DEFAULT_PROMPTS,
+    MODEL_MAX_LENGTH,
+    MODERNBERT_MAX_LENGTH,
+    MODERNBERT_SPECIAL_TOKENS,
+    Arch,
+    ModelShape,
+    ShapeName,
+    resolve_shape,
+)
+from jp_rerank.testing.tokenizers import build_mecab_tokenizer, train_modernbert_tokenizer, train_unigram_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -24,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_bert_ja_cross_encoder",
     "build_dense_embedder",
+    "build_modernbert_cross_encoder",
     "build_splade_encoder",
     "build_static_embedder",
     "build_xlmr_cross_encoder",
@@ -61,6 +72,19 @@ def _encoder_config(arch: Arch, shape: ModelShape, tokenizer_size: int, **extra:
         "intermediate_size": shape.intermediate_size,
         **extra,
     }
+    if arch == "modernbert":
+        from transformers import ModernBertConfig
+
+        _unk, bos, eos, pad, sep, _mask, cls = range(len(MODERNBERT_SPECIAL_TOKENS))
+        ids = {"pad_token_id": pad, "bos_token_id": bos, "eos_token_id": eos, "cls_token_id": cls, "sep_token_id": sep}
+        every = 3  # ModernBERT-Ja's global_attn_every_n_layers: layers 0, 3, 6... attend globally
+        return ModernBertConfig(
+            max_position_embeddings=MODERNBERT_MAX_LENGTH,
+            local_attention=shape.local_attention,
+            layer_types=["sliding_attention" if i % every else "full_attention" for i in range(shape.num_layers)],
+            classifier_pooling="cls",
+            **{**ids, **common},
+        )
     if arch == "xlm-roberta":
         from transformers import XLMRobertaConfig
 
@@ -78,8 +102,67 @@ def _encoder_config(arch: Arch, shape: ModelShape, tokenizer_size: int, **extra:
     return BertConfig(max_position_embeddings=MODEL_MAX_LENGTH, type_vocab_size=2, pad_token_id=0, **common)
 
 
-def _tokenizer_for(arch: Arch, texts: Sequence[str] | None) -> PreTrainedTokenizerBase:
+def _tokenizer_for(
+    arch: Arch, texts: Sequence[str] | None, tokenizer_json: str | os.PathLike[str] | None = None
+) -> PreTrainedTokenizerBase:
+    if tokenizer_json is not None:
+        return _tokenizer_from_json(tokenizer_json)
+    if arch == "modernbert":
+        return train_modernbert_tokenizer(texts)
     return train_unigram_tokenizer(texts) if arch == "xlm-roberta" else build_mecab_tokenizer(texts)
+
+
+_ROLE_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "unk_token": ("<unk>", "[UNK]"),
+    "bos_token": ("<s>", "[CLS]"),
+    "eos_token": ("</s>", "[SEP]"),
+    "pad_token": ("<pad>", "[PAD]"),
+    "sep_token": ("<sep>", "</s>", "[SEP]"),
+    "mask_token": ("<mask>", "[MASK]"),
+    "cls_token": ("<cls>", "<s>", "[CLS]"),
+}
+
+
+def _tokenizer_from_json(path: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
+    """A given ``tokenizer.json`` as is (its own pair template), special tokens found by their usual names."""
+    from tokenizers import Tokenizer
+    from transformers import TokenizersBackend
+
+    backend = Tokenizer.from_file(os.fspath(path))
+    vocab = backend.get_vocab(with_added_tokens=True)
+    roles = {role: next((t for t in names if t in vocab), None) for role, names in _ROLE_CANDIDATES.items()}
+    missing = [role for role in ("unk_token", "bos_token", "eos_token", "pad_token") if roles[role] is None]
+    if missing:
+        raise ValueError(f"tokenizer {os.fspath(path)!r} has no token for {', '.join(missing)}")
+    return TokenizersBackend(
+        tokenizer_object=backend,
+        model_max_length=MODERNBERT_MAX_LENGTH,
+        model_input_names=["input_ids", "attention_mask"],
+        **{role: token for role, token in roles.items() if token is not None},
+    )
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    """Config ids of a tokenizer's special tokens (what ``config.json`` records for ModernBERT)."""
+    ids = {}
+    for role in ("pad", "bos", "eos", "cls", "sep"):
+        value = getattr(tokenizer, f"{role}_token_id", None)
+        if value is not None:
+            ids[f"{role}_token_id"] = int(value)
+    return ids
+
+
+def _hub_like_modernbert_tokenizer_config(folder: Path) -> None:
+    """Make ``tokenizer_config.json`` declare what ModernBERT-Ja uploads declare.
+
+    The published files name ``LlamaTokenizer`` (not the class that reads their ``tokenizer.json``) and ask for
+    bos/eos around each segment. transformers 5 loads ``model_type`` ``"modernbert"`` folders with
+    ``TokenizersBackend`` whatever the file says, so a wrong class name must not matter: keeping it tests that.
+    """
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.update(tokenizer_class="LlamaTokenizer", add_bos_token=True, add_eos_token=True)
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _save_hf(
@@ -89,15 +172,27 @@ def _save_hf(
     shape: str,
     seed: int,
     texts: Sequence[str] | None,
+    **options: Any,
 ) -> int:
-    """Build and save a transformers model + tokenizer into ``path``; return the model's vocab size."""
+    """Build and save a transformers model + tokenizer into ``path``; return the model's vocab size.
+
+    ``options`` (ModernBERT only): ``local_attention``, ``initializer_range``, ``tokenizer_json``.
+    """
+    import dataclasses
+
     import transformers
 
     spec = resolve_shape(shape)
-    tokenizer = _tokenizer_for(arch, texts)
+    if options.get("local_attention") is not None:
+        spec = dataclasses.replace(spec, local_attention=options["local_attention"])
+    tokenizer = _tokenizer_for(arch, texts, options.get("tokenizer_json"))
     extra: dict[str, Any] = {"num_labels": 1} if head == "classification" else {}
+    if arch == "modernbert":
+        extra.update(_special_ids(tokenizer))
+        if options.get("initializer_range") is not None:
+            extra["initializer_range"] = options["initializer_range"]
     config = _encoder_config(arch, spec, len(tokenizer), **extra)
-    prefix = "XLMRoberta" if arch == "xlm-roberta" else "Bert"
+    prefix = {"xlm-roberta": "XLMRoberta", "bert": "Bert", "modernbert": "ModernBert"}[arch]
     suffix = {"classification": "ForSequenceClassification", "encoder": "Model", "mlm": "ForMaskedLM"}[head]
     model_cls = getattr(transformers, prefix + suffix)
     with _seeded(seed):
@@ -105,6 +200,8 @@ def _save_hf(
     model.eval()
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
+    if arch == "modernbert" and options.get("tokenizer_json") is None:
+        _hub_like_modernbert_tokenizer_config(path)
     return int(config.vocab_size)
 
 
@@ -182,6 +279,74 @@ def build_bert_ja_cross_encoder(
     return _build_cross_encoder(path, "bert", shape, seed, texts)
 
 
+def build_modernbert_cross_encoder(
+    path: str | os.PathLike[str],
+    *,
+    shape: ShapeName = "tiny",
+    seed: int = 0,
+    texts: Sequence[str] | None = None,
+    local_attention: int | None = None,
+    initializer_range: float | None = None,
+    tokenizer_json: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Save a random-weight ``ModernBertForSequenceClassification`` (one label) with a ModernBERT-Ja-style tokenizer.
+
+    Same layout as hotchpotch/japanese-reranker-{tiny,xsmall,small,base}-v2 and cl-nagoya/ruri-v3-reranker-310m: a
+    ``config.json`` (``model_type`` ``"modernbert"``, RoPE, 8192 positions, local attention with a global layer
+    every third, CLS pooling), the weights, and a ``tokenizer.json`` with no vocab file and no token type ids
+    (:func:`~jp_rerank.testing.train_modernbert_tokenizer`). ``sentence_transformers.CrossEncoder`` loads it with no
+    extra argument. The ``"tiny"`` shape has a local window of 16 tokens, so test inputs longer than that run
+    through both attention kinds.
+
+    Args:
+        path: Folder to write (created if needed; files of the same name are overwritten).
+        shape: A key of :data:`SHAPES` (``"tiny"`` or a ModernBERT shape such as ``"xsmall-v2"``).
+        seed: Torch seed for the random weights.
+        texts: Tokenizer training texts; ``None`` uses the bundled demo texts.
+        local_attention: Local attention window (default: the shape's; must be even).
+        initializer_range: Standard deviation of the random weights (default: ModernBERT's 0.02). A larger one
+            (e.g. 0.3) spreads random scores apart, so rank agreement between precisions means something.
+        tokenizer_json: Use this ``tokenizer.json`` as is (its own special tokens and pair template) instead of
+            training one, e.g. a real tokenizer for realistic pair lengths in speed benchmarks.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ValueError: If ``shape`` is unknown, belongs to another architecture, or ``local_attention`` is odd or not
+            positive.
+
+    Example:
+        >>> import tempfile
+        >>> p = build_modernbert_cross_encoder(tempfile.mkdtemp())
+        >>> sorted(f.name for f in p.iterdir() if f.name.startswith("tokenizer"))
+        ['tokenizer.json', 'tokenizer_config.json']
+    """
+    spec = resolve_shape(shape)
+    if spec.arch not in (None, "modernbert"):
+        raise ValueError(f"shape {shape!r} is a {spec.arch} shape, not a ModernBERT one")
+    if local_attention is not None and (
+        isinstance(local_attention, bool)
+        or not isinstance(local_attention, int)
+        or local_attention < 2
+        or local_attention % 2
+    ):
+        raise ValueError(f"local_attention must be an even int >= 2 (half of it each side), got {local_attention!r}")
+    out = _prepare_dir(path)
+    _save_hf(
+        out,
+        "modernbert",
+        "classification",
+        shape,
+        seed,
+        texts,
+        local_attention=local_attention,
+        initializer_range=initializer_range,
+        tokenizer_json=tokenizer_json,
+    )
+    return out
+
+
 def build_dense_embedder(
     path: str | os.PathLike[str],
     *,
@@ -193,9 +358,11 @@ def build_dense_embedder(
 ) -> Path:
     """Save a sentence-transformers embedder: Transformer → mean Pooling → Normalize, random weights.
 
-    Like intfloat/multilingual-e5 (``arch="xlm-roberta"``) or cl-nagoya/ruri (``arch="bert"``, MeCab
-    tokenizer). ``prompts`` are saved in ``config_sentence_transformers.json``, so
-    ``SentenceTransformer(path).encode_query`` prepends ``prompts["query"]``.
+    Like intfloat/multilingual-e5 (``arch="xlm-roberta"``), cl-nagoya/ruri (``arch="bert"``, MeCab tokenizer) or
+    cl-nagoya/ruri-v3 (``arch="modernbert"``: ``ModernBertModel``, ModernBERT-Ja-style ``tokenizer.json``, 8192
+    tokens; pass ``prompts=RURI_PROMPTS`` for its 検索クエリ/検索文書 prompts). ``prompts`` are saved in
+    ``config_sentence_transformers.json``, so ``SentenceTransformer(path).encode_query`` prepends
+    ``prompts["query"]``.
 
     Args:
         path: Folder to write (created if needed; files of the same name are overwritten).
@@ -218,15 +385,16 @@ def build_dense_embedder(
         >>> m.prompts["query"]
         'query: '
     """
-    if arch not in ("xlm-roberta", "bert"):
-        raise ValueError(f"unknown arch {arch!r}; expected 'xlm-roberta' or 'bert'")
+    if arch not in ("xlm-roberta", "bert", "modernbert"):
+        raise ValueError(f"unknown arch {arch!r}; expected 'xlm-roberta', 'bert' or 'modernbert'")
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
     out = _prepare_dir(path)
     with tempfile.TemporaryDirectory(prefix="jp-rerank-dense-") as tmp:
         _save_hf(Path(tmp), arch, "encoder", shape, seed, texts)
-        transformer = Transformer(tmp, max_seq_length=MODEL_MAX_LENGTH)
+        limit = MODERNBERT_MAX_LENGTH if arch == "modernbert" else MODEL_MAX_LENGTH
+        transformer = Transformer(tmp, max_seq_length=limit)
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
         model = SentenceTransformer(
             modules=[transformer, pooling, Normalize()],
@@ -235,6 +403,8 @@ def build_dense_embedder(
             device="cpu",
         )
         model.save(str(out))
+    if arch == "modernbert":
+        _hub_like_modernbert_tokenizer_config(out)
     return out
 
 

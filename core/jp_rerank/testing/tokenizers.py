@@ -6,6 +6,9 @@
   normaliser is SentencePiece's compiled ``nmt_nfkc`` map, like XLM-R's.
 * :func:`build_mecab_tokenizer`: a MeCab (unidic-lite) + WordPiece ``BertJapaneseTokenizer``, configured like
   cl-tohoku/bert-base-japanese-v3 and hotchpotch/japanese-reranker-cross-encoder-base/large-v1.
+* :func:`train_modernbert_tokenizer`: a ModernBERT-Ja-style SentencePiece tokenizer kept as a ``tokenizer.json``
+  (``<unk> <s> </s> <pad> <sep> <mask> <cls>`` at ids 0-6, ``<s> A </s>`` / ``<s> A </s> <s> B </s>``, no token type
+  ids), as used by hotchpotch/japanese-reranker-*-v2, cl-nagoya/ruri-v3-* and sbintuitions/modernbert-ja-*.
 """
 
 from __future__ import annotations
@@ -19,16 +22,24 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jp_rerank.testing.shapes import BERT_SPECIAL_TOKENS, MECAB_KWARGS, MODEL_MAX_LENGTH, XLMR_SPECIAL_TOKENS
+from jp_rerank.testing.shapes import (
+    BERT_SPECIAL_TOKENS,
+    MECAB_KWARGS,
+    MODEL_MAX_LENGTH,
+    MODERNBERT_MAX_LENGTH,
+    MODERNBERT_SPECIAL_TOKENS,
+    XLMR_SPECIAL_TOKENS,
+)
 
 if TYPE_CHECKING:
-    from transformers import BertJapaneseTokenizer, XLMRobertaTokenizer
+    from transformers import BertJapaneseTokenizer, TokenizersBackend, XLMRobertaTokenizer
 
 __all__ = [
     "DEFAULT_UNIGRAM_VOCAB",
     "build_mecab_tokenizer",
     "build_mecab_wordpiece_vocab",
     "resolve_texts",
+    "train_modernbert_tokenizer",
     "train_unigram_tokenizer",
 ]
 
@@ -145,6 +156,56 @@ def _train_unigram_json(texts: tuple[str, ...], vocab_size: int) -> str:
 
 
 @lru_cache(maxsize=8)
+def _train_modernbert_json(texts: tuple[str, ...], vocab_size: int) -> str:
+    """Train the pieces with SentencePiece itself and keep them in a ``tokenizers`` Unigram ``tokenizer.json``.
+
+    SentencePiece (one thread) gives the same pieces, scores and ids on every run; the ``tokenizers`` Unigram
+    trainer does not (its pieces come out in a different order each time, so the same seed gave a different model).
+    """
+    import sentencepiece
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+
+    normalised = [unicodedata.normalize("NFKC", t) for t in texts]
+    buf = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(normalised),
+        model_writer=buf,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        normalization_rule_name="identity",  # NFKC is the tokenizer's normaliser below
+        add_dummy_prefix=False,  # SentencePiece without a dummy prefix: Japanese text is not space-separated
+        max_sentencepiece_length=8,
+        character_coverage=1.0,
+        required_chars="".join(sorted(set(unicodedata.normalize("NFKC", _KANA_AND_ASCII)))),
+        unk_id=0,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    sp = sentencepiece.SentencePieceProcessor(model_proto=buf.getvalue())
+    specials = list(MODERNBERT_SPECIAL_TOKENS)
+    pieces = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size()) if not sp.is_unknown(i)]
+    vocab = [(t, 0.0) for t in specials] + [(p, s) for p, s in pieces if p not in specials]
+    tokenizer = Tokenizer(Unigram(vocab, unk_id=0, byte_fallback=False))
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    tokenizer.normalizer = normalizers.NFKC()
+    # a space becomes "▁" and starts a new piece, as SentencePiece's whitespace split does
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
+    bos, eos = MODERNBERT_SPECIAL_TOKENS[1], MODERNBERT_SPECIAL_TOKENS[2]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {bos}:1 $B:1 {eos}:1",
+        special_tokens=[(bos, 1), (eos, 2)],
+    )
+    return str(tokenizer.to_str())
+
+
+@lru_cache(maxsize=8)
 def _mecab_vocab(texts: tuple[str, ...]) -> tuple[str, ...]:
     from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
@@ -193,6 +254,56 @@ def train_unigram_tokenizer(
 
     backend = Tokenizer.from_str(_train_unigram_json(resolve_texts(texts), vocab_size))
     return XLMRobertaTokenizer(tokenizer_object=backend, model_max_length=MODEL_MAX_LENGTH)
+
+
+def train_modernbert_tokenizer(
+    texts: Sequence[str] | None = None, *, vocab_size: int = DEFAULT_UNIGRAM_VOCAB
+) -> TokenizersBackend:
+    """Train a ModernBERT-Ja-style SentencePiece (Unigram) tokenizer with the ``tokenizers`` library.
+
+    Like the real one it lives in a ``tokenizer.json`` alone (no vocab file, no token type ids), with ModernBERT-Ja's
+    special tokens at the same ids (:data:`~jp_rerank.testing.MODERNBERT_SPECIAL_TOKENS`) and a pair template that
+    wraps each segment in ``<s> ... </s>``. Text is NFKC-normalised; spaces become ``▁``.
+
+    Args:
+        texts: Training texts; ``None`` uses the bundled demo corpus and questions. Kana and printable ASCII
+            are always in the alphabet, so text outside the corpus is not all ``<unk>``.
+        vocab_size: Requested vocabulary size (an upper bound: a small corpus yields fewer pieces).
+
+    Returns:
+        A transformers ``TokenizersBackend`` (``model_max_length`` 8192, inputs ``input_ids`` and
+        ``attention_mask`` only). Save it with :func:`jp_rerank.testing.build_modernbert_cross_encoder` or
+        ``save_pretrained`` next to a ModernBERT ``config.json``.
+
+    Raises:
+        ValueError: If ``texts`` is empty or ``vocab_size`` is too small for the special tokens.
+        TypeError: If ``texts`` is a single string or holds non-strings.
+
+    Example:
+        >>> tok = train_modernbert_tokenizer()
+        >>> ids = tok("東京", "京都")["input_ids"]
+        >>> tok.convert_ids_to_tokens([ids[0], ids[-1]]), "token_type_ids" in tok("東京")
+        (['<s>', '</s>'], False)
+    """
+    if vocab_size <= len(MODERNBERT_SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must be larger than {len(MODERNBERT_SPECIAL_TOKENS)}, got {vocab_size}")
+    from tokenizers import Tokenizer
+    from transformers import TokenizersBackend
+
+    unk, bos, eos, pad, sep, mask, cls = MODERNBERT_SPECIAL_TOKENS
+    backend = Tokenizer.from_str(_train_modernbert_json(resolve_texts(texts), vocab_size))
+    return TokenizersBackend(
+        tokenizer_object=backend,
+        unk_token=unk,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        sep_token=sep,
+        mask_token=mask,
+        cls_token=cls,
+        model_max_length=MODERNBERT_MAX_LENGTH,
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def build_mecab_wordpiece_vocab(texts: Sequence[str] | None = None) -> list[str]:
