@@ -418,3 +418,30 @@ def test_bench_runs_end_to_end_on_a_given_model(
     text = report.to_markdown()
     assert "GFLOP per pair" in text
     assert "Measured peak" in text
+
+
+def test_auto_passes_over_a_backend_that_does_not_run_the_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO returns NaN for padded ModernBERT batches: auto picks torch there, an explicit choice is refused."""
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    for cpu, expected in (("avx512_bf16", "torch-bf16"), ("vnni", "torch-fp32"), ("avx2", "torch-fp32")):
+        plan = plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="modernbert")  # type: ignore[arg-type]
+        assert plan.label == expected
+        assert "modernbert" in plan.reason
+        assert plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="xlm-roberta").label == "openvino-int8"  # type: ignore[arg-type]
+    assert plan_scoring("auto", "int8", "cpu", architecture="modernbert").label == "onnx-int8"
+    for precision in ("auto", "fp32", "bf16", "int8"):
+        with pytest.raises(ValueError, match=r"the openvino backend does not run modernbert models: .*NaN"):
+            plan_scoring("openvino", precision, "cpu", architecture="modernbert")  # type: ignore[arg-type]
+    monkeypatch.setenv(backends.BACKEND_ENV, "openvino")
+    with pytest.raises(ValueError, match="does not run modernbert"):
+        plan_scoring("auto", "auto", "cpu", architecture="modernbert")
+
+
+def test_bench_ndcg_ranks_a_nan_score_last() -> None:
+    """A backend that returns NaN for a pair must not crash the bench's agreement table: the pair ranks last."""
+    from jp_rerank.evaluation.timing import Pairs, ndcg10
+
+    pairs = Pairs(qids=["q"], queries=["問い"], doc_ids=[["a", "b", "c"]], docs=[["x", "y", "z"]])
+    qrels = {"q": {"a": 1}}
+    assert ndcg10(pairs, [np.array([np.nan, 0.2, 0.1])], qrels) < ndcg10(pairs, [np.array([0.9, 0.2, 0.1])], qrels)
+    assert ndcg10(pairs, [np.array([0.9, 0.2, 0.1])], qrels) == 1.0

@@ -16,10 +16,11 @@ torch-bf16       >= 0.99                <= 0.15 x std(fp32)          0.9996-1.0,
 torch-fp16       >= 0.99                <= 0.15 x std(fp32)          1.0, 0.006 x std
 onnx-fp32        >= 0.9999              <= 1e-5 (absolute)           1.0, 1.2e-6
 onnx-int8        >= 0.97                <= 0.4 x std(fp32)           0.983-0.994, 0.15-0.26 x std
-openvino-fp32    >= 0.9999              <= 1e-5 (absolute)           1.0, 1.3e-6
-openvino-bf16    >= 0.99                <= 0.2 x std(fp32)           0.999, 0.06 x std
-openvino-int8    >= 0.97                <= 0.7 x std(fp32)           0.992-0.994, 0.21-0.23 x std
 ==============  =====================  ==========================  ================================
+
+OpenVINO (fp32, bf16, int8) is refused for ModernBERT (``jp_rerank.rerank.backends.UNSUPPORTED``): it agreed on
+these tiny models, whose test inputs are of similar lengths, but on the xsmall-v2 shape a 5-token passage batched
+with a JSQuAD passage scored NaN in fp32 and bf16 (its local attention over the padding); ``auto`` picks torch.
 
 int8 rank agreement on 28 random-weight pairs is coarse (one swapped neighbour costs about 0.003), hence the
 margin below the measured range; on a trained model see ``benchmarks/`` for the agreement next to each speed.
@@ -56,9 +57,6 @@ MODERNBERT_TOLERANCE: dict[str, tuple[float, float, str]] = {
     "torch-fp16": (0.99, 0.15, "std"),
     "onnx-fp32": (0.9999, 1e-5, "abs"),
     "onnx-int8": (0.97, 0.4, "std"),
-    "openvino-fp32": (0.9999, 1e-5, "abs"),
-    "openvino-bf16": (0.99, 0.2, "std"),
-    "openvino-int8": (0.97, 0.7, "std"),
 }
 """Documented agreement of each backend with torch fp32 on ModernBERT (see the module notes)."""
 

@@ -247,11 +247,20 @@ class Pairs:
 
 
 def ndcg10(pairs: Pairs, scores: Sequence[np.ndarray], qrels: dict[str, dict[str, int]]) -> float:
-    """nDCG@10 of ranking each question's candidates by ``scores`` (NaN when no question is judged)."""
+    """nDCG@10 of ranking each question's candidates by ``scores`` (NaN when no question is judged).
+
+    A NaN score ranks last, as the reranker ranks it.
+    """
     from jp_rerank.evaluation.metrics import evaluate
 
+    def finite(sc: np.ndarray) -> np.ndarray:
+        values = np.asarray(sc, dtype=np.float64)
+        ok = np.isfinite(values)
+        floor = (values[ok].min() if ok.any() else 0.0) - 1.0
+        return np.where(ok, values, floor)
+
     run = {
-        qid: {doc: float(s) for doc, s in zip(docs, sc, strict=True)}
+        qid: {doc: float(s) for doc, s in zip(docs, finite(sc), strict=True)}
         for qid, docs, sc in zip(pairs.qids, pairs.doc_ids, scores, strict=True)
     }
     judged = {q: qrels[q] for q in pairs.qids if q in qrels}

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CPU_TOKEN_BUDGET",
+    "UNSUPPORTED",
     "BackendOption",
     "InferenceBackend",
     "Precision",
@@ -193,6 +194,20 @@ def _from_env(backend: BackendOption, precision: PrecisionOption) -> tuple[str, 
     return name, (wanted or precision) if precision == "auto" else precision
 
 
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "openvino": {
+        "modernbert": "its local attention returns NaN for a short pair batched with a long one (measured on the "
+        "xsmall-v2 shape: a 5-token passage batched with a JSQuAD passage scored NaN in fp32 and bf16)",
+    },
+}
+"""Architectures (``config.model_type``) a backend does not run, and why: ``auto`` passes over them, an explicit
+choice is refused."""
+
+
+def _runs(backend: str, architecture: str | None) -> bool:
+    return architecture is None or architecture not in UNSUPPORTED.get(backend, {})
+
+
 def plan_scoring(
     backend: BackendOption,
     precision: PrecisionOption,
@@ -200,6 +215,7 @@ def plan_scoring(
     *,
     cpu: CpuClass | None = None,
     installed: Callable[[str], bool] = _installed,
+    architecture: str | None = None,
 ) -> ScoringPlan:
     """Decide the backend and precision.
 
@@ -213,6 +229,7 @@ def plan_scoring(
         precision: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"``.
         device: Resolved device string (``"cpu"``, ``"cuda:0"``...).
         cpu: The CPU class (default: this machine's).
+        architecture: The model's ``config.model_type``; see :data:`UNSUPPORTED`.
         installed: Whether a backend's packages are importable (for tests).
 
     Returns:
@@ -243,6 +260,12 @@ def plan_scoring(
             )
         if kind != "cpu" and chosen_backend in _CPU_ONLY:
             raise ValueError(f"the {chosen_backend} backend runs on CPU only, not on {device!r}")
+        if not _runs(chosen_backend, architecture):
+            why = UNSUPPORTED[chosen_backend][str(architecture)]
+            raise ValueError(
+                f"the {chosen_backend} backend does not run {architecture} models: {why}; use backend='torch' "
+                "(or 'onnx')"
+            )
     if kind != "cpu" and chosen_precision == "int8":
         raise ValueError(f"int8 runs on CPU only (openvino or onnx), not on {device!r}")
     reason = "as requested" if backend != "auto" else f"{BACKEND_ENV}"
@@ -262,13 +285,18 @@ def plan_scoring(
         pick = next(p for p in order if p in _PRECISIONS[chosen_backend])
         return ScoringPlan(chosen_backend, pick, f"{chosen_backend} on a {cls} CPU: {pick}")  # type: ignore[arg-type]
     if chosen_precision == "int8":
-        name: InferenceBackend = "openvino" if installed("openvino") else "onnx"
+        name: InferenceBackend = "openvino" if installed("openvino") and _runs("openvino", architecture) else "onnx"
         return ScoringPlan(name, "int8", f"int8 asked for: {name}")
     if chosen_precision != "auto":
         return ScoringPlan("torch", chosen_precision, "as requested")  # type: ignore[arg-type]
     for name, pick in AUTO_ON_CPU[cls]:
+        if not _runs(name, architecture):
+            continue
         if installed(name):
-            return ScoringPlan(name, pick, _AUTO_REASONS.get((cls, name, pick), f"{cls} CPU: {name}-{pick}"))
+            why = _AUTO_REASONS.get((cls, name, pick), f"{cls} CPU: {name}-{pick}")
+            if any(not _runs(other, architecture) for other, _ in AUTO_ON_CPU[cls]):
+                why = f"{cls} CPU, a {architecture} model (OpenVINO does not run it): {name}-{pick}"
+            return ScoringPlan(name, pick, why)
     return ScoringPlan("torch", "fp32", "no faster backend installed: torch fp32")
 
 

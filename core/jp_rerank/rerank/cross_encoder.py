@@ -479,7 +479,9 @@ class _Loaded:
         segment_types = _restores_segment_ids(model.config, tokenizer)
         template = PairTemplate.from_tokenizer(tokenizer, segment_types=segment_types)
         device = str(next(model.parameters()).device)
-        plan = plan_scoring(owner.backend, owner.precision, device)
+        plan = plan_scoring(
+            owner.backend, owner.precision, device, architecture=getattr(model.config, "model_type", None)
+        )
         budget = owner.token_budget or default_token_budget(device, model.config)
         loaded = cls(model, tokenizer, template, None, plan, max_length, _resolve_activation(owner, ce), budget)
         loaded.config = model.config
