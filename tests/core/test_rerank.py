@@ -209,7 +209,12 @@ def test_rerank_many_shares_batches_and_equals_single_calls(xlmr_ce_path: Path) 
     queries = [QUERY, "京都の寺", "新幹線の所要時間"]
     docs = [DOCS, DOCS[:2], []]
     many = reranker.rerank_many(queries, docs, top_n=3)
-    assert many == [reranker.rerank(q, d, top_n=3) for q, d in zip(queries, docs, strict=True)]
+    single = [reranker.rerank(q, d, top_n=3) for q, d in zip(queries, docs, strict=True)]
+    # Shared batches pad pairs to other lengths than single calls: fp32 matmuls may round the last bits differently
+    # on some CPUs, so the promise is the same ranking and scores equal to float32 rounding, not identical floats.
+    assert [[r.index for r in rs] for rs in many] == [[r.index for r in rs] for rs in single]
+    for got, want in zip(many, single, strict=True):
+        np.testing.assert_allclose([r.score for r in got], [r.score for r in want], atol=1e-5)
     assert many[2] == []
     with pytest.raises(ValueError, match="3 queries but 2 document lists"):
         reranker.rerank_many(queries, docs[:2])

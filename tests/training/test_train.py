@@ -478,3 +478,16 @@ def test_cli_trains_and_prints_the_table(
     assert parse_duration("1h30m") == 5400.0
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration("soon")
+
+
+def test_resume_passes_over_a_checkpoint_cut_short_by_a_kill(tmp_path: Path) -> None:
+    """A SIGKILL while transformers saves leaves the newest checkpoint without (or with half of) its state file."""
+    from jp_rerank.training.trainer import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path) is None
+    for step, state in ((4, "{}"), (8, None), (12, '{"global_st'), (10, '{"global_step": 10}')):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state, encoding="utf-8")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # 12 is cut short, 8 has no state

@@ -431,6 +431,42 @@ def _resolve_config(config: TrainConfig | None, options: Mapping[str, Any], save
     return dataclasses.replace(saved, **changes)
 
 
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(work: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder in ``work`` that was written to the end, or ``None``.
+
+    transformers writes ``trainer_state.json`` after the weights, optimizer and scheduler: a process killed while
+    saving leaves a newer folder without it (or with it cut short), which resuming from would fail on. Such folders
+    are passed over.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     for n, complete in ((4, True), (8, False)):
+        ...         (Path(tmp) / f"checkpoint-{n}").mkdir()
+        ...         if complete:
+        ...             _ = (Path(tmp) / f"checkpoint-{n}" / "trainer_state.json").write_text("{}")
+        ...     Path(last_complete_checkpoint(Path(tmp))).name
+        'checkpoint-4'
+    """
+    steps = {int(f.name.rsplit("-", 1)[-1]): f for f in work.glob("checkpoint-*") if f.name[11:].isdigit()}
+    complete = [n for n, f in steps.items() if f.is_dir() and _readable_json(f / "trainer_state.json")]
+    if not complete:
+        return None
+    last = max(complete)
+    skipped = [steps[n].name for n in steps if n > last]
+    if skipped:
+        logger.warning("passing over incomplete checkpoints %s (a save was interrupted)", ", ".join(sorted(skipped)))
+    return str(steps[last])
+
+
 def train(
     data: str | os.PathLike[str] | TrainingSet,
     output_dir: str | os.PathLike[str],
@@ -549,7 +585,6 @@ def _train_prepared(
     from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     from jp_rerank.loading import resolve_device
     from jp_rerank.training import _hf
@@ -645,7 +680,7 @@ def _train_prepared(
     trainer.remove_callback(PrinterCallback)
     if cfg.progress:
         trainer.add_callback(_hf.QuietProgressCallback)
-    checkpoint = get_last_checkpoint(str(work)) if resume and work.is_dir() else None
+    checkpoint = last_complete_checkpoint(work) if resume and work.is_dir() else None
     resumed_from = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else None
     if resume and checkpoint is None:
         logger.warning("no checkpoint in %s yet: training from the start with the prepared data", work)
@@ -666,7 +701,7 @@ def _train_prepared(
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
     except KeyboardInterrupt:
-        last = get_last_checkpoint(str(work))
+        last = last_complete_checkpoint(work)
         logger.warning(
             "training interrupted at step %d; %s",
             trainer.state.global_step,
