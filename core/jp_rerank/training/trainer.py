@@ -607,29 +607,21 @@ def _train_prepared(
     )
     before: dict[str, float] = dict(run.get("before") or {})
     if heldout is not None and len(heldout) and cfg.evaluate_before and not before:
+        # A modified base (new head, kept layers, [CLS]-mean layer) is scored as it starts training: saved first.
+        initial: str | Path = work / "initial" if info.modified else info.location  # a hub id stays a str
         if info.modified:
-            initial = work / "initial"
             ce.save_pretrained(str(initial))
-            before = score_heldout(
-                initial,
-                heldout,
-                cfg.eval_depth,
-                precision=cfg.eval_precision,
-                device=device,
-                desc="held-out (before)",
-                max_length=cfg.max_length,
-            )
+        before = score_heldout(
+            initial,
+            heldout,
+            cfg.eval_depth,
+            precision=cfg.eval_precision,
+            device=device,
+            desc="held-out (before)",
+            max_length=cfg.max_length,
+        )
+        if info.modified:
             shutil.rmtree(initial, ignore_errors=True)
-        else:
-            before = score_heldout(
-                info.location,
-                heldout,
-                cfg.eval_depth,
-                precision=cfg.eval_precision,
-                device=device,
-                desc="held-out (before)",
-                max_length=cfg.max_length,
-            )
         logger.info("held-out before training: %s", _fmt(before))
         run["before"] = before
         _write_json(work / "run.json", run)
