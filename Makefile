@@ -15,7 +15,7 @@ DEMO_MODELS = $$(m="$(OFFLINE_MODELS)"; \
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup demo demo-models test lint bench offline-models clean
+.PHONY: help setup demo demo-models test test-fast lint bench offline-models clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
@@ -43,8 +43,11 @@ demo-models: $(STAMP)
 demo: demo-models ## Run the demo RAG pipeline on the bundled Japanese documents
 	$(VENV)/bin/jp-rerank demo $(DEMO_MODELS) $(DEMO_ARGS)
 
-test: $(STAMP) ## Run the test suite (offline; loopback only)
+test: $(STAMP) ## Run the test suite (offline; loopback only): what CI runs
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## The edit loop: the suite without the slow, Ray and training tests
+	$(PY) -m pytest -m "not slow and not ray and not train" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (style, docstrings), mypy (types), import-linter (the layering of the engine)
 	$(VENV)/bin/ruff check .

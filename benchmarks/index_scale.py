@@ -14,7 +14,7 @@ document store included, texts empty), so its peak RSS is its own. Reported per 
 * build: wall time to train (IVF-PQ, on the first ``--train-size`` vectors) and add everything, in batches;
 * peak RSS of the child process, its resident RSS after the build, and the index's code bytes per vector;
 * single-query latency p50 / p95 (``index.search(q, k)``, hits built with ids and texts), over the query sample;
-* batched throughput (``index.search_batch`` on ``--batch-queries`` queries at once), in queries per second;
+* batched throughput (``index.search_many`` on ``--batch-queries`` queries at once), in queries per second;
 * recall@k against the exact ground truth;
 
 with ratios against the flat index measured in the same run. IVF-PQ variants are given by ``--pq-m`` as ``M`` (PQ
@@ -136,7 +136,7 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
             lat.append(time.perf_counter() - t0)
             found.append([int(h.id[1:]) for h in hits])
         t0 = time.perf_counter()
-        index.search_batch(q[: args.batch_queries], k=args.k, **params)
+        index.search_many(q[: args.batch_queries], k=args.k, **params)
         batch_s = time.perf_counter() - t0
         recall = float(np.mean([len(set(f) & set(t.tolist())) / args.k for f, t in zip(found, truth, strict=False)]))
         rows.append(

@@ -43,6 +43,7 @@ from _paths import E5_SMALL, JA_CE_MINI, RESULTS
 from jp_rerank import BM25Index, Embedder, Reranker
 from jp_rerank.commands.train import parse_duration
 from jp_rerank.evaluation.metrics import evaluate
+from jp_rerank.fusion import RerankFusion
 from jp_rerank.training import load_training_data, train
 
 ATTRIBUTION = (
@@ -50,6 +51,23 @@ ATTRIBUTION = (
     "2022), CC BY-SA 4.0."
 )
 METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10")
+RENDERED_SETTINGS = (
+    "budget",
+    "budget_clock",
+    "questions",
+    "heldout",
+    "first_k",
+    "bm25",
+    "negatives",
+    "random_negatives",
+    "loss",
+    "batch_size",
+    "lr",
+    "max_length",
+    "eval_max_length",
+)
+"""The settings :func:`write` reads, taken from the JSON by ``--render``."""
+TRAINED, MINI = "this run: jp-rerank train", "ja-ce-mini"
 logger = logging.getLogger("train_reranker")
 
 
@@ -148,11 +166,27 @@ def rerank_run(
     return scores, pairs / seconds, reranker.scoring_plan.label
 
 
-def sorted_run(scores: dict[str, dict[str, float]], order: dict[str, list[str]], depth: int) -> dict:
-    """Rerank only the first-stage top ``depth``; the rest keep their first-stage order below them."""
+def sorted_run(
+    scores: dict[str, dict[str, float]],
+    order: dict[str, list[str]],
+    depth: int,
+    first_stage: dict[str, dict[str, float]] | None = None,
+    fusion: str = "none",
+) -> dict:
+    """Rerank only the first-stage top ``depth``; the rest keep their first-stage order below them.
+
+    With ``fusion`` (and ``first_stage`` scores) the top ``depth`` is ordered by the engine's
+    :class:`~jp_rerank.fusion.RerankFusion` of both scores, as the adapters' ``rerank_fusion`` does.
+    """
     run = {}
+    combine = RerankFusion.of(fusion)
     for q, ranked in order.items():
-        top = sorted(ranked[:depth], key=lambda d: -scores[q][d])
+        head = ranked[:depth]
+        final = [scores[q][d] for d in head]
+        if combine.active and first_stage is not None:
+            final = combine.fuse(final, [first_stage[q][d] for d in head])
+        by_doc = dict(zip(head, final, strict=True))
+        top = sorted(head, key=lambda d: -by_doc[d])
         rest = ranked[depth:]
         run[q] = {d: float(len(ranked) - i) for i, d in enumerate(top + rest)}
     return run
@@ -187,12 +221,20 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--train-limit", type=int, default=None, help="use only this many training questions")
     p.add_argument("--skip-train", action="store_true", help="evaluate an existing --out folder")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run in --out from its last checkpoint")
     p.add_argument("--no-dense", action="store_true", help="skip the dense row (embeds the corpus: minutes)")
     p.add_argument("--dense-all", action="store_true", help="dense over all questions too (more minutes)")
     p.add_argument("--pilot", action="store_true", help="a few-minute check of the whole script")
     p.add_argument("--results", type=Path, default=RESULTS / "train_reranker")
+    p.add_argument("--render", action="store_true", help="rewrite the Markdown from the JSON of --results (no run)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.render:
+        report = json.loads(args.results.with_suffix(".json").read_text(encoding="utf-8"))
+        for key in RENDERED_SETTINGS:
+            setattr(args, key, report["settings"][key])
+        write(report, args)
+        return 0
     if args.pilot:
         args.budget, args.questions, args.train_limit, args.heldout = 200.0, 8, 1500, 10
         args.results = Path("/tmp/jp-rerank-bench/pilot")
@@ -214,7 +256,7 @@ def main() -> int:
 
     # ---------------------------------------------------------------- training
     if not args.skip_train:
-        if args.out.exists():
+        if args.out.exists() and not args.resume:
             shutil.rmtree(args.out)
         source: Any = jaquad
         if args.train_limit:
@@ -225,6 +267,7 @@ def main() -> int:
         result = train(
             source,
             args.out,
+            resume=args.resume and args.out.exists(),
             base=e5,
             split="train",
             keep_layers=args.keep_layers,
@@ -241,7 +284,7 @@ def main() -> int:
             eval_queries=args.heldout,
             eval_depth=20,
             eval_precision="auto",
-            evaluate_before=False,
+            evaluate_before=True,
             seed=args.seed,
             save_steps=100,
             logging_steps=20,
@@ -256,6 +299,9 @@ def main() -> int:
             "train_pairs_available": result.train_pairs,
             "pairs_seen": result.global_step * args.batch_size,
             "heldout_jaquad": result.metrics_after,
+            "heldout_before": result.metrics_before,
+            "precision": "bf16 autocast" if result.data.get("bf16") else "fp32",
+            "losses": [list(x) for x in result.losses],
             "heldout_bm25": result.metrics_first_stage,
             "base": result.base.as_dict(),
             "loss_first_last": [result.losses[0][1], result.losses[-1][1]] if result.losses else [],
@@ -314,15 +360,17 @@ def main() -> int:
     ):
         scores, pps, plan = rerank_run(folder, sample_q, cands, by_id, args.eval_max_length)
         for depth in (20, args.first_k):
-            run = sorted_run(scores, cands, depth)
-            rows.append(
-                {
-                    "name": f"{label}, rerank BM25 top-{depth}",
-                    **metrics(run, qrels, extra),
-                    "pairs_per_s": round(pps, 1),
-                    "plan": plan,
-                }
-            )
+            for fusion in ("none", "minmax") if folder == args.out else ("none",):
+                run = sorted_run(scores, cands, depth, bm25_run, fusion)
+                suffix = "" if fusion == "none" else f', rerank_fusion="{fusion}" (weight 0.5)'
+                rows.append(
+                    {
+                        "name": f"{label}, rerank BM25 top-{depth}{suffix}",
+                        **metrics(run, qrels, extra),
+                        "pairs_per_s": round(pps, 1),
+                        "plan": plan,
+                    }
+                )
     report["rows"] = rows
     report["questions"] = len(sample)
     report["load_eval"] = load.summary()
@@ -330,6 +378,31 @@ def main() -> int:
     report["total_cpu_seconds"] = round(cpu_seconds() - c0, 1)
     write(report, args)
     return 0
+
+
+def verdict(rows: list[dict[str, Any]], bm25_name: str) -> list[str]:
+    """One sentence per candidate depth: the fine-tuned model against ja-ce-mini and against BM25 alone."""
+    ndcg = {row["name"]: row["ndcg@10"] for row in rows}
+    sentences = []
+    for k in (20, 100):
+        ours = ndcg.get(f"{TRAINED}, rerank BM25 top-{k}")
+        mini = next((v for n, v in ndcg.items() if n.startswith(MINI) and n.endswith(f"top-{k}")), None)
+        fused = next((v for n, v in ndcg.items() if n.startswith(f"{TRAINED}, rerank BM25 top-{k}, ")), None)
+        bm25 = ndcg.get(bm25_name)
+        if ours is None or mini is None or bm25 is None:
+            continue
+        against_mini = (
+            f"beats ja-ce-mini by {ours - mini:.4f}" if ours > mini else f"trails ja-ce-mini by {mini - ours:.4f}"
+        )
+        against_bm25 = "beats" if ours > bm25 else "does not beat"
+        with_fusion = (
+            "" if fused is None else f" ({'beats' if fused > bm25 else 'does not beat'} it with fusion: {fused:.4f})"
+        )
+        sentences.append(
+            f"- **BM25 top-{k}: the fine-tuned model {against_mini} nDCG@10** ({ours:.4f} vs {mini:.4f}); it "
+            f"{against_bm25} {bm25_name} alone ({bm25:.4f}) without fusion{with_fusion}."
+        )
+    return sentences
 
 
 def write(report: dict[str, Any], args: argparse.Namespace) -> None:
@@ -341,9 +414,9 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
         "# Fine-tuning a Japanese reranker with `jp-rerank train` (CPU budget)",
         "",
         f"`python benchmarks/train_reranker.py --budget {args.budget:.0f}s --budget-clock {args.budget_clock} "
-        f"--questions {args.questions}` "
+        f"--questions {args.questions} --loss {args.loss}` "
         f"on {m['cpu']} ({m['cores']} cores, flags: {', '.join(m['flags'])}; torch {m['torch']}, "
-        f"{m['torch_threads']} threads). The machine was shared with other work: 1-min load average during "
+        f"{m['torch_threads']} threads). 1-min load average during "
         f"training mean {report.get('load_training', {}).get('mean', '?')} (max "
         f"{report.get('load_training', {}).get('max', '?')}), during evaluation mean "
         f"{report['load_eval']['mean']} (2 cores = load 2 when saturated by one job).",
@@ -363,7 +436,8 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
             f"{args.negatives} BM25 ({args.bm25}) hard negatives (margin 0.05, near-duplicates dropped) + "
             f"{args.random_negatives} random; {tr['train_pairs_available']} pairs available",
             f"- {args.loss} loss, batch {args.batch_size} (length-grouped, label-stratified), lr {args.lr:g} "
-            f"(linear warm-up 0.1, linear decay shortened to the budget), max_length {args.max_length}, bf16 autocast",
+            f"(linear warm-up 0.1, linear decay shortened to the budget), max_length {args.max_length}, "
+            f"{tr.get('precision', '?')}",
             f"- **budget {args.budget / 60:.0f} min of "
             f"{'process CPU time' if args.budget_clock == 'cpu' else 'wall clock'}**: {tr['steps']} steps "
             f"({tr['pairs_seen']} pairs seen) in {tr['train_seconds']:.0f} s, stopped by "
@@ -371,8 +445,9 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
             f"mining {tr['mining'].get('hard_negatives', 0)} hard negatives, held-out scoring, saving); process CPU "
             f"time {report.get('training_cpu_seconds', '?')} s",
             f"- loss {tr['loss_first_last'][0]:.3f} → {tr['loss_first_last'][-1]:.3f}; held-out JaQuAD "
-            f"({args.heldout} questions, BM25 top-20): nDCG@10 "
-            f"{tr['heldout_jaquad'].get('ndcg@10', float('nan')):.4f} vs BM25 "
+            f"({args.heldout} questions, BM25 top-20): nDCG@10 before training "
+            f"{tr.get('heldout_before', {}).get('ndcg@10', float('nan')):.4f}, after "
+            f"{tr['heldout_jaquad'].get('ndcg@10', float('nan')):.4f}, BM25 alone "
             f"{tr['heldout_bm25'].get('ndcg@10', float('nan')):.4f}",
             "",
         ]
@@ -386,10 +461,12 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
     for row in report["rows"]:
         cells = " | ".join(f"{row[n]:.4f}" for n in names)
         lines.append(f"| {row['name']} | {cells} | {row.get('pairs_per_s', '')} |")
+    lines += ["", *verdict(report["rows"], f"BM25 {args.bm25}")]
     lines += [
         "",
-        "Rerankers score the BM25 top-100 once (max_length 256, the engine's default precision on this CPU: "
-        "bf16 autocast); the top-20 rows rerank only the first 20 of those candidates with the same scores. "
+        f"Rerankers score the BM25 top-{args.first_k} once (max_length {args.eval_max_length}, the engine's default "
+        f"plan on this CPU: {', '.join(sorted({r['plan'] for r in report['rows'] if 'plan' in r}))}); the top-20 "
+        "rows rerank only the first 20 of those candidates with the same scores. "
         "R@100 of rerank rows is the BM25 candidates' recall.",
         "",
         ATTRIBUTION,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from pydantic import Field, PrivateAttr
@@ -21,6 +22,14 @@ ENCODE_KWARGS = {
     "show_progress_bar": "show_progress_bar",
 }
 """``encode_kwargs`` keys of ``HuggingFaceEmbeddings`` this adapter takes, and the engine argument each sets."""
+
+PROMPT_KWARGS = ("prompt", "prompt_name", "convert_to_numpy")
+"""Further ``encode_kwargs`` / ``query_encode_kwargs`` keys e5 users pass to ``HuggingFaceEmbeddings``: ``prompt``
+replaces that side's prompt, ``prompt_name`` picks a side's prompt by name (``"query"``, ``"document"`` or
+``"passage"``), ``convert_to_numpy`` changes nothing (vectors are lists of floats either way)."""
+
+_SIDES = {"query": "query", "document": "document", "passage": "document"}
+logger = logging.getLogger(__name__)
 
 
 class JapaneseEmbeddings(EngineFields, Embeddings):
@@ -56,6 +65,12 @@ class JapaneseEmbeddings(EngineFields, Embeddings):
     encode_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
     """As in ``HuggingFaceEmbeddings``: ``normalize_embeddings`` (default ``True``), ``batch_size`` and
     ``show_progress_bar``. Prompts are never needed here: the model's query/document prompts are applied for you."""
+    query_encode_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
+    """As in ``HuggingFaceEmbeddings``: options for queries (``prompt``, ``prompt_name``; the ``encode_kwargs``
+    keys too, where they agree with ``encode_kwargs``: one engine serves both sides)."""
+    multi_process: bool = Field(default=False, frozen=True)
+    """Accepted for ``HuggingFaceEmbeddings`` compatibility; jp-rerank encodes in this process (batched, thread-safe).
+    ``True`` logs once how to scale out instead (``jp-rerank embed-corpus --ray``)."""
     show_progress: bool = Field(default=False, frozen=True)
     """Show sentence-transformers' progress bar while encoding."""
 
@@ -64,7 +79,7 @@ class JapaneseEmbeddings(EngineFields, Embeddings):
     def __init__(self, *, embedder: Embedder | None = None, **data: Any) -> None:
         one_model_name(data)
         if embedder is not None:
-            fields = ENGINE_FIELDS | {"encode_kwargs", "show_progress"}
+            fields = ENGINE_FIELDS | {"encode_kwargs", "query_encode_kwargs", "show_progress"}
             check_engine(embedder, Embedder, arg="embedder", data=data, fields=fields)
         self.effective_device(data)
         super().__init__(**data)
@@ -74,15 +89,31 @@ class JapaneseEmbeddings(EngineFields, Embeddings):
 
     def _encode_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        for key, value in self.encode_kwargs.items():
-            if key not in ENCODE_KWARGS:
-                raise TypeError(
-                    f"encode_kwargs has {key!r}; JapaneseEmbeddings takes {', '.join(sorted(ENCODE_KWARGS))} there "
-                    "(prompts are applied for you; other jp_rerank.Embedder arguments go in model_kwargs)"
-                )
-            options[ENCODE_KWARGS[key]] = value
+        for source, side in ((self.encode_kwargs, "document"), (self.query_encode_kwargs, "query")):
+            name = "encode_kwargs" if side == "document" else "query_encode_kwargs"
+            for key, value in source.items():
+                if key in PROMPT_KWARGS:
+                    options.update(_prompt_option(name, side, key, value))  # type: ignore[arg-type]
+                    continue
+                if key not in ENCODE_KWARGS:
+                    raise TypeError(
+                        f"{name} has {key!r}; JapaneseEmbeddings takes {', '.join(sorted(ENCODE_KWARGS))}, "
+                        f"{', '.join(PROMPT_KWARGS)} there (other jp_rerank.Embedder arguments go in model_kwargs)"
+                    )
+                engine_arg = ENCODE_KWARGS[key]
+                if engine_arg in options and options[engine_arg] != value:
+                    raise ValueError(
+                        f"encode_kwargs and query_encode_kwargs set {key} differently ({options[engine_arg]!r} vs "
+                        f"{value!r}); one engine embeds both sides, so give it once"
+                    )
+                options[engine_arg] = value
         if self.show_progress:
             options["show_progress_bar"] = True
+        if self.multi_process:
+            logger.warning(
+                "multi_process=True is accepted but not used: jp-rerank batches in this process (thread-safe); "
+                "for large corpora use `jp-rerank embed-corpus --ray`"
+            )
         return options
 
     @property
@@ -121,3 +152,26 @@ class JapaneseEmbeddings(EngineFields, Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         """Like :meth:`embed_query`, computed in a worker thread."""
         return await asyncio.to_thread(self.embed_query, text)
+
+
+def _prompt_option(name: str, side: Literal["query", "document"], key: str, value: object) -> dict[str, Any]:
+    """The engine argument a ``prompt`` / ``prompt_name`` / ``convert_to_numpy`` entry of ``name`` sets."""
+    if key == "convert_to_numpy":
+        return {}
+    if key == "prompt":
+        if not isinstance(value, str):
+            raise TypeError(f"{name}['prompt'] must be a string, got {type(value).__name__}")
+        logger.info("%s['prompt'] = %r replaces the model's %s prompt", name, value, side)
+        return {f"{side}_prefix": value}
+    wanted = _SIDES.get(str(value))
+    if wanted is None:
+        raise ValueError(
+            f"{name}['prompt_name'] = {value!r}: jp-rerank knows the prompts 'query' and 'document' (or 'passage'); "
+            f"pass {name}={{'prompt': '...'}} to give the text itself"
+        )
+    if wanted != side:
+        raise ValueError(
+            f"{name}['prompt_name'] = {value!r} would give {side} texts the {wanted} prompt; "
+            f"pass {name}={{'prompt': '...'}} if that is really wanted"
+        )
+    return {}  # the side's own prompt is what is applied anyway

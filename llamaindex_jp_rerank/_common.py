@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import warnings
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
@@ -28,7 +27,7 @@ from llama_index.core.callbacks import CallbackManager
 
 from jp_rerank.loading import ModelHandle, engine_options, shared_engine
 
-__all__ = ["PlainPickle", "build_engine", "deprecated_option"]
+__all__ = ["PlainPickle", "build_engine"]
 
 logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=ModelHandle)
@@ -62,16 +61,6 @@ def build_engine(
         names = ["model"] * (model is not None) + given
         raise ValueError(f"an engine was injected, so {names} cannot be set here: configure the engine itself")
     return injected
-
-
-def deprecated_option(name: str, value: Any, instead: str) -> None:
-    """Warn that a named option of 0.1 is deprecated (it still works for one release)."""
-    if value is not None:
-        warnings.warn(
-            f"{name}= is deprecated and will be removed in the next release; use {instead}",
-            DeprecationWarning,
-            stacklevel=3,
-        )
 
 
 class PlainPickle:

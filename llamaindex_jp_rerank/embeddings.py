@@ -12,7 +12,7 @@ from llama_index.core.callbacks import CallbackManager
 
 from jp_rerank.embed import Embedder
 from jp_rerank.presets import DEFAULT_EMBEDDER
-from llamaindex_jp_rerank._common import PlainPickle, build_engine, deprecated_option
+from llamaindex_jp_rerank._common import PlainPickle, build_engine
 
 __all__ = ["JapaneseEmbedding"]
 
@@ -45,15 +45,14 @@ class JapaneseEmbedding(PlainPickle, BaseEmbedding):
         truncate_dim: Keep this many leading dimensions (Matryoshka models).
         query_instruction: The query prompt instead of the model's (our ``query_prefix``).
         text_instruction: The document prompt instead of the model's (our ``document_prefix``).
-        normalize: L2-normalise the vectors (default ``True``).
+        normalize: L2-normalise the output vectors (default ``True``): ``HuggingFaceEmbedding``'s name for
+            :class:`jp_rerank.Embedder`'s ``normalize_embeddings``. Text normalisation (NFKC) is the engine's
+            ``normalize_text``, set through ``model_kwargs``.
         show_progress_bar: Show sentence-transformers' progress bar while encoding.
         model_kwargs: Further :class:`jp_rerank.Embedder` arguments (``batch_size``, ``num_threads``...).
         embed_batch_size: Texts LlamaIndex hands over per call.
         num_workers: Concurrent batches in LlamaIndex's async embedding.
         callback_manager: LlamaIndex callback manager.
-        batch_size: Deprecated; use ``model_kwargs={"batch_size": ...}``.
-        query_prefix: Deprecated spelling of ``query_instruction``.
-        document_prefix: Deprecated spelling of ``text_instruction``.
 
     Example:
         >>> emb = JapaneseEmbedding("static-ja", device="cpu", truncate_dim=256)
@@ -84,13 +83,7 @@ class JapaneseEmbedding(PlainPickle, BaseEmbedding):
         embed_batch_size: int = 64,
         num_workers: int | None = None,
         callback_manager: CallbackManager | None = None,
-        batch_size: int | None = None,
-        query_prefix: str | None = None,
-        document_prefix: str | None = None,
     ) -> None:
-        deprecated_option("batch_size", batch_size, 'model_kwargs={"batch_size": ...}')
-        deprecated_option("query_prefix", query_prefix, "query_instruction=")
-        deprecated_option("document_prefix", document_prefix, "text_instruction=")
         options = {
             "preset": preset,
             "device": device,
@@ -99,11 +92,10 @@ class JapaneseEmbedding(PlainPickle, BaseEmbedding):
             "local_files_only": local_files_only,
             "max_length": max_length,
             "truncate_dim": truncate_dim,
-            "query_prefix": _one_of("query_instruction", query_instruction, "query_prefix", query_prefix),
-            "document_prefix": _one_of("text_instruction", text_instruction, "document_prefix", document_prefix),
+            "query_prefix": query_instruction,
+            "document_prefix": text_instruction,
             "normalize_embeddings": normalize,
             "show_progress_bar": show_progress_bar,
-            "batch_size": batch_size,
         }
         engine = build_engine(Embedder, embedder, model_name, DEFAULT_EMBEDDER, options, model_kwargs)
         super().__init__(
@@ -142,10 +134,3 @@ class JapaneseEmbedding(PlainPickle, BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
-
-
-def _one_of(name: str, value: str | None, old: str, old_value: str | None) -> str | None:
-    """The value of an option that has a deprecated second spelling; both given must agree."""
-    if value is not None and old_value is not None and value != old_value:
-        raise ValueError(f"pass {name}= or {old}=, not both ({value!r} and {old_value!r})")
-    return value if value is not None else old_value

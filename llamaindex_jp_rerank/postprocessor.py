@@ -17,8 +17,8 @@ from jp_rerank.defaults import DEFAULT_TOP_N
 from jp_rerank.fusion import RerankFusion, as_first_stage_score
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank import FusedRerankResult, Reranker, RerankResult, rank_scores
-from jp_rerank.rerank.cross_encoder import Listwise, Overflow
-from llamaindex_jp_rerank._common import PlainPickle, build_engine, deprecated_option
+from jp_rerank.rerank.cross_encoder import Listwise
+from llamaindex_jp_rerank._common import PlainPickle, build_engine
 
 __all__ = ["JapaneseRerank", "RerankedNode"]
 
@@ -56,8 +56,9 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
 
     Returns new :class:`RerankedNode` objects sorted by descending score; the input list, its
     ``NodeWithScore`` objects and their nodes are left untouched. The first-stage score is kept on
-    ``RerankedNode.retrieval_score``, never in ``node.metadata`` (where ``SentenceTransformerRerank``'s
-    ``keep_retrieval_score`` puts it, so that it leaks into the embedded and LLM text). Each call emits
+    ``RerankedNode.retrieval_score`` and, as ``SentenceTransformerRerank``'s ``keep_retrieval_score`` does, in
+    ``metadata["retrieval_score"]`` of a *copy* of the node, with the key excluded from the embedded and the LLM
+    text (``excluded_embed_metadata_keys`` / ``excluded_llm_metadata_keys``). Each call emits
     LlamaIndex's ``ReRankStartEvent`` / ``ReRankEndEvent`` and a ``RERANKING`` callback event.
 
     Fusion with the first stage (``rerank_fusion``, default ``None``: rerank only): ``"zscore"``, ``"minmax"``,
@@ -87,8 +88,8 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         top_n: Keep the best ``top_n`` nodes (``None``: all).
         score_threshold: Drop nodes scoring below this (the combined score with ``rerank_fusion``).
         metadata_mode: Which view of a node is scored (default the embedding view, as LlamaIndex embeds it).
-        keep_retrieval_score: Keep each node's first-stage score on ``RerankedNode.retrieval_score`` (default
-            ``True``; ``False`` leaves it ``None``).
+        keep_retrieval_score: Keep each node's first-stage score on ``RerankedNode.retrieval_score`` and in the
+            copied node's ``metadata["retrieval_score"]`` (default ``True``; ``False`` leaves the node as it came).
         rerank_fusion: Combine the cross-encoder's score with each node's first-stage score (see above);
             ``None`` / ``"none"``: rerank only.
         listwise: ``"softmax"``: scores are one query's shares of relevance (see above); ``"none"``: per-node
@@ -103,8 +104,6 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         model_kwargs: Further :class:`jp_rerank.Reranker` arguments.
         cross_encoder_kwargs: ``SentenceTransformerRerank``'s name for ``model_kwargs`` (give one of them).
         callback_manager: LlamaIndex callback manager.
-        batch_size: Deprecated; use ``model_kwargs={"batch_size": ...}``.
-        overflow: Deprecated; use ``model_kwargs={"overflow": ...}``.
 
     Example:
         >>> from llama_index.core.schema import NodeWithScore, TextNode
@@ -125,7 +124,8 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         description="Node view passed to the cross-encoder (node.get_content mode).",
     )
     keep_retrieval_score: bool = Field(
-        default=True, description="Keep the first-stage score on RerankedNode.retrieval_score (never in metadata)."
+        default=True,
+        description="Keep the first-stage score on RerankedNode.retrieval_score and in a node copy's metadata.",
     )
     rerank_fusion: RerankFusion = Field(
         default_factory=RerankFusion,
@@ -158,12 +158,8 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         model_kwargs: dict[str, Any] | None = None,
         cross_encoder_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
-        batch_size: int | None = None,
-        overflow: Overflow | None = None,
     ) -> None:
         rank_scores([], top_n=top_n, score_threshold=score_threshold)  # the engine's own argument checks
-        deprecated_option("batch_size", batch_size, 'model_kwargs={"batch_size": ...}')
-        deprecated_option("overflow", overflow, 'model_kwargs={"overflow": ...}')
         if model_kwargs is not None and cross_encoder_kwargs is not None:
             raise ValueError("pass model_kwargs= or cross_encoder_kwargs= (the same thing), not both")
         options = {
@@ -173,8 +169,6 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
             "trust_remote_code": trust_remote_code,
             "local_files_only": local_files_only,
             "max_length": max_length,
-            "batch_size": batch_size,
-            "overflow": overflow,
         }
         extra = model_kwargs if model_kwargs is not None else cross_encoder_kwargs
         engine = build_engine(Reranker, reranker, model, DEFAULT_RERANKER, options, extra)
@@ -242,7 +236,7 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         keep = self.keep_retrieval_score
         out: list[NodeWithScore] = [
             RerankedNode(
-                node=nodes[r.index].node,
+                node=_with_retrieval_score(nodes[r.index]) if keep else nodes[r.index].node,
                 score=r.score,
                 retrieval_score=nodes[r.index].score if keep else None,
                 rerank_score=r.rerank_score if isinstance(r, FusedRerankResult) else None,
@@ -271,3 +265,23 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
             out = self._wrap(nodes, await asyncio.to_thread(self._rerank, query, texts, nodes))
             event.on_end(payload={EventPayload.NODES: out})
         return out
+
+
+_RETRIEVAL_SCORE = "retrieval_score"
+
+
+def _with_retrieval_score(item: NodeWithScore) -> BaseNode:
+    """A copy of the node with ``metadata["retrieval_score"]`` (as ``SentenceTransformerRerank`` sets it).
+
+    The key is excluded from the embedded and the LLM text, so the score never leaks into either; the caller's node
+    is left as it was.
+    """
+    node = item.node
+    if item.score is None:
+        return node
+    copy = node.model_copy()
+    copy.metadata = {**node.metadata, _RETRIEVAL_SCORE: item.score}
+    for name in ("excluded_embed_metadata_keys", "excluded_llm_metadata_keys"):
+        keys = list(getattr(node, name))
+        setattr(copy, name, keys if _RETRIEVAL_SCORE in keys else [*keys, _RETRIEVAL_SCORE])
+    return copy

@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank._deprecation import moved
 from jp_rerank._version import __version__
 from jp_rerank.embed import Embedder, SparseEmbedder
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError, JpRerankError, ModelLoadError
@@ -56,5 +55,3 @@ __all__ = [
     "normalize_text",
     "train",
 ]
-
-__getattr__ = moved(__name__, {"RetrievedPassage": "jp_rerank.hits:SearchHit"})

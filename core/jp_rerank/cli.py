@@ -1,7 +1,8 @@
 """The ``jp-rerank`` command line: builds the parser from one module per subcommand (:mod:`jp_rerank.commands`).
 
 Exit codes: 0 success, 1 runtime failure (e.g. a model that cannot be loaded), 2 usage errors (bad arguments,
-missing files, bad formats).
+missing files, bad formats), 130 interrupted (Ctrl-C: one line, no traceback; what a command writes is atomic, so
+the previous output stays as it was).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from collections.abc import Sequence
 from jp_rerank._version import __version__
 from jp_rerank.errors import ModelLoadError
 
-__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 COMMANDS: tuple[str, ...] = (
     "demo",
@@ -32,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "export",
     "scale",
+    "serve",
 )
 """Subcommands, in ``--help`` order: each is the module ``jp_rerank.commands.<name>`` with a ``register(sub)``."""
 
@@ -66,7 +68,16 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (Ctrl-C at any point: one line and 130)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        command = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
+        sys.stderr.write(f"jp-rerank{' ' + command if command else ''}: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG

@@ -34,6 +34,12 @@ DEFAULT_BM25_TOKENIZER = "mecab"
 """BM25 tokenizer: MeCab lemmas without particles, the best MeCab set-up on JSQuAD (nDCG@10 0.945 vs 0.936 for
 surface forms with bm25s defaults). ``"char1-2"`` scored higher there (0.952); see ``benchmarks/bm25_quality.py``."""
 
+MINING_BM25_TOKENIZER = "char1-2"
+"""BM25 tokenizer that mines hard negatives for ``jp-rerank train``: character uni+bigrams, the strongest BM25 on
+JSQuAD (nDCG@10 0.952), so the negatives are the near misses a strong first stage hands the reranker, and no
+dictionary is needed on the training machine. Searching uses :data:`DEFAULT_BM25_TOKENIZER` (lemmas, readable
+matches); mining only needs the candidates."""
+
 DEFAULT_CHUNK_SIZE = 400
 """Most characters per chunk when splitting documents (:func:`jp_rerank.text.chunk_text`)."""
 

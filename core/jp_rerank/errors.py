@@ -16,6 +16,7 @@ __all__ = [
     "InputFormatError",
     "JpRerankError",
     "ModelLoadError",
+    "TrainingDataError",
 ]
 
 
@@ -49,3 +50,7 @@ class InputFormatError(JpRerankError, ValueError):
 
 class CliInputError(InputFormatError):
     """A file or value given on the command line is missing or malformed (exit code 2)."""
+
+
+class TrainingDataError(JpRerankError, ValueError):
+    """A training file is missing something or holds a malformed row (the message names file and line)."""

@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from jp_rerank._deprecation import moved
 from jp_rerank.checks import check_positive_int
 from jp_rerank.hits import FusedRerankResult, SearchHit, rank, rank_scores
 from jp_rerank.types import Metadata
@@ -47,8 +46,6 @@ __all__ = [
     "reciprocal_rank_fusion",
     "weighted_score_fusion",
 ]
-
-__getattr__ = moved(__name__, {"FusedHit": "jp_rerank.hits:SearchHit"})
 
 Normalization = Literal["minmax", "zscore"]
 
@@ -232,8 +229,18 @@ def reciprocal_rank_fusion(
     return _hits(totals, id_lists, score_lists, labels, documents, top_n)
 
 
+_RESCALE_ABOVE = 1e150
+
+
 def _normalise(scores: list[float], method: Normalization) -> tuple[list[float], float]:
-    """Return the normalised scores of one ranking and the value an absent id gets from it."""
+    """Return the normalised scores of one ranking and the value an absent id gets from it.
+
+    Both normalisations ignore the scale, so scores near the float limit (1e300, where ``hi - lo`` or a squared
+    deviation overflows) are first divided by their largest magnitude.
+    """
+    magnitude = max(abs(s) for s in scores)
+    if magnitude > _RESCALE_ABOVE:
+        scores = [s / magnitude for s in scores]
     lo, hi = min(scores), max(scores)
     if method == "minmax":
         if hi == lo:

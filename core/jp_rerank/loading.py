@@ -22,6 +22,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -476,6 +477,7 @@ class ModelHandle(FreshOnCopy):
             "trust_remote_code": trust_remote_code,
         }
         self._lock = threading.RLock()
+        _live_handles.add(self)
 
     @property
     def model_id(self) -> str:
@@ -515,6 +517,13 @@ class ModelHandle(FreshOnCopy):
         """The preset of a known model, else ``None``."""
         return self.source.preset
 
+    def model_folder(self) -> Path | None:
+        """The folder the weights are loaded from (``None`` when a hub model is not cached).
+
+        That is the local folder, or the hub-cache snapshot of the revision asked for.
+        """
+        return _cached_folder(self.source, self._load_kwargs["cache_folder"], self._load_kwargs["revision"])
+
     # ------------------------------------------------------------------ copies and pickles
     def __deepcopy__(self: H, memo: dict[int, Any]) -> H:
         cls = type(self)
@@ -523,6 +532,7 @@ class ModelHandle(FreshOnCopy):
         shared = {"_lock", *self._loaded_attrs}
         for key, value in self.__dict__.items():
             new.__dict__[key] = value if key in shared else copy.deepcopy(value, memo)
+        _live_handles.add(new)
         return new
 
     def __getstate__(self) -> dict[str, Any]:
@@ -530,6 +540,40 @@ class ModelHandle(FreshOnCopy):
         for name in self._loaded_attrs:
             state[name] = None  # the model itself is reloaded on first use
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        _live_handles.add(self)
+
+
+# ---------------------------------------------------------------------------------------------- fork
+
+_live_handles: weakref.WeakSet[ModelHandle] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Make engines usable in a child forked from a process that used them.
+
+    A lock held by another thread at the moment of the fork stays held forever in the child, and the thread pools
+    of torch (OpenMP), ONNX Runtime and OpenVINO do not survive a fork (the first parallel region hangs). So the
+    child gets new locks (copies that shared one still share one), drops what loading built (reloaded from disk on
+    first use, with fresh runtimes), and torch runs on one thread in it: forked workers are usually many, and
+    ``multiprocessing``'s ``spawn`` / ``forkserver`` contexts give each child all its threads back.
+    """
+    global _hub_lock, _engines_lock
+    _hub_lock, _engines_lock = threading.Lock(), threading.Lock()
+    fresh: dict[int, threading.RLock] = {}
+    for handle in list(_live_handles):
+        handle._lock = fresh.setdefault(id(handle._lock), threading.RLock())
+        for name in handle._loaded_attrs:
+            setattr(handle, name, None)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ---------------------------------------------------------------------------------------------- adapters' engines

@@ -143,9 +143,14 @@ def jsonl_records(
 ) -> Iterator[dict[str, Any]]:
     """Passages of JSON lines (see the module notes); ``first_line`` numbers a part of a file.
 
+    The id is ``id_field``; with the default ``"id"`` absent, a BEIR corpus's ``"_id"`` (the one rule every
+    reader of passages follows: ``index``, ``build-index``, ``embed-corpus``, ``rerank``); without either,
+    ``"<file stem>:<line>"``. Other fields (a BEIR ``title``...) become metadata.
+
     Example:
-        >>> [r["id"] for r in jsonl_records(['{"text": "犬"}', "", '{"id": 7, "text": "猫"}'], "c.jsonl")]
-        ['c:1', '7']
+        >>> rows = ['{"text": "犬"}', "", '{"id": 7, "text": "猫"}', '{"_id": "d9", "title": "T", "text": "鳥"}']
+        >>> [r["id"] for r in jsonl_records(rows, "c.jsonl")]
+        ['c:1', '7', 'd9']
     """
     stem = Path(source).stem
     for line_no, row in read_jsonl(lines, source, first_line=first_line):
@@ -153,8 +158,9 @@ def jsonl_records(
         text = row.get(text_field)
         if not isinstance(text, str):
             raise InputFormatError(f"{where}: field {text_field!r} missing or not a string")
-        meta = {k: v for k, v in row.items() if k not in (text_field, id_field)}
-        doc_id = _record_id(row[id_field], where, id_field) if id_field in row else f"{stem}:{line_no}"
+        key = id_field if id_field in row or id_field != "id" or "_id" not in row else "_id"
+        meta = {k: v for k, v in row.items() if k not in (text_field, key)}
+        doc_id = _record_id(row[key], where, key) if key in row else f"{stem}:{line_no}"
         yield {"id": doc_id, "text": text, "metadata": meta}
 
 

@@ -20,9 +20,9 @@ import torch
 from jp_rerank import Embedder, Reranker, runtime
 from jp_rerank.commands import export as export_command
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.rerank import backends
+from jp_rerank.rerank import backends, cross_encoder
 from jp_rerank.rerank.backends import plan_scoring, run_batches
-from jp_rerank.rerank.onnx_backend import MANIFEST, export_dir, find_export
+from jp_rerank.rerank.exports import MANIFEST, export_dir, find_export, fingerprint
 from jp_rerank.rerank.pairs import EncodedPair
 
 QUERY = "富士山の高さは何メートルですか？"
@@ -77,8 +77,8 @@ def _installed(*names: str) -> Callable[[str], bool]:
         ("avx512_bf16", ("openvino", "onnx"), "openvino-int8"),
         ("avx512_bf16", ("onnx",), "torch-bf16"),
         ("vnni", ("openvino", "onnx"), "openvino-int8"),
-        ("avx2", ("openvino", "onnx"), "openvino-int8"),
-        ("avx2", ("onnx",), "torch-fp32"),  # ONNX dynamic int8 moves rankings too much to be picked by auto
+        ("avx2", ("openvino", "onnx"), "torch-fp32"),  # no int8 plan keeps the rankings without VNNI (measured)
+        ("avx2", ("onnx",), "torch-fp32"),
         ("avx2", (), "torch-fp32"),
         ("baseline", ("openvino", "onnx"), "torch-fp32"),
     ],
@@ -204,28 +204,52 @@ def test_onnx_rerank_results_are_plain_floats_sorted(model_copy: Path, docs: lis
 
 
 def test_export_is_made_once_cached_beside_the_model_and_invalidated_by_new_weights(
-    xlmr_ce_path: Path, tmp_path: Path
+    xlmr_ce_path: Path, tmp_path: Path, retrain_in_place: Callable[..., None]
 ) -> None:
     model = tmp_path / "model"
     shutil.copytree(xlmr_ce_path, model)
     first = Reranker(model, device="cpu", backend="onnx")
     first.load()
     folder = model / "onnx"
+    int8 = backends.int8_file_key(backends.int8_kernel())
+    export = find_export(first.source, fingerprint(model, first.model.config), "onnx", int8)
+    assert export is not None
+    assert export.directory == folder == export_dir(first.source, "onnx")
     assert (folder / MANIFEST).is_file()
-    assert (folder / "model.onnx").is_file()
-    assert (folder / "model_int8.onnx").is_file()
-    stamp = (folder / "model_int8.onnx").stat().st_mtime_ns
+    assert export.path("fp32").name == "model.onnx"
+    assert export.meta["int8"]["kernel"] == backends.int8_kernel()
+    assert export.meta["int8"]["reduce_range"] is (backends.int8_kernel() == "avx2")
+    stamp = export.path(int8).stat().st_mtime_ns
     second = Reranker(model, device="cpu", backend="onnx")
     np.testing.assert_array_equal(
         second.score(QUERY, ["東京の天気", "富士山"]), first.score(QUERY, ["東京の天気", "富士山"])
     )
-    assert (folder / "model_int8.onnx").stat().st_mtime_ns == stamp  # reused, not exported again
-    assert export_dir(first.source) == folder
-    assert find_export(first.source, first.model, "int8") is not None
+    assert export.path(int8).stat().st_mtime_ns == stamp  # reused, not exported again
     weights = next(model.glob("*.safetensors"))
-    os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # new weights: the export is stale
-    assert find_export(first.source, first.model, "int8") is None
-    assert not list(model.glob(".onnx-export-*"))  # no temporary folders left behind
+    os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # a touch changes nothing: the content decides
+    assert find_export(first.source, fingerprint(model, first.model.config), "onnx", int8) is not None
+    retrain_in_place(model)  # new weights: the export is stale
+    assert find_export(first.source, fingerprint(model, first.model.config), "onnx", int8) is None
+    assert not [p for p in model.iterdir() if p.name.startswith(".")]  # no temporary folders left behind
+
+
+def test_int8_exports_are_kept_per_cpu_int8_kernel(
+    xlmr_ce_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export folder made on a VNNI CPU (full-range int8 weights) is not used on an AVX2 CPU, and vice versa."""
+    model = tmp_path / "model"
+    shutil.copytree(xlmr_ce_path, model)
+    for kernel in ("vnni", "avx2"):
+        monkeypatch.setattr(cross_encoder, "int8_kernel", lambda cls=None, k=kernel: k)
+        export = Reranker(model, device="cpu", backend="torch", precision="fp32").export(backend="onnx")
+        key = backends.int8_file_key(kernel)
+        assert set(export.files) == {"fp32", key}
+        assert export.meta["int8"] == {
+            "kernel": kernel,
+            "reduce_range": kernel == "avx2",
+            "per_channel": kernel == "avx2",
+            "quantization": "dynamic int8",
+        }
 
 
 def test_export_command(xlmr_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -420,21 +444,33 @@ def test_bench_runs_end_to_end_on_a_given_model(
     assert "Measured peak" in text
 
 
-def test_auto_passes_over_a_backend_that_does_not_run_the_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenVINO returns NaN for padded ModernBERT batches: auto picks torch there, an explicit choice is refused."""
+def test_openvino_bf16_is_refused_for_modernbert_and_the_rest_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO runs ModernBERT in fp32 and int8 (eager-attention export); bf16 would turn the mask into -inf."""
     monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
-    for cpu, expected in (("avx512_bf16", "torch-bf16"), ("vnni", "torch-fp32"), ("avx2", "torch-fp32")):
-        plan = plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="modernbert")  # type: ignore[arg-type]
-        assert plan.label == expected
-        assert "modernbert" in plan.reason
-        assert plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="xlm-roberta").label == "openvino-int8"  # type: ignore[arg-type]
-    assert plan_scoring("auto", "int8", "cpu", architecture="modernbert").label == "onnx-int8"
-    for precision in ("auto", "fp32", "bf16", "int8"):
-        with pytest.raises(ValueError, match=r"the openvino backend does not run modernbert models: .*NaN"):
-            plan_scoring("openvino", precision, "cpu", architecture="modernbert")  # type: ignore[arg-type]
-    monkeypatch.setenv(backends.BACKEND_ENV, "openvino")
-    with pytest.raises(ValueError, match="does not run modernbert"):
-        plan_scoring("auto", "auto", "cpu", architecture="modernbert")
+    for cpu in ("avx512_bf16", "vnni", "avx2"):
+        for arch in ("modernbert", "xlm-roberta"):
+            expected = plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="bert")  # type: ignore[arg-type]
+            assert plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture=arch).label == expected.label  # type: ignore[arg-type]
+    assert plan_scoring("openvino", "int8", "cpu", architecture="modernbert").label == "openvino-int8"
+    assert plan_scoring("openvino", "fp32", "cpu", architecture="modernbert").label == "openvino-fp32"
+    with pytest.raises(ValueError, match=r"the openvino-bf16 backend does not run modernbert models: .*-inf"):
+        plan_scoring("openvino", "bf16", "cpu", architecture="modernbert")
+    assert plan_scoring("openvino", "bf16", "cpu", architecture="bert").label == "openvino-bf16"
+
+
+def test_auto_passes_over_a_backend_that_does_not_run_the_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mechanism for the next such finding: auto picks the next choice, an explicit choice is refused by name."""
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    monkeypatch.setitem(backends.UNSUPPORTED, "openvino", {"newarch": "scores NaN on padded batches"})
+    for cpu in ("avx512_bf16", "vnni"):
+        plan = plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="newarch")  # type: ignore[arg-type]
+        assert plan.backend == "torch"
+        assert "newarch" in plan.reason
+        assert "openvino-int8 does not run it" in plan.reason
+    assert plan_scoring("auto", "int8", "cpu", architecture="newarch").label == "onnx-int8"
+    for precision in ("fp32", "bf16", "int8"):
+        with pytest.raises(ValueError, match=r"the openvino backend does not run newarch models: scores NaN"):
+            plan_scoring("openvino", precision, "cpu", architecture="newarch")  # type: ignore[arg-type]
 
 
 def test_bench_ndcg_ranks_a_nan_score_last() -> None:
@@ -445,3 +481,28 @@ def test_bench_ndcg_ranks_a_nan_score_last() -> None:
     qrels = {"q": {"a": 1}}
     assert ndcg10(pairs, [np.array([np.nan, 0.2, 0.1])], qrels) < ndcg10(pairs, [np.array([0.9, 0.2, 0.1])], qrels)
     assert ndcg10(pairs, [np.array([0.9, 0.2, 0.1])], qrels) == 1.0
+
+
+def test_torch_scores_agree_when_onednn_is_capped_at_avx2(xlmr_ce_path: Path, docs: list[str]) -> None:
+    """The torch paths on an AVX2-only CPU: oneDNN capped at AVX2 (``ONEDNN_MAX_CPU_ISA``) scores like this CPU."""
+    import json
+    import subprocess
+    import sys
+
+    child = (
+        "import json, sys; from jp_rerank import Reranker; "
+        "r = Reranker(sys.argv[1], device='cpu', precision='fp32', activation='none', max_length=128); "
+        "print(json.dumps(r.score(sys.argv[2], json.loads(sys.argv[3])).tolist()))"
+    )
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(xlmr_ce_path), QUERY, json.dumps(docs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    capped = np.array(json.loads(out.stdout.strip().splitlines()[-1]), dtype=np.float32)
+    here = Reranker(xlmr_ce_path, device="cpu", precision="fp32", activation="none", max_length=128).score(QUERY, docs)
+    np.testing.assert_allclose(capped, here, atol=1e-5, rtol=0)

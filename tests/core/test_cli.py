@@ -184,3 +184,62 @@ def test_search_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     bad.write_text("title,body\nx,y\n", encoding="utf-8")
     assert main(["index", str(bad), "-o", str(tmp_path / "i")]) == EXIT_USAGE
     assert "must contain a 'text' column" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_index_is_one_line_exit_130_and_the_previous_index_stays(tmp_path: Path) -> None:
+    """A real SIGINT while ``jp-rerank index --overwrite`` reads a large file: no traceback, the old index kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    small = tmp_path / "small.txt"
+    small.write_text("富士山は日本一高い山です。\n京都には寺が多い。\n", encoding="utf-8")
+    out = tmp_path / "idx"
+    assert main(["index", str(small), "-o", str(out)]) == EXIT_OK
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"文書{i}は東京と大阪の話です。\n" for i in range(400_000)), encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "jp_rerank", "index", str(big), "-o", str(out), "--overwrite"]
+    # a shell's background job (`make test &`) starts with SIGINT ignored, and a child inherits that: Ctrl-C is
+    # what the test sends, so the child gets the default disposition back
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stderr is not None
+    seen = b""
+    while b"read " not in seen:  # tqdm's first progress line: the command is inside its work now
+        chunk = proc.stderr.read1(256)  # type: ignore[attr-defined]
+        assert chunk, f"index ended before it started reading: {seen.decode(errors='replace')}"
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    err = (seen + rest).decode(errors="replace")
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert err.rstrip().splitlines()[-1].endswith("jp-rerank index: interrupted")
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_index_of_a_beir_corpus_keeps_its_ids_and_titles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 25, item 16: `_id` was replaced by `corpus:N` ids (build-index, train and eval read `_id`)."""
+    from jp_rerank.pipeline.folder import load_search_index
+
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"_id": "fuji", "title": "富士山", "text": "富士山は日本一高い山です。"},
+        {"_id": "kyoto", "title": "京都", "text": "京都には寺が多い。"},
+    ]
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert main(["index", str(corpus), "-o", str(tmp_path / "idx")]) == EXIT_OK
+    capsys.readouterr()
+    hits = load_search_index(tmp_path / "idx", reranker=None).retrieve("富士山の高さ")
+    assert hits[0].id == "fuji"
+    assert hits[0].metadata == {"title": "富士山"}
+    assert {h.id for h in hits} <= {"fuji", "kyoto"}

@@ -47,6 +47,8 @@ def test_prefix_override_for_model_without_saved_prompts(dense_noprompt_path: Pa
     expected = st.encode(["検索クエリ: " + QUERY], normalize_embeddings=True)[0]
     np.testing.assert_allclose(emb.embed_query(QUERY), expected, atol=1e-5)
     assert Embedder(dense_noprompt_path, device="cpu").prefix("query") == ""
+    with pytest.raises(ValueError, match=r"side must be 'query' or 'document' \(passages are the document side\)"):
+        emb.prefix("passage")  # type: ignore[arg-type]
 
 
 def test_normalisation_applies_to_inputs(dense_path: Path) -> None:

@@ -165,3 +165,24 @@ def test_weighted_properties(rankings: list[list[str]], normalization: str) -> N
     assert scores == sorted(scores, reverse=True)
     if normalization == "minmax":
         assert all(0.0 <= s <= len(rankings) for s in scores)
+
+
+@pytest.mark.parametrize("normalization", ["minmax", "zscore"])
+def test_scores_near_the_float_limit_neither_overflow_nor_reverse_the_ranking(normalization: str) -> None:
+    """First-stage scores of 1e300-1e308 (a broken or adversarial retriever) rank as their order says."""
+    huge = [("a", 1.7e308), ("b", 1e300), ("c", -1.7e308)]
+    small = [("a", 3.0), ("b", 2.0), ("c", 1.0)]
+    fused = weighted_score_fusion([huge, small], normalization=normalization)  # type: ignore[arg-type]
+    assert [h.id for h in fused] == ["a", "b", "c"]
+    assert all(math.isfinite(h.score) for h in fused)
+    scaled = weighted_score_fusion([[(i, s / 1e300) for i, s in huge], small], normalization=normalization)  # type: ignore[arg-type]
+    assert [round(h.score, 9) for h in fused] == [round(h.score, 9) for h in scaled]  # scale does not matter
+
+
+def test_rerank_fusion_with_huge_first_stage_scores_ranks_the_best_first() -> None:
+    from jp_rerank.fusion import RerankFusion
+
+    for method in ("minmax", "zscore"):
+        ranked = RerankFusion(method, 0.5).rank([0.9, 0.1, 0.5], [1e308, -1e308, 1e300])  # type: ignore[arg-type]
+        assert ranked[0].index == 0
+        assert ranked[-1].index == 1

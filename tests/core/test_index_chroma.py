@@ -66,10 +66,10 @@ def test_embedded_same_top_k_as_exact_on_cosine(tmp_path, corpus, exact):
     assert len(index) == N
     # we pass our own vectors: the collection has no embedding function, so nothing is ever downloaded
     assert index._collection._embedding_function is None
-    assert_same_hits(index.search_batch(queries, k=20), exact.search_batch(queries, k=20))
+    assert_same_hits(index.search_many(queries, k=20), exact.search_many(queries, k=20))
     assert_same_hits([index.search(queries[0], k=5)], [exact.search(queries[0], k=5)])
     where = {"lang": "en", "n": 2}
-    assert_same_hits(index.search_batch(queries, k=10, where=where), exact.search_batch(queries, k=10, where=where))
+    assert_same_hits(index.search_many(queries, k=10, where=where), exact.search_many(queries, k=10, where=where))
     assert_same_hits(
         [index.search(queries[1], k=10, where={"even": True})], [exact.search(queries[1], k=10, where={"even": True})]
     )
@@ -80,11 +80,11 @@ def test_embedded_reopen_keeps_records_and_checks_embedder(tmp_path, corpus):
     queries = corpus[4]
     path = tmp_path / "db"
     first = fill(ChromaIndex(DIM, path=path, collection_name="docs", embedder_id="toy"), corpus)
-    before = first.search_batch(queries, k=10)
+    before = first.search_many(queries, k=10)
     again = ChromaIndex(DIM, path=path, collection_name="docs")
     assert again.embedder_id == "toy"
     assert len(again) == N
-    assert again.search_batch(queries, k=10) == before
+    assert again.search_many(queries, k=10) == before
     with pytest.raises(IndexMismatchError, match="built with embedder 'toy', not 'other'"):
         ChromaIndex(DIM, path=path, collection_name="docs", embedder_id="other")
     with pytest.raises(IndexMismatchError, match="jp_rerank:dim=32, not 16"):
@@ -142,7 +142,7 @@ def test_inner_product_space(tmp_path):
     for index in (chroma, ref):
         index.add(ids, vectors, [""] * 300)
     queries = rng.standard_normal((5, 8))
-    assert_same_hits(chroma.search_batch(queries, k=10), ref.search_batch(queries, k=10))
+    assert_same_hits(chroma.search_many(queries, k=10), ref.search_many(queries, k=10))
 
 
 def test_connection_arguments_are_checked(tmp_path):
@@ -164,7 +164,7 @@ def test_snapshot_imports_into_a_new_collection(tmp_path, corpus):
     assert copy.embedder_id == "toy"
     # same hits; Chroma computes distances on different code paths (write log vs HNSW segment), so the last
     # float32 bit of a score can differ between two collections holding the same vectors
-    assert_same_hits(copy.search_batch(queries, k=10), source.search_batch(queries, k=10))
+    assert_same_hits(copy.search_many(queries, k=10), source.search_many(queries, k=10))
     with pytest.raises(ValueError, match="already holds 1499 records"):
         load_index(tmp_path / "snap", path=tmp_path / "db", collection_name="copy")
 
@@ -223,11 +223,11 @@ def test_server_same_top_k_as_exact_and_as_embedded(chroma_server, tmp_path, cor
     queries = corpus[4]
     server = fill(ChromaIndex(DIM, host=host, port=port, collection_name="parity", embedder_id="toy"), corpus)
     embedded = fill(ChromaIndex(DIM, path=tmp_path / "db", collection_name="parity"), corpus)
-    truth = exact.search_batch(queries, k=20)
-    assert_same_hits(server.search_batch(queries, k=20), truth)
-    assert_same_hits(embedded.search_batch(queries, k=20), truth)
+    truth = exact.search_many(queries, k=20)
+    assert_same_hits(server.search_many(queries, k=20), truth)
+    assert_same_hits(embedded.search_many(queries, k=20), truth)
     where = {"lang": "ja", "n": 4}
-    assert_same_hits(server.search_batch(queries, k=10, where=where), exact.search_batch(queries, k=10, where=where))
+    assert_same_hits(server.search_many(queries, k=10, where=where), exact.search_many(queries, k=10, where=where))
 
 
 @pytest.mark.enable_socket
@@ -246,4 +246,4 @@ def test_server_upsert_delete_and_snapshot_round_trip(chroma_server, tmp_path, c
     server.save(tmp_path / "snap")
     local = ChromaIndex.load(tmp_path / "snap", path=tmp_path / "db", embedder_id="toy")
     assert local.collection_name == "crud"
-    assert_same_hits(local.search_batch(queries, k=10), server.search_batch(queries, k=10))
+    assert_same_hits(local.search_many(queries, k=10), server.search_many(queries, k=10))

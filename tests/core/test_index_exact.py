@@ -47,7 +47,7 @@ def test_search_matches_brute_force_and_returns_frozen_float_hits(data):
     index = ExactIndex(DIM)
     index.add(ids, vectors, texts, metas)
     queries = GaussianMixture(DIM, n_clusters=8, seed=3).sample(20, seed=2)
-    results = index.search_batch(queries, k=15)
+    results = index.search_many(queries, k=15)
     assert len(results) == 20
     for query, hits in zip(queries, results, strict=True):
         assert [h.id for h in hits] == [ids[i] for i in brute_force(vectors, query, 15)]
@@ -137,8 +137,8 @@ def test_returned_and_given_metadata_are_copies(data):
 def test_empty_index_and_empty_inputs():
     index = ExactIndex(4)
     assert index.search([1.0, 0, 0, 0], k=3) == []
-    assert index.search_batch(np.ones((2, 4)), k=3) == [[], []]
-    assert index.search_batch(np.empty((0, 4)), k=3) == []
+    assert index.search_many(np.ones((2, 4)), k=3) == [[], []]
+    assert index.search_many(np.empty((0, 4)), k=3) == []
     index.add([], np.empty((0, 4)), [])
     assert len(index) == 0
     assert index.delete([]) == 0
@@ -175,7 +175,7 @@ def test_empty_index_and_empty_inputs():
         (lambda ix: ix.search(np.ones(4), k=2.5), TypeError, "k must be an int"),
         (lambda ix: ix.search(np.ones(5)), ValueError, "dimension 5 but the index has dimension 4"),
         (lambda ix: ix.search(np.ones((1, 4))), ValueError, r"query must have shape \(4,\)"),
-        (lambda ix: ix.search_batch(np.ones(4)), ValueError, r"queries must have shape \(n, 4\)"),
+        (lambda ix: ix.search_many(np.ones(4)), ValueError, r"queries must have shape \(n, 4\)"),
         (lambda ix: ix.search([np.nan, 1, 1, 1]), ValueError, "NaN"),
         (lambda ix: ix.search(np.ones(4), where={"k": None}), TypeError, r"where\['k'\]"),
         (lambda ix: ix.search(np.ones(4), where=[("k", 1)]), TypeError, "where must be a mapping"),

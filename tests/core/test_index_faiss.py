@@ -76,9 +76,9 @@ def test_flat_returns_exactly_the_exact_results(corpus, exact):
         sl = slice(start, start + 5000)
         flat.add(ids[sl], vectors[sl], texts[sl], metas[sl])
     assert len(flat) == N
-    assert_same_hits(flat.search_batch(queries, k=100), exact.search_batch(queries, k=100))
+    assert_same_hits(flat.search_many(queries, k=100), exact.search_many(queries, k=100))
     where = {"lang": "en", "shard": 5}
-    assert_same_hits(flat.search_batch(queries, k=10, where=where), exact.search_batch(queries, k=10, where=where))
+    assert_same_hits(flat.search_many(queries, k=10, where=where), exact.search_many(queries, k=10, where=where))
     assert_same_hits([flat.search(queries[3], k=7)], [exact.search(queries[3], k=7)])
 
 
@@ -90,7 +90,7 @@ def test_flat_inner_product_metric_matches_exact():
     for index in (flat, ref):
         index.add(ids, vectors, [""] * 500)
     queries = rng.standard_normal((10, 8))
-    assert_same_hits(flat.search_batch(queries, k=20), ref.search_batch(queries, k=20))
+    assert_same_hits(flat.search_many(queries, k=20), ref.search_many(queries, k=20))
     best = float((vectors @ queries[0].astype(np.float32)).max())  # raw inner product, no normalisation
     assert flat.search(queries[0], k=1)[0].score == pytest.approx(best, rel=1e-5)
 
@@ -99,15 +99,15 @@ def test_hnsw_recall_at_10_and_ef_search_per_query(corpus, exact):
     ids, vectors, texts, metas, queries = corpus
     hnsw = FaissIndex(DIM, kind="hnsw", hnsw_m=16, ef_construction=64, ef_search=64)
     hnsw.add(ids, vectors, texts, metas)
-    truth = exact.search_batch(queries, k=10)
-    assert recall(hnsw.search_batch(queries, k=10), truth) >= 0.95
-    narrow = recall(hnsw.search_batch(queries, k=10, ef_search=10), truth)
-    assert narrow < recall(hnsw.search_batch(queries, k=10, ef_search=128), truth)
+    truth = exact.search_many(queries, k=10)
+    assert recall(hnsw.search_many(queries, k=10), truth) >= 0.95
+    narrow = recall(hnsw.search_many(queries, k=10, ef_search=10), truth)
+    assert narrow < recall(hnsw.search_many(queries, k=10, ef_search=128), truth)
     hnsw.ef_search = 10
-    assert recall(hnsw.search_batch(queries, k=10), truth) == narrow
+    assert recall(hnsw.search_many(queries, k=10), truth) == narrow
     # a selective filter is answered exactly (graph search with a small filter can miss matches)
     where = {"shard": 11, "lang": "ja"}
-    assert_same_hits(hnsw.search_batch(queries, k=10, where=where), exact.search_batch(queries, k=10, where=where))
+    assert_same_hits(hnsw.search_many(queries, k=10, where=where), exact.search_many(queries, k=10, where=where))
 
 
 def test_ivfpq_recall_at_100_at_nprobe_32(corpus, exact):
@@ -119,10 +119,10 @@ def test_ivfpq_recall_at_100_at_nprobe_32(corpus, exact):
         ivf.add(ids[:1], vectors[:1], texts[:1])
     ivf.train(vectors[:5000])
     ivf.add(ids, vectors, texts, metas)
-    truth = exact.search_batch(queries, k=100)
-    at_32 = recall(ivf.search_batch(queries, k=100), truth)
+    truth = exact.search_many(queries, k=100)
+    at_32 = recall(ivf.search_many(queries, k=100), truth)
     assert at_32 >= 0.9
-    assert recall(ivf.search_batch(queries, k=100, nprobe=1), truth) < at_32
+    assert recall(ivf.search_many(queries, k=100, nprobe=1), truth) < at_32
     # a small filter probes every list: every match is found
     where = {"shard": 3, "lang": "en"}
     matches = {h.id for h in exact.search(queries[0], k=N, where=where)}
@@ -139,20 +139,20 @@ def test_refine_lifts_ivfpq_recall_at_100(corpus, exact):
     """
     ids, vectors, texts, metas, queries = corpus
     params = {"kind": "ivfpq", "nlist": 128, "pq_m": 8, "pq_nbits": 8, "nprobe": 32}
-    truth = exact.search_batch(queries, k=100)
+    truth = exact.search_many(queries, k=100)
     plain = FaissIndex(DIM, **params)  # type: ignore[arg-type]
     sq8 = FaissIndex(DIM, refine="sq8", refine_factor=4, **params)  # type: ignore[arg-type]
     for index in (plain, sq8):
         index.train(vectors[:5000])
         index.add(ids, vectors, texts, metas)
-    base = recall(plain.search_batch(queries, k=100), truth)
-    refined = recall(sq8.search_batch(queries, k=100), truth)
+    base = recall(plain.search_many(queries, k=100), truth)
+    refined = recall(sq8.search_many(queries, k=100), truth)
     assert base < 0.9
     assert refined >= 0.95
     # refine_factor=1 re-scores only the k PQ hits: the same set as no refine, in a better order
-    assert recall(sq8.search_batch(queries, k=100, refine_factor=1), truth) == pytest.approx(base)
+    assert recall(sq8.search_many(queries, k=100, refine_factor=1), truth) == pytest.approx(base)
     sq8.refine_factor = 2
-    assert base < recall(sq8.search_batch(queries, k=100), truth) <= refined
+    assert base < recall(sq8.search_many(queries, k=100), truth) <= refined
     # returned scores are the SQ8 copy's inner products: close to the exact ones, unlike PQ's
     top = sq8.search(queries[0], k=10, refine_factor=8)
     want = {h.id: h.score for h in exact.search(queries[0], k=N)}
@@ -170,12 +170,10 @@ def test_flat_refine_scores_exactly_and_filters(small):
     ref = ExactIndex(16)
     ref.add(ids, vectors, texts, metas)
     # every list probed and every record re-scored: the exact result
-    assert_same_hits(index.search_batch(vectors[:5], k=20, refine_factor=60), ref.search_batch(vectors[:5], k=20))
+    assert_same_hits(index.search_many(vectors[:5], k=20, refine_factor=60), ref.search_many(vectors[:5], k=20))
     # a small filter (<= 100 matches) is scored exactly from the refine copy
     where = {"lang": "en", "n": 3}
-    assert_same_hits(
-        index.search_batch(vectors[:5], k=50, where=where), ref.search_batch(vectors[:5], k=50, where=where)
-    )
+    assert_same_hits(index.search_many(vectors[:5], k=50, where=where), ref.search_many(vectors[:5], k=50, where=where))
     # a large filter goes through faiss's selector, then re-scoring: only matches, exact scores
     hits = index.search(vectors[0], k=30, where={"lang": "ja"})
     want = {h.id: h.score for h in ref.search(vectors[0], k=1200, where={"lang": "ja"})}
@@ -196,7 +194,7 @@ def test_refine_round_trips_through_save_and_load(small, tmp_path: Path):
     assert isinstance(loaded, FaissIndex)
     assert (loaded.refine, loaded.refine_factor, len(loaded)) == ("sq8", 3, 1190)
     for k in (5, 40):
-        assert loaded.search_batch(vectors[:8], k=k) == index.search_batch(vectors[:8], k=k)
+        assert loaded.search_many(vectors[:8], k=k) == index.search_many(vectors[:8], k=k)
     loaded.upsert([ids[20], ids[0]], vectors[[700, 800]], ["moved", "back"])  # still consistent after a load
     assert {h.id for h in loaded.search(vectors[700], k=2)} == {ids[20], ids[700]}
     assert loaded.search(vectors[800], k=1)[0].id in (ids[0], ids[800])
@@ -217,7 +215,7 @@ def test_refine_params_are_checked(small):
     with pytest.raises(ValueError, match="refine_factor must be positive"):
         index.search(small[1][0], k=3, refine_factor=-2)
     with pytest.raises(TypeError, match="refine_factor must be an int"):
-        index.search_batch(small[1][:2], k=3, refine_factor=2.5)  # type: ignore[arg-type]
+        index.search_many(small[1][:2], k=3, refine_factor=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="refine_factor must be positive"):
         index.refine_factor = 0
     assert index.refine_factor == 4  # unchanged by the rejected value
@@ -292,10 +290,10 @@ def test_delete_and_upsert_semantics(kind, refine, small):
     assert [h.id for h in index.search(vectors[500], k=5, where={"lang": "xx"})] == [ids[2]]
     if kind == "hnsw":
         assert index.n_tombstones == 3  # two deletes and one replaced vector
-        before = index.search_batch(vectors[:20], k=10)
+        before = index.search_many(vectors[:20], k=10)
         assert index.compact() == 3
         assert index.n_tombstones == 0
-        assert [[h.id for h in hs] for hs in index.search_batch(vectors[:20], k=10)] == [
+        assert [[h.id for h in hs] for hs in index.search_many(vectors[:20], k=10)] == [
             [h.id for h in hs] for hs in before
         ]
 
@@ -308,8 +306,8 @@ def test_filter_matches_exact_and_k_larger_than_matches(kind, refine, small):
     ref.add(ids, vectors, texts, metas)
     where = {"lang": "en", "n": 3}
     n_match = sum(1 for m in metas if m == {"lang": "en", "n": 3})
-    got = index.search_batch(vectors[:5], k=1000, where=where)
-    want = ref.search_batch(vectors[:5], k=1000, where=where)
+    got = index.search_many(vectors[:5], k=1000, where=where)
+    want = ref.search_many(vectors[:5], k=1000, where=where)
     for g, w in zip(got, want, strict=True):
         assert len(g) == n_match
         assert {h.id for h in g} == {h.id for h in w}
@@ -335,7 +333,7 @@ def test_concurrent_searches_and_writes_are_safe(small):
     def reader() -> None:
         try:
             for _ in range(30):
-                hits = index.search_batch(vectors[:8], k=5)
+                hits = index.search_many(vectors[:8], k=5)
                 assert all(len(h) == 5 for h in hits)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)

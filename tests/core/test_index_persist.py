@@ -74,7 +74,7 @@ def test_save_load_round_trip_gives_identical_results(kind, corpus, tmp_path):
     assert loaded.embedder_id == "toy-embedder"
     assert loaded.params() == index.params()
     for where in (None, {"lang": "en"}, {"lang": "xx"}):
-        got, want = loaded.search_batch(queries, k=25, where=where), index.search_batch(queries, k=25, where=where)
+        got, want = loaded.search_many(queries, k=25, where=where), index.search_many(queries, k=25, where=where)
         if kind == "chroma":  # Chroma may round the last float32 bit differently in a new collection
             assert [[h.id for h in hs] for hs in got] == [[h.id for h in hs] for hs in want]
             assert [h.score for hs in got for h in hs] == pytest.approx([h.score for hs in want for h in hs], abs=1e-6)
@@ -210,7 +210,7 @@ def test_a_save_that_dies_midway_leaves_the_previous_index_readable(crash_at, co
     index = FaissIndex(DIM, kind="flat")
     index.add(ids[:500], vectors[:500], texts[:500], metas[:500])
     index.save(root)
-    expected = index.search_batch(queries, k=10)
+    expected = index.search_many(queries, k=10)
     index.add(ids[500:], vectors[500:], texts[500:], metas[500:])
 
     class SimulatedCrashError(Exception):
@@ -239,7 +239,7 @@ def test_a_save_that_dies_midway_leaves_the_previous_index_readable(crash_at, co
     monkeypatch.undo()
     old = load_index(root)
     assert len(old) == 500
-    assert old.search_batch(queries, k=10) == expected
+    assert old.search_many(queries, k=10) == expected
     index.save(root)  # the next save succeeds and removes the leftovers
     assert len(load_index(root)) == 1200
     assert len(list(root.iterdir())) == 2

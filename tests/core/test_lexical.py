@@ -525,38 +525,6 @@ def test_import_is_lazy() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_old_spellings_still_work_with_a_deprecation_warning(tmp_path: Path) -> None:
-    with pytest.deprecated_call(match="normalize_text"):
-        index = BM25Index("char2", normalize=False)
-    assert index.normalize_text is False
-    with pytest.deprecated_call(match="normalize_text"):
-        assert CharNgramTokenizer(2, normalize=False).normalize_text is False
-    with pytest.deprecated_call(match="normalize_text"):
-        assert get_tokenizer("char2", normalize=False)("ＡＢ") == ["ＡＢ"]
-    with pytest.deprecated_call(match="use jp_rerank.hits.SearchHit"):
-        from jp_rerank.lexical import LexicalHit  # noqa: F401
-
-
-def test_reads_a_format_1_index_saved_by_jp_rerank_0_1(tmp_path: Path) -> None:
-    """jp-rerank 0.1 saved ids.json and no texts: such folders still load (hits come back without text)."""
-    texts, ids = ["東京の天気", "大阪の天気"], ["tokyo", "osaka"]
-    new = BM25Index("char2").index(texts, ids)
-    new.save(tmp_path / "v2")
-    snapshot, manifest = read_snapshot(tmp_path / "v2")
-    old_fields = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files", "name")}
-    old_fields["bm25_format_version"] = 1
-
-    def write_v1(folder: Path) -> None:
-        (folder / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
-        for name in ("vocab.json", "arrays.npz"):
-            (folder / name).write_bytes((snapshot / name).read_bytes())
-
-    write_snapshot(tmp_path / "v1", old_fields, write_v1)
-    old = BM25Index.load(tmp_path / "v1")
-    assert [(h.id, h.score) for h in old.search("東京")] == [(h.id, h.score) for h in new.search("東京")]
-    assert old.search("東京")[0].text == ""
-
-
 def test_query_length_is_capped_after_normalisation_and_documents_are_not() -> None:
     index = BM25Index("char2", max_chars=100).index(["東京の天気" * 50])  # a 250-character document is fine
     assert index.search("東京")[0].id == "0"

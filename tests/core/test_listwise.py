@@ -150,3 +150,18 @@ def test_bad_options_are_refused_before_any_work(reranker: Reranker) -> None:
         reranker.rerank(QUERY, ["文書"], listwise="softmax", top_n=0)
     auto = reranker.score(QUERY, ["文書", "富士山"], activation="auto")
     np.testing.assert_array_equal(auto, reranker.score(QUERY, ["文書", "富士山"]))
+
+
+def test_infinite_logits_take_the_limit_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from jp_rerank.rerank.cross_encoder import _list_softmax
+
+    with caplog.at_level("WARNING", logger="jp_rerank.rerank.cross_encoder"):
+        one_inf = _list_softmax(np.array([1.0, np.inf, 3.0], dtype=np.float32))
+    np.testing.assert_array_equal(one_inf, [0.0, 1.0, 0.0])
+    assert "infinite logits" in caplog.text
+    np.testing.assert_array_equal(_list_softmax(np.array([np.inf, 0.0, np.inf], dtype=np.float32)), [0.5, 0.0, 0.5])
+    all_low = _list_softmax(np.array([-np.inf, -np.inf, np.nan, -np.inf], dtype=np.float32))
+    np.testing.assert_allclose(all_low[[0, 1, 3]], [1 / 3] * 3, rtol=1e-6)
+    assert np.isnan(all_low[2])
+    some_low = _list_softmax(np.array([-np.inf, 0.0, 0.0], dtype=np.float32))
+    np.testing.assert_allclose(some_low, [0.0, 0.5, 0.5])

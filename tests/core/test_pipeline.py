@@ -263,28 +263,6 @@ def test_custom_first_stage_and_bm25_index(texts: list[str], ids: list[str]) -> 
     assert passages[0].scores == {"char2": top_bm25.score, "first_stage": 1.0}
 
 
-def test_deprecated_stage_wrappers_still_work(texts: list[str], ids: list[str]) -> None:
-    from jp_rerank.pipeline import compat
-
-    index = BM25Index("char2").index(texts, ids=ids)
-    with pytest.deprecated_call():
-        bm25 = compat.BM25Stage(index, texts, name="char2")
-    assert [h.id for h in bm25.search_many(["富士山の高さ"], 3)[0]] == [h.id for h in index.search("富士山の高さ", 3)]
-    with pytest.deprecated_call():
-        from jp_rerank.pipeline import RetrievedPassage
-    assert RetrievedPassage is SearchHit
-    with pytest.raises(ValueError, match="BM25 index holds 2 passages but 1 texts"), pytest.deprecated_call():
-        compat.BM25Stage(BM25Index().index(["a", "b"]), ["a"])
-    with pytest.raises(ValueError, match="name must be a non-empty str"), pytest.deprecated_call():
-        compat.BM25Stage(BM25Index().index(["a"]), ["a"], name="")
-    grown = BM25Index().index(["京都の寺"])
-    with pytest.deprecated_call():
-        stage = compat.BM25Stage(grown, ["京都の寺"])
-    grown.add(["大阪の城"])
-    with pytest.raises(ValueError, match="build a new BM25Stage"):
-        stage.search_many(["京都"], 5)
-
-
 def test_concurrent_retrieve_matches_sequential(hybrid: TwoStageRetriever) -> None:
     expected = {q: hybrid.retrieve(q) for q in QUERIES}
     results: dict[int, list[SearchHit]] = {}

@@ -12,8 +12,9 @@ import scipy.sparse as sp
 from sentence_transformers import SparseEncoder
 
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.embed import SparseEmbedder, SparseIndex
+from jp_rerank.embed import SparseEmbedder
 from jp_rerank.errors import IndexMismatchError
+from jp_rerank.index import SparseIndex
 from jp_rerank.index.base import IndexCorruptedError, SearchHit
 
 TEXTS = ["富士山は日本一高い山です。", "京都には寺が多い。", "東京タワーの高さは333メートル。", ""]
@@ -22,7 +23,7 @@ QUERIES = ["日本で一番高い山は？", "京都の寺"]
 
 @pytest.fixture(scope="module")
 def embedder(splade_path: Path) -> SparseEmbedder:
-    return SparseEmbedder(splade_path, device="cpu", normalize=False).load()
+    return SparseEmbedder(splade_path, device="cpu", normalize_text=False).load()
 
 
 @pytest.fixture(scope="module")

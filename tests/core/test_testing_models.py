@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jp_rerank import testing as toy_models
+from jp_rerank import testing
 from jp_rerank.data import demo_texts
 
 # ------------------------------------------------------------------------------------- bundled data
@@ -63,7 +63,7 @@ def test_unigram_tokenizer_specials_and_template(xlmr_ce_path: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(str(xlmr_ce_path))
     assert isinstance(tok, XLMRobertaTokenizer)
-    assert tok.convert_ids_to_tokens([0, 1, 2, 3, 4]) == list(toy_models.XLMR_SPECIAL_TOKENS)
+    assert tok.convert_ids_to_tokens([0, 1, 2, 3, 4]) == list(testing.XLMR_SPECIAL_TOKENS)
     assert (tok.cls_token_id, tok.pad_token_id, tok.sep_token_id, tok.unk_token_id) == (0, 1, 2, 3)
     assert tok.model_max_length == 512
 
@@ -93,11 +93,11 @@ def test_unigram_tokenizer_covers_corpus_and_normalizes(xlmr_ce_path: Path) -> N
 
 def test_unigram_tokenizer_rejects_bad_input() -> None:
     with pytest.raises(TypeError, match="single string"):
-        toy_models.train_unigram_tokenizer("富士山")
+        testing.train_unigram_tokenizer("富士山")
     with pytest.raises(ValueError, match="at least one string"):
-        toy_models.train_unigram_tokenizer([])
+        testing.train_unigram_tokenizer([])
     with pytest.raises(ValueError, match="vocab_size"):
-        toy_models.train_unigram_tokenizer(["富士山"], vocab_size=3)
+        testing.train_unigram_tokenizer(["富士山"], vocab_size=3)
 
 
 def _fugashi_words(text: str) -> list[str]:
@@ -126,7 +126,7 @@ def test_mecab_tokenizer_splits_like_unidic_lite(bert_ja_ce_path: Path) -> None:
 
 
 def test_mecab_vocab_layout() -> None:
-    vocab = toy_models.build_mecab_wordpiece_vocab(["富士山の高さは3776メートルです。"])
+    vocab = testing.build_mecab_wordpiece_vocab(["富士山の高さは3776メートルです。"])
     assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert len(vocab) == len(set(vocab))
     assert {"富", "##富", "あ", "##あ", "A", "メートル"} <= set(vocab)
@@ -162,7 +162,7 @@ def test_cross_encoders_load_through_public_paths(
     hf_model = AutoModelForSequenceClassification.from_pretrained(str(path))
     assert type(hf_model).__name__ == model_class
     assert hf_model.config.num_labels == 1
-    assert hf_model.config.hidden_size == toy_models.SHAPES["tiny"].hidden_size
+    assert hf_model.config.hidden_size == testing.SHAPES["tiny"].hidden_size
     assert hf_model.config.num_hidden_layers == 2
 
     ce = CrossEncoder(str(path), device="cpu")
@@ -208,7 +208,7 @@ def test_dense_embedder_without_prompts(dense_noprompt_path: Path) -> None:
 def test_dense_embedder_bert_arch(tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    path = toy_models.build_dense_embedder(tmp_path / "ruri-like", arch="bert", prompts={"query": "クエリ: "})
+    path = testing.build_dense_embedder(tmp_path / "ruri-like", arch="bert", prompts={"query": "クエリ: "})
     model = SentenceTransformer(str(path), device="cpu")
     assert type(model[0].model).__name__ == "BertModel"
     assert type(model.tokenizer).__name__ == "BertJapaneseTokenizer"
@@ -218,7 +218,7 @@ def test_dense_embedder_bert_arch(tmp_path: Path) -> None:
 
 def test_dense_embedder_rejects_unknown_arch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown arch 'gpt2'; expected 'xlm-roberta', 'bert' or 'modernbert'"):
-        toy_models.build_dense_embedder(tmp_path, arch="gpt2")  # type: ignore[arg-type]
+        testing.build_dense_embedder(tmp_path, arch="gpt2")  # type: ignore[arg-type]
 
 
 def test_static_embedder_loads(static_path: Path) -> None:
@@ -257,9 +257,9 @@ def _weights(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_same_seed_same_model_other_seed_differs(tmp_path: Path) -> None:
-    a = _weights(toy_models.build_xlmr_cross_encoder(tmp_path / "a", seed=7))
-    b = _weights(toy_models.build_xlmr_cross_encoder(tmp_path / "b", seed=7))
-    c = _weights(toy_models.build_xlmr_cross_encoder(tmp_path / "c", seed=8))
+    a = _weights(testing.build_xlmr_cross_encoder(tmp_path / "a", seed=7))
+    b = _weights(testing.build_xlmr_cross_encoder(tmp_path / "b", seed=7))
+    c = _weights(testing.build_xlmr_cross_encoder(tmp_path / "c", seed=8))
     assert a.keys() == b.keys() == c.keys()
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not all(np.array_equal(a[k], c[k]) for k in a)
@@ -272,17 +272,17 @@ def test_build_leaves_caller_rng_alone(tmp_path: Path) -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    toy_models.build_bert_ja_cross_encoder(tmp_path / "m", seed=0)
+    testing.build_bert_ja_cross_encoder(tmp_path / "m", seed=0)
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_mecab_vocab_is_deterministic() -> None:
     texts = ["今日は良い天気です。", "明日は雨が降るでしょう。"]
-    assert toy_models.build_mecab_wordpiece_vocab(texts) == toy_models.build_mecab_wordpiece_vocab(list(texts))
+    assert testing.build_mecab_wordpiece_vocab(texts) == testing.build_mecab_wordpiece_vocab(list(texts))
 
 
 def test_shape_table() -> None:
-    shapes = toy_models.SHAPES
+    shapes = testing.SHAPES
     assert {"tiny", "xsmall", "small", "base", "large", "e5-small", "xsmall-v2"} <= set(shapes)
     assert shapes["tiny"].vocab_size is None
     assert (shapes["xsmall"].num_layers, shapes["xsmall"].hidden_size, shapes["xsmall"].vocab_size) == (
@@ -301,13 +301,13 @@ def test_shape_table() -> None:
 
 def test_unknown_shape_and_bad_path(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown shape 'huge'"):
-        toy_models.build_xlmr_cross_encoder(tmp_path / "x", shape="huge")  # type: ignore[arg-type]
+        testing.build_xlmr_cross_encoder(tmp_path / "x", shape="huge")  # type: ignore[arg-type]
     a_file = tmp_path / "file.txt"
     a_file.write_text("x", encoding="utf-8")
     with pytest.raises(NotADirectoryError, match="not a folder"):
-        toy_models.build_bert_ja_cross_encoder(a_file)
+        testing.build_bert_ja_cross_encoder(a_file)
     with pytest.raises(ValueError, match="dim must be positive"):
-        toy_models.build_static_embedder(tmp_path / "s", dim=0)
+        testing.build_static_embedder(tmp_path / "s", dim=0)
 
 
 # ------------------------------------------------------------------------------------- ModernBERT (issue 14)
@@ -315,7 +315,7 @@ def test_unknown_shape_and_bad_path(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def modernbert_ce(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return toy_models.build_modernbert_cross_encoder(tmp_path_factory.mktemp("modernbert-ce"))
+    return testing.build_modernbert_cross_encoder(tmp_path_factory.mktemp("modernbert-ce"))
 
 
 def test_modernbert_folder_has_the_hub_layout(modernbert_ce: Path) -> None:
@@ -326,7 +326,7 @@ def test_modernbert_folder_has_the_hub_layout(modernbert_ce: Path) -> None:
     assert config["model_type"] == "modernbert"
     assert config["architectures"] == ["ModernBertForSequenceClassification"]
     assert config["max_position_embeddings"] == 8192
-    assert config["local_attention"] == toy_models.TINY_LOCAL_ATTENTION == 16
+    assert config["local_attention"] == testing.TINY_LOCAL_ATTENTION == 16
     assert set(config["layer_types"]) == {"full_attention", "sliding_attention"}  # both attention kinds run
     assert config["classifier_pooling"] == "cls"
     assert "type_vocab_size" not in config
@@ -344,7 +344,7 @@ def test_modernbert_tokenizer_loads_as_the_hub_one_does(modernbert_ce: Path) -> 
 
     tok = AutoTokenizer.from_pretrained(str(modernbert_ce))
     assert type(tok).__name__ == "TokenizersBackend"  # not LlamaTokenizer: transformers 5 overrides modernbert
-    assert tok.convert_ids_to_tokens(list(range(7))) == list(toy_models.MODERNBERT_SPECIAL_TOKENS)
+    assert tok.convert_ids_to_tokens(list(range(7))) == list(testing.MODERNBERT_SPECIAL_TOKENS)
     assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) == (1, 2, 3, 0)
     assert tok.model_max_length == 8192
     a = tok("富士山", add_special_tokens=False)["input_ids"]
@@ -377,9 +377,7 @@ def test_modernbert_cross_encoder_loads_through_public_paths(modernbert_ce: Path
 def test_modernbert_embedder_saves_ruri_prompts(tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    path = toy_models.build_dense_embedder(
-        tmp_path / "ruri-v3-like", arch="modernbert", prompts=toy_models.RURI_PROMPTS
-    )
+    path = testing.build_dense_embedder(tmp_path / "ruri-v3-like", arch="modernbert", prompts=testing.RURI_PROMPTS)
     model = SentenceTransformer(str(path), device="cpu")
     assert type(model[0].model).__name__ == "ModernBertModel"
     assert type(model.tokenizer).__name__ == "TokenizersBackend"
@@ -393,16 +391,16 @@ def test_modernbert_embedder_saves_ruri_prompts(tmp_path: Path) -> None:
 
 
 def test_modernbert_builder_options_and_errors(tmp_path: Path) -> None:
-    path = toy_models.build_modernbert_cross_encoder(tmp_path / "w", local_attention=8, initializer_range=0.3)
+    path = testing.build_modernbert_cross_encoder(tmp_path / "w", local_attention=8, initializer_range=0.3)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     assert (config["local_attention"], config["initializer_range"]) == (8, 0.3)
     for bad in (7, 0, True, "16"):
         with pytest.raises(ValueError, match="local_attention must be an even int"):
-            toy_models.build_modernbert_cross_encoder(tmp_path / "bad", local_attention=bad)  # type: ignore[arg-type]
+            testing.build_modernbert_cross_encoder(tmp_path / "bad", local_attention=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'xsmall' is a xlm-roberta shape, not a ModernBERT one"):
-        toy_models.build_modernbert_cross_encoder(tmp_path / "x", shape="xsmall")
+        testing.build_modernbert_cross_encoder(tmp_path / "x", shape="xsmall")
     with pytest.raises(ValueError, match="vocab_size must be larger than 7"):
-        toy_models.train_modernbert_tokenizer(vocab_size=7)
+        testing.train_modernbert_tokenizer(vocab_size=7)
 
 
 def test_modernbert_builder_keeps_a_given_tokenizer_json(
@@ -411,7 +409,7 @@ def test_modernbert_builder_keeps_a_given_tokenizer_json(
     from transformers import AutoTokenizer
 
     # An XLM-R tokenizer.json (as the speed benchmark passes for real pair lengths): its own template and ids.
-    path = toy_models.build_modernbert_cross_encoder(tmp_path / "m", tokenizer_json=xlmr_ce_path / "tokenizer.json")
+    path = testing.build_modernbert_cross_encoder(tmp_path / "m", tokenizer_json=xlmr_ce_path / "tokenizer.json")
     tok = AutoTokenizer.from_pretrained(str(path))
     xlmr = AutoTokenizer.from_pretrained(str(xlmr_ce_path))
     assert tok("富士山", "東京")["input_ids"] == xlmr("富士山", "東京")["input_ids"]
@@ -423,11 +421,11 @@ def test_modernbert_builder_keeps_a_given_tokenizer_json(
     data["model"]["vocab"] = [[p, s] if p != "<pad>" else ["<pad-gone>", s] for p, s in data["model"]["vocab"]]
     no_pad.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match="has no token for pad_token"):
-        toy_models.build_modernbert_cross_encoder(tmp_path / "p", tokenizer_json=no_pad)
+        testing.build_modernbert_cross_encoder(tmp_path / "p", tokenizer_json=no_pad)
 
 
 def test_modernbert_shapes_match_the_published_models() -> None:
-    shapes = toy_models.SHAPES
+    shapes = testing.SHAPES
     expected = {  # (layers, hidden) from the model cards; parameter counts from the hub listing
         "tiny-v2": (3, 256, 29.4e6),
         "xsmall-v2": (10, 256, 36.8e6),

@@ -33,7 +33,7 @@ from jp_rerank.pipeline.folder import load_search_index, write_search_index  # n
 from jp_rerank.records import iter_records  # noqa: E402
 from jp_rerank.snapshots import read_snapshot  # noqa: E402
 
-pytestmark = [pytest.mark.network, pytest.mark.enable_socket, pytest.mark.usefixtures("local_ray")]
+pytestmark = [pytest.mark.ray, pytest.mark.network, pytest.mark.enable_socket, pytest.mark.usefixtures("local_ray")]
 
 # Workers unpickle the factories below; this module is not importable there, so ship it by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -163,6 +163,32 @@ def test_embed_corpus_survives_a_killed_worker(corpus: Path, static_path: Path, 
     expected = Embedder(static_path, device="cpu").embed_documents([r["text"] for r in records])
     np.testing.assert_array_equal(vectors, expected)  # StaticEmbedding: exact, whatever the batches and threads
     assert not list(tmp_path.glob(".emb.*")), "temporary folders left behind"
+
+
+def test_asking_for_gpus_a_cpu_only_cluster_lacks_fails_at_once(
+    corpus: Path, static_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25, item 16: `embed-corpus --gpus-per-worker 1` on a CPU-only machine waited for a GPU node forever."""
+    import time
+
+    started = time.monotonic()
+    code = main(
+        [
+            "embed-corpus",
+            str(corpus),
+            "-o",
+            str(tmp_path / "emb"),
+            "--embedder",
+            str(static_path),
+            "--gpus-per-worker",
+            "1",
+        ]
+    )
+    assert code == 2
+    assert time.monotonic() - started < 120
+    err = capsys.readouterr().err
+    assert "has 0 GPUs, but each worker asks for 1 (--gpus-per-worker)" in err
+    assert not (tmp_path / "emb").exists()
 
 
 def test_build_index_ivfpq_equals_single_process(corpus: Path, static_path: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from jp_rerank.cli import main
 from jp_rerank.distributed import RayConfig, embed_corpus, load_embeddings, rerank_jsonl
 
 pytestmark = [
+    pytest.mark.ray,
     pytest.mark.offline_models,
     pytest.mark.slow,
     pytest.mark.network,

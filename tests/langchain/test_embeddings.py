@@ -161,9 +161,48 @@ def test_hugging_face_embeddings_arguments_carry_over(
     assert "Batches" in capfd.readouterr().err  # show_progress reached sentence-transformers
 
 
+def test_an_e5_migration_from_hugging_face_embeddings_runs_unchanged(
+    dense_noprompt_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The HuggingFaceEmbeddings line e5 users write: prompts in encode_kwargs / query_encode_kwargs."""
+    with caplog.at_level("INFO", logger="langchain_jp_rerank.embeddings"):
+        emb = JapaneseEmbeddings(
+            model_name=str(dense_noprompt_path),  # saved without prompts, like the hub's multilingual-e5
+            model_kwargs={"device": "cpu", "precision": "fp32"},
+            encode_kwargs={"normalize_embeddings": True, "prompt": "passage: ", "convert_to_numpy": True},
+            query_encode_kwargs={"prompt": "query: ", "prompt_name": "query"},
+            multi_process=False,
+        )
+    assert "replaces the model's document prompt" in caplog.text
+    st = SentenceTransformer(str(dense_noprompt_path), device="cpu")
+    np.testing.assert_allclose(
+        np.asarray(emb.embed_documents(TEXTS)),
+        st.encode(TEXTS, prompt="passage: ", normalize_embeddings=True),
+        atol=1e-5,
+    )
+    query = st.encode([QUERY], prompt="query: ", normalize_embeddings=True)[0]
+    np.testing.assert_allclose(np.asarray(emb.embed_query(QUERY)), query, atol=1e-5)
+    other = JapaneseEmbeddings(model_name=str(dense_noprompt_path), query_encode_kwargs={"prompt": "検索クエリ: "})
+    assert other.embedder.prefix("query") == "検索クエリ: "  # an explicit prompt replaces the preset's
+    assert not np.allclose(other.embed_query(QUERY), emb.embed_query(QUERY), atol=1e-4)
+
+
+def test_multi_process_is_accepted_and_explained(dense_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="langchain_jp_rerank.embeddings"):
+        emb = JapaneseEmbeddings(model_name=str(dense_path), multi_process=True)
+    assert "embed-corpus --ray" in caplog.text
+    assert len(emb.embed_documents(TEXTS)) == len(TEXTS)
+
+
 def test_encode_and_model_kwargs_errors(dense_path: Path, embedder: Embedder) -> None:
-    with pytest.raises(TypeError, match=r"encode_kwargs has 'prompt'; JapaneseEmbeddings takes batch_size, "):
-        JapaneseEmbeddings(model=dense_path, encode_kwargs={"prompt": "query: "})
+    with pytest.raises(TypeError, match=r"encode_kwargs has 'device'; JapaneseEmbeddings takes batch_size, "):
+        JapaneseEmbeddings(model=dense_path, encode_kwargs={"device": "cpu"})
+    with pytest.raises(ValueError, match=r"prompt_name'\] = 'retrieval'.*give the text itself"):
+        JapaneseEmbeddings(model=dense_path, encode_kwargs={"prompt_name": "retrieval"})
+    with pytest.raises(ValueError, match=r"would give document texts the query prompt"):
+        JapaneseEmbeddings(model=dense_path, encode_kwargs={"prompt_name": "query"})
+    with pytest.raises(ValueError, match=r"set batch_size differently"):
+        JapaneseEmbeddings(model=dense_path, encode_kwargs={"batch_size": 2}, query_encode_kwargs={"batch_size": 3})
     with pytest.raises(ValueError, match=r"batch_size is given twice with different values"):
         JapaneseEmbeddings(model=dense_path, encode_kwargs={"batch_size": 2}, model_kwargs={"batch_size": 4})
     with pytest.raises(TypeError, match=r"model_kwargs has 'model_kwargs', which jp_rerank\.Embedder does not"):

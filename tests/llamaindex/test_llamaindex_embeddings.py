@@ -211,14 +211,7 @@ def test_preset_and_model_kwargs_reach_the_engine(dense_noprompt_path: Path) -> 
         JapaneseEmbedding(dense_noprompt_path, model_kwargs={"tokenizer_name": "x"})
 
 
-def test_deprecated_names_still_work_with_a_warning(dense_path: Path, embedder: Embedder) -> None:
-    with pytest.deprecated_call(match=r"query_prefix= is deprecated .* use query_instruction="):
-        emb = JapaneseEmbedding(dense_path, query_prefix="Q: ")
-    assert emb.embedder.prefix("query") == "Q: "
-    with pytest.deprecated_call(match=r'batch_size= is deprecated .* use model_kwargs=\{"batch_size": \.\.\.\}'):
-        assert JapaneseEmbedding(dense_path, batch_size=5).embedder.batch_size == 5
-    with pytest.deprecated_call(), pytest.raises(ValueError, match="pass text_instruction= or document_prefix="):
-        JapaneseEmbedding(dense_path, text_instruction="A: ", document_prefix="B: ")
+def test_an_injected_embedder_takes_no_model_kwargs(embedder: Embedder) -> None:
     with pytest.raises(ValueError, match=r"\['model_kwargs'\] cannot be set here"):
         JapaneseEmbedding(embedder=embedder, model_kwargs={"batch_size": 2})
 

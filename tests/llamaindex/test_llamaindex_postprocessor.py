@@ -42,10 +42,17 @@ def test_reranks_like_the_engine_and_returns_new_nodes(reranker: Reranker, corpu
     assert [o.score for o in out] == [r.score for r in expected]
     assert all(type(o.score) is float for o in out)
     assert all(isinstance(o, RerankedNode) for o in out)
-    # first-stage scores travel on the wrapper, the node objects are shared, never copied into metadata
+    # the first-stage score travels on the wrapper and, as SentenceTransformerRerank puts it, in the metadata of a
+    # copy of the node, excluded from what is embedded or shown to the LLM; the caller's nodes stay as they were
     assert [_retrieval(o) for o in out] == [nodes[r.index].score for r in expected]
-    assert all(o.node is nodes[r.index].node for o, r in zip(out, expected, strict=True))
-    assert all("retrieval_score" not in o.node.metadata for o in out)
+    assert [o.node.metadata["retrieval_score"] for o in out] == [nodes[r.index].score for r in expected]
+    for o, r in zip(out, expected, strict=True):
+        original = nodes[r.index].node
+        assert o.node is not original
+        assert "retrieval_score" not in original.metadata
+        for mode in (MetadataMode.EMBED, MetadataMode.LLM):
+            assert o.node.get_content(metadata_mode=mode) == original.get_content(metadata_mode=mode)
+        assert "retrieval_score" in o.node.get_content(metadata_mode=MetadataMode.ALL)
 
 
 def test_inputs_are_not_mutated(reranker: Reranker, corpus_nodes: list[TextNode]) -> None:
@@ -223,7 +230,8 @@ def test_sentence_transformer_rerank_arguments_carry_over(xlmr_ce_path: Path, co
     out = rerank.postprocess_nodes(given, query_str=QUERY)
     assert len(out) == 2
     assert [_retrieval(o) for o in out] == [first_stage[o.node.node_id] for o in out]
-    assert all("retrieval_score" not in o.node.metadata for o in out)  # never in the metadata
+    assert [o.node.metadata["retrieval_score"] for o in out] == [first_stage[o.node.node_id] for o in out]
+    assert all("retrieval_score" not in n.node.metadata for n in given)  # the caller's nodes are untouched
     with pytest.raises(ValueError, match="pass model_kwargs= or cross_encoder_kwargs="):
         JapaneseRerank(xlmr_ce_path, model_kwargs={}, cross_encoder_kwargs={})
 
@@ -233,13 +241,7 @@ def test_keep_retrieval_score_false(reranker: Reranker, corpus_nodes: list[TextN
         _scored(corpus_nodes[:4]), query_str=QUERY
     )
     assert [o.retrieval_score for o in out if isinstance(o, RerankedNode)] == [None] * 3
-
-
-def test_deprecated_options_still_work_with_a_warning(xlmr_ce_path: Path) -> None:
-    with pytest.deprecated_call(match=r'batch_size= is deprecated .* use model_kwargs=\{"batch_size": \.\.\.\}'):
-        assert JapaneseRerank(xlmr_ce_path, batch_size=7).reranker.batch_size == 7
-    with pytest.deprecated_call(match=r"overflow= is deprecated"):
-        assert JapaneseRerank(xlmr_ce_path, overflow="window").reranker.overflow == "window"
+    assert all("retrieval_score" not in o.node.metadata for o in out)
 
 
 def test_a_text_node_instead_of_node_with_score_is_a_clear_error(

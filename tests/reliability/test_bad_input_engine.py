@@ -159,7 +159,7 @@ def test_messy_text_is_normalised_and_scored(reranker: Reranker) -> None:
     got = reranker.score(QUERY, messy)
     np.testing.assert_allclose(got, reranker.score(QUERY, clean), atol=1e-6)
     assert np.isfinite(got).all()
-    raw = Reranker(reranker.source.location, device="cpu", normalize=False)
+    raw = Reranker(reranker.source.location, device="cpu", normalize_text=False)
     assert np.isfinite(raw.score(QUERY, messy)).all()  # unnormalised control characters reach the tokenizer unharmed
 
 

@@ -66,7 +66,7 @@ def assert_complete(index: ChromaIndex) -> None:
     got = index.get([r[0] for r in want[::37]])
     assert [g.text for g in got] == [r[1] for r in want[::37]]
     probes = embed([r[1] for r in want[:5]])
-    assert [h[0].id for h in index.search_batch(probes, k=1)] == [r[0] for r in want[:5]]
+    assert [h[0].id for h in index.search_many(probes, k=1)] == [r[0] for r in want[:5]]
 
 
 def free_port() -> int:
@@ -346,15 +346,21 @@ def test_server_killed_at_random_moments_then_resumed(server: ChromaServer) -> N
     rng = random.Random(7)
     index = ChromaIndex(DIM, host="127.0.0.1", port=server.port, collection_name="random", retry=PATIENT)
     for _ in range(3):
-        killer = threading.Timer(rng.uniform(0.0, 0.4), server.kill)
-        restarter = threading.Timer(1.0, server.start)
-        killer.start()
-        restarter.start()
+        delay = rng.uniform(0.0, 0.4)
+
+        def kill_then_restart(delay: float = delay) -> None:
+            # one thread, in order: a loaded machine may delay the kill, but never runs the restart before it
+            time.sleep(delay)
+            server.kill()
+            time.sleep(0.3)
+            server.start()  # returns once the port accepts connections
+
+        chaos = threading.Thread(target=kill_then_restart)
+        chaos.start()
         # usually ridden out by the retries; an add interrupted after its request was sent raises instead
         with contextlib.suppress(IndexServerUnavailableError):
             ingest(index, records(), embed, batch_size=25, mode="upsert", progress=False)
-        killer.join()
-        restarter.join()
+        chaos.join()  # the server is up again, whenever the kill came
         ingest(index, records(), embed, batch_size=100, mode="upsert", progress=False)  # resume
         assert_complete(index)
 

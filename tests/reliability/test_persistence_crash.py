@@ -96,7 +96,7 @@ def assert_same_index(got: VectorIndex, want: VectorIndex) -> None:
     """Same records (ids, texts, metadata) and the same search results for a few probe vectors."""
     assert sorted(got.records(), key=lambda r: r.id) == sorted(want.records(), key=lambda r: r.id)
     probes = np.random.default_rng(0).standard_normal((4, child.DIM)).astype(np.float32)
-    for g, w in zip(got.search_batch(probes, k=5), want.search_batch(probes, k=5), strict=True):
+    for g, w in zip(got.search_many(probes, k=5), want.search_many(probes, k=5), strict=True):
         assert [h.id for h in g] == [h.id for h in w]
         np.testing.assert_allclose([h.score for h in g], [h.score for h in w], atol=1e-5)
 
@@ -207,7 +207,7 @@ def test_sigkill_during_checkpointed_streaming_ingestion_then_resume(tmp_path: P
         final = load_index(root)
         assert expected_prefix(final) == [r[0] for r in stream]
         vectors = child.embed([r[1] for r in stream])
-        assert [h[0].id for h in final.search_batch(vectors[:5], k=1)] == [r[0] for r in stream[:5]]
+        assert [h[0].id for h in final.search_many(vectors[:5], k=1)] == [r[0] for r in stream[:5]]
     assert partial > 0  # some kill really landed mid-ingestion
 
 
@@ -238,7 +238,7 @@ def test_sigkill_during_embedded_chroma_ingestion_then_resume_without_duplicates
         assert len(final) == len(stream)  # upsert by id: no duplicates
         assert sorted(r.id for r in final.records()) == [r[0] for r in stream]
         vectors = child.embed([r[1] for r in stream])
-        assert [h[0].id for h in final.search_batch(vectors[:5], k=1)] == [r[0] for r in stream[:5]]
+        assert [h[0].id for h in final.search_many(vectors[:5], k=1)] == [r[0] for r in stream[:5]]
     assert partial > 0  # some kill really landed mid-ingestion
 
 

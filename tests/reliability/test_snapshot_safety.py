@@ -418,3 +418,52 @@ def test_malformed_pointers_are_index_corrupted_errors(tmp_path: Path, pointer: 
     (root / "CURRENT").write_bytes(pointer)
     with pytest.raises(IndexCorruptedError):
         load_index(root)
+
+
+def test_readers_never_fail_while_a_search_index_is_replaced_again_and_again(tmp_path: Path) -> None:
+    """Issue 25, item 6: a reader that resolved the snapshot a save then deleted used to fail (1 load in ~450)."""
+    import threading
+
+    from jp_rerank import BM25Index
+    from jp_rerank.pipeline.folder import load_search_index, write_search_index
+
+    folder = tmp_path / "idx"
+
+    def save(generation: int) -> None:
+        rows = [{"id": f"d{i}", "text": f"世代{generation}の文書{i}。富士山", "metadata": {}} for i in range(40)]
+        bm25 = BM25Index("char2").index([r["text"] for r in rows], [r["id"] for r in rows])
+        write_search_index(folder, passages=rows, count=len(rows), bm25=bm25)
+
+    save(0)
+    done, stop = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    loaded = threading.Semaphore(0)
+
+    def writer() -> None:
+        try:
+            for generation in range(1, 41):
+                while not loaded.acquire(timeout=1):  # each save overlaps a load: the reader runs across saves
+                    if stop.is_set():
+                        return
+                save(generation)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    generations: set[str] = set()
+    try:
+        while not done.is_set():
+            loaded.release()
+            hits = load_search_index(folder, reranker=None, top_n=40).retrieve("富士山")
+            seen = {h.text.split("の")[0] for h in hits}
+            assert len(seen) == 1, seen  # never a mix of two saves
+            generations |= seen
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    assert len(generations) > 1

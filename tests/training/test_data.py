@@ -69,6 +69,10 @@ def test_repeated_question_is_merged(tmp_path: Path) -> None:
         ('{"query": "質問", "positives": []}', r"'positives' is an empty list"),
         ('{"query": "質問", "positives": "文書"}', r"'positives' must be a list of strings"),
         ('{"query": "  ", "positive": "文書"}', r"'query' is empty"),
+        ('{"query": "\\u200b\\u2060", "positive": "文書"}', r"'query' is only invisible characters"),
+        ('{"query": "質問", "positive": "\\ufeff\\u200b"}', r"'positive' is only invisible characters"),
+        ('{"query": "質問", "positives": ["文書", "\\u2060"]}', r"'positives\[1\]' is only invisible characters"),
+        ('{"query": "質問", "positive": "文書", "negatives": ["\\u200b"]}', r"'negatives\[0\]' is only invisible"),
         ('{"query": "質問", "positive": "文書", "negatives": ["文書"]}', r"both positive and negative"),
         ('{"query": "質問", "positive": 3}', r"'positive' must be a string, got int"),
         ('{"query": "質問", "positive": "文書"', r"invalid JSON"),
@@ -91,6 +95,24 @@ def test_skip_bad_rows_reports_the_count(tmp_path: Path, caplog: pytest.LogCaptu
     assert ts.skipped == 2
     assert "skipped 2 bad rows" in caplog.text
     assert "mixed.jsonl:2" in caplog.text  # the first bad row is named
+
+
+def test_rows_blank_once_normalised_are_counted_by_skip_bad_rows(tmp_path: Path) -> None:
+    rows = [
+        {"query": "富士山の高さは？", "positive": FUJI},
+        {"query": "\u200b", "positive": FUJI},
+        {"query": "東京は？", "positive": "\u2060\u200b"},
+    ]
+    ts = load_training_data(_jsonl(tmp_path / "d.jsonl", rows), skip_bad_rows=True)
+    assert [q.query for q in ts.queries] == ["富士山の高さは？"]
+    assert ts.skipped == 2
+
+
+def test_a_passage_over_the_character_cap_is_refused_at_its_line(tmp_path: Path) -> None:
+    huge = "あ" * 1_000_001
+    path = _jsonl(tmp_path / "huge.jsonl", [{"query": "質問", "positive": FUJI}, {"query": "質問2", "positive": huge}])
+    with pytest.raises(TrainingDataError, match=r"huge\.jsonl:2: 'positive' has 1,000,001 characters, over the"):
+        load_training_data(path)
 
 
 def test_file_with_only_bad_rows_is_an_error_even_when_skipping(tmp_path: Path) -> None:
@@ -215,6 +237,13 @@ def test_heldout_split_keeps_questions_of_one_passage_together_and_ignores_order
     assert {q.query for q in split_heldout(reordered, 9, seed=1)[1].queries} == {q.query for q in held.queries}
     assert {q.query for q in split_heldout(ts, 9, seed=2)[1].queries} != {q.query for q in held.queries}
     assert split_heldout(TrainingSet.from_pairs(pairs[:9]), 5)[1].queries == ()  # too few to hold out
+
+
+def test_saving_what_mining_returns_names_the_set_to_pass(tmp_path: Path) -> None:
+    mined = mine_hard_negatives(_pool_set(), num_negatives=1, random_negatives=0, relative_margin=None)
+    with pytest.raises(TypeError, match=r"mine_hard_negatives returns \(set, stats\)"):
+        save_jsonl(mined, tmp_path / "mined.jsonl")  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())  # nothing half-written
 
 
 def test_saved_set_reads_back_identically(tmp_path: Path) -> None:

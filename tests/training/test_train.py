@@ -25,6 +25,8 @@ pytest.importorskip("datasets")
 
 # Tiny random models learn what is learnable in a few dozen steps: passage style. Positives are the Japanese demo
 # passages, given negatives are ASCII noise, and a little mining adds real (hard, Japanese) negatives as well.
+pytestmark = pytest.mark.train
+
 FAST: dict[str, Any] = {
     "batch_size": 8,
     "learning_rate": 3e-3,
@@ -303,8 +305,9 @@ def test_distillation_targets_the_teachers_logits(
 
 
 def test_time_budget_stops_cleanly_then_saves_and_evaluates(
-    pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path
+    pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="jp_rerank.training")
     result = train(
         pairs_file,
         tmp_path / "budget",
@@ -316,6 +319,9 @@ def test_time_budget_stops_cleanly_then_saves_and_evaluates(
     )
     assert result.stopped_by == "time_budget"
     assert 0 < result.global_step < 100_000
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert progress, caplog.text  # the log says how far it is: steps, loss, pairs/s, time left in the budget
+    assert all(" pairs/s " in line and "budget left " in line for line in progress)
     assert result.metrics_after
     assert Reranker(result.output_dir, device="cpu").score("質問", ["文書"]).shape == (1,)
     # the stop wrote a checkpoint, so the kept run can be resumed for more steps
@@ -357,6 +363,50 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(pairs_file: Path, xlmr
     assert steps[-6:] == [5, 6, 7, 8, 9, 10]  # steps 5-6 of the interrupted run were redone from the checkpoint
     assert result.config.learning_rate == FAST["learning_rate"]  # settings came from the run
     assert Reranker(out, device="cpu").score("質問", ["文書"]).shape == (1,)
+
+
+class _Meanwhile:
+    """A TrainerCallback that runs ``action`` once, after ``step``, while the run is live."""
+
+    def __new__(cls, step: int, action: Any) -> Any:
+        from transformers import TrainerCallback
+
+        class Meanwhile(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if state.global_step == step:
+                    action()
+
+        return Meanwhile()
+
+
+def test_a_second_run_into_a_live_runs_folder_is_refused(pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "live"
+    settings = {**FAST, "logging_steps": 1, "save_steps": 2, "eval_queries": 0, "num_negatives": 0}
+    refused: list[str] = []
+
+    def overlap() -> None:  # a --resume and a fresh run into the folder of the run that is training now
+        for kwargs in ({"resume": True, "max_steps": 3}, {"base": xlmr_ce_path, "max_steps": 3, **settings}):
+            with pytest.raises(FileExistsError) as caught:
+                train(pairs_file, out, **kwargs)
+            refused.append(str(caught.value))
+
+    result = train(pairs_file, out, base=xlmr_ce_path, max_steps=6, callbacks=[_Meanwhile(4, overlap)], **settings)
+    assert len(refused) == 2
+    assert all(f"another training run is writing to {out}" in message for message in refused)
+    assert result.global_step == 6  # the live run was not disturbed
+    assert json.loads((out / "training_result.json").read_text(encoding="utf-8"))["global_step"] == 6
+
+
+def test_a_run_killed_while_preparing_its_data_is_started_again(
+    pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed-while-mining"
+    (out / "checkpoints").mkdir(parents=True)  # what SIGKILL during mining leaves: a half-written set, no run.json
+    (out / "checkpoints" / "train.jsonl").write_text('{"query": "富士山の', encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match="stopped while preparing its data: run again without resume"):
+        train(pairs_file, out, resume=True)
+    settings = {**FAST, "eval_queries": 0, "num_negatives": 0}
+    assert train(pairs_file, out, base=xlmr_ce_path, max_steps=2, **settings).global_step == 2
 
 
 @pytest.mark.slow

@@ -98,8 +98,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         options["group_by_length"] = not args.no_group_by_length
     if hasattr(args, "no_eval_before"):
         options["evaluate_before"] = not args.no_eval_before
-    if hasattr(args, "no_normalize"):
-        options["normalize"] = not args.no_normalize
+    if hasattr(args, "no_normalize_text"):
+        options["normalize_text"] = not args.no_normalize_text
     if getattr(args, "quiet", False):
         options["progress"] = False
     return options
@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"jp-rerank train: interrupted; continue with: jp-rerank train {args.data} -o {args.output} --resume\n"
         )
-        return 130
+        return 130  # jp_rerank.cli.EXIT_INTERRUPTED, with the line that says how to resume
     except FileExistsError as exc:
         raise CliInputError(str(exc)) from exc
     finally:
@@ -179,7 +179,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--corpus", help="extra passage pool to mine from (BEIR folder or JSONL with text)")
     g.add_argument("--no-title", action="store_true", help="do not prefix BEIR passages with their title")
     g.add_argument("--skip-bad-rows", action="store_true", help="leave malformed rows out (the count is reported)")
-    g.add_argument("--no-normalize", action="store_true", help="do not NFKC-normalise training texts")
+    g.add_argument("--no-normalize-text", action="store_true", help="do not NFKC-normalise training texts")
     g = p.add_argument_group("held-out evaluation")
     g.add_argument("--eval-data", help="separate held-out file or BEIR folder (default: split off the data)")
     g.add_argument("--eval-queries", type=int, help="held-out questions (default 200; 0: none)")

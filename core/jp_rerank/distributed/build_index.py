@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from jp_rerank.checks import storable_metadata
+from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER
 from jp_rerank.distributed.cluster import ItemWorker, RayConfig, ray_session, run_pool, set_worker_threads
 from jp_rerank.distributed.corpus import DEFAULT_CHUNK_BYTES, CorpusChunk, CorpusFormatError, plan_corpus, read_chunk
 from jp_rerank.distributed.embed import EmbedderSource, embed_texts, make_embedder
@@ -348,7 +349,7 @@ def build_index(
     embedder_options: Mapping[str, Any] | None = None,
     backend: str = "faiss-ivfpq",
     index_options: Mapping[str, Any] | None = None,
-    bm25: str | None = "mecab",
+    bm25: str | None = DEFAULT_BM25_TOKENIZER,
     text_field: str = "text",
     id_field: str | None = None,
     train_size: int = 100_000,

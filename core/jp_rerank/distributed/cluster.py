@@ -124,6 +124,7 @@ def ray_session(config: RayConfig) -> Iterator[ModuleType]:
     """
     ray = require_ray()
     if ray.is_initialized():
+        _check_resources(ray.cluster_resources(), config, "this process's Ray")
         yield ray
         return
     address = config.address or os.environ.get("RAY_ADDRESS") or None
@@ -136,9 +137,30 @@ def ray_session(config: RayConfig) -> Iterator[ModuleType]:
     logger.info("connecting to Ray at %s", address or "a new local instance")
     ray.init(address=address, **options)
     try:
+        _check_resources(ray.cluster_resources(), config, address or "a new local instance")
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_resources(resources: dict[str, float], config: RayConfig, where: str) -> None:
+    """Fail at once when no actor could ever be placed (Ray would wait for such a node forever).
+
+    Example:
+        >>> _check_resources({"CPU": 2.0}, RayConfig(gpus_per_worker=1), "here")
+        Traceback (most recent call last):
+        ValueError: the Ray cluster at here has 0 GPUs, but each worker asks for 1 (--gpus-per-worker); ...
+    """
+    for kind, wanted, flag in (
+        ("GPU", config.gpus_per_worker, "--gpus-per-worker"),
+        ("CPU", config.cpus_per_worker, "--cpus-per-worker"),
+    ):
+        have = float(resources.get(kind, 0.0))
+        if wanted > 0 and have < wanted:
+            raise ValueError(
+                f"the Ray cluster at {where} has {have:g} {kind}s, but each worker asks for {wanted:g} ({flag}); "
+                f"no worker could start (lower {flag} or use a cluster with {kind}s)"
+            )
 
 
 def set_worker_threads(threads: int) -> None:

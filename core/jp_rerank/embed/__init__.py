@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from jp_rerank._deprecation import moved
 from jp_rerank.embed.dense import Embedder
 from jp_rerank.embed.sparse import SparseEmbedder
 
 __all__ = ["Embedder", "SparseEmbedder"]
-
-__getattr__ = moved(__name__, {"SparseIndex": "jp_rerank.index.sparse:SparseIndex"})

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from jp_rerank._deprecation import renamed
 from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
@@ -100,7 +99,6 @@ class Embedder(ModelHandle):
             work; over the cap raises ``ValueError``.
         max_chars: Most characters of one text (default 1,000,000; ``None``: no cap). Checked before any model
             work; over the cap raises ``ValueError`` (chunk long texts first).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
         >>> emb = Embedder("static-ja", truncate_dim=256)
@@ -135,7 +133,6 @@ class Embedder(ModelHandle):
         show_progress_bar: bool = False,
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
-        normalize: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -163,9 +160,7 @@ class Embedder(ModelHandle):
         self.truncate_dim = truncate_dim
         self.normalize_embeddings = normalize_embeddings
         self.show_progress_bar = bool(show_progress_bar)
-        self.normalize_text = renamed(
-            normalize_text, normalize, old="normalize", new="normalize_text", owner="Embedder"
-        )
+        self.normalize_text = normalize_text
         self.batch_size = batch_size
         self.precision: EmbedPrecision = precision
         self._resolved: tuple[int, TorchPrecision] = (TRANSFORMER_BATCH_SIZE, "fp32")
@@ -202,7 +197,13 @@ class Embedder(ModelHandle):
         return self._resolved[1]
 
     def prefix(self, side: Side) -> str:
-        """The text put before inputs of ``side`` (``"query"`` or ``"document"``)."""
+        """The text put before inputs of ``side`` (``"query"`` or ``"document"``).
+
+        Raises:
+            ValueError: Another side (passages are the ``"document"`` side).
+        """
+        if side not in ("query", "document"):
+            raise ValueError(f"side must be 'query' or 'document' (passages are the document side), got {side!r}")
         self._load()
         return self._prefixes[side]
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jp_rerank._deprecation import renamed
 from jp_rerank.checks import check_positive_int, check_query, check_texts
 from jp_rerank.loading import ModelHandle
 from jp_rerank.presets import DEFAULT_SPARSE
@@ -78,7 +77,6 @@ class SparseEmbedder(ModelHandle):
         trust_remote_code: Allow custom code from the hub repository.
         num_threads: torch CPU threads, set for the whole process when the model loads (``None``: torch's
             choice; see :func:`jp_rerank.runtime.set_torch_threads`).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
         >>> emb = SparseEmbedder("splade-ja")
@@ -110,7 +108,6 @@ class SparseEmbedder(ModelHandle):
         revision: str | None = None,
         trust_remote_code: bool | None = None,
         num_threads: int | None = None,
-        normalize: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -130,9 +127,7 @@ class SparseEmbedder(ModelHandle):
         for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
-        self.normalize_text = renamed(
-            normalize_text, normalize, old="normalize", new="normalize_text", owner="SparseEmbedder"
-        )
+        self.normalize_text = normalize_text
         self.batch_size = batch_size
         self.max_active_dims = max_active_dims
         self._max_length = max_length

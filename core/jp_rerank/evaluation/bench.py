@@ -683,13 +683,14 @@ def _method_table(methods: list[MethodResult], unit: str, peaks: dict[str, float
 
 def _agreement_table(rows: list[Agreement]) -> list[str]:
     lines = [
-        "| method | Spearman mean | Spearman min | nDCG@10 | nDCG@10 fp32 | max abs score diff |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| method | Spearman mean | Spearman min | top-3 set same | nDCG@10 | nDCG@10 fp32 | max abs score diff |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for a in rows:
         lines.append(
             f"| {a.method} | {_fmt(a.spearman_mean, '.4f')} | {_fmt(a.spearman_min, '.4f')} | "
-            f"{_fmt(a.ndcg10, '.4f')} | {_fmt(a.ndcg10_fp32, '.4f')} | {a.max_abs_diff:.2e} |"
+            f"{_fmt(a.top3_same, '.2f')} | {_fmt(a.ndcg10, '.4f')} | {_fmt(a.ndcg10_fp32, '.4f')} | "
+            f"{a.max_abs_diff:.2e} |"
         )
     return lines
 

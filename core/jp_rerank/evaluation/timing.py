@@ -94,6 +94,8 @@ class Agreement:
         ndcg10_fp32: nDCG@10 of torch fp32.
         max_abs_diff: Largest absolute score difference.
         score_std: Standard deviation of the fp32 scores (tiny for random-weight models: see the notes).
+        top3_same: Share of questions whose top-3 set equals torch fp32's (what a user sees; Spearman can stay
+            above 0.99 while the top three change).
     """
 
     method: str
@@ -103,6 +105,7 @@ class Agreement:
     ndcg10_fp32: float
     max_abs_diff: float
     score_std: float
+    top3_same: float = float("nan")
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -294,6 +297,13 @@ def agreement(
                 ndcg10_fp32=round(ref_ndcg, 4),
                 max_abs_diff=float(max(np.abs(a - b).max() for a, b in zip(ref, got, strict=True))),
                 score_std=round(float(np.concatenate(ref).std()), 6),
+                top3_same=round(float(np.mean([_top(a, 3) == _top(b, 3) for a, b in zip(ref, got, strict=True)])), 4),
             )
         )
     return out
+
+
+def _top(scores: np.ndarray, k: int) -> frozenset[int]:
+    """Positions of the ``k`` best scores (NaN last, ties by position)."""
+    keyed = np.where(np.isnan(scores), -np.inf, scores)
+    return frozenset(int(i) for i in np.argsort(-keyed, kind="stable")[:k])

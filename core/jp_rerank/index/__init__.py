@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank._deprecation import moved
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 from jp_rerank.hits import SearchHit
 from jp_rerank.index.base import Record, VectorIndex
@@ -57,5 +56,3 @@ __all__ = [
     "make_index",
     "read_snapshot",
 ]
-
-__getattr__ = moved(__name__, {"BackendName": "jp_rerank.index.registry:IndexBackend"})

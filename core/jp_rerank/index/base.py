@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,12 +119,6 @@ class VectorIndex(ABC):
     def metric(self) -> Metric:
         """``"cosine"`` or ``"ip"``."""
         return self._metric
-
-    @property
-    def normalize(self) -> bool:
-        """Deprecated: whether vectors are scaled to unit length, i.e. ``metric == "cosine"``."""
-        warnings.warn('VectorIndex.normalize is deprecated; test metric == "cosine"', DeprecationWarning, stacklevel=2)
-        return self._metric == "cosine"
 
     @property
     def embedder_id(self) -> str | None:
@@ -273,11 +266,6 @@ class VectorIndex(ABC):
             where: Optional equality filter on metadata, applied to every query.
         """
         return self._run_search(queries, k, where, {}, single=False)
-
-    def search_batch(self, queries: object, k: int = DEFAULT_K, **kwargs: Any) -> list[list[SearchHit]]:
-        """Deprecated name of :meth:`search_many` (removed in the next release)."""
-        warnings.warn("search_batch() is deprecated; use search_many()", DeprecationWarning, stacklevel=2)
-        return self.search_many(queries, k, **kwargs)
 
     # ------------------------------------------------------------------ persistence
 

@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank._deprecation import moved
 from jp_rerank.lexical.bm25 import (
     DEFAULT_B,
     DEFAULT_K1,
@@ -45,5 +44,3 @@ __all__ = [
     "get_tokenizer",
     "prepare_text",
 ]
-
-__getattr__ = moved(__name__, {"LexicalHit": "jp_rerank.hits:SearchHit"})

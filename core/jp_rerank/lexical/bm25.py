@@ -21,14 +21,12 @@ import logging
 import math
 import os
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from jp_rerank._deprecation import moved, renamed
 from jp_rerank._pickling import FreshOnCopy
 from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
@@ -57,8 +55,6 @@ __all__ = [
     "BM25Index",
     "BM25Method",
 ]
-
-__getattr__ = moved(__name__, {"LexicalHit": "jp_rerank.hits:SearchHit"})
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +127,6 @@ class BM25Index(FreshOnCopy):
         name: Name of this first stage (the key of its scores in fused results).
         max_chars: Most characters of one query (default 1,000,000, also after NFKC; ``None``: no cap); a longer
             query raises ``ValueError`` (documents have no cap: long ones are tokenised in pieces).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Raises:
         ValueError: If a parameter is out of range or the tokenizer spec is unknown.
@@ -154,7 +149,6 @@ class BM25Index(FreshOnCopy):
         normalize_text: bool = True,
         name: str = "bm25",
         max_chars: int | None = DEFAULT_MAX_CHARS,
-        normalize: bool | None = None,
     ) -> None:
         if method not in ("lucene", "robertson", "atire"):
             raise ValueError(f"method must be 'lucene', 'robertson' or 'atire', got {method!r}")
@@ -163,9 +157,7 @@ class BM25Index(FreshOnCopy):
         self._k1 = _check_float(k1, "k1", 0.0, math.inf)
         self._b = _check_float(b, "b", 0.0, 1.0)
         self._method: BM25Method = method
-        self._normalize = renamed(
-            bool(normalize_text), normalize, old="normalize", new="normalize_text", owner="BM25Index"
-        )
+        self._normalize_text = bool(normalize_text)
         self._name = name
         self._max_chars = check_optional_positive_int(max_chars, name="max_chars")
         # The index normalises texts itself, so tokenizers it builds from a spec skip that step.
@@ -177,7 +169,7 @@ class BM25Index(FreshOnCopy):
     # ------------------------------------------------------------------ properties
     @property
     def tokenizer(self) -> Tokenizer:
-        """The tokenizer (it receives text already prepared when ``normalize`` is on)."""
+        """The tokenizer (it receives text already prepared when ``normalize_text`` is on)."""
         return self._tokenizer
 
     @property
@@ -198,13 +190,7 @@ class BM25Index(FreshOnCopy):
     @property
     def normalize_text(self) -> bool:
         """Whether texts are NFKC-normalised and lower-cased before tokenising."""
-        return self._normalize
-
-    @property
-    def normalize(self) -> bool:
-        """Deprecated spelling of :attr:`normalize_text`."""
-        warnings.warn("BM25Index.normalize is deprecated; use normalize_text", DeprecationWarning, stacklevel=2)
-        return self._normalize
+        return self._normalize_text
 
     @property
     def name(self) -> str:
@@ -232,7 +218,7 @@ class BM25Index(FreshOnCopy):
     def __repr__(self) -> str:
         return (
             f"BM25Index(tokenizer={self._tokenizer.name!r}, k1={self._k1}, b={self._b}, "
-            f"method={self._method!r}, normalize_text={self._normalize}, documents={len(self)})"
+            f"method={self._method!r}, normalize_text={self._normalize_text}, documents={len(self)})"
         )
 
     # ------------------------------------------------------------------ tokenising
@@ -248,7 +234,7 @@ class BM25Index(FreshOnCopy):
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        tokens = self._tokenizer(prepare_text(text) if self._normalize else text)
+        tokens = self._tokenizer(prepare_text(text) if self._normalize_text else text)
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
             raise TypeError(f"tokenizer {self._tokenizer.name!r} must return a list of str")
         return tokens
@@ -450,7 +436,7 @@ class BM25Index(FreshOnCopy):
             max_chars=self._max_chars,
             name="queries",
             owner="BM25Index",
-            nfkc=self._normalize,
+            nfkc=self._normalize_text,
         )
         state = self._state
         if not items or not state.vocab:
@@ -546,7 +532,7 @@ class BM25Index(FreshOnCopy):
         """
         settings = {
             "tokenizer": self._tokenizer.name,
-            "normalize": self._normalize,
+            "normalize": self._normalize_text,
             "k1": self._k1,
             "b": self._b,
             "method": self._method,

@@ -2,8 +2,7 @@
 
 A saved BM25 index is a :mod:`jp_rerank.snapshots` folder whose snapshot holds:
 
-* ``docs.jsonl``: one ``{"id", "text", "metadata"}`` object per document, in index order (format 2; format 1,
-  written by jp-rerank 0.1, held only ``ids.json`` and is still read: its documents come back without text);
+* ``docs.jsonl``: one ``{"id", "text", "metadata"}`` object per document, in index order;
 * ``vocab.json``: the tokens, by token id;
 * ``arrays.npz``: the document token ids and the BM25 weight matrix (CSC arrays), no pickle.
 """
@@ -34,8 +33,7 @@ BACKEND = "bm25"
 """Backend name in the snapshot manifest."""
 
 _FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
-_IDS, _DOCS, _VOCAB, _ARRAYS = "ids.json", "docs.jsonl", "vocab.json", "arrays.npz"
+_DOCS, _VOCAB, _ARRAYS = "docs.jsonl", "vocab.json", "arrays.npz"
 
 
 @dataclass(frozen=True)
@@ -122,11 +120,7 @@ def write_state(target: Path, state: BM25State, settings: Mapping[str, Any]) -> 
     return write_snapshot(target, manifest, write_payload)
 
 
-def _read_docs(snapshot: Path, version: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Metadata, ...]]:
-    if version == 1:
-        old_ids = tuple(str(doc_id) for doc_id in json.loads((snapshot / _IDS).read_text(encoding="utf-8")))
-        logger.warning("%s is a BM25 index of format 1 (no passage texts): its hits come back without text", snapshot)
-        return old_ids, ("",) * len(old_ids), tuple({} for _ in old_ids)
+def _read_docs(snapshot: Path) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Metadata, ...]]:
     ids: list[str] = []
     texts: list[str] = []
     metas: list[Metadata] = []
@@ -151,16 +145,16 @@ def read_state(root: Path, *, verify: bool = True) -> tuple[BM25State, dict[str,
     """
     snapshot, manifest = read_snapshot(root, verify=verify)
     version = manifest.get("bm25_format_version")
-    if manifest.get("backend") != BACKEND or version not in _READABLE_VERSIONS:
+    if manifest.get("backend") != BACKEND or version != _FORMAT_VERSION:
         raise IndexMismatchError(
             f"{root} holds a {manifest.get('backend')!r} index of BM25 format version {version!r}; "
-            f"this jp-rerank reads {BACKEND!r} versions {list(_READABLE_VERSIONS)}"
+            f"this jp-rerank reads {BACKEND!r} version {_FORMAT_VERSION}"
         )
     if manifest.get("jp_rerank_version") != __version__:
         saved = manifest.get("jp_rerank_version")
         logger.warning("BM25 index %s was saved by jp-rerank %s, loading with %s", root, saved, __version__)
     try:
-        ids, texts, metas = _read_docs(snapshot, int(version))
+        ids, texts, metas = _read_docs(snapshot)
         vocab_list = json.loads((snapshot / _VOCAB).read_text(encoding="utf-8"))
         with np.load(snapshot / _ARRAYS, allow_pickle=False) as arrays:
             state = BM25State(

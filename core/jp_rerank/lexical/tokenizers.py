@@ -40,7 +40,6 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from jp_rerank._deprecation import renamed
 from jp_rerank._pickling import FreshOnCopy
 from jp_rerank.extras import require
 from jp_rerank.text import chunk_text
@@ -141,14 +140,13 @@ class Tokenizer(Protocol):
         ...
 
 
-def prepare_text(text: str, *, normalize_text: bool = True, normalize: bool | None = None) -> str:
+def prepare_text(text: str, *, normalize_text: bool = True) -> str:
     r"""Return ``text`` as the built-in tokenizers see it.
 
     Args:
         text: Input text.
         normalize_text: Apply :func:`jp_rerank.text.normalize_text` (NFKC, control characters removed,
             whitespace folded) and lower-case the result.
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Returns:
         The text with control characters and lone surrogates replaced by spaces (always), normalised when asked.
@@ -164,7 +162,7 @@ def prepare_text(text: str, *, normalize_text: bool = True, normalize: bool | No
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if renamed(normalize_text, normalize, old="normalize", new="normalize_text", owner="prepare_text"):
+    if normalize_text:
         text = _normalize(text).lower()
     return _UNSAFE_RE.sub(" ", text)
 
@@ -196,7 +194,6 @@ class CharNgramTokenizer:
         n: Size of the n-grams (ignored when ``ngram_range`` is given).
         ngram_range: ``(low, high)``: every size from ``low`` to ``high`` inclusive, e.g. ``(1, 2)``.
         normalize_text: NFKC-normalise and lower-case first (see :func:`prepare_text`).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Raises:
         ValueError: If a size is below 1 or ``low > high``.
@@ -214,7 +211,6 @@ class CharNgramTokenizer:
         *,
         ngram_range: tuple[int, int] | None = None,
         normalize_text: bool = True,
-        normalize: bool | None = None,
     ) -> None:
         low, high = ngram_range if ngram_range is not None else (n, n)
         for size in (low, high):
@@ -223,9 +219,7 @@ class CharNgramTokenizer:
         if low < 1 or high < low:
             raise ValueError(f"n-gram sizes must satisfy 1 <= low <= high, got ({low}, {high})")
         self.ngram_range = (low, high)
-        self.normalize_text = renamed(
-            normalize_text, normalize, old="normalize", new="normalize_text", owner=type(self).__name__
-        )
+        self.normalize_text = normalize_text
 
     @property
     def name(self) -> str:
@@ -254,11 +248,9 @@ class _DictionaryTokenizer(FreshOnCopy):
 
     _fresh_on_copy: ClassVar[dict[str, Callable[[], Any]]] = {"_local": threading.local}
 
-    def __init__(self, *, drop_function_words: bool, normalize_text: bool, normalize: bool | None) -> None:
+    def __init__(self, *, drop_function_words: bool, normalize_text: bool) -> None:
         self.drop_function_words = drop_function_words
-        self.normalize_text = renamed(
-            normalize_text, normalize, old="normalize", new="normalize_text", owner=type(self).__name__
-        )
+        self.normalize_text = normalize_text
         self._local = threading.local()
 
     def _drops(self, pos: str) -> bool:
@@ -277,7 +269,6 @@ class MeCabTokenizer(_DictionaryTokenizer):
             ``"base"`` (orthographic base form, e.g. 住ん → 住む) or ``"surface"`` (text as written).
         drop_function_words: Drop the parts of speech in :data:`FUNCTION_WORD_POS`.
         normalize_text: NFKC-normalise and lower-case first (see :func:`prepare_text`).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
         >>> MeCabTokenizer()("東京都に住んでいます")
@@ -292,12 +283,11 @@ class MeCabTokenizer(_DictionaryTokenizer):
         form: MeCabForm = "lemma",
         drop_function_words: bool = True,
         normalize_text: bool = True,
-        normalize: bool | None = None,
     ) -> None:
         if form not in ("surface", "base", "lemma"):
             raise ValueError(f"form must be 'surface', 'base' or 'lemma', got {form!r}")
         self.form: MeCabForm = form
-        super().__init__(drop_function_words=drop_function_words, normalize_text=normalize_text, normalize=normalize)
+        super().__init__(drop_function_words=drop_function_words, normalize_text=normalize_text)
 
     @property
     def name(self) -> str:
@@ -360,7 +350,6 @@ class SudachiTokenizer(_DictionaryTokenizer):
             ``"surface"``.
         drop_function_words: Drop the parts of speech in :data:`FUNCTION_WORD_POS`.
         normalize_text: NFKC-normalise and lower-case first (see :func:`prepare_text`).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Raises:
         ImportError: When tokenising, if ``sudachipy``/``sudachidict_core`` are missing
@@ -378,7 +367,6 @@ class SudachiTokenizer(_DictionaryTokenizer):
         form: SudachiForm = "normalized",
         drop_function_words: bool = True,
         normalize_text: bool = True,
-        normalize: bool | None = None,
     ) -> None:
         if mode not in ("A", "B", "C"):
             raise ValueError(f"mode must be 'A', 'B' or 'C', got {mode!r}")
@@ -386,7 +374,7 @@ class SudachiTokenizer(_DictionaryTokenizer):
             raise ValueError(f"form must be 'surface' or 'normalized', got {form!r}")
         self.mode: SudachiMode = mode
         self.form: SudachiForm = form
-        super().__init__(drop_function_words=drop_function_words, normalize_text=normalize_text, normalize=normalize)
+        super().__init__(drop_function_words=drop_function_words, normalize_text=normalize_text)
 
     @property
     def name(self) -> str:
@@ -437,14 +425,13 @@ _SUDACHI_SPEC = re.compile(r"^sudachi(?:-([abc]))?(?:-(surface|normalized))?(\+f
 _CHAR_SPEC = re.compile(r"^char([1-9][0-9]*)(?:-([1-9][0-9]*))?$")
 
 
-def get_tokenizer(spec: str | Tokenizer, *, normalize_text: bool = True, normalize: bool | None = None) -> Tokenizer:
+def get_tokenizer(spec: str | Tokenizer, *, normalize_text: bool = True) -> Tokenizer:
     """Build a tokenizer from a spec string (see the module docs), or return a tokenizer object unchanged.
 
     Args:
         spec: A spec such as ``"mecab"``, ``"mecab-surface+func"``, ``"sudachi-b"``, ``"char2"``, ``"char1-2"``
             (case-insensitive), or an object following :class:`Tokenizer`.
         normalize_text: Passed to the built tokenizer (ignored for tokenizer objects).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Returns:
         The tokenizer; for a spec, ``get_tokenizer(t.name)`` builds an equivalent one.
@@ -463,26 +450,25 @@ def get_tokenizer(spec: str | Tokenizer, *, normalize_text: bool = True, normali
         if isinstance(spec, Tokenizer) and isinstance(spec.name, str):
             return spec
         raise TypeError(f"tokenizer must be a spec string or a callable with a 'name', got {type(spec).__name__}")
-    flag = renamed(normalize_text, normalize, old="normalize", new="normalize_text", owner="get_tokenizer")
     key = spec.strip().lower()
     if match := _MECAB_SPEC.match(key):
         form = match.group(1) or "lemma"
         return MeCabTokenizer(
             form=form,  # type: ignore[arg-type]
             drop_function_words=match.group(2) is None,
-            normalize_text=flag,
+            normalize_text=normalize_text,
         )
     if match := _SUDACHI_SPEC.match(key):
         return SudachiTokenizer(
             (match.group(1) or "c").upper(),  # type: ignore[arg-type]
             form=match.group(2) or "normalized",  # type: ignore[arg-type]
             drop_function_words=match.group(3) is None,
-            normalize_text=flag,
+            normalize_text=normalize_text,
         )
     if match := _CHAR_SPEC.match(key):
         low = int(match.group(1))
         high = int(match.group(2) or low)
-        return CharNgramTokenizer(ngram_range=(low, high), normalize_text=flag)
+        return CharNgramTokenizer(ngram_range=(low, high), normalize_text=normalize_text)
     raise ValueError(
         f"unknown tokenizer spec {spec!r}; use 'mecab[-surface|-base|-lemma][+func]', "
         "'sudachi[-a|-b|-c][-surface|-normalized][+func]', 'char<n>' or 'char<low>-<high>'"

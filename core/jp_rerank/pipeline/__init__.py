@@ -13,21 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank._deprecation import moved
 from jp_rerank.hits import FirstStage
 from jp_rerank.pipeline.dense import DenseRetriever
 from jp_rerank.pipeline.retriever import FusionMethod, TwoStageRetriever
 
 __all__ = ["DenseRetriever", "FirstStage", "FusionMethod", "TwoStageRetriever"]
-
-__getattr__ = moved(
-    __name__,
-    {
-        "RetrievedPassage": "jp_rerank.hits:SearchHit",
-        "Candidate": "jp_rerank.hits:SearchHit",
-        "StageHit": "jp_rerank.hits:SearchHit",
-        "DenseStage": "jp_rerank.pipeline.dense:DenseRetriever",
-        "BM25Stage": "jp_rerank.pipeline.compat:BM25Stage",
-        "SparseStage": "jp_rerank.pipeline.compat:SparseStage",
-    },
-)

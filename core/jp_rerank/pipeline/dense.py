@@ -98,14 +98,6 @@ class DenseRetriever:
         retriever.add(texts, ids, metadatas, batch_size=batch_size)
         return retriever
 
-    @classmethod
-    def build(cls, texts: Sequence[str], **kwargs: Any) -> DenseRetriever:
-        """Deprecated name of :meth:`from_texts` (removed in the next release)."""
-        import warnings
-
-        warnings.warn("DenseStage.build() is deprecated; use DenseRetriever.from_texts()", DeprecationWarning, 2)
-        return cls.from_texts(texts, **kwargs)
-
     @property
     def name(self) -> str:
         """Stage name."""

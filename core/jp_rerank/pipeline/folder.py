@@ -12,6 +12,7 @@ in one step, so a killed build leaves the previous index readable.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from jp_rerank.index import VectorIndex
     from jp_rerank.lexical import BM25Index
     from jp_rerank.pipeline.retriever import TwoStageRetriever
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SEARCH_INDEX_BACKEND", "load_search_index", "write_search_index"]
 
@@ -122,22 +125,54 @@ def load_search_index(
     Example:
         >>> load_search_index("my-index", reranker="xsmall").retrieve("富士山の高さは？")  # doctest: +SKIP
     """
-    from jp_rerank.embed import Embedder
-    from jp_rerank.index import load_index
-    from jp_rerank.lexical import BM25Index
-    from jp_rerank.pipeline.dense import DenseRetriever
     from jp_rerank.pipeline.retriever import TwoStageRetriever
     from jp_rerank.rerank import Reranker
     from jp_rerank.snapshots import read_snapshot
 
     root = Path(path)
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            snapshot, manifest = read_snapshot(root)
+        except FileNotFoundError as exc:
+            raise InputFormatError(f"{root} is not a jp-rerank index folder ({exc})") from exc
+        try:
+            stages = _read_stages(root, snapshot, manifest, embedder, device)
+            break
+        except (FileNotFoundError, IndexCorruptedError):
+            # a save replaced the index while its files were read (the old snapshot is deleted after the switch):
+            # read the new one; a real loss raises again
+            if attempt == _READ_ATTEMPTS - 1 or _current_snapshot(root) in (None, snapshot.name):
+                raise
+            logger.info("%s was replaced while it was read; reading the new snapshot", root)
+    rr = None if reranker in (None, "none") else Reranker(reranker, device=device)
+    return TwoStageRetriever(first_stages=stages, reranker=rr, first_k=first_k, top_n=top_n)
+
+
+_READ_ATTEMPTS = 5
+
+
+def _current_snapshot(root: Path) -> str | None:
+    """The snapshot ``root/CURRENT`` names now (``None``: unreadable)."""
+    from jp_rerank.snapshots import read_snapshot
+
     try:
-        snapshot, manifest = read_snapshot(root)
-    except FileNotFoundError as exc:
-        raise InputFormatError(f"{root} is not a jp-rerank index folder ({exc})") from exc
+        return read_snapshot(root, verify=False)[0].name
+    except (OSError, ValueError):
+        return None
+
+
+def _read_stages(
+    root: Path, snapshot: Path, manifest: dict[str, Any], embedder: str | None, device: str | None
+) -> list[Any]:
+    """The first stages stored in one snapshot of a search-index folder."""
+    from jp_rerank.embed import Embedder
+    from jp_rerank.index import load_index
+    from jp_rerank.lexical import BM25Index
+    from jp_rerank.pipeline.dense import DenseRetriever
+
     if manifest.get("backend") != SEARCH_INDEX_BACKEND:
         raise InputFormatError(f"{root} holds a {manifest.get('backend')!r} index, not a search index")
-    texts, metas = [], []
+    texts = []
     with (snapshot / "passages.jsonl").open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, 1):
             where = f"{snapshot / 'passages.jsonl'}:{line_no}"
@@ -150,7 +185,6 @@ def load_search_index(
             ):
                 raise IndexCorruptedError(f"{where}: not a passage record")
             texts.append(rec["text"])
-            metas.append(rec["metadata"])
     if len(texts) != manifest.get("count", len(texts)):
         raise IndexCorruptedError(
             f"{root}: passages.jsonl holds {len(texts)} passages, the manifest {manifest['count']}"
@@ -161,11 +195,5 @@ def load_search_index(
         vectors = load_index(snapshot / "vectors", embedder_id=dense.model_id, verify=False)  # verified above
         stages.append(DenseRetriever(vectors, dense))
     if manifest.get("bm25"):
-        bm25 = BM25Index.load(snapshot / "bm25", verify=False)
-        if len(bm25) and not any(bm25.texts):  # format 1 (jp-rerank 0.1) kept no texts: take them from passages
-            bm25 = BM25Index(
-                bm25.tokenizer, k1=bm25.k1, b=bm25.b, method=bm25.method, normalize_text=bm25.normalize_text
-            ).index(texts, list(bm25.ids), metas)
-        stages.append(bm25)
-    rr = None if reranker in (None, "none") else Reranker(reranker, device=device)
-    return TwoStageRetriever(first_stages=stages, reranker=rr, first_k=first_k, top_n=top_n)
+        stages.append(BM25Index.load(snapshot / "bm25", verify=False))
+    return stages

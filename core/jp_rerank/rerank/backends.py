@@ -14,9 +14,14 @@ Evidence behind :data:`AUTO_ON_CPU` (``benchmarks/README.md`` has the tables):
   moved rankings more (Spearman ~0.95 on real encoder weights): never picked by ``auto``.
 * Speed, AMD EPYC Zen 4 (AVX-512 BF16 + VNNI, no AMX), 2 shared cores, same pairs and run, vs torch fp32:
   OpenVINO int8 3.4-5.4x (two runs), OpenVINO fp32 1.59x, torch bf16 1.14x. So on such CPUs int8 wins by far;
-  on AVX2 / VNNI CPUs, where bf16 is emulated, int8 dot products still run natively (VNNI) or in AVX2 integer
-  code, and OpenVINO int8 is the choice too (not measured on such a machine here: ``JP_RERANK_BACKEND=torch``
-  opts out).
+  on VNNI CPUs without native bf16 the int8 dot products run natively too and OpenVINO int8 is kept (inferred from
+  Zen 4's VNNI, not measured on such a CPU: ``JP_RERANK_BACKEND=torch`` opts out).
+* AMD EPYC Zen 3 (AVX2 + FMA only: no VNNI, no bf16), measured (``benchmarks/results/cpu_plans-avx2.md`` and issue
+  21's table): int8 products go through ``VPMADDUBSW``, whose 16-bit sums saturate. On ja-ce-mini, against torch
+  fp32: OpenVINO int8 (7-bit weights, NNCF ``overflow_fix``) Spearman mean 0.993, min 0.989, 0.83-1.36x the speed
+  (three runs); ONNX int8 0.90-0.987 depending on the weight layout. No int8 plan keeps the criterion, so ``auto``
+  stays on torch fp32 there; ONNX fp32 and OpenVINO fp32 are exact and 1.1-1.2x faster on idle cores (opt-in:
+  ``backend="onnx", precision="fp32"``, exported once).
 * Intel AMX (first machine of this project): torch bf16 autocast 2.2-2.5x torch fp32 on the xsmall/small shapes;
   kept as the choice there (OpenVINO int8 was not measured on AMX).
 * Batches of about :data:`CPU_TOKEN_BUDGET` tokens (pairs x padded length) were 20-40% faster on CPU than
@@ -36,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from jp_rerank._deprecation import moved
 from jp_rerank.extras import is_available
 from jp_rerank.rerank.pairs import EncodedPair, length_sorted_batches
 from jp_rerank.runtime import TorchPrecision, autocast, cpu_supports_bf16, low_precision_for
@@ -55,15 +59,16 @@ __all__ = [
     "ScoringPlan",
     "TorchBackend",
     "cpu_supports_bf16",
+    "default_threads",
     "default_token_budget",
+    "int8_file_key",
+    "int8_kernel",
     "pad_batch",
     "plan_scoring",
     "run_batches",
 ]
 
 logger = logging.getLogger(__name__)
-
-__getattr__ = moved(__name__, {"BackendName": "jp_rerank.rerank.backends:InferenceBackend"})
 
 Precision = TorchPrecision
 """Precisions of the torch backend (:data:`jp_rerank.runtime.TorchPrecision`)."""
@@ -143,7 +148,7 @@ AUTO_ON_CPU: dict[str, tuple[tuple[InferenceBackend, PlanPrecision], ...]] = {
     "amx": (("torch", "bf16"),),
     "avx512_bf16": (("openvino", "int8"), ("torch", "bf16")),
     "vnni": (("openvino", "int8"), ("torch", "fp32")),
-    "avx2": (("openvino", "int8"), ("torch", "fp32")),
+    "avx2": (("torch", "fp32"),),
     "baseline": (("torch", "fp32"),),
 }
 """What ``backend="auto", precision="auto"`` picks on each CPU class, in order of preference (the first whose
@@ -179,6 +184,47 @@ def cpu_class(features: dict[str, bool] | None = None) -> CpuClass:
     return "baseline"
 
 
+Int8Kernel = Literal["vnni", "avx2"]
+"""How a CPU multiplies int8: ``"vnni"`` (AVX-512 VNNI, AVX-VNNI, AMX-INT8: 32-bit sums of u8 x s8 products) or
+``"avx2"`` (``VPMADDUBSW``, whose 16-bit sums of two u8 x s8 products saturate: weights must keep to 7 bits)."""
+
+
+def int8_kernel(cls: CpuClass | None = None) -> Int8Kernel:
+    """The int8 kernel of this CPU (or of CPU class ``cls``): decides how int8 exports are quantised.
+
+    Without VNNI, full-range int8 weights can overflow the 16-bit pair sums of ``VPMADDUBSW`` and scores drift;
+    int8 exports made for the ``"avx2"`` kernel keep weights to 7 bits (ONNX Runtime ``reduce_range`` with a scale
+    per output channel, NNCF ``overflow_fix``) and live in files of their own, so an export folder that moves
+    between CPU kinds is never used with the wrong kernel.
+
+    Example:
+        >>> int8_kernel("avx2"), int8_kernel("avx512_bf16")
+        ('avx2', 'vnni')
+    """
+    return "vnni" if (cls or cpu_class()) in ("amx", "avx512_bf16", "vnni") else "avx2"
+
+
+def int8_file_key(kernel: Int8Kernel) -> str:
+    """The key of the int8 file in an export's manifest for ``kernel`` (see :func:`int8_kernel`).
+
+    Example:
+        >>> int8_file_key("vnni"), int8_file_key("avx2")
+        ('int8', 'int8-avx2')
+    """
+    return "int8" if kernel == "vnni" else "int8-avx2"
+
+
+def default_threads() -> int:
+    """Threads an export backend uses by default: torch's thread count when torch is loaded, else the usable cores."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def _installed(backend: str) -> bool:
     return all(is_available(module) for module in _NEEDS[backend])
 
@@ -195,17 +241,26 @@ def _from_env(backend: BackendOption, precision: PrecisionOption) -> tuple[str, 
 
 
 UNSUPPORTED: dict[str, dict[str, str]] = {
-    "openvino": {
-        "modernbert": "its local attention returns NaN for a short pair batched with a long one (measured on the "
-        "xsmall-v2 shape: a 5-token passage batched with a JSQuAD passage scored NaN in fp32 and bf16)",
+    "openvino-bf16": {
+        "modernbert": "its export uses eager attention, whose padding rows see only the mask's float32 minimum; in "
+        "bf16 that is -inf, a padding row of a short pair batched with a long one becomes NaN and spreads",
     },
 }
-"""Architectures (``config.model_type``) a backend does not run, and why: ``auto`` passes over them, an explicit
-choice is refused."""
+"""Backend-precision labels (``"openvino-bf16"``; a bare backend name means every precision) and the architectures
+(``config.model_type``) they do not run, with why: ``auto`` passes over them, an explicit choice is refused."""
 
 
-def _runs(backend: str, architecture: str | None) -> bool:
-    return architecture is None or architecture not in UNSUPPORTED.get(backend, {})
+def _runs(backend: str, precision: str, architecture: str | None) -> bool:
+    return architecture is None or not any(
+        architecture in UNSUPPORTED.get(key, {}) for key in (backend, f"{backend}-{precision}")
+    )
+
+
+def _why_not(backend: str, precision: str, architecture: str) -> str:
+    for key in (backend, f"{backend}-{precision}"):
+        if architecture in UNSUPPORTED.get(key, {}):
+            return f"the {key} backend does not run {architecture} models: {UNSUPPORTED[key][architecture]}"
+    return ""  # pragma: no cover - only called when _runs is false
 
 
 def plan_scoring(
@@ -242,7 +297,7 @@ def plan_scoring(
     Example:
         >>> plan_scoring("auto", "auto", "cpu", cpu="baseline").label
         'torch-fp32'
-        >>> plan_scoring("openvino", "auto", "cpu", cpu="avx2").label  # auto picks the same on AVX2 CPUs
+        >>> plan_scoring("openvino", "auto", "cpu", cpu="avx2").label  # a backend named: its fastest precision
         'openvino-int8'
     """
     if backend not in ("auto", *_PRECISIONS):
@@ -260,12 +315,8 @@ def plan_scoring(
             )
         if kind != "cpu" and chosen_backend in _CPU_ONLY:
             raise ValueError(f"the {chosen_backend} backend runs on CPU only, not on {device!r}")
-        if not _runs(chosen_backend, architecture):
-            why = UNSUPPORTED[chosen_backend][str(architecture)]
-            raise ValueError(
-                f"the {chosen_backend} backend does not run {architecture} models: {why}; use backend='torch' "
-                "(or 'onnx')"
-            )
+        if chosen_precision != "auto" and not _runs(chosen_backend, chosen_precision, architecture):
+            raise ValueError(f"{_why_not(chosen_backend, chosen_precision, str(architecture))}; use another precision")
     if kind != "cpu" and chosen_precision == "int8":
         raise ValueError(f"int8 runs on CPU only (openvino or onnx), not on {device!r}")
     reason = "as requested" if backend != "auto" else f"{BACKEND_ENV}"
@@ -285,17 +336,19 @@ def plan_scoring(
         pick = next(p for p in order if p in _PRECISIONS[chosen_backend])
         return ScoringPlan(chosen_backend, pick, f"{chosen_backend} on a {cls} CPU: {pick}")  # type: ignore[arg-type]
     if chosen_precision == "int8":
-        name: InferenceBackend = "openvino" if installed("openvino") and _runs("openvino", architecture) else "onnx"
+        runs = installed("openvino") and _runs("openvino", "int8", architecture)
+        name: InferenceBackend = "openvino" if runs else "onnx"
         return ScoringPlan(name, "int8", f"int8 asked for: {name}")
     if chosen_precision != "auto":
         return ScoringPlan("torch", chosen_precision, "as requested")  # type: ignore[arg-type]
     for name, pick in AUTO_ON_CPU[cls]:
-        if not _runs(name, architecture):
+        if not _runs(name, pick, architecture):
             continue
         if installed(name):
             why = _AUTO_REASONS.get((cls, name, pick), f"{cls} CPU: {name}-{pick}")
-            if any(not _runs(other, architecture) for other, _ in AUTO_ON_CPU[cls]):
-                why = f"{cls} CPU, a {architecture} model (OpenVINO does not run it): {name}-{pick}"
+            passed = [f"{o}-{p}" for o, p in AUTO_ON_CPU[cls] if not _runs(o, p, architecture)]
+            if passed:
+                why = f"{cls} CPU, a {architecture} model ({', '.join(passed)} does not run it): {name}-{pick}"
             return ScoringPlan(name, pick, why)
     return ScoringPlan("torch", "fp32", "no faster backend installed: torch fp32")
 
@@ -305,9 +358,9 @@ _AUTO_REASONS: dict[tuple[str, str, str], str] = {
     ("avx512_bf16", "openvino", "int8"): "CPU with AVX-512 BF16 and VNNI but no AMX: OpenVINO static int8",
     ("avx512_bf16", "torch", "bf16"): "OpenVINO not installed; CPU with AVX-512 BF16: torch bf16 autocast",
     ("vnni", "openvino", "int8"): "CPU with int8 dot products (VNNI) and no native bf16: OpenVINO static int8",
-    ("avx2", "openvino", "int8"): "AVX2 CPU without native bf16 or VNNI: OpenVINO static int8",
+    ("avx2", "torch", "fp32"): "AVX2 CPU without VNNI or native bf16: torch fp32 (no int8 plan keeps the rankings "
+    "there, measured; exact ONNX / OpenVINO fp32 are opt-in)",
     ("vnni", "torch", "fp32"): "OpenVINO not installed: torch fp32",
-    ("avx2", "torch", "fp32"): "OpenVINO not installed: torch fp32",
     ("baseline", "torch", "fp32"): "CPU without AVX2: torch fp32",
 }
 

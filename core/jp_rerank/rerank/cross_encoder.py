@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from jp_rerank._deprecation import renamed
 from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
@@ -35,6 +34,8 @@ from jp_rerank.rerank.backends import (
     ScoringPlan,
     TorchBackend,
     default_token_budget,
+    int8_file_key,
+    int8_kernel,
     plan_scoring,
     run_batches,
 )
@@ -45,9 +46,9 @@ from jp_rerank.text import normalize_text
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
 
-    from jp_rerank.rerank.onnx_backend import OnnxExport
+    from jp_rerank.rerank.exports import Export
 
-__all__ = ["Activation", "Listwise", "Overflow", "Reranker", "export_reranker"]
+__all__ = ["Activation", "Listwise", "Overflow", "Reranker"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +69,15 @@ class Reranker(ModelHandle):
     directory. One instance is safe to share between threads.
 
     Pairs are sorted by token length and batched under a token budget, so little compute goes to padding; scores
-    come back in input order. By default the fastest faithful precision is chosen (``precision="auto"``): bf16
-    autocast on CPUs with native bf16 (AVX-512 BF16 / AMX) and on CUDA (fp16 where bf16 is unsupported), fp32
-    elsewhere; ``precision="fp32"`` gives exact fp32 scores. ``backend="onnx"`` runs an ONNX Runtime export
-    (made once and cached beside the model, see ``jp-rerank export``), int8 by default.
+    come back in input order. ``backend="auto", precision="auto"`` (the default) picks the fastest plan that keeps
+    the rankings on this CPU class and says why (:attr:`scoring_plan`; the table and its measurements are
+    :data:`jp_rerank.rerank.backends.AUTO_ON_CPU`): bf16 autocast on CUDA and AMX CPUs, OpenVINO static int8 on
+    CPUs with int8 dot products (AVX-512 VNNI / BF16), torch fp32 elsewhere. ``precision="fp32"`` gives exact fp32
+    scores. ``backend="onnx"`` / ``"openvino"`` run an export made once (on first use, or ahead of time with
+    :meth:`export` / ``jp-rerank export``), checked and cached by :mod:`jp_rerank.rerank.exports`; int8 exports are
+    quantised for this CPU's int8 kernel (:func:`jp_rerank.rerank.backends.int8_kernel`). When ``auto`` chose an
+    export that cannot be made or loaded (a read-only model folder and cache, say), one warning says so and torch
+    fp32 scores instead.
 
     The query is never truncated. Passages longer than the model's limit are truncated (``overflow="truncate"``,
     one warning per call counting them) or split into overlapping token windows and scored by their best window
@@ -97,9 +103,9 @@ class Reranker(ModelHandle):
             ``score_threshold`` then apply to these shares. ``score`` / ``score_many`` are not affected.
         normalize_text: Apply :func:`jp_rerank.text.normalize_text` (NFKC, whitespace) to query and passages.
         precision: ``"auto"`` (see above), ``"fp32"`` (exact), ``"bf16"`` / ``"fp16"`` (torch autocast) or
-            ``"int8"`` (ONNX Runtime, dynamic quantisation).
-        backend: ``"auto"`` (torch; ONNX int8 on CPUs without native bf16 when an int8 export is cached),
-            ``"torch"`` or ``"onnx"`` (exports on first load if needed; needs ``jp-rerank[onnx]``).
+            ``"int8"`` (OpenVINO static or ONNX Runtime dynamic quantisation).
+        backend: ``"auto"`` (see above), ``"torch"``, ``"onnx"`` (needs ``jp-rerank[onnx]``) or ``"openvino"``
+            (needs ``jp-rerank[openvino]``); the export backends make their export on first load if needed.
         local_files_only: Only use local files / the HF cache (default: on when ``HF_HUB_OFFLINE`` is set).
         cache_folder: Hugging Face cache override.
         revision: Hub revision.
@@ -111,7 +117,6 @@ class Reranker(ModelHandle):
             Checked before any model work; over the cap raises ``ValueError``.
         max_chars: Most characters of one query or passage (default 1,000,000; ``None``: no cap). Checked
             before any model work; over the cap raises ``ValueError`` (chunk long texts first).
-        normalize: Deprecated spelling of ``normalize_text``.
 
     Example:
         >>> reranker = Reranker("xsmall")
@@ -148,7 +153,6 @@ class Reranker(ModelHandle):
         num_threads: int | None = None,
         max_documents: int | None = DEFAULT_MAX_DOCUMENTS,
         max_chars: int | None = DEFAULT_MAX_CHARS,
-        normalize: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -181,9 +185,7 @@ class Reranker(ModelHandle):
         self.activation: Activation = activation
         self.overflow: Overflow = overflow
         self.window_overlap = window_overlap
-        self.normalize_text = renamed(
-            normalize_text, normalize, old="normalize", new="normalize_text", owner="Reranker"
-        )
+        self.normalize_text = normalize_text
         self.precision: PrecisionOption = precision
         self.backend: BackendOption = backend
         self._max_length = max_length
@@ -372,37 +374,39 @@ class Reranker(ModelHandle):
         return setting.rank(by_position, first_stage_scores, top_n=top_n, score_threshold=score_threshold)
 
     def export(
-        self, *, int8: bool = True, force: bool = False, out_dir: str | os.PathLike[str] | None = None
-    ) -> OnnxExport:
-        """Export this reranker's model to ONNX (fp32, plus int8 unless ``int8=False``) and cache it.
+        self,
+        *,
+        backend: Literal["onnx", "openvino"] = "onnx",
+        int8: bool = True,
+        force: bool = False,
+        out_dir: str | os.PathLike[str] | None = None,
+    ) -> Export:
+        """Export this reranker's model to ONNX or OpenVINO (fp32, plus int8 unless ``int8=False``) and cache it.
 
-        An up-to-date export is reused unless ``force``. Files are written to a temporary folder and moved into
-        place, so a crash never leaves a half-written export. The fp32 file is fused by ONNX Runtime's transformer
-        optimiser when its patterns match (BERT / XLM-R); the int8 file quantises the matrix products' weights.
+        What ``backend="onnx"`` / ``"openvino"`` would make on first use, made ahead of time (deployments,
+        ``jp-rerank export``). An up-to-date export is reused unless ``force``; files are written to a temporary
+        folder and moved into place under a lock, so a crash never leaves half an export and two processes never
+        export at once (:mod:`jp_rerank.rerank.exports`). The int8 file is quantised for this CPU's int8 kernel
+        (:func:`jp_rerank.rerank.backends.int8_kernel`).
 
         Args:
-            int8: Also write the int8 dynamically quantised model.
+            backend: ``"onnx"`` or ``"openvino"``.
+            int8: Also write the int8 model.
             force: Export again even if an up-to-date export exists.
-            out_dir: Folder to write instead of the default place (``<model>/onnx`` or the jp-rerank cache), which
-                is the only place ``backend="onnx"`` looks.
+            out_dir: Folder to write instead of the default place (``<model>/<backend>`` or the jp-rerank cache),
+                which is the only place the backends look.
 
         Returns:
             The export.
 
         Raises:
-            ImportError: If ``onnx`` / ``onnxruntime`` are not installed (``pip install "jp-rerank[onnx]"``).
+            ImportError: If the backend's packages are not installed (``pip install "jp-rerank[onnx]"``).
+            ValueError: If ``backend`` is not ``"onnx"`` or ``"openvino"``.
         """
-        from jp_rerank.rerank.onnx_backend import export_model
-
-        loaded = self._load()
-        return export_model(
-            self.source,
-            self._torch_model(),
-            token_types=loaded.template.uses_token_types,
-            int8=int8,
-            force=force,
-            out_dir=out_dir,
-        )
+        if backend not in ("onnx", "openvino"):
+            raise ValueError(f"backend must be 'onnx' or 'openvino', got {backend!r}")
+        wanted = {"fp32", int8_file_key(int8_kernel())} if int8 else {"fp32"}
+        return _export(self, self._load(), backend, wanted=wanted, force=force, out_dir=out_dir)
 
     def rerank_many(
         self,
@@ -486,11 +490,11 @@ class _Loaded:
         loaded = cls(model, tokenizer, template, None, plan, max_length, _resolve_activation(owner, ce), budget)
         loaded.config = model.config
         loaded.backend = _make_backend(owner, loaded, device)
-        if plan.backend != "torch":  # the export serves: do not keep the torch weights in memory
+        if loaded.plan.backend != "torch":  # the export serves: do not keep the torch weights in memory
             loaded.model = None
             del ce, model
             gc.collect()
-        logger.info("%s scores with %s (%s)", owner.model_id, plan.label, plan.reason)
+        logger.info("%s scores with %s (%s)", owner.model_id, loaded.plan.label, loaded.plan.reason)
         return loaded
 
     def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPair]:
@@ -621,50 +625,80 @@ class _Loaded:
 
 
 def _make_backend(owner: Reranker, loaded: _Loaded, device: str) -> ScoringBackend:
-    """Build the backend of ``loaded.plan``: the torch model itself, or an export made once and cached."""
+    """Build the backend of ``loaded.plan``: the torch model itself, or an export made once and cached.
+
+    An export that cannot be made or loaded (no writable folder for it, a backend error) is reported in one warning
+    and torch fp32 scores instead when the backend was chosen by ``auto``; an explicit choice raises.
+    """
     plan, model = loaded.plan, loaded.model
     pad_id = loaded.tokenizer.pad_token_id or 0
-    if plan.backend == "torch":
-        torch_precision: Precision = "fp32" if plan.precision == "int8" else plan.precision
-        return TorchBackend(model, pad_id=pad_id, precision=torch_precision)
+    if plan.backend != "torch":
+        try:
+            return _export_backend(owner, loaded, pad_id)
+        except (OSError, RuntimeError) as exc:
+            if owner.backend != "auto":
+                raise
+            loaded.plan = ScoringPlan("torch", "fp32", f"the {plan.label} export could not be used ({exc}): torch fp32")
+            logger.warning("%s: %s", owner.model_id, loaded.plan.reason)
+    torch_precision: Precision = "fp32" if loaded.plan.precision == "int8" else loaded.plan.precision
+    return TorchBackend(model, pad_id=pad_id, precision=torch_precision)
+
+
+def _export_backend(owner: Reranker, loaded: _Loaded, pad_id: int) -> ScoringBackend:
+    plan = loaded.plan
+    int8 = int8_file_key(int8_kernel())
+    key = int8 if plan.precision == "int8" else "fp32"
+    # ONNX's int8 file is a cheap by-product of its fp32 one: made together; OpenVINO's needs a calibration
+    export = _export(owner, loaded, plan.backend, wanted={"fp32", int8} if plan.backend == "onnx" else {"fp32", key})
     if plan.backend == "onnx":
-        from jp_rerank.rerank.onnx_backend import OnnxBackend, export_model, find_export
+        from jp_rerank.rerank.onnx_backend import OnnxBackend
 
-        onnx_precision: Literal["fp32", "int8"] = "int8" if plan.precision == "int8" else "fp32"
-        onnx_export = find_export(owner.source, model, onnx_precision)
-        if onnx_export is None:
-            logger.warning("no ONNX export of %s yet: exporting once (cached for later runs)", owner.model_id)
-            onnx_export = export_model(owner.source, model, token_types=loaded.template.uses_token_types, int8=True)
-        return OnnxBackend(onnx_export.path(onnx_precision), pad_id, threads=owner.num_threads)
+        return OnnxBackend(export.path(key), pad_id, threads=owner.num_threads)
+    from jp_rerank.rerank.openvino_backend import OpenVINOBackend
+
+    return OpenVINOBackend(export.path(key), pad_id, precision=plan.precision, threads=owner.num_threads)  # type: ignore[arg-type]
+
+
+def _export(
+    owner: Reranker,
+    loaded: _Loaded,
+    backend: str,
+    *,
+    wanted: set[str],
+    force: bool = False,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> Export:
+    """The cached ``backend`` export of the loaded model with the ``wanted`` files, made now if there is none."""
     from jp_rerank.rerank.exports import build_export, fingerprint
-    from jp_rerank.rerank.exports import find_export as find_cached
-    from jp_rerank.rerank.openvino_backend import OpenVINOBackend, write_openvino_export
 
-    file_precision = "int8" if plan.precision == "int8" else "fp32"
-    model_fp = fingerprint(owner.source, model.config)
-    export = find_cached(owner.source, model_fp, "openvino", file_precision)
-    if export is None:
-        int8 = file_precision == "int8"
+    model = loaded.model if loaded.model is not None else owner._torch_model()
+    kernel = int8_kernel()
+    int8 = int8_file_key(kernel) in wanted
+    token_types = loaded.template.uses_token_types
 
-        def write(folder: Path) -> tuple[dict[str, str], tuple[str, ...], dict[str, Any]]:
-            calibration = calibration_batches(loaded.encode, pad_id, token_budget=loaded.token_budget) if int8 else []
-            return write_openvino_export(
-                model, folder, token_types=loaded.template.uses_token_types, int8=int8, calibration=calibration
-            )
+    def write(folder: Path) -> tuple[dict[str, str], tuple[str, ...], dict[str, Any]]:
+        if backend == "onnx":
+            from jp_rerank.rerank.onnx_backend import write_onnx_export
 
-        export = build_export(
-            owner.source,
-            model_fp,
-            "openvino",
-            write,
-            wanted={"fp32", file_precision},
-            description=f"the OpenVINO {file_precision} export of {owner.model_id}",
+            return write_onnx_export(model, folder, token_types=token_types, int8=int8, kernel=kernel)
+        from jp_rerank.rerank.openvino_backend import write_openvino_export
+
+        pad_id = loaded.tokenizer.pad_token_id or 0
+        calibration = calibration_batches(loaded.encode, pad_id, token_budget=loaded.token_budget) if int8 else []
+        return write_openvino_export(
+            model, folder, token_types=token_types, int8=int8, kernel=kernel, calibration=calibration
         )
-    return OpenVINOBackend(
-        export.path(file_precision),
-        pad_id,
-        precision=plan.precision,  # type: ignore[arg-type]
-        threads=owner.num_threads,
+
+    label = "int8" if int8 else "fp32"
+    return build_export(
+        owner.source,
+        fingerprint(owner.model_folder(), model.config),
+        backend,
+        write,
+        wanted=wanted,
+        description=f"the {'ONNX' if backend == 'onnx' else 'OpenVINO'} {label} export of {owner.model_id}",
+        force=force,
+        out_dir=out_dir,
     )
 
 
@@ -709,13 +743,23 @@ def _check_call_activation(activation: object) -> Literal["sigmoid", "softmax", 
 
 
 def _list_softmax(logits: np.ndarray) -> np.ndarray:
-    """``exp(x - max) / sum(exp(x - max))`` over one query's documents (NaN logits stay NaN and take no share)."""
+    """``exp(x - max) / sum(exp(x - max))`` over one query's documents.
+
+    NaN logits stay NaN and take no share. Infinite logits take the limit: the documents at ``+inf`` share the whole
+    (equally), ``-inf`` ones get 0, and when every logit is ``-inf`` all share equally (one warning each time).
+    """
     x = np.asarray(logits, dtype=np.float64)
-    finite = ~np.isnan(x)
+    valid = ~np.isnan(x)
     out = np.full(x.shape, np.nan, dtype=np.float64)
-    if finite.any():
-        e = np.exp(x[finite] - x[finite].max())
-        out[finite] = e / e.sum()
+    if valid.any():
+        v = x[valid]
+        top = v.max()
+        if np.isinf(top):
+            logger.warning("listwise softmax over infinite logits: the %d largest share equally", int((v == top).sum()))
+            share = (v == top).astype(np.float64)
+        else:
+            share = np.exp(v - top)
+        out[valid] = share / share.sum()
     return out.astype(np.float32)
 
 
@@ -733,10 +777,3 @@ def _activate(logits: np.ndarray, activation: Literal["sigmoid", "softmax", "non
     else:
         col = x[:, -1]
     return col.astype(np.float32)
-
-
-def export_reranker(
-    reranker: Reranker, *, int8: bool = True, force: bool = False, out_dir: str | os.PathLike[str] | None = None
-) -> OnnxExport:
-    """Export a reranker's model to ONNX: the same as :meth:`Reranker.export`."""
-    return reranker.export(int8=int8, force=force, out_dir=out_dir)

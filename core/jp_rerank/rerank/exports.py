@@ -1,15 +1,23 @@
 """Model exports made once and cached (ONNX, OpenVINO): where they live, when they are stale, how they are built.
 
 An export of a model lives in ``<model folder>/<backend>/`` when the model is a writable local folder, else in
-``$JP_RERANK_CACHE/<backend>/<model>`` (default ``~/.cache/jp-rerank``; hub models always go there, next to
-nothing of the Hugging Face cache). Its ``manifest.json`` records the fingerprint of the weights it was made from
-(the config, plus the weight files' sizes and times or the hub commit): a changed model makes the export stale and
-it is not used.
+:func:`cache_root` ``/<backend>/<model>`` (``$JP_RERANK_CACHE``, else ``$XDG_CACHE_HOME/jp-rerank``, else
+``~/.cache/jp-rerank``; hub models always go there, next to nothing of the Hugging Face cache).
+
+Staleness is decided by content, never by file times: ``manifest.json`` records the :func:`fingerprint` of the
+weights it was made from (the config plus the SHA-256 of every weight file; in a Hugging Face cache the blob's own
+name, which *is* its SHA-256) and the SHA-256 of every file of the export. A model replaced in place with its old
+times kept (``cp -p``, ``rsync -t``, ``tar -x``), another revision of a hub model, or an export file that was
+truncated, deleted or had bytes flipped is seen at load: the export is made again (with one warning). Hashes of large
+files are kept in :func:`cache_root` ``/digests`` keyed by the file's inode, size, mtime and ctime (a writer cannot
+set ctime back), so a file is read once, not at every load.
 
 Building is safe under concurrency and crashes: files are written into a temporary folder beside the target and
-renamed into place (a killed export leaves the previous export, or none, never half of one); an exclusive lock file
-makes a second process wait for the first and then reuse its export instead of exporting again; a folder that
-cannot be written falls back to the user cache. Long exports say what they are doing and how long they took.
+renamed into place (a killed export leaves the previous export, or none, never half of one); an exclusive lock
+makes a second process wait for the first and then reuse its export instead of exporting again; the next build
+removes what a killed builder left (only its own temporary names, under the lock). A model folder that cannot be
+written falls back to the cache, and the lock to a per-user folder in the temporary directory when the cache
+cannot be written either. Long exports say what they are doing and how long they took.
 
 Example:
     >>> from jp_rerank.loading import resolve_model
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -98,8 +107,59 @@ class Export:
 
 
 def cache_root() -> Path:
-    """jp-rerank's cache folder: ``$JP_RERANK_CACHE`` or ``~/.cache/jp-rerank``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "jp-rerank").expanduser()
+    """jp-rerank's cache folder: ``$JP_RERANK_CACHE``, else ``$XDG_CACHE_HOME/jp-rerank``, else ``~/.cache/jp-rerank``.
+
+    Example:
+        >>> import os
+        >>> os.environ["JP_RERANK_CACHE"] = "/tmp/jp-cache"
+        >>> str(cache_root())
+        '/tmp/jp-cache'
+        >>> del os.environ["JP_RERANK_CACHE"]
+    """
+    named = os.environ.get(CACHE_ENV)
+    if named:
+        return Path(named).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "jp-rerank"
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, read once per version of the file (see the module notes).
+
+    A Hugging Face cache blob (a symlink target named by 64 hex digits, the SHA-256 of an LFS file) is not read.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(delete=False) as fh:
+        ...     _ = fh.write(b"abc")
+        >>> file_digest(Path(fh.name))[:12]
+        'ba7816bf8f01'
+    """
+    real = path.resolve()
+    if path.is_symlink() and len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name):
+        return real.name
+    key = _stat_key(real)
+    memo = cache_root() / "digests" / f"{key[0]}-{key[1]}.json"  # by inode: a renamed folder keeps its hashes
+    with contextlib.suppress(OSError, ValueError):
+        known = json.loads(memo.read_text(encoding="utf-8"))
+        if known.get("stat") == key:
+            return str(known["sha256"])
+    digest = hashlib.sha256()
+    with real.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs a re-read next time
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"path": str(real), "stat": key, "sha256": value}), encoding="utf-8")
+        tmp.replace(memo)
+    return value
 
 
 def _slug(text: str) -> str:
@@ -122,31 +182,58 @@ def export_dir(source: ModelSource, backend: str) -> Path:
     return cache_root() / backend / source.model_id.replace("/", "--")
 
 
-def fingerprint(source: ModelSource, config: Any) -> str:
-    """Identify the weights an export is made from: the config, plus weight file sizes/times or the hub commit."""
+_WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth"})
+
+
+def fingerprint(folder: Path | None, config: Any) -> str:
+    """Identify the weights an export is made from: the config plus the content of the weight files in ``folder``.
+
+    Args:
+        folder: The model folder the weights were loaded from (a local folder or a hub-cache snapshot); ``None``
+            when unknown (then only the config and its recorded hub commit count).
+        config: The model's transformers config.
+
+    Example:
+        >>> from transformers import BertConfig
+        >>> fingerprint(None, BertConfig()) == fingerprint(None, BertConfig())
+        True
+    """
     digest = hashlib.sha256(config.to_json_string(use_diff=False).encode())
     digest.update(str(getattr(config, "_commit_hash", "") or "").encode())
-    if source.is_local:
-        for path in sorted(Path(source.location).glob("*")):
-            if path.suffix in {".safetensors", ".bin", ".pt"} and path.is_file():
-                stat = path.stat()
-                digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    if folder is not None:
+        for path in sorted(folder.glob("*")):
+            if path.suffix in _WEIGHT_SUFFIXES and path.is_file():
+                digest.update(f"{path.name}:{file_digest(path)}".encode())
     return digest.hexdigest()[:32]
 
 
 def read_export(directory: Path, backend: str) -> Export | None:
-    """The export described by ``directory/manifest.json``, or ``None`` if there is none (or it is unreadable)."""
+    """The export described by ``directory/manifest.json``, or ``None``.
+
+    ``None`` also when the manifest is unreadable or the export damaged (a file missing or not matching the
+    checksum its manifest recorded).
+    """
+    return _inspect(directory, backend)[0]
+
+
+def _inspect(directory: Path, backend: str) -> tuple[Export | None, str]:
+    """The export in ``directory`` and, when there is none to use although a manifest is there, why not."""
     manifest = directory / MANIFEST
     try:
         if manifest.stat().st_size > _MAX_MANIFEST_BYTES:
-            return None
+            return None, "its manifest is too large"
         data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, ValueError) as exc:
+        return None, f"its manifest is unreadable ({exc})"
     if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("files"), dict):
-        return None
+        return None, "its manifest is of another format"
     files = {str(k): str(v) for k, v in data["files"].items() if "/" not in str(v) and "\\" not in str(v)}
-    known = {"format", "files", "inputs", "fingerprint", "backend"}
+    known = {"format", "files", "inputs", "fingerprint", "backend", "sha256"}
+    damaged = _damaged(directory, data.get("sha256"))
+    if damaged:
+        return None, f"it is damaged: {damaged}"
     return Export(
         directory=directory,
         backend=str(data.get("backend") or backend),
@@ -154,18 +241,92 @@ def read_export(directory: Path, backend: str) -> Export | None:
         inputs=tuple(str(i) for i in data.get("inputs") or ()),
         fingerprint=str(data.get("fingerprint", "")),
         meta={k: v for k, v in data.items() if k not in known},
-    )
+    ), ""
+
+
+def _checksums(directory: Path) -> dict[str, str]:
+    return {p.name: file_digest(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
+
+
+def _damaged(directory: Path, recorded: object) -> str:
+    """What is wrong with the files of an export against the checksums its manifest recorded ("" if nothing)."""
+    if not isinstance(recorded, dict) or not recorded:
+        return "its manifest records no checksums"
+    for name, expected in recorded.items():
+        path = directory / str(name)
+        if "/" in str(name) or not path.is_file():
+            return f"{name} is missing"
+        try:
+            if file_digest(path) != expected:
+                return f"{name} does not match its checksum"
+        except OSError as exc:
+            return f"{name} cannot be read: {exc}"
+    return ""
 
 
 def find_export(source: ModelSource, model_fp: str, backend: str, precision: str) -> Export | None:
     """The cached, up-to-date ``backend`` export of ``source`` with a ``precision`` file, or ``None``."""
     found = read_export(export_dir(source, backend), backend)
-    if found is None or not found.has(precision):
-        return None
-    if found.fingerprint != model_fp:
-        logger.warning("the %s export in %s was made from other weights; it is ignored", backend, found.directory)
+    if found is None or not found.has(precision) or found.fingerprint != model_fp:
         return None
     return found
+
+
+def _unusable(found: Export | None, why: str, model_fp: str, wanted: set[str]) -> str:
+    """Why an existing export cannot serve (``""``: it can, or there is none)."""
+    if found is None:
+        return why
+    if found.fingerprint != model_fp:
+        return "it was made from other weights"
+    missing = sorted(p for p in wanted if not found.has(p))
+    return f"it has no {', '.join(missing)} file" if missing else ""
+
+
+def _lock_path(target: Path) -> Path:
+    """Where the lock of ``target`` lives: the cache, else a per-user folder of the temporary directory."""
+    name = f"{hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24]}.lock"
+    per_user = Path(tempfile.gettempdir()) / f"jp-rerank-locks-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    for folder in (cache_root() / "locks", per_user):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).touch()
+        except OSError:
+            continue
+        return folder / name
+    raise PermissionError(f"no writable place for the export lock (tried {cache_root() / 'locks'} and {per_user})")
+
+
+_CONVERTER_LOGGERS = ("transformers", "nncf", "torch.onnx", "onnxruntime")
+
+
+@contextlib.contextmanager
+def _quiet_converters() -> Iterator[None]:
+    """Keep the converters' own output (NNCF's progress bars, transformers' notices) out of the user's program.
+
+    Their warnings and errors still reach the log; what they print is kept and logged at debug level.
+    """
+    loggers = [logging.getLogger(name) for name in _CONVERTER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+        if printed.getvalue().strip():
+            logger.debug("converter output: %s", printed.getvalue()[-4000:])
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove what a killed builder of ``target`` left beside it (called under ``target``'s lock)."""
+    for path in target.parent.glob(f".{target.name}*"):
+        rest = path.name[len(target.name) + 1 :]
+        if path.is_dir() and (rest.startswith("-") or rest.startswith(".old-")):
+            logger.info("removing %s, left by an export that was stopped", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -173,7 +334,6 @@ def _exclusive(lock_path: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` (waiting, and saying so, while another process holds it)."""
     import fcntl
 
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a+") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -222,18 +382,23 @@ def build_export(
         ok = found is not None and found.fingerprint == model_fp and all(found.has(p) for p in wanted)
         return found if ok else None
 
-    if not force and (found := current()) is not None:
+    found, why = _inspect(target, backend)
+    unusable = _unusable(found, why, model_fp, wanted)
+    if not force and found is not None and not unusable:
         return found
-    lock = cache_root() / "locks" / f"{hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24]}.lock"
-    with _exclusive(lock, description):  # kept in the cache, so nothing is left in the user's model folder
+    if unusable:
+        logger.warning("the %s export in %s cannot be used (%s); making it again", backend, target, unusable)
+    with _exclusive(_lock_path(target), description):  # kept outside the user's model folder
         if not force and (found := current()) is not None:  # another process made it while we waited
             logger.info("reusing %s made by another process in %s", description, target)
             return found
+        _remove_leftovers(target)
         started = time.monotonic()
         logger.warning("making %s (once; cached in %s for later runs)...", description, target)
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            files, inputs, meta = write(work)
+            with _quiet_converters():
+                files, inputs, meta = write(work)
             manifest = {
                 "format": _FORMAT,
                 "backend": backend,
@@ -243,6 +408,7 @@ def build_export(
                 "inputs": list(inputs),
                 "jp_rerank": __version__,
                 **meta,
+                "sha256": _checksums(work),
             }
             (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             old = target.with_name(f".{target.name}.old-{os.getpid()}")

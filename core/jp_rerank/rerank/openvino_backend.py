@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from jp_rerank.extras import require
-from jp_rerank.rerank.backends import pad_batch
+from jp_rerank.rerank.backends import Int8Kernel, default_threads, int8_file_key, pad_batch
 from jp_rerank.rerank.pairs import EncodedPair
 
 __all__ = ["OpenVINOBackend", "OpenVINOPrecision", "write_openvino_export"]
@@ -40,17 +39,13 @@ logger = logging.getLogger(__name__)
 OpenVINOPrecision = Literal["fp32", "bf16", "int8"]
 """Precisions the OpenVINO backend runs: fp32 and bf16 from the same converted model, int8 from its own file."""
 
-_FILES = {"fp32": "model.xml", "int8": "model_int8.xml"}
-
-
-def _default_threads() -> int:
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        return int(torch.get_num_threads())
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+_FILES = {"fp32": "model.xml"}
+_EAGER_ATTENTION = frozenset({"modernbert"})
+"""Architectures converted with eager attention. ModernBERT's sdpa path gets a boolean sliding-window mask with the
+padding on the key side only: a padding *query* row more than half a window past its pair's last real token may
+attend to no key, which PyTorch turns into zeros but OpenVINO's SDPA into NaN (0/0) that then spreads through
+``0 x NaN``. Eager attention adds the mask's float32 minimum instead: such a row is uniform, finite in fp32."""
+_INT8_FILES: dict[str, str] = {"vnni": "model_int8.xml", "avx2": "model_int8_avx2.xml"}
 
 
 class OpenVINOBackend:
@@ -72,7 +67,7 @@ class OpenVINOBackend:
         ov = require("openvino", "openvino")
         config = {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "INFERENCE_NUM_THREADS": threads or _default_threads(),
+            "INFERENCE_NUM_THREADS": threads or default_threads(),
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
@@ -103,15 +98,18 @@ def write_openvino_export(
     *,
     token_types: bool,
     int8: bool,
+    kernel: Int8Kernel,
     calibration: Sequence[dict[str, np.ndarray]] = (),
 ) -> tuple[dict[str, str], tuple[str, ...], dict[str, Any]]:
-    """Convert ``model`` into ``folder`` (``model.xml``) and, with ``int8``, quantise it (``model_int8.xml``).
+    """Convert ``model`` into ``folder`` (``model.xml``) and, with ``int8``, quantise it (``model_int8*.xml``).
 
     Args:
         model: The transformers sequence-classification model.
         folder: An empty folder to write into.
         token_types: Whether the model takes ``token_type_ids``.
         int8: Also write the statically quantised int8 model.
+        kernel: The CPU's int8 kernel (:func:`jp_rerank.rerank.backends.int8_kernel`): ``"avx2"`` applies NNCF's
+            overflow fix to every layer (7-bit weights), ``"vnni"`` only to the first (NNCF's default).
         calibration: Padded batches (``input_ids``, ``attention_mask`` [, ``token_type_ids``]) as the reranker
             feeds them, for the int8 ranges.
 
@@ -127,6 +125,8 @@ def write_openvino_export(
 
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
     eager = copy.deepcopy(model).to("cpu").float().eval()
+    if getattr(model.config, "model_type", "") in _EAGER_ATTENTION:
+        eager.set_attn_implementation("eager")
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         converted = ov.convert_model(eager, example_input=_example_inputs(input_names))
@@ -144,15 +144,23 @@ def write_openvino_export(
         level = root.level
         root.setLevel(logging.ERROR)  # NNCF reports progress through the root logger and rich bars
         try:
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+            overflow = OverflowFix.ENABLE if kernel == "avx2" else OverflowFix.FIRST_LAYER
             quantized = nncf.quantize(
                 converted,
                 nncf.Dataset(batches),
                 model_type=nncf.ModelType.TRANSFORMER,
                 subset_size=len(batches),
+                advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow),
             )
         finally:
             root.setLevel(level)
-        ov.save_model(quantized, str(folder / _FILES["int8"]), compress_to_fp16=False)
-        files["int8"] = _FILES["int8"]
-        meta.update(nncf=str(nncf.__version__), calibration_batches=len(batches), quantization="static int8")
+        ov.save_model(quantized, str(folder / _INT8_FILES[kernel]), compress_to_fp16=False)
+        files[int8_file_key(kernel)] = _INT8_FILES[kernel]
+        meta.update(
+            nncf=str(nncf.__version__),
+            calibration_batches=len(batches),
+            int8={"kernel": kernel, "overflow_fix": overflow.value, "quantization": "static int8"},
+        )
     return files, tuple(input_names), meta

@@ -16,9 +16,9 @@ Example:
 
 from __future__ import annotations
 
+from jp_rerank.errors import TrainingDataError
 from jp_rerank.training.config import TrainConfig, TrainResult
 from jp_rerank.training.data import (
-    TrainingDataError,
     TrainingSet,
     TrainQuery,
     load_corpus,

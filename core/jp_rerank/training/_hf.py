@@ -196,11 +196,12 @@ class BudgetCallback(TrainerCallback):
 
 
 class LogCallback(TrainerCallback):
-    """Log loss, learning rate, speed and time left every ``logging_steps``."""
+    """Log loss, learning rate, speed (s/step, pairs/s), time left and budget left every ``logging_steps``."""
 
-    def __init__(self, plan: StepPlan, budget: BudgetCallback) -> None:
+    def __init__(self, plan: StepPlan, budget: BudgetCallback, *, pairs_per_step: float = 0.0) -> None:
         self.plan = plan
         self.budget = budget
+        self.pairs_per_step = pairs_per_step
         self.losses: list[tuple[int, float]] = []
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -212,15 +213,21 @@ class LogCallback(TrainerCallback):
         done = max(1, step - (self.budget.first_step or 0))
         per_step = elapsed / done
         total = min(self.plan.total, state.max_steps)
+        budget = ""
+        if self.budget.budget_s is not None:
+            left = max(0.0, self.budget.budget_s - self.budget.spent())
+            budget = f"  budget left {left:.0f} s ({self.budget.clock})"
         logger.info(
-            "step %d/%d  loss %.4f  lr %.2e  %.2f s/step  elapsed %.0f s  left ~%.0f s",
+            "step %d/%d  loss %.4f  lr %.2e  %.2f s/step  %.1f pairs/s  elapsed %.0f s  left ~%.0f s%s",
             step,
             total,
             float(logs["loss"]),
             float(logs.get("learning_rate", 0.0)),
             per_step,
+            self.pairs_per_step / per_step if per_step > 0 else 0.0,
             elapsed,
             max(0, total - step) * per_step,
+            budget,
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from jp_rerank.defaults import MINING_BM25_TOKENIZER
 from jp_rerank.training.data import DataFormat
 from jp_rerank.training.mining import FirstStageName
 from jp_rerank.training.model import BaseInfo, ClsMeanOption
@@ -54,7 +55,7 @@ class TrainConfig:
         corpus: Extra passage pool (BEIR folder or JSONL) to mine negatives and held-out candidates from.
         with_title: Prefix BEIR passages with their title.
         skip_bad_rows: Leave malformed rows out (counted and reported) instead of stopping.
-        normalize: NFKC-normalise training texts as :class:`jp_rerank.Reranker` does at inference.
+        normalize_text: NFKC-normalise training texts as :class:`jp_rerank.Reranker` does at inference.
         eval_data: A separate held-out file or BEIR folder; default: split ``eval_queries`` off the data.
         eval_queries: Held-out questions (at most a fifth of the data; 0: no evaluation).
         eval_depth: First-stage candidates reranked per held-out question.
@@ -111,14 +112,14 @@ class TrainConfig:
     corpus: str | None = None
     with_title: bool = True
     skip_bad_rows: bool = False
-    normalize: bool = True
+    normalize_text: bool = True
     eval_data: str | None = None
     eval_queries: int = 200
     eval_depth: int = 20
     eval_precision: Literal["fp32", "auto"] = "fp32"
     evaluate_before: bool = True
     first_stage: FirstStageName = "bm25"
-    bm25: str = "char1-2"
+    bm25: str = MINING_BM25_TOKENIZER
     embedder: str | None = None
     num_negatives: int = 3
     random_negatives: int = 1

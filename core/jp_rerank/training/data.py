@@ -34,12 +34,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from jp_rerank.errors import JpRerankError
+from jp_rerank.checks import DEFAULT_MAX_CHARS, is_blank
+from jp_rerank.errors import TrainingDataError
 
 __all__ = [
     "DataFormat",
     "TrainQuery",
-    "TrainingDataError",
     "TrainingSet",
     "detect_format",
     "load_corpus",
@@ -55,10 +55,6 @@ DataFormat = Literal["auto", "jsonl", "beir", "csv"]
 
 _ENCODING = "utf-8-sig"  # reads plain UTF-8 too, and drops a leading byte-order mark
 _CSV_COLUMNS = ("query", "passage", "label")
-
-
-class TrainingDataError(JpRerankError, ValueError):
-    """A training file is missing something or holds a malformed row (the message names file and line)."""
 
 
 @dataclass(frozen=True)
@@ -213,9 +209,19 @@ def _short(text: str, n: int = 40) -> str:
 def _text(value: object, name: str, where: str) -> str:
     if not isinstance(value, str):
         raise TrainingDataError(f"{where}: {name!r} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise TrainingDataError(f"{where}: {name!r} is empty")
+    _check_readable(value, repr(name), where)
     return value
+
+
+def _check_readable(text: str, name: str, where: str) -> None:
+    """Refuse what no model can read, naming the row: blank after normalisation, or over the engine's cap."""
+    if is_blank(text):
+        what = "empty" if not text.strip() else "only invisible characters (empty once normalised)"
+        raise TrainingDataError(f"{where}: {name} is {what}")
+    if len(text) > DEFAULT_MAX_CHARS:
+        raise TrainingDataError(
+            f"{where}: {name} has {len(text):,} characters, over the {DEFAULT_MAX_CHARS:,} a reranker scores"
+        )
 
 
 def _text_list(value: object, name: str, where: str, *, allow_empty: bool) -> list[str]:
@@ -402,8 +408,7 @@ def _read_corpus_rows(
             if require_id and raw_id is None:
                 raise TrainingDataError(f"{where}: missing field '_id'")
             text = _passage_text(row, where, with_title=with_title)
-            if not text.strip():
-                raise TrainingDataError(f"{where}: the passage is empty")
+            _check_readable(text, "the passage", where)
         except TrainingDataError as exc:
             skipper.bad(exc)
             continue
@@ -670,7 +675,14 @@ def save_jsonl(training_set: TrainingSet, path: str | os.PathLike[str]) -> Path:
         >>> out = save_jsonl(ts, tempfile.mkdtemp() + "/mined.jsonl")
         >>> load_training_data(out).queries[0].positives
         ('文書',)
+
+    Raises:
+        TypeError: ``training_set`` is not a :class:`TrainingSet` (e.g. the ``(set, stats)`` pair that
+            :func:`~jp_rerank.training.mine_hard_negatives` returns).
     """
+    if not isinstance(training_set, TrainingSet):
+        hint = " (mine_hard_negatives returns (set, stats): pass the set)" if isinstance(training_set, tuple) else ""
+        raise TypeError(f"save_jsonl takes a TrainingSet, not {type(training_set).__name__}{hint}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

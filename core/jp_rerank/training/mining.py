@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from jp_rerank.defaults import MINING_BM25_TOKENIZER
 from jp_rerank.text import normalize_text
 from jp_rerank.training.data import TrainingSet, TrainQuery
 
@@ -79,7 +80,7 @@ class CorpusSearcher:
         texts: Sequence[str],
         *,
         method: FirstStageName = "bm25",
-        bm25: str = "char1-2",
+        bm25: str = MINING_BM25_TOKENIZER,
         embedder: Embedder | str | None = None,
     ) -> None:
         if method not in ("bm25", "dense", "hybrid"):
@@ -215,7 +216,7 @@ def mine_hard_negatives(
     *,
     searcher: CorpusSearcher | None = None,
     first_stage: FirstStageName = "bm25",
-    bm25: str = "char1-2",
+    bm25: str = MINING_BM25_TOKENIZER,
     embedder: Embedder | str | None = None,
     num_negatives: int = 3,
     random_negatives: int = 1,

@@ -13,8 +13,10 @@ run stopped by its time budget can be resumed for more steps).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
+import hashlib
 import json
 import logging
 import math
@@ -22,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -355,7 +357,7 @@ def _fmt(metrics: Mapping[str, float]) -> str:
 def _build_dataset(cfg: TrainConfig, ts: TrainingSet, teacher: list[list[float]] | None) -> tuple[Any, dict[str, Any]]:
     from datasets import Dataset
 
-    norm = cfg.normalize
+    norm = cfg.normalize_text
     if cfg.loss == "listwise":
         from jp_rerank.training.data import shuffled
 
@@ -467,6 +469,34 @@ def last_complete_checkpoint(work: Path) -> str | None:
     return str(steps[last])
 
 
+@contextlib.contextmanager
+def _run_lock(out: Path) -> Iterator[None]:
+    """Refuse a second run writing into ``out`` while one is live (a lock per folder in the temporary folder).
+
+    The lock is taken before the folder is looked at, so a ``resume`` cannot overlap a live run and two new runs
+    cannot both find the folder empty. It is an advisory ``flock``: runs on other machines sharing the folder over a
+    network file system are not seen. No lock on Windows.
+    """
+    if os.name != "posix":  # pragma: no cover - Windows
+        yield
+        return
+    import fcntl
+
+    key = hashlib.sha256(str(out.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    path = Path(tempfile.gettempdir()) / f"jp-rerank-train-{os.getuid()}-{key}.lock"
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FileExistsError(
+                f"another training run is writing to {out}; wait for it or choose another folder"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def train(
     data: str | os.PathLike[str] | TrainingSet,
     output_dir: str | os.PathLike[str],
@@ -497,7 +527,8 @@ def train(
 
     Raises:
         TrainingDataError: Malformed training data (names file and line).
-        FileExistsError: ``output_dir`` is not empty (or holds an unfinished run and ``resume`` is false).
+        FileExistsError: ``output_dir`` is not empty (or holds an unfinished run and ``resume`` is false), or
+            another run is writing to it now.
         FileNotFoundError: Data not found, or nothing to resume.
         ModelLoadError: The base (or teacher) cannot be loaded.
         ValueError / TypeError: Bad settings.
@@ -510,60 +541,67 @@ def train(
     """
     start = time.monotonic()
     out = Path(output_dir)
-    work = out / WORK_DIR
-    run_file = work / "run.json"
-    if resume:
-        if not run_file.is_file():
-            raise FileNotFoundError(f"nothing to resume in {out}: {run_file} not found")
-        run = _read_json(run_file)
-        cfg = _resolve_config(config, options, TrainConfig.from_dict(run["config"]))
-        base_name = str(run["base"])
-        if base is not None and str(base) != base_name:
-            raise ValueError(f"cannot change the base when resuming (the run used {base_name!r}, now {str(base)!r})")
-        if not isinstance(data, TrainingSet) and str(data) != run.get("data", {}).get("source"):
-            logger.warning("resuming: using the data prepared from %s, not %s", run["data"].get("source"), data)
-        prepared = _load_prepared(work, run)
-        logger.info("resuming the run in %s", out)
-    else:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            if run_file.is_file():
-                raise FileExistsError(
-                    f"{out} holds an unfinished training run; pass resume=True (--resume) to continue it, or choose "
-                    "another folder"
+    with _run_lock(out):
+        work = out / WORK_DIR
+        run_file = work / "run.json"
+        if resume:
+            if not run_file.is_file():
+                hint = " (a run stopped while preparing its data: run again without resume)" if work.is_dir() else ""
+                raise FileNotFoundError(f"nothing to resume in {out}: {run_file} not found{hint}")
+            run = _read_json(run_file)
+            cfg = _resolve_config(config, options, TrainConfig.from_dict(run["config"]))
+            base_name = str(run["base"])
+            if base is not None and str(base) != base_name:
+                raise ValueError(
+                    f"cannot change the base when resuming (the run used {base_name!r}, now {str(base)!r})"
                 )
-            raise FileExistsError(f"output folder {out} exists and is not empty; choose a new or empty folder")
-        cfg = _resolve_config(config, options, None)
-        from jp_rerank.presets import DEFAULT_RERANKER
+            if not isinstance(data, TrainingSet) and str(data) != run.get("data", {}).get("source"):
+                logger.warning("resuming: using the data prepared from %s, not %s", run["data"].get("source"), data)
+            prepared = _load_prepared(work, run)
+            logger.info("resuming the run in %s", out)
+        else:
+            if work.is_dir() and not run_file.exists() and [p.name for p in out.iterdir()] == [WORK_DIR]:
+                logger.warning("removing %s, left by a run stopped while preparing its data", work)
+                shutil.rmtree(work)
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                if run_file.is_file():
+                    raise FileExistsError(
+                        f"{out} holds an unfinished training run; pass resume=True (--resume) to continue it, or "
+                        "choose another folder"
+                    )
+                raise FileExistsError(f"output folder {out} exists and is not empty; choose a new or empty folder")
+            cfg = _resolve_config(config, options, None)
+            from jp_rerank.presets import DEFAULT_RERANKER
 
-        base_name = str(base) if base is not None else DEFAULT_RERANKER
-        work.mkdir(parents=True, exist_ok=True)
+            base_name = str(base) if base is not None else DEFAULT_RERANKER
+            work.mkdir(parents=True, exist_ok=True)
+            try:
+                prepared = _prepare(data, cfg, work)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                if out.is_dir() and not any(out.iterdir()):
+                    out.rmdir()
+                raise
+            run = {
+                "jp_rerank": __version__,
+                "status": "prepared",
+                "base": base_name,
+                "config": cfg.as_dict(),
+                "data": prepared["data"],
+                "mining": prepared["mining"],
+                "first_stage": prepared["first_stage"],
+            }
+            _write_json(run_file, run)
         try:
-            prepared = _prepare(data, cfg, work)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            if out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
+            return _train_prepared(cfg, base_name, out, work, run, prepared, resume, callbacks, start)
+        except Exception:
+            if not resume and run.get("status") == "prepared":
+                # failed before the training loop (a base that does not load, an option it does not support): leave
+                # nothing behind, so the same command with the mistake fixed runs (resuming cannot change the base)
+                shutil.rmtree(work, ignore_errors=True)
+                if out.is_dir() and not any(out.iterdir()):
+                    out.rmdir()
             raise
-        run = {
-            "jp_rerank": __version__,
-            "status": "prepared",
-            "base": base_name,
-            "config": cfg.as_dict(),
-            "data": prepared["data"],
-            "mining": prepared["mining"],
-            "first_stage": prepared["first_stage"],
-        }
-        _write_json(run_file, run)
-    try:
-        return _train_prepared(cfg, base_name, out, work, run, prepared, resume, callbacks, start)
-    except Exception:
-        if not resume and run.get("status") == "prepared":
-            # failed before the training loop (a base that does not load, an option it does not support): leave
-            # nothing behind, so the same command with the mistake fixed runs (resuming cannot change the base)
-            shutil.rmtree(work, ignore_errors=True)
-            if out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
-        raise
 
 
 def _train_prepared(
@@ -594,7 +632,8 @@ def _train_prepared(
     heldout: HeldOut | None = prepared["heldout"]
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
-    probe = [(_norm(q.query, cfg.normalize), _norm(q.positives[0], cfg.normalize)) for q in train_set.queries[:16]]
+    norm = cfg.normalize_text
+    probe = [(_norm(q.query, norm), _norm(q.positives[0], norm)) for q in train_set.queries[:16]]
     ce, info = load_base(
         base_name,
         max_length=cfg.max_length,
@@ -634,7 +673,8 @@ def _train_prepared(
         per_step = max(1, cfg.batch_size // max(1, round(counts["pairs"] / max(1, counts["rows"]))))
     plan = _hf.StepPlan(cfg.warmup_ratio)
     budget = _hf.BudgetCallback(cfg.time_budget, plan, cfg.budget_clock)
-    log_cb = _hf.LogCallback(plan, budget)
+    pairs_per_row = counts["pairs"] / max(1, counts["rows"])
+    log_cb = _hf.LogCallback(plan, budget, pairs_per_step=per_step * cfg.gradient_accumulation_steps * pairs_per_row)
     args = CrossEncoderTrainingArguments(
         output_dir=str(work),
         num_train_epochs=float(cfg.epochs),
