@@ -130,6 +130,36 @@ def test_a_damaged_openvino_export_is_made_again_with_one_warning(
     assert sum("cannot be used (it is damaged" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_an_export_made_another_way_by_an_earlier_version_is_made_again(
+    model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An earlier jp-rerank quantised differently: same weights, same file names, a valid graph, other scores."""
+    import json
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    expected = _fp32(model)
+    np.testing.assert_allclose(_onnx(model).score(QUERY, DOCS), expected, atol=1e-5)
+    folder = model / "onnx"
+    manifest = json.loads((folder / exports.MANIFEST).read_text(encoding="utf-8"))
+    quantize_dynamic(
+        str(folder / "model.onnx"),
+        str(folder / "older.onnx"),
+        weight_type=QuantType.QUInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    (folder / "older.onnx").replace(folder / "model.onnx")
+    manifest.pop("recipe")  # what the earlier version wrote: no recipe, checksums of its own files
+    manifest["sha256"]["model.onnx"] = exports.file_digest(folder / "model.onnx")
+    (folder / exports.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="jp_rerank.rerank.exports"):
+        got = _onnx(model).score(QUERY, DOCS)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert sum("it was made another way" in r.getMessage() for r in caplog.records) == 1
+    assert json.loads((folder / exports.MANIFEST).read_text(encoding="utf-8"))["recipe"].startswith("onnx-")
+
+
 def test_a_read_only_home_and_cache_fall_back_to_torch_with_one_warning(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

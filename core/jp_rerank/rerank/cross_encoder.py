@@ -690,6 +690,10 @@ def _export(
         )
 
     label = "int8" if int8 else "fp32"
+    if backend == "onnx":
+        from jp_rerank.rerank.onnx_backend import EXPORT_RECIPE
+    else:
+        from jp_rerank.rerank.openvino_backend import EXPORT_RECIPE
     return build_export(
         owner.source,
         fingerprint(owner.model_folder(), model.config),
@@ -697,6 +701,7 @@ def _export(
         write,
         wanted=wanted,
         description=f"the {'ONNX' if backend == 'onnx' else 'OpenVINO'} {label} export of {owner.model_id}",
+        recipe=EXPORT_RECIPE,
         force=force,
         out_dir=out_dir,
     )

@@ -272,12 +272,14 @@ def find_export(source: ModelSource, model_fp: str, backend: str, precision: str
     return found
 
 
-def _unusable(found: Export | None, why: str, model_fp: str, wanted: set[str]) -> str:
+def _unusable(found: Export | None, why: str, model_fp: str, wanted: set[str], recipe: str) -> str:
     """Why an existing export cannot serve (``""``: it can, or there is none)."""
     if found is None:
         return why
     if found.fingerprint != model_fp:
         return "it was made from other weights"
+    if found.meta.get("recipe", "") != recipe:
+        return "it was made another way, by another jp-rerank version"
     missing = sorted(p for p in wanted if not found.has(p))
     return f"it has no {', '.join(missing)} file" if missing else ""
 
@@ -356,6 +358,7 @@ def build_export(
     *,
     wanted: set[str],
     description: str,
+    recipe: str = "",
     force: bool = False,
     out_dir: str | os.PathLike[str] | None = None,
 ) -> Export:
@@ -368,6 +371,8 @@ def build_export(
         write: Writes the files into the empty folder it is given and returns ``(files, inputs, meta)``.
         wanted: Precisions the export must have (e.g. ``{"fp32", "int8"}``).
         description: What is being made, for the progress messages (e.g. ``"the OpenVINO int8 export of ..."``).
+        recipe: How the backend makes its exports (its ``EXPORT_RECIPE``): an export made another way (by an
+            earlier jp-rerank) is made again.
         force: Build again even if an up-to-date export exists.
         out_dir: Folder to write instead of :func:`export_dir`.
 
@@ -379,11 +384,11 @@ def build_export(
 
     def current() -> Export | None:
         found = read_export(target, backend)
-        ok = found is not None and found.fingerprint == model_fp and all(found.has(p) for p in wanted)
+        ok = found is not None and not _unusable(found, "", model_fp, wanted, recipe)
         return found if ok else None
 
     found, why = _inspect(target, backend)
-    unusable = _unusable(found, why, model_fp, wanted)
+    unusable = _unusable(found, why, model_fp, wanted, recipe)
     if not force and found is not None and not unusable:
         return found
     if unusable:
@@ -404,6 +409,7 @@ def build_export(
                 "backend": backend,
                 "model_id": source.model_id,
                 "fingerprint": model_fp,
+                "recipe": recipe,
                 "files": files,
                 "inputs": list(inputs),
                 "jp_rerank": __version__,

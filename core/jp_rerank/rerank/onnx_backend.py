@@ -37,6 +37,8 @@ __all__ = ["OnnxBackend", "write_onnx_export"]
 logger = logging.getLogger(__name__)
 
 _OPSET = 17
+EXPORT_RECIPE = "onnx-2: fused graph, opset 17; dynamic int8, 7-bit per-channel weights without VNNI"
+"""How :func:`write_onnx_export` makes exports; change it whenever that changes, so older exports are made again."""
 _INT8_FILES: dict[str, str] = {"vnni": "model_int8.onnx", "avx2": "model_int8_avx2.onnx"}
 
 

@@ -41,6 +41,9 @@ OpenVINOPrecision = Literal["fp32", "bf16", "int8"]
 
 _FILES = {"fp32": "model.xml"}
 _EAGER_ATTENTION = frozenset({"modernbert"})
+EXPORT_RECIPE = "openvino-2: eager attention for ModernBERT; NNCF static int8, overflow fix without VNNI"
+"""How :func:`write_openvino_export` makes exports; change it whenever that changes, so older exports are made
+again."""
 """Architectures converted with eager attention. ModernBERT's sdpa path gets a boolean sliding-window mask with the
 padding on the key side only: a padding *query* row more than half a window past its pair's last real token may
 attend to no key, which PyTorch turns into zeros but OpenVINO's SDPA into NaN (0/0) that then spreads through
