@@ -18,10 +18,10 @@ Evidence behind :data:`AUTO_ON_CPU` (``benchmarks/README.md`` has the tables):
   Zen 4's VNNI, not measured on such a CPU: ``JP_RERANK_BACKEND=torch`` opts out).
 * AMD EPYC Zen 3 (AVX2 + FMA only: no VNNI, no bf16), measured (``benchmarks/results/cpu_plans-avx2.md`` and issue
   21's table): int8 products go through ``VPMADDUBSW``, whose 16-bit sums saturate. On ja-ce-mini, against torch
-  fp32: OpenVINO int8 (7-bit weights, NNCF ``overflow_fix``) Spearman mean 0.993, min 0.989, 0.83-1.36x the speed
-  (three runs); ONNX int8 0.90-0.987 depending on the weight layout. No int8 plan keeps the criterion, so ``auto``
-  stays on torch fp32 there; ONNX fp32 and OpenVINO fp32 are exact and 1.1-1.2x faster on idle cores (opt-in:
-  ``backend="onnx", precision="fp32"``, exported once).
+  fp32: OpenVINO int8 (7-bit weights, NNCF ``overflow_fix``) Spearman mean 0.993, min 0.989, 0.77-1.36x the speed
+  (four runs; 0.77x on idle cores); ONNX int8 0.90-0.987 depending on the weight layout. No int8 plan keeps the
+  criterion, so ``auto`` stays on torch fp32 there; ONNX fp32 and OpenVINO fp32 are exact and 0.91-1.2x torch fp32
+  (opt-in: ``backend="onnx", precision="fp32"``, exported once).
 * Intel AMX (first machine of this project): torch bf16 autocast 2.2-2.5x torch fp32 on the xsmall/small shapes;
   kept as the choice there (OpenVINO int8 was not measured on AMX).
 * Batches of about :data:`CPU_TOKEN_BUDGET` tokens (pairs x padded length) were 20-40% faster on CPU than
