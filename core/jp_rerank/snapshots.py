@@ -63,6 +63,7 @@ __all__ = [
     "MAX_POINTER_BYTES",
     "open_snapshot",
     "read_snapshot",
+    "try_lock",
     "write_snapshot",
 ]
 
@@ -170,7 +171,11 @@ def _remove(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- lock
 
 
-def _try_lock(fd: int) -> bool:
+def try_lock(fd: int) -> bool:
+    """Take an exclusive lock on the open file ``fd`` without waiting; ``False`` when another holder has it.
+
+    The lock goes with the file: closing ``fd`` releases it.
+    """
     if os.name == "posix":
         import fcntl
 
@@ -206,7 +211,7 @@ def _writer_lock(root: Path, timeout: float | None) -> Iterator[None]:
             if exc.errno == errno.ELOOP:
                 raise ValueError(f"refusing to save into {root}: {LOCK_FILE} is a symbolic link") from exc
             raise
-        if _try_lock(fd):
+        if try_lock(fd):
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
             except FileNotFoundError:

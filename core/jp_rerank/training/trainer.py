@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jp_rerank._version import __version__
+from jp_rerank.snapshots import try_lock
 from jp_rerank.text import normalize_text
 from jp_rerank.training.card import render_model_card
 from jp_rerank.training.config import RESUMABLE, TrainConfig, TrainResult
@@ -474,27 +475,15 @@ def _run_lock(out: Path) -> Iterator[None]:
     """Refuse a second run writing into ``out`` while one is live (a lock per folder in the temporary folder).
 
     The lock is taken before the folder is looked at, so a ``resume`` cannot overlap a live run and two new runs
-    cannot both find the folder empty. It is an advisory ``flock``: runs on other machines sharing the folder over a
-    network file system are not seen. No lock on Windows.
+    cannot both find the folder empty. It is an advisory lock: runs on other machines sharing the folder over a
+    network file system are not seen.
     """
-    if os.name != "posix":  # pragma: no cover - Windows
-        yield
-        return
-    import fcntl
-
     key = hashlib.sha256(str(out.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    path = Path(tempfile.gettempdir()) / f"jp-rerank-train-{os.getuid()}-{key}.lock"
-    with path.open("a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FileExistsError(
-                f"another training run is writing to {out}; wait for it or choose another folder"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    owner = os.getuid() if hasattr(os, "getuid") else "user"
+    with (Path(tempfile.gettempdir()) / f"jp-rerank-train-{owner}-{key}.lock").open("a+") as fh:
+        if not try_lock(fh.fileno()):
+            raise FileExistsError(f"another training run is writing to {out}; wait for it or choose another folder")
+        yield  # closing the file releases the lock
 
 
 def train(
