@@ -23,6 +23,7 @@ from jp_rerank.data import load_demo_corpus
 from jp_rerank.rerank import backends, cross_encoder
 from jp_rerank.rerank.backends import plan_scoring, run_batches
 from jp_rerank.rerank.exports import MANIFEST, export_dir, find_export, fingerprint
+from jp_rerank.rerank.onnx_backend import EXPORT_RECIPE
 from jp_rerank.rerank.pairs import EncodedPair
 
 QUERY = "富士山の高さは何メートルですか？"
@@ -212,7 +213,7 @@ def test_export_is_made_once_cached_beside_the_model_and_invalidated_by_new_weig
     first.load()
     folder = model / "onnx"
     int8 = backends.int8_file_key(backends.int8_kernel())
-    export = find_export(first.source, fingerprint(model, first.model.config), "onnx", int8)
+    export = find_export(first.source, fingerprint(model, first.model.config), "onnx", int8, EXPORT_RECIPE)
     assert export is not None
     assert export.directory == folder == export_dir(first.source, "onnx")
     assert (folder / MANIFEST).is_file()
@@ -227,9 +228,9 @@ def test_export_is_made_once_cached_beside_the_model_and_invalidated_by_new_weig
     assert export.path(int8).stat().st_mtime_ns == stamp  # reused, not exported again
     weights = next(model.glob("*.safetensors"))
     os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # a touch changes nothing: the content decides
-    assert find_export(first.source, fingerprint(model, first.model.config), "onnx", int8) is not None
+    assert find_export(first.source, fingerprint(model, first.model.config), "onnx", int8, EXPORT_RECIPE) is not None
     retrain_in_place(model)  # new weights: the export is stale
-    assert find_export(first.source, fingerprint(model, first.model.config), "onnx", int8) is None
+    assert find_export(first.source, fingerprint(model, first.model.config), "onnx", int8, EXPORT_RECIPE) is None
     assert not [p for p in model.iterdir() if p.name.startswith(".")]  # no temporary folders left behind
 
 

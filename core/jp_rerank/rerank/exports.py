@@ -264,12 +264,13 @@ def _damaged(directory: Path, recorded: object) -> str:
     return ""
 
 
-def find_export(source: ModelSource, model_fp: str, backend: str, precision: str) -> Export | None:
-    """The cached, up-to-date ``backend`` export of ``source`` with a ``precision`` file, or ``None``."""
+def find_export(source: ModelSource, model_fp: str, backend: str, precision: str, recipe: str) -> Export | None:
+    """The cached, up-to-date ``backend`` export of ``source`` with a ``precision`` file, or ``None``.
+
+    Up to date as :func:`build_export` decides it: same weights, same ``recipe``, the file present.
+    """
     found = read_export(export_dir(source, backend), backend)
-    if found is None or not found.has(precision) or found.fingerprint != model_fp:
-        return None
-    return found
+    return None if found is None or _unusable(found, "", model_fp, {precision}, recipe) else found
 
 
 def _unusable(found: Export | None, why: str, model_fp: str, wanted: set[str], recipe: str) -> str:
