@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 from _paths import E5_SMALL, JA_CE_MINI, RESULTS, data_dir, offline_model
 
-from jp_rerank.evaluation.bench import cached_preset, run_bench, write_report
+from jp_rerank.evaluation.bench import run_bench
+from jp_rerank.evaluation.bench_models import cached_preset
+from jp_rerank.evaluation.bench_report import write_report
 from jp_rerank.evaluation.timing import MethodResult, Scorer
 from jp_rerank.testing import build_dense_embedder, build_static_embedder
 

@@ -11,7 +11,7 @@ OpenVINO fp32 / int8; the int8 files quantised for this CPU's int8 kernel) score
 
 A plan qualifies for ``auto`` when Spearman >= 0.99 for every question, nDCG@10 within 0.005 of fp32 and the top-3
 set unchanged for >= 95 % of questions; the fastest qualifying plan (never slower than torch fp32) is what
-:data:`jp_rerank.rerank.backends.AUTO_ON_CPU` should hold for this CPU class. Results:
+:data:`jp_rerank.rerank.plans.AUTO_ON_CPU` should hold for this CPU class. Results:
 ``benchmarks/results/cpu_plans-<cpu class>.md`` (+ ``.json``), with the CPU's flags and the load average.
 
 Usage:
@@ -45,12 +45,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from jp_rerank import Reranker
-    from jp_rerank.evaluation.bench import candidate_pairs
+    from jp_rerank.evaluation.bench_pairs import candidate_pairs
     from jp_rerank.evaluation.datasets import load_beir
     from jp_rerank.evaluation.timing import load_average, ndcg10, spearman
     from jp_rerank.hardware import machine_info
-    from jp_rerank.rerank.backends import cpu_class, cpu_supports_bf16, int8_kernel
     from jp_rerank.rerank.exports import read_export
+    from jp_rerank.rerank.plans import cpu_class, cpu_supports_bf16, int8_kernel
 
     model = Path(args.model) if args.model else offline_model(JA_CE_MINI)
     data = Path(args.data) if args.data else data_dir()

@@ -1,7 +1,7 @@
 """Peak memory (and time) of scoring ONE 8,192-token (query, passage) pair with a ModernBERT reranker on CPU.
 
 ModernBERT rerankers (japanese-reranker-*-v2, ruri-v3-reranker-310m) accept 8,192 tokens. One such pair is four
-times the CPU token budget (``jp_rerank.rerank.backends.CPU_TOKEN_BUDGET``, 2,048 tokens per forward pass), so the
+times the CPU token budget (``jp_rerank.rerank.plans.CPU_TOKEN_BUDGET``, 2,048 tokens per forward pass), so the
 engine scores it alone, in a batch of one; this script measures what that one forward pass costs.
 
 Model: the same-shape random-weight model of ``--shape`` (default ``base-v2``: 19 layers x 512, the largest v2
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 from _paths import RESULTS, data_dir
 
 if TYPE_CHECKING:
-    from jp_rerank.rerank.backends import PrecisionOption
+    from jp_rerank.rerank.plans import PrecisionOption
 
 QUERY = "富士山の高さは何メートルですか？"
 
@@ -133,7 +133,7 @@ def main() -> int:
         print(json.dumps(child(args.child, args.model, args.tokens)))
         return 0
 
-    from jp_rerank.evaluation.bench import same_shape_cross_encoder
+    from jp_rerank.evaluation.bench_models import same_shape_cross_encoder
     from jp_rerank.evaluation.timing import load_average
     from jp_rerank.hardware import machine_info
     from jp_rerank.runtime import cpu_supports_bf16

@@ -285,7 +285,7 @@ def compare(single_dir: Path, ray_dir: Path) -> dict[str, Any]:
 
 
 def _nlist(n_train: int) -> int:
-    from jp_rerank.index.faiss_index import default_nlist
+    from jp_rerank.index.faiss_kinds import default_nlist
 
     return int(default_nlist(n_train))
 

@@ -52,7 +52,9 @@ def main() -> int:
 
     import torch
 
-    from jp_rerank.evaluation.bench import candidate_pairs, ours, same_shape_cross_encoder, st_predict
+    from jp_rerank.evaluation.bench_methods import ours, st_predict
+    from jp_rerank.evaluation.bench_models import same_shape_cross_encoder
+    from jp_rerank.evaluation.bench_pairs import candidate_pairs
     from jp_rerank.evaluation.datasets import load_beir
     from jp_rerank.evaluation.timing import load_average
     from jp_rerank.hardware import machine_info

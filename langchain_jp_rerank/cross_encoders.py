@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from langchain_core.cross_encoders import BaseCrossEncoder
+from typing import ClassVar
 
-from jp_rerank.checks import check_texts
-from langchain_jp_rerank._common import RerankerAdapter
+from langchain_core.cross_encoders import BaseCrossEncoder
+from pydantic import Field, field_validator
+
+from jp_rerank.presets import DEFAULT_RERANKER
+from langchain_jp_rerank._common import RerankerAdapter, as_model_name
 
 __all__ = ["JapaneseCrossEncoder"]
 
@@ -15,11 +18,11 @@ class JapaneseCrossEncoder(RerankerAdapter, BaseCrossEncoder):
 
     A drop-in for ``HuggingFaceCrossEncoder`` in ``CrossEncoderReranker``: existing code switches by changing the
     class name, e.g. ``HuggingFaceCrossEncoder(model_name="...", model_kwargs={"device": "cpu"})`` becomes
-    ``JapaneseCrossEncoder(model_name="xsmall", model_kwargs={"device": "cpu"})`` (``model=`` works too). Pairs
+    ``JapaneseCrossEncoder(model_name="xsmall", model_kwargs={"device": "cpu"})``. Pairs
     sharing a query are scored together in one engine call (length-sorted batches); scores come back in input
     order as Python floats.
 
-    Configuration (the same pattern in every adapter of jp-rerank): ``model`` / ``model_name``, the named fields
+    Configuration (the same pattern in every adapter of jp-rerank): ``model_name``, the named fields
     ``device``, ``cache_folder``, ``preset``, and ``model_kwargs`` for any other :class:`jp_rerank.Reranker`
     argument. Or pass ``reranker=`` to use an engine you built. Adapters configured alike share one engine and
     one loaded model.
@@ -35,6 +38,16 @@ class JapaneseCrossEncoder(RerankerAdapter, BaseCrossEncoder):
         [0.98..., 0.01...]
     """
 
+    model_field: ClassVar[str] = "model_name"
+    model_name: str = Field(default=DEFAULT_RERANKER, frozen=True)
+    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of the cross-encoder (the name
+    ``HuggingFaceCrossEncoder`` gives it)."""
+
+    @field_validator("model_name", mode="before")
+    @classmethod
+    def _model_path(cls, value: object) -> object:
+        return as_model_name(value)
+
     def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
         """Score each ``(query, passage)`` pair.
 
@@ -48,19 +61,4 @@ class JapaneseCrossEncoder(RerankerAdapter, BaseCrossEncoder):
             TypeError: An item that is not a pair, or a non-string text.
             ValueError: An empty or whitespace-only query.
         """
-        positions: dict[str, list[int]] = {}
-        passages: dict[str, list[str]] = {}
-        for i, pair in enumerate(text_pairs):
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise TypeError(f"text_pairs[{i}] must be a (query, passage) pair, got {pair!r:.40}")
-            query, passage = check_texts(pair, name=f"text_pairs[{i}]")
-            positions.setdefault(query, []).append(i)
-            passages.setdefault(query, []).append(passage)
-        if not positions:
-            return []
-        scores = self._reranker.score_many(list(passages), list(passages.values()))
-        out = [0.0] * sum(len(p) for p in positions.values())
-        for idx, values in zip(positions.values(), scores, strict=True):
-            for i, value in zip(idx, values.tolist(), strict=True):
-                out[i] = value
-        return out
+        return self._reranker.score_pairs(text_pairs)

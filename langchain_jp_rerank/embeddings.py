@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from langchain_core.embeddings import Embeddings
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from jp_rerank.embed import Embedder
-from jp_rerank.loading import shared_engine
+from jp_rerank.engines import shared_engine
 from jp_rerank.presets import DEFAULT_EMBEDDER
-from langchain_jp_rerank._common import ENGINE_FIELDS, MODEL_ALIASES, EngineFields, check_engine, one_model_name
+from langchain_jp_rerank._common import ENGINE_FIELDS, EngineFields, as_model_name, check_engine
 
 __all__ = ["JapaneseEmbeddings"]
 
@@ -41,7 +41,7 @@ class JapaneseEmbeddings(EngineFields, Embeddings):
     folder). Vectors are lists of Python floats. The async methods run the model in a worker thread, so the event
     loop is never blocked.
 
-    Configuration (the same pattern in every adapter of jp-rerank): ``model`` (or ``model_name``), the named
+    Configuration (the same pattern in every adapter of jp-rerank): ``model_name``, the named
     fields ``device``, ``cache_folder``, ``preset``, and ``model_kwargs`` for any other :class:`jp_rerank.Embedder`
     argument (``truncate_dim``, ``query_prefix``, ``trust_remote_code``, ``num_threads``...; the named fields may
     be given there too). Names carried over from ``HuggingFaceEmbeddings``: ``model_name``,
@@ -60,8 +60,10 @@ class JapaneseEmbeddings(EngineFields, Embeddings):
         '富士山は日本一高い山です。'
     """
 
-    model: str = Field(default=DEFAULT_EMBEDDER, frozen=True, validation_alias=MODEL_ALIASES)
-    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of a sentence-transformers model."""
+    model_field: ClassVar[str] = "model_name"
+    model_name: str = Field(default=DEFAULT_EMBEDDER, frozen=True)
+    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of a sentence-transformers model (the name
+    ``HuggingFaceEmbeddings`` gives it)."""
     encode_kwargs: dict[str, Any] = Field(default_factory=dict, frozen=True)
     """As in ``HuggingFaceEmbeddings``: ``normalize_embeddings`` (default ``True``), ``batch_size`` and
     ``show_progress_bar``. Prompts are never needed here: the model's query/document prompts are applied for you."""
@@ -74,17 +76,23 @@ class JapaneseEmbeddings(EngineFields, Embeddings):
     show_progress: bool = Field(default=False, frozen=True)
     """Show sentence-transformers' progress bar while encoding."""
 
+    @field_validator("model_name", mode="before")
+    @classmethod
+    def _model_path(cls, value: object) -> object:
+        return as_model_name(value)
+
     _embedder: Embedder = PrivateAttr()
 
     def __init__(self, *, embedder: Embedder | None = None, **data: Any) -> None:
-        one_model_name(data)
         if embedder is not None:
             fields = ENGINE_FIELDS | {"encode_kwargs", "query_encode_kwargs", "show_progress"}
-            check_engine(embedder, Embedder, arg="embedder", data=data, fields=fields)
+            check_engine(embedder, Embedder, arg="embedder", data=data, model_field=self.model_field, fields=fields)
         self.effective_device(data)
         super().__init__(**data)
         if embedder is None:
-            embedder = shared_engine(Embedder, self.model, **self.engine_kwargs(Embedder, **self._encode_options()))
+            embedder = shared_engine(
+                Embedder, self.engine_model(), **self.engine_kwargs(Embedder, **self._encode_options())
+            )
         self._embedder = embedder
 
     def _encode_options(self) -> dict[str, Any]:

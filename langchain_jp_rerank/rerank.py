@@ -15,8 +15,9 @@ from pydantic import ConfigDict, Field, field_validator
 from jp_rerank.checks import check_positive_int
 from jp_rerank.defaults import DEFAULT_TOP_N
 from jp_rerank.fusion import RerankFusion, as_first_stage_score
-from jp_rerank.rerank.cross_encoder import Listwise
-from langchain_jp_rerank._common import RerankerAdapter, scored_copy
+from jp_rerank.presets import DEFAULT_RERANKER
+from jp_rerank.rerank.scoring import Listwise
+from langchain_jp_rerank._common import RerankerAdapter, as_model_name, scored_copy
 
 __all__ = ["JapaneseReranker"]
 
@@ -58,7 +59,7 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
     one document). With ``rerank_fusion`` the shares are the reranker's scores that are fused (``rerank_score``);
     ``"rrf"`` ranks the same either way, ``"zscore"`` / ``"minmax"`` see the shares.
 
-    Configuration (the same pattern in every adapter of jp-rerank): ``model`` (or ``model_name``), the named
+    Configuration (the same pattern in every adapter of jp-rerank): ``model`` (as ``CohereRerank``), the named
     fields ``device``, ``cache_folder``, ``preset``, and ``model_kwargs`` for any other :class:`jp_rerank.Reranker`
     argument (``batch_size``, ``overflow``, ``max_length``, ``trust_remote_code``, ``num_threads``...;
     ``model_kwargs={"device": "cpu"}`` works too). Or pass ``reranker=`` to use an engine you built. Rerankers,
@@ -81,6 +82,8 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
         True
     """
 
+    model: str = Field(default=DEFAULT_RERANKER, frozen=True)
+    """Alias from :mod:`jp_rerank.presets`, hub id or local directory of the cross-encoder."""
     top_n: int | None = DEFAULT_TOP_N
     """Number of documents to return (``None``: all of them, reordered)."""
     score_threshold: float | None = None
@@ -97,6 +100,11 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
     ``None``: the engine's setting (see the class notes)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_path(cls, value: object) -> object:
+        return as_model_name(value)
 
     @field_validator("top_n", mode="before")
     @classmethod
@@ -178,30 +186,16 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
         for i, doc in enumerate(docs):
             if not isinstance(doc, Document):
                 raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}")
-        texts = [doc.page_content for doc in docs]
-        fusion = self.rerank_fusion
-        if not fusion.active:
-            results = self._reranker.rerank(
-                input["query"], texts, top_n=self.top_n, score_threshold=self.score_threshold, listwise=self.listwise
-            )
-            return [scored_copy(docs[r.index], r.score) for r in results]
-        first = [self._first_stage_score(doc) for doc in docs]
-        fused = self._reranker.rerank_fused(
+        results = self._reranker.rerank(
             input["query"],
-            texts,
-            first if any(s is not None for s in first) else None,
-            fusion=fusion,
+            [doc.page_content for doc in docs],
             top_n=self.top_n,
             score_threshold=self.score_threshold,
             listwise=self.listwise,
+            first_stage_scores=[self._first_stage_score(doc) for doc in docs],
+            fusion=self.rerank_fusion,
         )
-        out = []
-        for r in fused:
-            extra = {"rerank_score": r.rerank_score}
-            if r.first_stage_score is not None:
-                extra["first_stage_score"] = r.first_stage_score
-            out.append(scored_copy(docs[r.index], r.score, **extra))
-        return out
+        return [scored_copy(docs[r.index], r) for r in results]
 
     def _first_stage_score(self, doc: Document) -> float | None:
         for key in self.first_stage_score_keys:

@@ -16,8 +16,8 @@ from pydantic import ConfigDict, PrivateAttr, ValidationInfo, field_validator
 from jp_rerank.checks import check_positive_int, storable_metadata
 from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_K, DEFAULT_RETRIEVER_TOP_N
 from jp_rerank.embed import Embedder, SparseEmbedder
+from jp_rerank.engines import shared_engine
 from jp_rerank.hits import FirstStage, SearchHit
-from jp_rerank.loading import shared_engine
 from jp_rerank.pipeline import TwoStageRetriever
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank import Reranker
@@ -160,7 +160,7 @@ class JapaneseRetriever(BaseRetriever):
                 then carry ``relevance_score`` (combined) and ``rerank_score`` (the cross-encoder's)...).
 
         Models named by alias, hub id or path are the engines every adapter configured alike shares
-        (:func:`jp_rerank.loading.shared_engine`).
+        (:func:`jp_rerank.engines.shared_engine`).
 
         Raises:
             ValueError: No texts, no first stage, duplicate or empty ids, empty metadata keys, or lengths that

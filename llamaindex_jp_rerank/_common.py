@@ -10,57 +10,22 @@ The configuration pattern (every adapter of this package and of ``langchain_jp_r
   it also takes the named options, and a name given both ways must agree;
 - or an engine passed in (``reranker=`` / ``embedder=``), whose loaded model is then used as is.
 
-Adapters configured alike share one engine and one loaded model (:func:`jp_rerank.loading.shared_engine`), across
+Adapters configured alike share one engine and one loaded model (:func:`jp_rerank.engines.shared_engine`), across
 LlamaIndex and LangChain.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-from collections.abc import Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from llama_index.core.bridge.pydantic import BaseModel
 from llama_index.core.callbacks import CallbackManager
 
-from jp_rerank.loading import ModelHandle, engine_options, shared_engine
-
-__all__ = ["PlainPickle", "build_engine"]
+__all__ = ["PlainPickle"]
 
 logger = logging.getLogger(__name__)
-E = TypeVar("E", bound=ModelHandle)
-
-
-def build_engine(
-    kind: type[E],
-    injected: E | None,
-    model: str | os.PathLike[str] | None,
-    default: str,
-    options: Mapping[str, Any],
-    model_kwargs: Mapping[str, Any] | None = None,
-) -> E:
-    """Return the injected engine, or the shared engine of ``kind`` for the model and options set.
-
-    Options left at ``None`` are not passed, so the engine's own defaults apply; ``model_kwargs`` adds any other
-    engine argument (see :func:`jp_rerank.loading.engine_options`).
-
-    Raises:
-        TypeError: If ``injected`` is not a ``kind``, or ``model_kwargs`` has a key the engine does not take.
-        ValueError: If an engine is injected together with a model or engine options (they would be ignored), or
-            an option is given twice with different values.
-    """
-    if injected is None:
-        kwargs = engine_options(kind, options, model_kwargs)
-        return shared_engine(kind, default if model is None else model, **kwargs)
-    if not isinstance(injected, kind):
-        raise TypeError(f"expected a jp_rerank.{kind.__name__}, got {type(injected).__name__}")
-    given = sorted(k for k, v in options.items() if v is not None) + (["model_kwargs"] if model_kwargs else [])
-    if model is not None or given:
-        names = ["model"] * (model is not None) + given
-        raise ValueError(f"an engine was injected, so {names} cannot be set here: configure the engine itself")
-    return injected
 
 
 class PlainPickle:

@@ -11,8 +11,9 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 
 from jp_rerank.embed import Embedder
+from jp_rerank.engines import build_engine
 from jp_rerank.presets import DEFAULT_EMBEDDER
-from llamaindex_jp_rerank._common import PlainPickle, build_engine
+from llamaindex_jp_rerank._common import PlainPickle
 
 __all__ = ["JapaneseEmbedding"]
 

@@ -14,11 +14,13 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
 from jp_rerank.defaults import DEFAULT_TOP_N
+from jp_rerank.engines import build_engine
 from jp_rerank.fusion import RerankFusion, as_first_stage_score
+from jp_rerank.hits import check_threshold, check_top_n
 from jp_rerank.presets import DEFAULT_RERANKER
-from jp_rerank.rerank import FusedRerankResult, Reranker, RerankResult, rank_scores
-from jp_rerank.rerank.cross_encoder import Listwise
-from llamaindex_jp_rerank._common import PlainPickle, build_engine
+from jp_rerank.rerank import Reranker, RerankResult
+from jp_rerank.rerank.scoring import Listwise
+from llamaindex_jp_rerank._common import PlainPickle
 
 __all__ = ["JapaneseRerank", "RerankedNode"]
 
@@ -75,10 +77,10 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
     ``score_threshold`` then use the shares. With ``rerank_fusion`` the shares are the cross-encoder scores that are
     fused (``rerank_score``); ``"rrf"`` ranks the same either way, ``"zscore"`` / ``"minmax"`` see the shares.
 
-    Configuration (the same pattern in every adapter of jp-rerank): the model, the named options below (those of
-    LlamaIndex's ``SentenceTransformerRerank`` keep their names, ``cross_encoder_kwargs`` included), and
-    ``model_kwargs`` for any other :class:`jp_rerank.Reranker` argument (``batch_size``, ``overflow``,
-    ``num_threads``...). Or pass ``reranker=`` to use an engine you built. Postprocessors configured alike share
+    Configuration, in the names of LlamaIndex's ``SentenceTransformerRerank``: the model, ``device``,
+    ``trust_remote_code``, and ``cross_encoder_kwargs`` for any other :class:`jp_rerank.Reranker` argument
+    (``max_length``, ``batch_size``, ``overflow``, ``num_threads``...). Or pass ``reranker=`` to use an engine you
+    built. Postprocessors configured alike share
     one engine and one loaded model, with each other and with the LangChain adapters. A pickled postprocessor
     loads the model again on first use.
 
@@ -95,14 +97,11 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         listwise: ``"softmax"``: scores are one query's shares of relevance (see above); ``"none"``: per-node
             scores; ``None``: the engine's setting.
         reranker: An already-built :class:`jp_rerank.Reranker` to share (then leave the model options unset).
-        preset: The preset a local folder is a copy of (its limits and activation).
         device: Device (default: CUDA when available).
-        cache_folder: Hugging Face cache folder to load from.
         trust_remote_code: Allow custom code from the hub repository.
-        local_files_only: Only use local files / the HF cache.
-        max_length: Token limit of a (query, passage) pair.
-        model_kwargs: Further :class:`jp_rerank.Reranker` arguments.
-        cross_encoder_kwargs: ``SentenceTransformerRerank``'s name for ``model_kwargs`` (give one of them).
+        cross_encoder_kwargs: Every other :class:`jp_rerank.Reranker` argument (``max_length``, ``preset``,
+            ``cache_folder``, ``local_files_only``, ``batch_size``, ``overflow``...), under the name
+            ``SentenceTransformerRerank`` gives it.
         callback_manager: LlamaIndex callback manager.
 
     Example:
@@ -149,29 +148,17 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         rerank_fusion: RerankFusion | str | None = None,
         listwise: Listwise | None = None,
         reranker: Reranker | None = None,
-        preset: str | None = None,
         device: str | None = None,
-        cache_folder: str | os.PathLike[str] | None = None,
         trust_remote_code: bool | None = None,
-        local_files_only: bool | None = None,
-        max_length: int | None = None,
-        model_kwargs: dict[str, Any] | None = None,
         cross_encoder_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        rank_scores([], top_n=top_n, score_threshold=score_threshold)  # the engine's own argument checks
-        if model_kwargs is not None and cross_encoder_kwargs is not None:
-            raise ValueError("pass model_kwargs= or cross_encoder_kwargs= (the same thing), not both")
-        options = {
-            "preset": preset,
-            "device": device,
-            "cache_folder": os.fspath(cache_folder) if cache_folder is not None else None,
-            "trust_remote_code": trust_remote_code,
-            "local_files_only": local_files_only,
-            "max_length": max_length,
-        }
-        extra = model_kwargs if model_kwargs is not None else cross_encoder_kwargs
-        engine = build_engine(Reranker, reranker, model, DEFAULT_RERANKER, options, extra)
+        check_top_n(top_n)
+        check_threshold(score_threshold)
+        options = {"device": device, "trust_remote_code": trust_remote_code}
+        engine = build_engine(
+            Reranker, reranker, model, DEFAULT_RERANKER, options, cross_encoder_kwargs, where="cross_encoder_kwargs"
+        )
         super().__init__(
             model=engine.model_id,
             top_n=top_n,
@@ -207,21 +194,14 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         return query_bundle.query_str, [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
 
     def _rerank(self, query: str, texts: list[str], nodes: list[NodeWithScore]) -> list[RerankResult]:
-        if not self.rerank_fusion.active:
-            return self._engine.rerank(
-                query, texts, top_n=self.top_n, score_threshold=self.score_threshold, listwise=self.listwise
-            )
-        first = [as_first_stage_score(n.score) for n in nodes]
-        return list(
-            self._engine.rerank_fused(
-                query,
-                texts,
-                first if any(s is not None for s in first) else None,
-                fusion=self.rerank_fusion,
-                top_n=self.top_n,
-                score_threshold=self.score_threshold,
-                listwise=self.listwise,
-            )
+        return self._engine.rerank(
+            query,
+            texts,
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+            listwise=self.listwise,
+            first_stage_scores=[as_first_stage_score(n.score) for n in nodes],
+            fusion=self.rerank_fusion,
         )
 
     def _payload(self, nodes: list[NodeWithScore], query: str) -> dict[str, object]:
@@ -239,7 +219,7 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
                 node=_with_retrieval_score(nodes[r.index]) if keep else nodes[r.index].node,
                 score=r.score,
                 retrieval_score=nodes[r.index].score if keep else None,
-                rerank_score=r.rerank_score if isinstance(r, FusedRerankResult) else None,
+                rerank_score=r.rerank_score,
             )
             for r in results
         ]

@@ -16,8 +16,8 @@ from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeWithSc
 from jp_rerank.checks import check_positive_int
 from jp_rerank.defaults import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 from jp_rerank.embed import Embedder, SparseEmbedder
+from jp_rerank.engines import shared_engine
 from jp_rerank.hits import SearchHit
-from jp_rerank.loading import shared_engine
 from jp_rerank.pipeline import TwoStageRetriever
 from jp_rerank.rerank import Reranker
 from jp_rerank.text import chunk_text
@@ -62,9 +62,9 @@ class JapaneseRetriever(BaseRetriever):
     :class:`jp_rerank.pipeline.TwoStageRetriever`.
     Returned nodes are the caller's node objects (not copies) wrapped in new ``NodeWithScore`` objects; with a
     reranker they are :class:`~llamaindex_jp_rerank.RerankedNode` with the fused first-stage score kept.
-    ``similarity_top_k`` is the number of nodes returned, as for LlamaIndex's own retrievers (``top_n`` is the
-    engine's name for it and works too). Models named in :meth:`from_nodes` by alias, hub id or path are the
-    engines every adapter configured alike shares (:func:`jp_rerank.loading.shared_engine`).
+    ``similarity_top_k`` is the number of nodes returned, as for LlamaIndex's own retrievers. Models named in
+    :meth:`from_nodes` by alias, hub id or path are the engines every adapter configured alike shares
+    (:func:`jp_rerank.engines.shared_engine`).
 
     Args:
         retriever: A built :class:`~jp_rerank.pipeline.TwoStageRetriever` whose passage ids are the node ids.
@@ -73,7 +73,6 @@ class JapaneseRetriever(BaseRetriever):
         first_k: Candidates per first stage (default: the pipeline's ``first_k``).
         callback_manager: LlamaIndex callback manager.
         verbose: LlamaIndex's verbose flag.
-        top_n: The engine's name for ``similarity_top_k`` (give one of them).
 
     Example:
         >>> from llama_index.core.schema import TextNode
@@ -92,18 +91,13 @@ class JapaneseRetriever(BaseRetriever):
         first_k: int | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
-        top_n: int | None = None,
     ) -> None:
         if not isinstance(retriever, TwoStageRetriever):
             raise TypeError(f"retriever must be a jp_rerank TwoStageRetriever, got {type(retriever).__name__}")
-        if similarity_top_k is not None and top_n is not None and similarity_top_k != top_n:
-            raise ValueError(
-                f"pass similarity_top_k= or top_n= (the same thing), not both ({similarity_top_k}, {top_n})"
-            )
         self._nodes = _by_id(nodes)
         self.pipeline = retriever
-        name, top_k = ("similarity_top_k", similarity_top_k) if similarity_top_k is not None else ("top_n", top_n)
-        self.top_n = None if top_k is None else check_positive_int(top_k, name=name)
+        top_k = similarity_top_k
+        self.top_n = None if top_k is None else check_positive_int(top_k, name="similarity_top_k")
         self.first_k = None if first_k is None else check_positive_int(first_k, name="first_k")
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 

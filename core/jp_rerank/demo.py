@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
@@ -16,6 +16,7 @@ from jp_rerank.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from jp_rerank.embed import Embedder
+    from jp_rerank.pipeline import TwoStageRetriever
     from jp_rerank.rerank import Reranker
 
 __all__ = ["DemoReport", "run_demo"]
@@ -91,17 +92,38 @@ def run_demo(
         ('bm25',)
     """
     from jp_rerank.data import load_demo_corpus, load_demo_queries
-    from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER
-    from jp_rerank.embed import Embedder
-    from jp_rerank.pipeline import TwoStageRetriever
-    from jp_rerank.presets import DEFAULT_EMBEDDER, DEFAULT_RERANKER
-    from jp_rerank.rerank import Reranker
 
     corpus = load_demo_corpus()
     demo_queries = load_demo_queries()
     gold: dict[str, set[str]] = {str(q["text"]): {str(r) for r in q["relevant"]} for q in demo_queries}  # type: ignore[attr-defined]
     asked = list(questions) if questions else list(gold)
     out.write(f"jp-rerank demo: {len(corpus)} bundled Japanese passages, {len(asked)} questions\n")
+
+    rr, em, skipped = _load_models(reranker, embedder, out)
+    t0 = time.perf_counter()
+    retriever = _index(corpus, rr, em, first_k=first_k, top_n=top_n)
+    stages = ("bm25", *(("dense",) if em else ()), *(("rerank",) if rr else ()))
+    out.write(f"indexed in {time.perf_counter() - t0:.2f}s; stages: {' -> '.join(stages)}\n")
+    if rr:
+        out.write(f"reranker: {rr}\n")
+    if em:
+        out.write(f"embedder: {em}\n")
+
+    hits_at_1 = sum(_ask(retriever, question, gold.get(question, set()), out) for question in asked)
+    if gold and not questions:
+        out.write(f"\n{hits_at_1}/{len(asked)} questions have a correct passage (*) at rank 1\n")
+    if skipped:
+        out.write(f"\nfinished without: {', '.join(sorted(skipped))} (see the banners above)\n")
+    return DemoReport(stages=stages, skipped=skipped, questions=len(asked), hits_at_1=hits_at_1)
+
+
+def _load_models(
+    reranker: str | None, embedder: str | None, out: TextIO
+) -> tuple[Reranker | None, Embedder | None, dict[str, str]]:
+    """Load the reranker and the embedder unless ``"none"``; a stage that cannot load is skipped (and why)."""
+    from jp_rerank.embed import Embedder
+    from jp_rerank.presets import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+    from jp_rerank.rerank import Reranker
 
     skipped: dict[str, str] = {}
     rr: Reranker | None = None
@@ -119,9 +141,17 @@ def run_demo(
         em, why = _try_load("embedder", lambda: Embedder(embedder_name).load(), embedder_name, out)
         if why:
             skipped["dense"] = why
+    return rr, em, skipped
 
-    t0 = time.perf_counter()
-    retriever = TwoStageRetriever.from_texts(
+
+def _index(
+    corpus: Sequence[Mapping[str, str]], rr: Reranker | None, em: Embedder | None, *, first_k: int, top_n: int
+) -> TwoStageRetriever:
+    """Index the passages: BM25, plus dense when an embedder loaded, then the reranker when one loaded."""
+    from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER
+    from jp_rerank.pipeline import TwoStageRetriever
+
+    return TwoStageRetriever.from_texts(
         [str(d["text"]) for d in corpus],
         ids=[str(d["id"]) for d in corpus],
         metadatas=[{"title": d["title"]} for d in corpus],
@@ -135,33 +165,22 @@ def run_demo(
         fusion="weighted" if em else "rrf",
         normalization="zscore",
     )
-    stages = ("bm25", *(("dense",) if em else ()), *(("rerank",) if rr else ()))
-    out.write(f"indexed in {time.perf_counter() - t0:.2f}s; stages: {' -> '.join(stages)}\n")
-    if rr:
-        out.write(f"reranker: {rr}\n")
-    if em:
-        out.write(f"embedder: {em}\n")
 
-    hits_at_1 = 0
-    for question in asked:
-        t1 = time.perf_counter()
-        passages = retriever.retrieve(question)
-        elapsed = time.perf_counter() - t1
-        out.write(f"\nQ: {question}    ({elapsed * 1000:.0f} ms)\n")
-        timings = getattr(retriever, "last_timings", {}) or {}
-        if timings:
-            out.write("   timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + "\n")
-        for rank, p in enumerate(passages, 1):
-            rerank = f"rerank {p.rerank_score:.4f}  " if p.rerank_score is not None else ""
-            mark = " *" if p.id in gold.get(question, set()) else ""
-            out.write(
-                f"  {rank}. [{p.id}] {rerank}first-stage {p.first_stage_score:.4f}  "
-                f"{p.metadata.get('title', '')}: {p.text[:60]}…{mark}\n"
-            )
-        if passages and passages[0].id in gold.get(question, set()):
-            hits_at_1 += 1
-    if gold and not questions:
-        out.write(f"\n{hits_at_1}/{len(asked)} questions have a correct passage (*) at rank 1\n")
-    if skipped:
-        out.write(f"\nfinished without: {', '.join(sorted(skipped))} (see the banners above)\n")
-    return DemoReport(stages=stages, skipped=skipped, questions=len(asked), hits_at_1=hits_at_1)
+
+def _ask(retriever: TwoStageRetriever, question: str, gold: set[str], out: TextIO) -> bool:
+    """Retrieve for one question and print the passages (``*`` marks a correct one); True if rank 1 is correct."""
+    t1 = time.perf_counter()
+    passages = retriever.retrieve(question)
+    elapsed = time.perf_counter() - t1
+    out.write(f"\nQ: {question}    ({elapsed * 1000:.0f} ms)\n")
+    timings = getattr(retriever, "last_timings", {}) or {}
+    if timings:
+        out.write("   timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + "\n")
+    for rank, p in enumerate(passages, 1):
+        rerank = f"rerank {p.rerank_score:.4f}  " if p.rerank_score is not None else ""
+        mark = " *" if p.id in gold else ""
+        out.write(
+            f"  {rank}. [{p.id}] {rerank}first-stage {p.first_stage_score:.4f}  "
+            f"{p.metadata.get('title', '')}: {p.text[:60]}…{mark}\n"
+        )
+    return bool(passages) and passages[0].id in gold

@@ -16,6 +16,8 @@ __all__ = [
     "InputFormatError",
     "JpRerankError",
     "ModelLoadError",
+    "ServerAuthError",
+    "ServerUnavailableError",
     "TrainingDataError",
 ]
 
@@ -54,3 +56,11 @@ class CliInputError(InputFormatError):
 
 class TrainingDataError(JpRerankError, ValueError):
     """A training file is missing something or holds a malformed row (the message names file and line)."""
+
+
+class ServerUnavailableError(JpRerankError, ConnectionError):
+    """A jp-rerank (or TEI) server could not be reached, timed out, or stayed overloaded after the retries."""
+
+
+class ServerAuthError(JpRerankError, PermissionError):
+    """The server rejected the API key (HTTP 401 / 403)."""

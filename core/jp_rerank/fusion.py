@@ -33,8 +33,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from jp_rerank.checks import check_positive_int
-from jp_rerank.hits import FusedRerankResult, SearchHit, rank, rank_scores
+from jp_rerank.hits import RerankResult, SearchHit, rank, rank_scores
 from jp_rerank.types import Metadata
 
 __all__ = [
@@ -378,7 +380,7 @@ class RerankFusion:
         """Whether the first-stage score takes part (anything but ``"none"``)."""
         return self.method != "none"
 
-    def fuse(self, rerank: Sequence[float], first_stage: Sequence[float | None]) -> list[float]:
+    def fuse(self, rerank: Sequence[float] | np.ndarray, first_stage: Sequence[float | None]) -> list[float]:
         """Final scores of one query's candidates, in candidate order (see the class notes).
 
         Raises:
@@ -386,41 +388,47 @@ class RerankFusion:
         """
         if len(rerank) != len(first_stage):
             raise ValueError(f"got {len(rerank)} reranker scores but {len(first_stage)} first-stage scores")
-        reranked = [float(s) for s in rerank]
-        if not self.active:
-            return reranked
-        first = [None if s is None or not math.isfinite(float(s)) else float(s) for s in first_stage]
-        if all(s is None for s in first):
-            return reranked
-        ids = [str(i) for i in range(len(reranked))]
-        by_rerank = [(ids[i], s) for i, s in enumerate(reranked) if math.isfinite(s)]
-        by_rerank.sort(key=lambda pair: -pair[1])  # best first: the order gives the ranks of RRF
-        by_first = sorted(((ids[i], s) for i, s in enumerate(first) if s is not None), key=lambda pair: -pair[1])
-        weights = [float(self.weight), 1.0 - float(self.weight)]
-        if not any(weights):  # pragma: no cover - weight is in [0, 1]
-            return reranked
+        reranked = np.asarray(rerank, dtype=np.float64).reshape(-1)
+        first = np.array([np.nan if s is None else float(s) for s in first_stage], dtype=np.float64)
+        first[~np.isfinite(first)] = np.nan  # an infinite first-stage score counts as none
+        if not self.active or np.isnan(first).all():
+            return reranked.tolist()
+        valid = np.isfinite(reranked)
+        weight = float(self.weight)
         if self.method == "rrf":
-            fused = reciprocal_rank_fusion([by_rerank, by_first], k=self.rrf_k, weights=weights)
+            total = self._rrf_part(reranked, valid, weight) + self._rrf_part(first, ~np.isnan(first), 1.0 - weight)
         else:
-            norm: Literal["zscore", "minmax"] = "zscore" if self.method == "zscore" else "minmax"
-            fused = weighted_score_fusion([by_rerank, by_first], weights=weights, normalization=norm)
-        total = {hit.id: hit.score for hit in fused}
-        return [total[ids[i]] if math.isfinite(reranked[i]) else math.nan for i in range(len(reranked))]
+            norm: Normalization = "zscore" if self.method == "zscore" else "minmax"
+            total = weight * _normalised_part(reranked, valid, norm)
+            total += (1.0 - weight) * _normalised_part(first, ~np.isnan(first), norm)
+        total[~valid] = np.nan
+        return total.tolist()
+
+    def _rrf_part(self, scores: np.ndarray, valid: np.ndarray, weight: float) -> np.ndarray:
+        """``weight / (rrf_k + rank)`` of each valid candidate (1-based ranks, ties in candidate order); 0 elsewhere."""
+        positions = np.flatnonzero(valid)
+        order = positions[np.argsort(-scores[positions], kind="stable")]
+        part = np.zeros(scores.shape, dtype=np.float64)
+        part[order] = weight / (self.rrf_k + np.arange(1, order.size + 1, dtype=np.float64))
+        return part
 
     def rank(
         self,
-        rerank: Sequence[float],
+        rerank: Sequence[float] | np.ndarray,
         first_stage: Sequence[float | None] | None = None,
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
-    ) -> list[FusedRerankResult]:
-        """Rank one query's candidates by the combined score; what the adapters' rerankers call.
+    ) -> list[RerankResult]:
+        """Rank one query's candidates by the combined score: what ``Reranker.rerank`` returns.
+
+        With ``method="none"`` the candidates are ranked by the reranker's score alone (``first_stage`` is not read)
+        and the results carry no ``rerank_score`` / ``first_stage_score``.
 
         Args:
             rerank: The reranker's score of each candidate, in the caller's order.
-            first_stage: The score each candidate arrived with (``None`` items: it had none). ``None``: no
-                candidate had one, and the caller's order is taken as the first stage's ranking (a retriever
+            first_stage: The score each candidate arrived with (``None`` items: it had none). ``None``, or no
+                candidate with a score: the caller's order is taken as the first stage's ranking (a retriever
                 returns its best first): candidate ``i`` of ``n`` gets first-stage score ``n - i``, so that RRF
                 uses the positions as ranks and the score methods normalise the positions.
             top_n: Keep the best ``top_n`` (``None``: all).
@@ -438,18 +446,29 @@ class RerankFusion:
             >>> [(r.index, round(r.score, 3)) for r in fusion.rank([0.2, 0.9, 0.5])]  # order 0, 1, 2 came in
             [(1, 0.75), (0, 0.667), (2, 0.417)]
         """
-        given = list(first_stage) if first_stage is not None else None
+        if not self.active:
+            return rank_scores(rerank, top_n=top_n, score_threshold=score_threshold)
+        given = None if first_stage is None else [as_first_stage_score(s) for s in first_stage]
+        if given is not None and all(s is None for s in given):
+            given = None
         positional = [float(len(rerank) - i) for i in range(len(rerank))]
         final = self.fuse(rerank, given if given is not None else positional)
-        out = []
-        for r in rank_scores(final, top_n=top_n, score_threshold=score_threshold):
-            first = given[r.index] if given is not None else None
-            out.append(
-                FusedRerankResult(
-                    index=r.index,
-                    score=r.score,
-                    rerank_score=float(rerank[r.index]),
-                    first_stage_score=None if first is None else float(first),
-                )
+        return [
+            RerankResult(
+                index=r.index,
+                score=r.score,
+                rerank_score=float(rerank[r.index]),
+                first_stage_score=None if given is None else given[r.index],
             )
-        return out
+            for r in rank_scores(final, top_n=top_n, score_threshold=score_threshold)
+        ]
+
+
+def _normalised_part(scores: np.ndarray, valid: np.ndarray, method: Normalization) -> np.ndarray:
+    """The normalised score of each valid candidate; the others get what an absent id gets (see the module notes)."""
+    if not valid.any():
+        return np.zeros(scores.shape, dtype=np.float64)
+    normed, absent = _normalise(scores[valid].tolist(), method)
+    part = np.full(scores.shape, absent, dtype=np.float64)
+    part[valid] = normed
+    return part

@@ -41,9 +41,9 @@ __all__ = [
     "RERANK",
     "FirstStage",
     "FirstStageIndex",
-    "FusedRerankResult",
     "RerankResult",
     "SearchHit",
+    "check_threshold",
     "check_top_n",
     "rank",
     "rank_scores",
@@ -100,36 +100,30 @@ class RerankResult:
 
     Attributes:
         index: Position of the document in the list passed to ``rerank``.
-        score: Relevance score (a plain Python float; higher is more relevant).
+        score: The score results are ranked by (a plain Python float; higher is more relevant): the reranker's, or
+            with fusion the combined score.
+        rerank_score: With fusion, the cross-encoder's own score; else ``None``.
+        first_stage_score: With fusion, the score the document arrived with (``None`` when it had none).
 
     Example:
         >>> RerankResult(index=2, score=0.93)
         RerankResult(index=2, score=0.93)
+        >>> RerankResult(index=0, score=0.7, rerank_score=0.9, first_stage_score=12.5).rerank_score
+        0.9
     """
 
     index: int
     score: float
-
-
-@dataclass(frozen=True)
-class FusedRerankResult(RerankResult):
-    """A reranked document whose ``score`` combines the reranker's score with the first stage's.
-
-    Made by :meth:`jp_rerank.fusion.RerankFusion.rank`; results are ranked by ``score``.
-
-    Attributes:
-        index: Position of the document in the caller's list.
-        score: The combined score the results are ranked by.
-        rerank_score: The cross-encoder's own score.
-        first_stage_score: The score the document arrived with (``None`` when it had none).
-
-    Example:
-        >>> FusedRerankResult(index=0, score=0.7, rerank_score=0.9, first_stage_score=12.5).rerank_score
-        0.9
-    """
-
-    rerank_score: float = math.nan
+    rerank_score: float | None = None
     first_stage_score: float | None = None
+
+    def __repr__(self) -> str:
+        extra = "".join(
+            f", {name}={value!r}"
+            for name, value in (("rerank_score", self.rerank_score), ("first_stage_score", self.first_stage_score))
+            if value is not None
+        )
+        return f"RerankResult(index={self.index!r}, score={self.score!r}{extra})"
 
 
 def check_top_n(top_n: object) -> int | None:
@@ -152,7 +146,15 @@ def check_top_n(top_n: object) -> int | None:
     return int(top_n)
 
 
-def _check_threshold(threshold: float | None) -> None:
+def check_threshold(threshold: float | None) -> None:
+    """Refuse a NaN score threshold (no score would ever pass it, silently).
+
+    Raises:
+        ValueError: If it is NaN.
+
+    Example:
+        >>> check_threshold(0.5)
+    """
     if threshold is not None and math.isnan(threshold):
         raise ValueError("score_threshold must not be NaN")
 
@@ -240,7 +242,7 @@ def rank_scores(
         [RerankResult(index=1, score=0.9), RerankResult(index=2, score=0.5)]
     """
     top_n = check_top_n(top_n)
-    _check_threshold(score_threshold)
+    check_threshold(score_threshold)
     values = np.asarray(scores, dtype=np.float64).reshape(-1)
     return [RerankResult(index=i, score=float(values[i])) for i in rank(values, top_n, min_score=score_threshold)]
 

@@ -15,13 +15,13 @@ renames the folder into place, and only then replaces ``CURRENT`` with :func:`os
 at any point, the directory therefore names either the previous snapshot or the new one, both complete.
 
 **What a save deletes.** Before it creates anything, a save records the names it is about to write (and the
-snapshot it replaces) in a ledger file, ``.jp-rerank-ledger.json``; it only ever deletes names recorded there
+snapshot it replaces) in a ledger file (:mod:`jp_rerank.snapshot_ledger`); it only ever deletes names recorded there
 (never a name merely because it looks like ``snapshot-*``), and removes the ledger once it has cleaned up. A save
 killed part-way leaves the ledger, so the next save removes exactly what the killed one wrote. A save refuses a
 folder holding files that are not a jp-rerank index (``ValueError``); entries named ``snapshot-*`` / ``.tmp-*``
 that no ledger records (e.g. a user's ``snapshot-2024-05-01/``, or leftovers of jp-rerank 0.1) are left alone.
 
-**One writer at a time.** A save holds an exclusive lock (``flock`` on ``.jp-rerank.lock``, removed afterwards)
+**One writer at a time.** A save holds an exclusive lock (:func:`jp_rerank.locks.writer_lock`, removed afterwards)
 for its whole duration; a second save into the same directory, from another thread or process, waits for it
 (``lock_timeout`` seconds, then :class:`TimeoutError`), so concurrent saves never delete each other's snapshot.
 
@@ -36,34 +36,38 @@ pickled.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import stat
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jp_rerank._version import __version__
+from jp_rerank.durable_io import fsync_dir, fsync_file, parse_json, read_bounded, sha256_file, write_json
 from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
+from jp_rerank.locks import DEFAULT_LOCK_TIMEOUT, LOCK_FILE, writer_lock
+from jp_rerank.snapshot_ledger import (
+    LEDGER_FILES,
+    SNAPSHOT_PREFIX,
+    TMP_PREFIX,
+    clean_recorded,
+    new_token,
+    read_ledger,
+    write_ledger,
+)
 
 __all__ = [
     "CURRENT_FILE",
-    "DEFAULT_LOCK_TIMEOUT",
-    "LEDGER_FILE",
-    "LOCK_FILE",
     "MANIFEST_FILE",
     "MAX_MANIFEST_BYTES",
     "MAX_POINTER_BYTES",
     "open_snapshot",
     "read_snapshot",
-    "try_lock",
     "write_snapshot",
 ]
 
@@ -71,230 +75,29 @@ logger = logging.getLogger(__name__)
 
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
-LOCK_FILE = ".jp-rerank.lock"
-"""Held (``flock``) by the one save in progress; removed when it ends."""
-LEDGER_FILE = ".jp-rerank-ledger.json"
-"""Names a save in progress may leave behind; present only while a save runs or after one was killed."""
 FORMAT = "jp-rerank-index"
 FORMAT_VERSION = 1
-DEFAULT_LOCK_TIMEOUT = 300.0
-"""Seconds a save waits for another save into the same directory to finish."""
 MAX_POINTER_BYTES = 64 * 1024
 """Largest ``CURRENT`` file read (a real one is about 120 bytes)."""
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 """Largest ``manifest.json`` read (one entry of about 150 bytes per file of the snapshot)."""
 
-_SNAPSHOT_PREFIX = "snapshot-"
-_TMP_PREFIX = ".tmp-"
-_LEDGER_TMP = LEDGER_FILE + ".tmp"
-_RESERVED = frozenset({CURRENT_FILE, LOCK_FILE, LEDGER_FILE, _LEDGER_TMP})
-_TOKEN = r"\d{20}-[0-9a-f]{8}"
-_OWN_NAME_RE = re.compile(rf"^(?:{_SNAPSHOT_PREFIX}{_TOKEN}|\.tmp-{_TOKEN}(?:\.current)?)$")
-"""The only names a save ever creates; a ledger entry of another form is never deleted."""
+_RESERVED = frozenset({CURRENT_FILE, LOCK_FILE, *LEDGER_FILES})
 _SNAPSHOT_NAME_RE = re.compile(r"^snapshot-[0-9A-Za-z_-]{1,200}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)
 
 
-# ---------------------------------------------------------------------------------------------------- files
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_BINARY)
-    with os.fdopen(fd, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # directories cannot be opened for fsync on Windows
-        return
-    _fsync_file(path)
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=2, allow_nan=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _read_bounded(path: Path, limit: int, what: str) -> bytes:
-    """Read a regular file (never through a link) of at most ``limit`` bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_BINARY)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise IndexCorruptedError(f"{path} is a symbolic link; {what} must be a regular file") from exc
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise IndexCorruptedError(f"{path} is not a regular file; {what} must be one")
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise IndexCorruptedError(f"{path} is larger than {limit} bytes, far over any real {what}")
-    return data
-
-
-def _parse_json(data: bytes, path: Path) -> Any:
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise IndexCorruptedError(f"{path} is unreadable: not valid JSON ({type(exc).__name__}: {exc})") from exc
-
-
-def _remove(path: Path) -> None:
-    """Remove a file, a link (not its target) or a folder tree; missing is fine."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(info.st_mode):
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------------------------------------------- lock
-
-
-def try_lock(fd: int) -> bool:
-    """Take an exclusive lock on the open file ``fd`` without waiting; ``False`` when another holder has it.
-
-    The lock goes with the file: closing ``fd`` releases it.
-    """
-    if os.name == "posix":
-        import fcntl
-
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-    import msvcrt  # pragma: no cover - Windows
-
-    try:  # pragma: no cover - Windows
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-    except OSError:  # pragma: no cover - Windows
-        return False
-    return True  # pragma: no cover - Windows
-
-
-@contextlib.contextmanager
-def _writer_lock(root: Path, timeout: float | None) -> Iterator[None]:
-    """Hold the directory's exclusive writer lock; wait up to ``timeout`` seconds for it (``None``: forever).
-
-    The lock file is removed on release. A waiter that locks a file which was meanwhile removed (or replaced)
-    notices it (the path no longer names the file it holds) and tries again, so exactly one writer holds it.
-    """
-    path = root / LOCK_FILE
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = 0.01
-    announced = False
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ValueError(f"refusing to save into {root}: {LOCK_FILE} is a symbolic link") from exc
-            raise
-        if try_lock(fd):
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-        os.close(fd)  # releases the lock too, if we got one on a file that was removed meanwhile
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"another save into {root} has held its lock ({LOCK_FILE}) for over {timeout} s; wait for it to "
-                "finish and save again, or pass a longer lock_timeout"
-            )
-        if not announced:
-            logger.info("waiting for another save into %s to finish", root)
-            announced = True
-        time.sleep(pause)
-        pause = min(pause * 2, 0.25)
-    try:
-        yield
-    finally:
-        if os.name == "posix":  # Windows cannot remove an open file; the lock file stays there
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        os.close(fd)
-
-
-# ---------------------------------------------------------------------------------------------------- ledger
-
-
-def _read_ledger(root: Path) -> set[str]:
-    """Names recorded by saves that did not finish (only names of the form saves create)."""
-    path = root / LEDGER_FILE
-    if not os.path.lexists(path):
-        return set()
-    try:
-        data = json.loads(_read_bounded(path, MAX_POINTER_BYTES, "the save ledger").decode("utf-8"))
-        names = data["written"] if isinstance(data, dict) else None
-        if not isinstance(names, list):
-            raise TypeError("'written' is not a list")
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        logger.warning("ignoring the unreadable save ledger %s (%s); nothing it may list is deleted", path, exc)
-        return set()
-    return {name for name in names if isinstance(name, str) and _OWN_NAME_RE.match(name)}
-
-
-def _write_ledger(root: Path, names: set[str]) -> None:
-    tmp = root / _LEDGER_TMP
-    _remove(tmp)
-    _write_json(tmp, {"written": sorted(names)})
-    os.replace(tmp, root / LEDGER_FILE)
-    _fsync_dir(root)
-
-
-def _clean(root: Path, names: set[str], keep: str | None) -> None:
-    """Delete the recorded ``names`` except ``keep``, then the ledger (it is rewritten if something stays)."""
-    left: set[str] = set()
-    for name in sorted(names):
-        if name == keep:
-            continue
-        try:
-            _remove(root / name)
-        except OSError as exc:
-            logger.warning("could not remove %s (%s); the next save will try again", root / name, exc)
-            left.add(name)
-    if left:
-        _write_ledger(root, left)
-    else:
-        for name in (LEDGER_FILE, _LEDGER_TMP):
-            (root / name).unlink(missing_ok=True)
-    _fsync_dir(root)
+# ---------------------------------------------------------------------------------------------------- write
 
 
 def _current_snapshot_name(root: Path) -> str | None:
     """The snapshot ``CURRENT`` names, if it is a valid name (never trusted for anything but 'keep it')."""
     try:
-        pointer = json.loads(_read_bounded(root / CURRENT_FILE, MAX_POINTER_BYTES, CURRENT_FILE).decode("utf-8"))
+        pointer = json.loads(read_bounded(root / CURRENT_FILE, MAX_POINTER_BYTES, CURRENT_FILE).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
     name = pointer.get("snapshot") if isinstance(pointer, dict) else None
     return name if isinstance(name, str) and _SNAPSHOT_NAME_RE.match(name) else None
-
-
-# ---------------------------------------------------------------------------------------------------- write
 
 
 def _payload_files(folder: Path) -> dict[str, dict[str, Any]]:
@@ -307,8 +110,8 @@ def _payload_files(folder: Path) -> dict[str, dict[str, Any]]:
                 continue
             if not stat.S_ISREG(info.st_mode):
                 raise RuntimeError(f"the index wrote {path}, which is not a regular file (a link?)")
-            _fsync_file(path)
-            files[path.relative_to(folder).as_posix()] = {"bytes": info.st_size, "sha256": _sha256(path)}
+            fsync_file(path)
+            files[path.relative_to(folder).as_posix()] = {"bytes": info.st_size, "sha256": sha256_file(path)}
     return dict(sorted(files.items()))
 
 
@@ -353,7 +156,7 @@ def write_snapshot(
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:
-        with _writer_lock(root, lock_timeout):
+        with writer_lock(root, lock_timeout):
             return _write_locked(root, manifest, write_payload)
     finally:
         if created:  # a first save that failed leaves no empty folder behind
@@ -364,7 +167,7 @@ def write_snapshot(
 def _write_locked(
     root: Path, manifest: Mapping[str, Any], write_payload: Callable[[Path], Mapping[str, Any] | None]
 ) -> Path:
-    recorded = _read_ledger(root)
+    recorded = read_ledger(root)
     current = _current_snapshot_name(root)
     foreign = sorted(
         p.name
@@ -372,18 +175,18 @@ def _write_locked(
         if p.name not in _RESERVED
         and p.name not in recorded
         and p.name != current
-        and not p.name.startswith((_SNAPSHOT_PREFIX, _TMP_PREFIX))
+        and not p.name.startswith((SNAPSHOT_PREFIX, TMP_PREFIX))
     )
     if foreign:
         raise ValueError(f"refusing to save into {root}: it holds files that are not a jp-rerank index ({foreign[:3]})")
     if recorded:
-        _clean(root, recorded, keep=current)  # what a killed save left behind
-    token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-    tmp = root / f"{_TMP_PREFIX}{token}"
-    snapshot = root / f"{_SNAPSHOT_PREFIX}{token}"
-    pointer_tmp = root / f"{_TMP_PREFIX}{token}.current"
+        clean_recorded(root, recorded, keep=current)  # what a killed save left behind
+    token = new_token()
+    tmp = root / f"{TMP_PREFIX}{token}"
+    snapshot = root / f"{SNAPSHOT_PREFIX}{token}"
+    pointer_tmp = root / f"{TMP_PREFIX}{token}.current"
     ours = {tmp.name, snapshot.name, pointer_tmp.name} | ({current} if current else set())
-    _write_ledger(root, ours)  # recorded before anything is created: a kill from here on is cleaned up next time
+    write_ledger(root, ours)  # recorded before anything is created: a kill from here on is cleaned up next time
     committed = False
     try:
         tmp.mkdir()
@@ -398,22 +201,22 @@ def _write_locked(
             **(extra or {}),
             "files": files,
         }
-        _write_json(tmp / MANIFEST_FILE, full)
-        _fsync_dir(tmp)
+        write_json(tmp / MANIFEST_FILE, full)
+        fsync_dir(tmp)
         os.rename(tmp, snapshot)
-        _fsync_dir(root)
-        _write_json(pointer_tmp, {"snapshot": snapshot.name, "manifest_sha256": _sha256(snapshot / MANIFEST_FILE)})
+        fsync_dir(root)
+        write_json(pointer_tmp, {"snapshot": snapshot.name, "manifest_sha256": sha256_file(snapshot / MANIFEST_FILE)})
         os.replace(pointer_tmp, root / CURRENT_FILE)  # the commit point
         committed = True
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         if not committed:  # remove what this save wrote; the previous snapshot stays current
             try:
-                _clean(root, ours, keep=current)
+                clean_recorded(root, ours, keep=current)
             except Exception as exc:  # the ledger still lists it all: the next save cleans up
                 logger.warning("could not clean up the failed save into %s (%s)", root, exc)
         raise
-    _clean(root, ours, keep=snapshot.name)
+    clean_recorded(root, ours, keep=snapshot.name)
     logger.info("saved %s index with %s records to %s", full.get("backend"), full.get("count"), snapshot)
     return snapshot
 
@@ -477,12 +280,12 @@ def _read_pointer(root: Path) -> bytes:
     pointer_path = root / CURRENT_FILE
     if not root.is_dir() or not os.path.lexists(pointer_path):
         raise FileNotFoundError(f"{root} is not a saved jp-rerank index (no {CURRENT_FILE} file)")
-    return _read_bounded(pointer_path, MAX_POINTER_BYTES, CURRENT_FILE)
+    return read_bounded(pointer_path, MAX_POINTER_BYTES, CURRENT_FILE)
 
 
 def _read_at(root: Path, pointer_bytes: bytes, verify: bool) -> tuple[Path, dict[str, Any]]:
     pointer_path = root / CURRENT_FILE
-    pointer = _parse_json(pointer_bytes, pointer_path)
+    pointer = parse_json(pointer_bytes, pointer_path)
     if not isinstance(pointer, dict):
         raise IndexCorruptedError(f"{pointer_path} is unreadable: not a JSON object")
     name, manifest_sha = pointer.get("snapshot"), pointer.get("manifest_sha256")
@@ -502,10 +305,10 @@ def _read_at(root: Path, pointer_bytes: bytes, verify: bool) -> tuple[Path, dict
     manifest_path = snapshot / MANIFEST_FILE
     if info is None or not stat.S_ISDIR(info.st_mode) or not os.path.lexists(manifest_path):
         raise IndexCorruptedError(f"{root}: the current snapshot {name} has no {MANIFEST_FILE}")
-    data = _read_bounded(manifest_path, MAX_MANIFEST_BYTES, MANIFEST_FILE)
+    data = read_bounded(manifest_path, MAX_MANIFEST_BYTES, MANIFEST_FILE)
     if hashlib.sha256(data).hexdigest() != manifest_sha:
         raise IndexCorruptedError(f"{manifest_path} does not match the checksum recorded in {CURRENT_FILE}")
-    manifest = _parse_json(data, manifest_path)
+    manifest = parse_json(data, manifest_path)
     if not isinstance(manifest, dict):
         raise IndexCorruptedError(f"{manifest_path} is not a JSON object")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
@@ -529,7 +332,7 @@ def _read_at(root: Path, pointer_bytes: bytes, verify: bool) -> tuple[Path, dict
         actual = path.lstat().st_size
         if actual != entry["bytes"]:
             raise IndexCorruptedError(f"{path} has {actual} bytes, the manifest recorded {entry['bytes']} (truncated?)")
-        if verify and _sha256(path) != entry["sha256"]:
+        if verify and sha256_file(path) != entry["sha256"]:
             raise IndexCorruptedError(f"{path} does not match the SHA-256 recorded in the manifest")
     return snapshot, manifest
 

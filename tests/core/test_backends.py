@@ -20,11 +20,12 @@ import torch
 from jp_rerank import Embedder, Reranker, runtime
 from jp_rerank.commands import export as export_command
 from jp_rerank.data import load_demo_corpus
-from jp_rerank.rerank import backends, cross_encoder
-from jp_rerank.rerank.backends import plan_scoring, run_batches
+from jp_rerank.rerank import factory, plans
+from jp_rerank.rerank.backends import run_batches
 from jp_rerank.rerank.exports import MANIFEST, export_dir, find_export, fingerprint
 from jp_rerank.rerank.onnx_backend import EXPORT_RECIPE
 from jp_rerank.rerank.pairs import EncodedPair
+from jp_rerank.rerank.plans import plan_scoring
 
 QUERY = "富士山の高さは何メートルですか？"
 TOLERANCE = {
@@ -58,10 +59,10 @@ def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> object:
 
     def set_to(value: bool) -> None:
         monkeypatch.setenv("JP_RERANK_CPU_BF16", "1" if value else "0")
-        backends.cpu_supports_bf16.cache_clear()
+        plans.cpu_supports_bf16.cache_clear()
 
     yield set_to
-    backends.cpu_supports_bf16.cache_clear()
+    plans.cpu_supports_bf16.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------- auto choice
@@ -85,7 +86,7 @@ def _installed(*names: str) -> Callable[[str], bool]:
     ],
 )
 def test_auto_plan_by_cpu_class(monkeypatch: pytest.MonkeyPatch, cpu: str, installed: tuple, expected: str) -> None:
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(plans.BACKEND_ENV, raising=False)
     plan = plan_scoring("auto", "auto", "cpu", cpu=cpu, installed=_installed(*installed))  # type: ignore[arg-type]
     assert plan.label == expected
     assert plan.reason  # it says why
@@ -94,45 +95,45 @@ def test_auto_plan_by_cpu_class(monkeypatch: pytest.MonkeyPatch, cpu: str, insta
 
 def test_model_size_does_not_change_the_auto_choice(monkeypatch: pytest.MonkeyPatch, xlmr_ce_path: Path) -> None:
     """The old "narrower than hidden 128 stays fp32" rule is gone: tests that need exact scores ask for fp32."""
-    monkeypatch.setenv(backends.BACKEND_ENV, "torch")
+    monkeypatch.setenv(plans.BACKEND_ENV, "torch")
     monkeypatch.setenv("JP_RERANK_CPU_BF16", "1")
-    backends.cpu_supports_bf16.cache_clear()
+    plans.cpu_supports_bf16.cache_clear()
     try:
         assert Reranker(xlmr_ce_path, device="cpu").scoring_plan.label == "torch-bf16"  # hidden 32
     finally:
-        backends.cpu_supports_bf16.cache_clear()
+        plans.cpu_supports_bf16.cache_clear()
 
 
 def test_cpu_class_from_flags() -> None:
-    assert backends.cpu_class({"amx_bf16": True, "avx512_bf16": True}) == "amx"
-    assert backends.cpu_class({"avx512_bf16": True, "avx512_vnni": True}) == "avx512_bf16"
-    assert backends.cpu_class({"avx512_vnni": True, "avx2": True, "fma": True}) == "vnni"
-    assert backends.cpu_class({"avx_vnni": True, "avx2": True, "fma": True}) == "vnni"
-    assert backends.cpu_class({"avx2": True, "fma": True}) == "avx2"
-    assert backends.cpu_class({"sse4_2": True}) == "baseline"
+    assert plans.cpu_class({"amx_bf16": True, "avx512_bf16": True}) == "amx"
+    assert plans.cpu_class({"avx512_bf16": True, "avx512_vnni": True}) == "avx512_bf16"
+    assert plans.cpu_class({"avx512_vnni": True, "avx2": True, "fma": True}) == "vnni"
+    assert plans.cpu_class({"avx_vnni": True, "avx2": True, "fma": True}) == "vnni"
+    assert plans.cpu_class({"avx2": True, "fma": True}) == "avx2"
+    assert plans.cpu_class({"sse4_2": True}) == "baseline"
 
 
 def test_environment_variable_replaces_the_auto_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(backends.BACKEND_ENV, "openvino-fp32")
+    monkeypatch.setenv(plans.BACKEND_ENV, "openvino-fp32")
     assert plan_scoring("auto", "auto", "cpu", cpu="avx2").label == "openvino-fp32"
     assert plan_scoring("torch", "auto", "cpu", cpu="avx2").label == "torch-fp32"  # explicit arguments win
     assert plan_scoring("auto", "int8", "cpu", cpu="avx2").label == "openvino-int8"
-    monkeypatch.setenv(backends.BACKEND_ENV, "torch")
+    monkeypatch.setenv(plans.BACKEND_ENV, "torch")
     assert plan_scoring("auto", "auto", "cpu", cpu="avx2").backend == "torch"
-    monkeypatch.setenv(backends.BACKEND_ENV, "tensorrt")
+    monkeypatch.setenv(plans.BACKEND_ENV, "tensorrt")
     with pytest.raises(ValueError, match="JP_RERANK_BACKEND='tensorrt'"):
         plan_scoring("auto", "auto", "cpu")
 
 
 def test_auto_plan_on_cuda_uses_half_precision(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(plans.BACKEND_ENV, raising=False)
     for low in ("bf16", "fp16"):
         monkeypatch.setattr(runtime, "cuda_low_precision", lambda low=low: low)
         assert plan_scoring("auto", "auto", "cuda:0").label == f"torch-{low}"
 
 
 def test_explicit_choices_are_kept_and_bad_combinations_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(plans.BACKEND_ENV, raising=False)
     assert plan_scoring("auto", "fp32", "cpu").label == "torch-fp32"
     assert plan_scoring("auto", "int8", "cpu", installed=_installed("onnx")).label == "onnx-int8"
     assert plan_scoring("auto", "int8", "cpu", installed=_installed("openvino")).label == "openvino-int8"
@@ -212,14 +213,14 @@ def test_export_is_made_once_cached_beside_the_model_and_invalidated_by_new_weig
     first = Reranker(model, device="cpu", backend="onnx")
     first.load()
     folder = model / "onnx"
-    int8 = backends.int8_file_key(backends.int8_kernel())
+    int8 = plans.int8_file_key(plans.int8_kernel())
     export = find_export(first.source, fingerprint(model, first.model.config), "onnx", int8, EXPORT_RECIPE)
     assert export is not None
     assert export.directory == folder == export_dir(first.source, "onnx")
     assert (folder / MANIFEST).is_file()
     assert export.path("fp32").name == "model.onnx"
-    assert export.meta["int8"]["kernel"] == backends.int8_kernel()
-    assert export.meta["int8"]["reduce_range"] is (backends.int8_kernel() == "avx2")
+    assert export.meta["int8"]["kernel"] == plans.int8_kernel()
+    assert export.meta["int8"]["reduce_range"] is (plans.int8_kernel() == "avx2")
     stamp = export.path(int8).stat().st_mtime_ns
     second = Reranker(model, device="cpu", backend="onnx")
     np.testing.assert_array_equal(
@@ -241,9 +242,9 @@ def test_int8_exports_are_kept_per_cpu_int8_kernel(
     model = tmp_path / "model"
     shutil.copytree(xlmr_ce_path, model)
     for kernel in ("vnni", "avx2"):
-        monkeypatch.setattr(cross_encoder, "int8_kernel", lambda cls=None, k=kernel: k)
+        monkeypatch.setattr(factory, "int8_kernel", lambda cls=None, k=kernel: k)
         export = Reranker(model, device="cpu", backend="torch", precision="fp32").export(backend="onnx")
-        key = backends.int8_file_key(kernel)
+        key = plans.int8_file_key(kernel)
         assert set(export.files) == {"fp32", key}
         assert export.meta["int8"] == {
             "kernel": kernel,
@@ -372,7 +373,8 @@ def test_bench_spearman_handles_ties_and_constant_scores() -> None:
 
 
 def test_bench_report_renders_ratios_goals_and_failed_peers() -> None:
-    from jp_rerank.evaluation.bench import BenchReport, RerankShapeResult, _notes
+    from jp_rerank.evaluation.bench import _notes
+    from jp_rerank.evaluation.bench_report import BenchReport, RerankShapeResult
     from jp_rerank.evaluation.timing import MethodResult
 
     methods = [
@@ -447,7 +449,7 @@ def test_bench_runs_end_to_end_on_a_given_model(
 
 def test_openvino_bf16_is_refused_for_modernbert_and_the_rest_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """OpenVINO runs ModernBERT in fp32 and int8 (eager-attention export); bf16 would turn the mask into -inf."""
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(plans.BACKEND_ENV, raising=False)
     for cpu in ("avx512_bf16", "vnni", "avx2"):
         for arch in ("modernbert", "xlm-roberta"):
             expected = plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="bert")  # type: ignore[arg-type]
@@ -461,8 +463,8 @@ def test_openvino_bf16_is_refused_for_modernbert_and_the_rest_runs_it(monkeypatc
 
 def test_auto_passes_over_a_backend_that_does_not_run_the_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
     """The mechanism for the next such finding: auto picks the next choice, an explicit choice is refused by name."""
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
-    monkeypatch.setitem(backends.UNSUPPORTED, "openvino", {"newarch": "scores NaN on padded batches"})
+    monkeypatch.delenv(plans.BACKEND_ENV, raising=False)
+    monkeypatch.setitem(plans.UNSUPPORTED, "openvino", {"newarch": "scores NaN on padded batches"})
     for cpu in ("avx512_bf16", "vnni"):
         plan = plan_scoring("auto", "auto", "cpu", cpu=cpu, architecture="newarch")  # type: ignore[arg-type]
         assert plan.backend == "torch"

@@ -174,7 +174,7 @@ def test_a_read_only_home_and_cache_fall_back_to_torch_with_one_warning(
     monkeypatch.setenv(exports.CACHE_ENV, str(blocker / "cache"))
     monkeypatch.setattr(exports, "_writable", lambda folder: False)
     monkeypatch.delenv("JP_RERANK_BACKEND", raising=False)
-    monkeypatch.setattr("jp_rerank.rerank.cross_encoder.plan_scoring", _auto_plan_onnx)
+    monkeypatch.setattr("jp_rerank.rerank.scoring.plan_scoring", _auto_plan_onnx)
     with caplog.at_level(logging.WARNING):
         reranker = Reranker(model, device="cpu", activation="none")
         got = reranker.score(QUERY, DOCS)
@@ -188,7 +188,7 @@ def test_a_read_only_home_and_cache_fall_back_to_torch_with_one_warning(
 
 def _auto_plan_onnx(*args: object, **kwargs: object) -> object:
     """What ``auto`` returns on a CPU where an export backend is the choice."""
-    from jp_rerank.rerank.backends import ScoringPlan
+    from jp_rerank.rerank.plans import ScoringPlan
 
     return ScoringPlan("onnx", "fp32", "auto (test)")
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jp_rerank import Reranker
-from jp_rerank.rerank import backends, exports
+from jp_rerank.rerank import exports, plans
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -36,8 +36,8 @@ def model(xlmr_ce_path: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def auto_picks_openvino_int8(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make this machine look like a VNNI CPU without native bf16 (where auto picks OpenVINO int8)."""
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
-    monkeypatch.setattr(backends, "cpu_class", lambda features=None: "vnni")
+    monkeypatch.delenv(plans.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(plans, "cpu_class", lambda features=None: "vnni")
 
 
 def test_auto_exports_once_on_first_use_and_reuses_it(
@@ -125,5 +125,5 @@ def test_two_processes_exporting_at_once_make_one_good_export(model: Path) -> No
     assert "waiting for it" in errors or "reusing" not in errors  # ...the other waited and reused it (or came late)
     found = exports.read_export(model / "openvino", "openvino")
     assert found is not None
-    assert found.has(backends.int8_file_key(backends.int8_kernel()))
+    assert found.has(plans.int8_file_key(plans.int8_kernel()))
     assert found.has("fp32")

@@ -229,7 +229,7 @@ def test_a_save_that_dies_midway_leaves_the_previous_index_readable(crash_at, co
 
         monkeypatch.setattr(index, "_write_payload", partial)
     elif crash_at == "manifest":
-        monkeypatch.setattr(persist, "_write_json", boom)
+        monkeypatch.setattr(persist, "write_json", boom)
     elif crash_at == "rename":
         monkeypatch.setattr(persist.os, "rename", boom)
     else:
@@ -261,7 +261,8 @@ def test_a_manifest_missing_a_backend_field_is_a_corrupted_index(tmp_path: Path,
     """Checksums hold (the manifest is re-signed), but a field the backend needs is gone: a clear error."""
     import json
 
-    from jp_rerank.snapshots import CURRENT_FILE, MANIFEST_FILE, _sha256
+    from jp_rerank.durable_io import sha256_file
+    from jp_rerank.snapshots import CURRENT_FILE, MANIFEST_FILE
 
     index = ExactIndex(DIM, embedder_id="toy")
     index.add(["a"], [np.ones(DIM, dtype=np.float32)], ["犬"])
@@ -270,7 +271,7 @@ def test_a_manifest_missing_a_backend_field_is_a_corrupted_index(tmp_path: Path,
     manifest.pop(field)
     (snapshot / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
     pointer = json.loads((tmp_path / "idx" / CURRENT_FILE).read_text(encoding="utf-8"))
-    pointer["manifest_sha256"] = _sha256(snapshot / MANIFEST_FILE)
+    pointer["manifest_sha256"] = sha256_file(snapshot / MANIFEST_FILE)
     (tmp_path / "idx" / CURRENT_FILE).write_text(json.dumps(pointer), encoding="utf-8")
     for load in (load_index, ExactIndex.load):
         with pytest.raises(IndexCorruptedError):

@@ -23,10 +23,10 @@ from jp_rerank.lexical import (
     MeCabTokenizer,
     SudachiTokenizer,
     Tokenizer,
+    bm25_scoring,
     get_tokenizer,
     prepare_text,
 )
-from jp_rerank.lexical import bm25 as bm25_module
 from jp_rerank.snapshots import read_snapshot, write_snapshot
 
 HAS_SUDACHI = is_available("sudachipy") and is_available("sudachidict_core")
@@ -383,7 +383,7 @@ def test_search_many_blocks_match_single_searches(
 ) -> None:
     qs = [str(q["text"]) for q in demo[2]] + ["", "富士山"]
     expected = [demo_index.search(q, k=7) for q in qs]
-    monkeypatch.setattr(bm25_module, "_BLOCK_POSTINGS", 5)  # forces many small blocks
+    monkeypatch.setattr(bm25_scoring, "_BLOCK_POSTINGS", 5)  # forces many small blocks
     assert demo_index.search_many(qs, k=7) == expected
 
 

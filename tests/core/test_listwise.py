@@ -130,13 +130,13 @@ def test_multi_label_heads_use_the_last_labels_raw_logit(tmp_path: Path) -> None
 
 
 def test_nan_logits_take_no_share_and_rank_last() -> None:
-    from jp_rerank.rerank.cross_encoder import _list_softmax
+    from jp_rerank.rerank.scoring import list_softmax
 
-    shares = _list_softmax(np.array([1.0, np.nan, 3.0], dtype=np.float32))
+    shares = list_softmax(np.array([1.0, np.nan, 3.0], dtype=np.float32))
     assert np.isnan(shares[1])
     np.testing.assert_allclose(shares[[0, 2]], exp_normalize(np.array([1.0, 3.0])), rtol=1e-6)
-    assert np.isnan(_list_softmax(np.array([np.nan], dtype=np.float32))).all()
-    assert _list_softmax(np.zeros(0, dtype=np.float32)).shape == (0,)
+    assert np.isnan(list_softmax(np.array([np.nan], dtype=np.float32))).all()
+    assert list_softmax(np.zeros(0, dtype=np.float32)).shape == (0,)
 
 
 def test_bad_options_are_refused_before_any_work(reranker: Reranker) -> None:
@@ -153,15 +153,15 @@ def test_bad_options_are_refused_before_any_work(reranker: Reranker) -> None:
 
 
 def test_infinite_logits_take_the_limit_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
-    from jp_rerank.rerank.cross_encoder import _list_softmax
+    from jp_rerank.rerank.scoring import list_softmax
 
-    with caplog.at_level("WARNING", logger="jp_rerank.rerank.cross_encoder"):
-        one_inf = _list_softmax(np.array([1.0, np.inf, 3.0], dtype=np.float32))
+    with caplog.at_level("WARNING", logger="jp_rerank.rerank.scoring"):
+        one_inf = list_softmax(np.array([1.0, np.inf, 3.0], dtype=np.float32))
     np.testing.assert_array_equal(one_inf, [0.0, 1.0, 0.0])
     assert "infinite logits" in caplog.text
-    np.testing.assert_array_equal(_list_softmax(np.array([np.inf, 0.0, np.inf], dtype=np.float32)), [0.5, 0.0, 0.5])
-    all_low = _list_softmax(np.array([-np.inf, -np.inf, np.nan, -np.inf], dtype=np.float32))
+    np.testing.assert_array_equal(list_softmax(np.array([np.inf, 0.0, np.inf], dtype=np.float32)), [0.5, 0.0, 0.5])
+    all_low = list_softmax(np.array([-np.inf, -np.inf, np.nan, -np.inf], dtype=np.float32))
     np.testing.assert_allclose(all_low[[0, 1, 3]], [1 / 3] * 3, rtol=1e-6)
     assert np.isnan(all_low[2])
-    some_low = _list_softmax(np.array([-np.inf, 0.0, 0.0], dtype=np.float32))
+    some_low = list_softmax(np.array([-np.inf, 0.0, 0.0], dtype=np.float32))
     np.testing.assert_allclose(some_low, [0.0, 0.5, 0.5])

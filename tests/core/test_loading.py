@@ -20,8 +20,9 @@ import pytest
 from sentence_transformers import CrossEncoder
 
 from jp_rerank import Embedder, Reranker, SparseEmbedder, loading
+from jp_rerank.engines import engine_options, shared_engine
 from jp_rerank.errors import ModelLoadError
-from jp_rerank.loading import engine_options, hub_offline, hub_reachable, inspect_model_folder, shared_engine
+from jp_rerank.loading import hub_offline, hub_reachable, inspect_model_folder
 
 QUERY = "富士山の高さは？"
 DOCS = ["富士山は3776メートルです。", "京都には寺が多い。", "新幹線は速い。"]

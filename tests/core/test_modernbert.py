@@ -23,7 +23,7 @@ openvino-fp32    >= 0.9999              <= 1e-5 (absolute)           1.0, 1.3e-6
 openvino-int8    >= 0.97                <= 0.6 x std(fp32)           0.983-0.990, 0.25-0.41 x std (AVX2)
 ==============  =====================  ==========================  ==========================================
 
-OpenVINO bf16 is refused for ModernBERT (``jp_rerank.rerank.backends.UNSUPPORTED``): its export uses eager attention
+OpenVINO bf16 is refused for ModernBERT (``jp_rerank.rerank.plans.UNSUPPORTED``): its export uses eager attention
 (the sdpa export scored NaN for a short pair batched with a long one, see
 ``test_a_short_pair_batched_with_a_long_one_scores_as_if_alone_on_every_backend``), whose mask minimum is -inf in
 bf16.
@@ -51,15 +51,9 @@ import torch
 from jp_rerank import DEFAULT_RERANKER, Embedder, Reranker, testing
 from jp_rerank.data import demo_texts, load_demo_corpus
 from jp_rerank.evaluation.timing import spearman
-from jp_rerank.rerank.backends import (
-    CPU_TOKEN_BUDGET,
-    InferenceBackend,
-    PrecisionOption,
-    TorchBackend,
-    int8_file_key,
-    int8_kernel,
-)
+from jp_rerank.rerank.backends import TorchBackend
 from jp_rerank.rerank.pairs import EncodedPair, length_sorted_batches
+from jp_rerank.rerank.plans import CPU_TOKEN_BUDGET, InferenceBackend, PrecisionOption, int8_file_key, int8_kernel
 from jp_rerank.text import normalize_text
 
 QUERY = "富士山の高さは何メートルですか？"
@@ -468,7 +462,7 @@ def test_same_shape_v2_model_is_a_modernbert_of_the_real_shape(xlmr_ce_path: Pat
 
     from transformers import AutoTokenizer
 
-    from jp_rerank.evaluation.bench import same_shape_cross_encoder
+    from jp_rerank.evaluation.bench_models import same_shape_cross_encoder
 
     path, note = same_shape_cross_encoder("tiny-v2", tmp_path, tokenizer_json=xlmr_ce_path / "tokenizer.json")
     config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))

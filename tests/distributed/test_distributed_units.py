@@ -240,7 +240,7 @@ def test_rerank_lines_formats_and_checks_like_the_cli() -> None:
 
 def test_bm25_from_worker_tokens_equals_the_public_build(tmp_path: Path, demo_corpus: list[dict[str, str]]) -> None:
     from jp_rerank import BM25Index
-    from jp_rerank.distributed.build_index import _bm25_from_tokens
+    from jp_rerank.distributed.index_merge import bm25_from_tokens
 
     texts = [d["text"] for d in demo_corpus]
     ids = [d["id"] for d in demo_corpus]
@@ -248,7 +248,7 @@ def test_bm25_from_worker_tokens_equals_the_public_build(tmp_path: Path, demo_co
     worker = BM25Index("mecab")
     tokens = [worker.tokenize(t) for t in texts]
     wrong = [list(t) for t in tokens]
-    replayed = _bm25_from_tokens("mecab", texts, ids, metas, tokens)
+    replayed = bm25_from_tokens("mecab", texts, ids, metas, tokens)
     assert tokens == [None] * len(texts)  # handed over and freed as the index consumed them
     public = BM25Index("mecab").index(texts, ids, metas)
     replayed.save(tmp_path / "replayed")
@@ -268,4 +268,37 @@ def test_bm25_from_worker_tokens_equals_the_public_build(tmp_path: Path, demo_co
             np.testing.assert_array_equal(x[key], y[key])
     wrong[0], wrong[1] = wrong[1], wrong[0]
     with pytest.raises(RuntimeError, match="differ between the workers and the driver"):
-        _bm25_from_tokens("mecab", texts, ids, metas, wrong)
+        bm25_from_tokens("mecab", texts, ids, metas, wrong)
+
+
+# ------------------------------------------------------------------------------- checks before the job starts
+
+
+def _jsonl(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"文書{i}"}) + "\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+def test_build_index_refuses_a_corpus_too_small_for_ivfpq_before_starting_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25: an IVF-PQ index needs >= 256 training vectors; say so before the embedding job, not after it."""
+    from jp_rerank.cli import EXIT_USAGE, main
+    from jp_rerank.distributed import build_index
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # the checks must fail before anything imports ray
+    small, out = _jsonl(tmp_path / "small.jsonl", 100), tmp_path / "idx"
+    with pytest.raises(ValueError, match=r"at most 100 passages.*'faiss-ivfpq'.*at least 256 .*faiss-flat"):
+        build_index([small], out, embedder="any-model")
+    assert main(["build-index", str(small), "-o", str(out), "--embedder", "any-model"]) == EXIT_USAGE
+    assert "at most 100 passages" in capsys.readouterr().err
+    larger = _jsonl(tmp_path / "larger.jsonl", 300)
+    with pytest.raises(ValueError, match=r"at most 300 passages.*at least 512 vectors"):
+        build_index([larger], out, embedder="any-model", index_options={"nlist": 512})
+    with pytest.raises(ValueError, match=r"training sample of 100 vectors.*at least 256.*train_size"):
+        build_index([larger], out, embedder="any-model", train_size=100, batch_size=50)
+    assert not out.exists()
+    with pytest.raises(ImportError, match="ray"):  # big enough, or not trained first: the job starts
+        build_index([larger], out, embedder="any-model")
+    with pytest.raises(ImportError, match="ray"):
+        build_index([small], out, embedder="any-model", backend="faiss-flat")

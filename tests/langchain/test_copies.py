@@ -33,12 +33,12 @@ def test_model_copy_deep_shares_the_loaded_model(xlmr_ce_path: Path, dense_path:
     assert twin.reranker._loaded is compressor.reranker._loaded  # one copy of the weights
     assert twin.compress_documents(docs, QUERY)[:2] == expected
     assert copy.deepcopy(compressor).compress_documents(docs, QUERY) == expected
-    embeddings = JapaneseEmbeddings(model=dense_path, device="cpu")
+    embeddings = JapaneseEmbeddings(model_name=dense_path, device="cpu")
     vector = embeddings.embed_query(QUERY)
     twin_embeddings = copy.deepcopy(embeddings)
     assert twin_embeddings.embedder.model is embeddings.embedder.model
     assert twin_embeddings.embed_query(QUERY) == vector
-    encoder = JapaneseCrossEncoder(model=xlmr_ce_path, device="cpu")
+    encoder = JapaneseCrossEncoder(model_name=xlmr_ce_path, device="cpu")
     assert encoder.model_copy(deep=True).score([(QUERY, "富士山")]) == encoder.score([(QUERY, "富士山")])
 
 
@@ -52,7 +52,7 @@ def test_pickle_round_trips_reload_the_model_lazily(xlmr_ce_path: Path, dense_pa
     assert back.top_n == 3
     assert back.reranker.max_length == 128
     assert back.compress_documents(docs, QUERY) == expected
-    embeddings = JapaneseEmbeddings(model=dense_path, device="cpu", encode_kwargs={"batch_size": 2})
+    embeddings = JapaneseEmbeddings(model_name=dense_path, device="cpu", encode_kwargs={"batch_size": 2})
     back_embeddings = pickle.loads(pickle.dumps(embeddings))
     assert back_embeddings.embedder.batch_size == 2
     assert back_embeddings.embed_documents(["京都"]) == embeddings.embed_documents(["京都"])
@@ -66,7 +66,7 @@ def test_unpickled_adapters_work_in_a_spawned_worker(
 ) -> None:
     """multiprocessing with the spawn start method (the default on macOS / Windows, and what Ray does)."""
     compressor = JapaneseReranker(model=xlmr_ce_path, device="cpu", top_n=3)
-    embeddings = JapaneseEmbeddings(model=dense_path, device="cpu")
+    embeddings = JapaneseEmbeddings(model_name=dense_path, device="cpu")
     engine = Reranker(xlmr_ce_path, device="cpu")
     texts = [d.page_content for d in docs]
     li = pytest.importorskip("llamaindex_jp_rerank")

@@ -30,7 +30,7 @@ def test_is_a_langchain_cross_encoder(reranker: Reranker) -> None:
 
 def test_scores_match_sentence_transformers(xlmr_ce_path: Path, passages: list[str]) -> None:
     pairs = [(Q1, p) for p in passages]
-    got = JapaneseCrossEncoder(model=xlmr_ce_path, device="cpu", model_kwargs={"precision": "fp32"}).score(pairs)
+    got = JapaneseCrossEncoder(model_name=xlmr_ce_path, device="cpu", model_kwargs={"precision": "fp32"}).score(pairs)
     reference = CrossEncoder(str(xlmr_ce_path), device="cpu").predict(pairs)  # sigmoid for one-label models
     assert all(type(s) is float for s in got)
     np.testing.assert_allclose(got, reference, atol=1e-5)
@@ -46,14 +46,14 @@ def test_mixed_queries_keep_input_order(reranker: Reranker, passages: list[str])
 def test_empty_and_bad_pairs(reranker: Reranker) -> None:
     encoder = JapaneseCrossEncoder(reranker=reranker)
     assert encoder.score([]) == []
-    with pytest.raises(TypeError, match=r"text_pairs\[1\] must be a \(query, passage\) pair"):
+    with pytest.raises(TypeError, match=r"pairs\[1\] must be a \(query, passage\) pair"):
         encoder.score([(Q1, "a"), "not a pair"])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match=r"text_pairs\[0\]\[1\] must be a str"):
+    with pytest.raises(TypeError, match=r"pairs\[0\]\[1\] must be a str"):
         encoder.score([(Q1, None)])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="query is empty"):
         encoder.score([("", "a")])
     with pytest.raises(ValueError, match="either reranker= or model"):
-        JapaneseCrossEncoder(reranker=reranker, model="xsmall")
+        JapaneseCrossEncoder(reranker=reranker, model_name="xsmall")
 
 
 def test_drop_in_for_cross_encoder_reranker(reranker: Reranker) -> None:

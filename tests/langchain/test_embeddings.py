@@ -34,7 +34,7 @@ class TestJapaneseEmbeddingsUnit(EmbeddingsUnitTests):
 
     @property
     def embedding_model_params(self) -> dict[str, Any]:
-        return {"model": str(self.path)}
+        return {"model_name": str(self.path)}
 
 
 # The suite's async tests are plain ``async def`` (LangChain runs them with asyncio_mode=auto); our pytest config
@@ -54,11 +54,11 @@ class TestJapaneseEmbeddingsIntegration(EmbeddingsIntegrationTests):
 
     @property
     def embedding_model_params(self) -> dict[str, Any]:
-        return {"model": str(self.path), "device": "cpu"}
+        return {"model_name": str(self.path), "device": "cpu"}
 
 
 def test_prompts_match_sentence_transformers(dense_path: Path) -> None:
-    emb = JapaneseEmbeddings(model=dense_path, device="cpu", model_kwargs={"precision": "fp32"})
+    emb = JapaneseEmbeddings(model_name=dense_path, device="cpu", model_kwargs={"precision": "fp32"})
     reference = SentenceTransformer(str(dense_path), device="cpu")
     expected_q = reference.encode_query([QUERY], normalize_embeddings=True)[0]
     expected_d = reference.encode_document(TEXTS, normalize_embeddings=True)
@@ -67,8 +67,8 @@ def test_prompts_match_sentence_transformers(dense_path: Path) -> None:
 
 
 def test_query_and_document_sides_differ_only_by_prompt(dense_path: Path, dense_noprompt_path: Path) -> None:
-    with_prompts = JapaneseEmbeddings(model=dense_path)
-    without = JapaneseEmbeddings(model=dense_noprompt_path)
+    with_prompts = JapaneseEmbeddings(model_name=dense_path)
+    without = JapaneseEmbeddings(model_name=dense_noprompt_path)
     assert with_prompts.embedder.prefix("query") == "query: "
     assert with_prompts.embedder.prefix("document") == "passage: "
     assert not np.allclose(with_prompts.embed_query(TEXTS[0]), with_prompts.embed_documents([TEXTS[0]])[0])
@@ -88,13 +88,15 @@ def test_injected_engine_is_shared(embedder: Embedder) -> None:
     a = JapaneseEmbeddings(embedder=embedder)
     b = JapaneseEmbeddings(embedder=embedder)
     assert a.embedder is b.embedder is embedder
-    assert a.model == str(embedder.source.name)
+    assert a.model_name == str(embedder.source.name)
     np.testing.assert_allclose(a.embed_query(QUERY), embedder.embed_query(QUERY))
 
 
 def test_injection_conflicts_and_bad_inputs(embedder: Embedder) -> None:
-    with pytest.raises(ValueError, match="either embedder= or model"):
-        JapaneseEmbeddings(embedder=embedder, model="static-ja")
+    with pytest.raises(ValueError, match="either embedder= or model_name"):
+        JapaneseEmbeddings(embedder=embedder, model_name="static-ja")
+    with pytest.raises(ValueError, match="extra"):
+        JapaneseEmbeddings(model="static-ja")  # HuggingFaceEmbeddings' name only: model_name
     with pytest.raises(TypeError, match=r"embedder must be a jp_rerank\.Embedder"):
         JapaneseEmbeddings(embedder="static-ja")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="extra"):
@@ -105,7 +107,7 @@ def test_injection_conflicts_and_bad_inputs(embedder: Embedder) -> None:
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
         emb.embed_documents(["a", None])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="frozen"):
-        emb.model = "other"  # type: ignore[misc]
+        emb.model_name = "other"  # type: ignore[misc]
 
 
 @pytest.mark.asyncio
@@ -151,7 +153,7 @@ def test_hugging_face_embeddings_arguments_carry_over(
         show_progress=True,
         device=named_device,
     )
-    assert emb.model_name == emb.model == str(dense_path)
+    assert emb.model_name == str(dense_path)
     assert emb.device == emb.embedder.device == "cpu"
     assert emb.embedder.batch_size == 2
     assert emb.embedder.normalize_embeddings is False
@@ -196,37 +198,40 @@ def test_multi_process_is_accepted_and_explained(dense_path: Path, caplog: pytes
 
 def test_encode_and_model_kwargs_errors(dense_path: Path, embedder: Embedder) -> None:
     with pytest.raises(TypeError, match=r"encode_kwargs has 'device'; JapaneseEmbeddings takes batch_size, "):
-        JapaneseEmbeddings(model=dense_path, encode_kwargs={"device": "cpu"})
+        JapaneseEmbeddings(model_name=dense_path, encode_kwargs={"device": "cpu"})
     with pytest.raises(ValueError, match=r"prompt_name'\] = 'retrieval'.*give the text itself"):
-        JapaneseEmbeddings(model=dense_path, encode_kwargs={"prompt_name": "retrieval"})
+        JapaneseEmbeddings(model_name=dense_path, encode_kwargs={"prompt_name": "retrieval"})
     with pytest.raises(ValueError, match=r"would give document texts the query prompt"):
-        JapaneseEmbeddings(model=dense_path, encode_kwargs={"prompt_name": "query"})
+        JapaneseEmbeddings(model_name=dense_path, encode_kwargs={"prompt_name": "query"})
     with pytest.raises(ValueError, match=r"set batch_size differently"):
-        JapaneseEmbeddings(model=dense_path, encode_kwargs={"batch_size": 2}, query_encode_kwargs={"batch_size": 3})
+        JapaneseEmbeddings(
+            model_name=dense_path, encode_kwargs={"batch_size": 2}, query_encode_kwargs={"batch_size": 3}
+        )
     with pytest.raises(ValueError, match=r"batch_size is given twice with different values"):
-        JapaneseEmbeddings(model=dense_path, encode_kwargs={"batch_size": 2}, model_kwargs={"batch_size": 4})
+        JapaneseEmbeddings(model_name=dense_path, encode_kwargs={"batch_size": 2}, model_kwargs={"batch_size": 4})
     with pytest.raises(TypeError, match=r"model_kwargs has 'model_kwargs', which jp_rerank\.Embedder does not"):
-        JapaneseEmbeddings(model=dense_path, model_kwargs={"model_kwargs": {"torch_dtype": "auto"}})
+        JapaneseEmbeddings(model_name=dense_path, model_kwargs={"model_kwargs": {"torch_dtype": "auto"}})
     with pytest.raises(ValueError, match="either embedder= or encode_kwargs"):
         JapaneseEmbeddings(embedder=embedder, encode_kwargs={"batch_size": 2})
-    with pytest.raises(ValueError, match="either embedder= or model, not both"):
+    with pytest.raises(ValueError, match="either embedder= or model_name, not both"):
         JapaneseEmbeddings(embedder=embedder, model_name="static-ja")
 
 
 def test_preset_names_the_prompts_of_a_local_copy(dense_noprompt_path: Path) -> None:
-    plain = JapaneseEmbeddings(model=dense_noprompt_path)
-    named = JapaneseEmbeddings(model=dense_noprompt_path, preset="me5-small")
+    plain = JapaneseEmbeddings(model_name=dense_noprompt_path)
+    named = JapaneseEmbeddings(model_name=dense_noprompt_path, preset="me5-small")
     assert plain.embedder.prefix("query") == ""
     assert (named.embedder.prefix("query"), named.embedder.prefix("document")) == ("query: ", "passage: ")
-    assert JapaneseEmbeddings(model="me5-small").embedder.prefix("document") == "passage: "  # the hub alias
+    assert JapaneseEmbeddings(model_name="me5-small").embedder.prefix("document") == "passage: "  # the hub alias
 
 
 def test_embeddings_configured_alike_share_one_engine(dense_path: Path) -> None:
-    a = JapaneseEmbeddings(model=dense_path, device="cpu")
+    a = JapaneseEmbeddings(model_name=dense_path, device="cpu")
     b = JapaneseEmbeddings(model_name=str(dense_path), model_kwargs={"device": "cpu"})
     assert a.embedder is b.embedder
     assert (
-        JapaneseEmbeddings(model=dense_path, device="cpu", encode_kwargs={"batch_size": 3}).embedder is not a.embedder
+        JapaneseEmbeddings(model_name=dense_path, device="cpu", encode_kwargs={"batch_size": 3}).embedder
+        is not a.embedder
     )
     pytest.importorskip("llama_index.core")
     from llamaindex_jp_rerank import JapaneseEmbedding

@@ -216,7 +216,7 @@ def test_model_kwargs_device_works_with_and_without_device(
 
     common: dict[str, Any] = {"model_kwargs": {"device": "cpu"}, "device": named_device}
     compressor = JapaneseReranker(model=xlmr_ce_path, top_n=2, **common)
-    encoder = JapaneseCrossEncoder(model=xlmr_ce_path, **common)
+    encoder = JapaneseCrossEncoder(model_name=xlmr_ce_path, **common)
     assert compressor.device == encoder.device == "cpu"
     assert compressor.reranker.device == "cpu"
     assert len(compressor.compress_documents(docs, QUERY)) == 2
@@ -226,11 +226,11 @@ def test_model_kwargs_device_works_with_and_without_device(
 
 
 def test_familiar_names_and_clear_errors(xlmr_ce_path: Path) -> None:
-    compressor = JapaneseReranker(model_name=xlmr_ce_path, model_kwargs={"device": "cpu", "max_length": 64})
-    assert compressor.model == compressor.model_name == str(xlmr_ce_path)
+    compressor = JapaneseReranker(model=xlmr_ce_path, model_kwargs={"device": "cpu", "max_length": 64})
+    assert compressor.model == str(xlmr_ce_path)
     assert compressor.reranker.max_length == 64
-    with pytest.raises(ValueError, match="pass model= or model_name=, not both"):
-        JapaneseReranker(model="xsmall", model_name="small")
+    with pytest.raises(ValueError, match="extra"):
+        JapaneseReranker(model_name="small")  # CohereRerank's name only: model
     with pytest.raises(TypeError, match=r"model_kwargs has 'automodel_args', which jp_rerank\.Reranker does not take"):
         JapaneseReranker(model=xlmr_ce_path, model_kwargs={"automodel_args": {}})
     with pytest.raises(ValueError, match="model_kwargs names the model"):
@@ -250,7 +250,7 @@ def test_adapters_configured_alike_share_one_engine(xlmr_ce_path: Path, docs: li
 
     compressor = JapaneseReranker(model=xlmr_ce_path, device="cpu", model_kwargs={"max_length": 96})
     encoder = JapaneseCrossEncoder(model_name=str(xlmr_ce_path), model_kwargs={"device": "cpu", "max_length": 96})
-    postprocessor = JapaneseRerank(xlmr_ce_path, device="cpu", max_length=96)
+    postprocessor = JapaneseRerank(xlmr_ce_path, device="cpu", cross_encoder_kwargs={"max_length": 96})
     assert compressor.reranker is encoder.reranker is postprocessor.reranker
     compressor.compress_documents(docs, QUERY)
     assert postprocessor.reranker._loaded is compressor.reranker._loaded is not None  # loaded once, for all
@@ -324,7 +324,7 @@ def test_a_callback_handler_sees_the_rerank_step(reranker: Reranker, docs: list[
 
 
 def test_traced_as_a_child_of_the_compression_retriever(reranker: Reranker, docs: list[Document]) -> None:
-    store = InMemoryVectorStore(JapaneseEmbeddings(model="static-ja"))
+    store = InMemoryVectorStore(JapaneseEmbeddings(model_name="static-ja"))
     store.add_documents(docs)
     retriever = ContextualCompressionRetriever(
         base_compressor=JapaneseReranker(reranker=reranker, top_n=2),

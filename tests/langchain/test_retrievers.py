@@ -177,7 +177,7 @@ def test_any_metadata_a_vector_store_takes_is_kept(reranker: Reranker) -> None:
     docs = [Document("富士山は日本一高い山です。", id="a", metadata=metadata), Document("京都の寺。", id="b")]
     before = deepcopy(docs)
     retriever = JapaneseRetriever.from_documents(docs, reranker=reranker, bm25="char2", k=2)
-    store = InMemoryVectorStore.from_documents(docs, JapaneseEmbeddings(model="static-ja"))  # takes it as well
+    store = InMemoryVectorStore.from_documents(docs, JapaneseEmbeddings(model_name="static-ja"))  # takes it as well
     assert store.get_by_ids(["a"])[0].metadata["tags"] == ["山", "日本"]
     out = {d.id: d for d in retriever.invoke("富士山")}
     got = out["a"].metadata
@@ -275,7 +275,7 @@ def test_deep_copies_share_the_index_and_models(hybrid: JapaneseRetriever) -> No
 
 def test_models_named_by_path_are_shared_with_the_other_adapters(xlmr_ce_path: Path, dense_path: Path) -> None:
     compressor = JapaneseReranker(model=xlmr_ce_path)
-    embeddings = JapaneseEmbeddings(model=dense_path)
+    embeddings = JapaneseEmbeddings(model_name=dense_path)
     retriever = JapaneseRetriever.from_documents(
         corpus_documents()[:5], reranker=str(xlmr_ce_path), embedder=str(dense_path)
     )

@@ -165,7 +165,7 @@ def test_injected_engine_is_shared(reranker: Reranker) -> None:
 
 
 def test_builds_engine_from_a_path(xlmr_ce_path: Path, corpus_nodes: list[TextNode]) -> None:
-    rerank = JapaneseRerank(xlmr_ce_path, top_n=2, model_kwargs={"batch_size": 4, "overflow": "window"})
+    rerank = JapaneseRerank(xlmr_ce_path, top_n=2, cross_encoder_kwargs={"batch_size": 4, "overflow": "window"})
     assert rerank.reranker.batch_size == 4
     assert rerank.reranker.overflow == "window"
     assert rerank.model == str(xlmr_ce_path.resolve())
@@ -219,9 +219,8 @@ def test_sentence_transformer_rerank_arguments_carry_over(xlmr_ce_path: Path, co
         top_n=2,
         device="cpu",
         keep_retrieval_score=True,
-        cache_folder=xlmr_ce_path.parent,
         trust_remote_code=False,
-        cross_encoder_kwargs={"max_length": 64},
+        cross_encoder_kwargs={"max_length": 64, "cache_folder": str(xlmr_ce_path.parent)},
     )
     assert rerank.reranker.max_length == 64
     assert rerank.reranker.device == "cpu"
@@ -232,8 +231,8 @@ def test_sentence_transformer_rerank_arguments_carry_over(xlmr_ce_path: Path, co
     assert [_retrieval(o) for o in out] == [first_stage[o.node.node_id] for o in out]
     assert [o.node.metadata["retrieval_score"] for o in out] == [first_stage[o.node.node_id] for o in out]
     assert all("retrieval_score" not in n.node.metadata for n in given)  # the caller's nodes are untouched
-    with pytest.raises(ValueError, match="pass model_kwargs= or cross_encoder_kwargs="):
-        JapaneseRerank(xlmr_ce_path, model_kwargs={}, cross_encoder_kwargs={})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'model_kwargs'"):
+        JapaneseRerank(xlmr_ce_path, model_kwargs={})  # type: ignore[call-arg]
 
 
 def test_keep_retrieval_score_false(reranker: Reranker, corpus_nodes: list[TextNode]) -> None:
@@ -255,7 +254,7 @@ def test_a_text_node_instead_of_node_with_score_is_a_clear_error(
 
 
 def test_pickled_postprocessor_works(xlmr_ce_path: Path, corpus_nodes: list[TextNode]) -> None:
-    rerank = JapaneseRerank(xlmr_ce_path, device="cpu", top_n=2, model_kwargs={"max_length": 100})
+    rerank = JapaneseRerank(xlmr_ce_path, device="cpu", top_n=2, cross_encoder_kwargs={"max_length": 100})
     nodes = _scored(corpus_nodes[:6])
     expected = rerank.postprocess_nodes(nodes, query_str=QUERY)
     back = pickle.loads(pickle.dumps(rerank))
@@ -354,7 +353,7 @@ def test_listwise_default_comes_from_the_engine_and_the_argument_overrides_it(
     per_node = JapaneseRerank(reranker=engine, top_n=None, listwise="none").postprocess_nodes(nodes, query_str=QUERY)
     sigmoid = Reranker(spread_ce, device="cpu", precision="fp32").rerank(QUERY, _texts(nodes))
     assert [(o.node.node_id, o.score) for o in per_node] == [(nodes[r.index].node.node_id, r.score) for r in sigmoid]
-    built = JapaneseRerank(spread_ce, top_n=None, model_kwargs={"listwise": "softmax", "precision": "fp32"})
+    built = JapaneseRerank(spread_ce, top_n=None, cross_encoder_kwargs={"listwise": "softmax", "precision": "fp32"})
     assert built.reranker.listwise == "softmax"
     assert [o.score for o in built.postprocess_nodes(nodes, query_str=QUERY)] == pytest.approx(
         [o.score for o in got], rel=1e-6

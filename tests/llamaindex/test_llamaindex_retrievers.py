@@ -99,7 +99,7 @@ def test_per_call_limits_override_the_pipeline(corpus_nodes: list[TextNode]) -> 
         top_n=10,
     )
     assert len(JapaneseRetriever(pipeline, corpus_nodes).retrieve(QUERY)) == 10
-    assert len(JapaneseRetriever(pipeline, corpus_nodes, top_n=2).retrieve(QUERY)) == 2
+    assert len(JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=2).retrieve(QUERY)) == 2
 
 
 def test_from_documents_chunks_and_links_nodes() -> None:
@@ -133,8 +133,8 @@ def test_bad_arguments(corpus_nodes: list[TextNode]) -> None:
         JapaneseRetriever(pipeline, [corpus_nodes[0], corpus_nodes[0]])
     with pytest.raises(ValueError, match="no first stage"):
         JapaneseRetriever.from_nodes(corpus_nodes, bm25=None)
-    with pytest.raises(ValueError, match="top_n must be positive"):
-        JapaneseRetriever(pipeline, corpus_nodes, top_n=0)
+    with pytest.raises(ValueError, match="similarity_top_k must be positive"):
+        JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=0)
     with pytest.raises(TypeError, match="TwoStageRetriever"):
         JapaneseRetriever(object(), corpus_nodes)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="query is empty"):
@@ -149,14 +149,13 @@ def test_similarity_top_k_as_for_llamaindex_retrievers(corpus_nodes: list[TextNo
     assert len(retriever.retrieve(QUERY)) == 3
     pipeline = retriever.pipeline
     assert len(JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=2).retrieve(QUERY)) == 2
-    assert len(JapaneseRetriever(pipeline, corpus_nodes, top_n=2).retrieve(QUERY)) == 2  # the engine's name
+    with pytest.raises(TypeError, match="unexpected keyword argument 'top_n'"):
+        JapaneseRetriever(pipeline, corpus_nodes, top_n=2)  # type: ignore[call-arg]  # LlamaIndex's name only
     docs = [Document(text="富士山は日本一高い山です。" * 5 + "京都には寺が多い。" * 5)]
     assert (
         len(JapaneseRetriever.from_documents(docs, chunk_size=40, chunk_overlap=5, similarity_top_k=1).retrieve("京都"))
         == 1
     )
-    with pytest.raises(ValueError, match=r"pass similarity_top_k= or top_n= \(the same thing\), not both"):
-        JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=2, top_n=3)
     with pytest.raises(ValueError, match="similarity_top_k must be positive"):
         JapaneseRetriever(pipeline, corpus_nodes, similarity_top_k=0)
 

@@ -36,12 +36,14 @@ def poison() -> str:
 
 
 @pytest.fixture(scope="module")
-def reranker(xlmr_ce_path: Path) -> Reranker:
+def module_reranker(xlmr_ce_path: Path) -> Reranker:
+    """A reranker of this test module's own (the session's ``reranker`` stays untouched by these attacks)."""
     return Reranker(xlmr_ce_path, device="cpu").load()
 
 
 @pytest.fixture(scope="module")
-def embedder(dense_path: Path) -> Embedder:
+def module_embedder(dense_path: Path) -> Embedder:
+    """An embedder of this test module's own."""
     return Embedder(dense_path, device="cpu").load()
 
 

@@ -58,8 +58,8 @@ BAD_QUERIES: list[tuple[Any, type[Exception], str]] = [
 
 
 @pytest.fixture(scope="module")
-def lc_reranker(reranker: Reranker) -> JapaneseReranker:
-    return JapaneseReranker(reranker=reranker, top_n=None)
+def lc_reranker(module_reranker: Reranker) -> JapaneseReranker:
+    return JapaneseReranker(reranker=module_reranker, top_n=None)
 
 
 @pytest.mark.parametrize(("query", "error", "match"), [*BAD_QUERIES, (None, TypeError, "query must be a str")])
@@ -109,12 +109,12 @@ def test_langchain_caps_and_nan(xlmr_ce_path: Path, nan_ce_path: Path, poison: s
     assert math.isnan(out[-1].metadata["relevance_score"])
 
 
-def test_langchain_cross_encoder_matrix(reranker: Reranker) -> None:
-    encoder = JapaneseCrossEncoder(reranker=reranker)
+def test_langchain_cross_encoder_matrix(module_reranker: Reranker) -> None:
+    encoder = JapaneseCrossEncoder(reranker=module_reranker)
     assert encoder.score([]) == []
-    with pytest.raises(TypeError, match=r"text_pairs\[1\]\[1\] must be a str, got NoneType"):
+    with pytest.raises(TypeError, match=r"pairs\[1\]\[1\] must be a str, got NoneType"):
         encoder.score([(QUERY, "a"), (QUERY, None)])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match=r"text_pairs\[0\] must be a \(query, passage\) pair"):
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be a \(query, passage\) pair"):
         encoder.score([QUERY])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="empty or whitespace only"):
         encoder.score([(" ", "a")])
@@ -126,8 +126,8 @@ def test_langchain_cross_encoder_matrix(reranker: Reranker) -> None:
     assert scores[5] == scores[6]  # duplicates score the same
 
 
-def test_langchain_embeddings_matrix(embedder: Embedder) -> None:
-    emb = JapaneseEmbeddings(embedder=embedder)
+def test_langchain_embeddings_matrix(module_embedder: Embedder) -> None:
+    emb = JapaneseEmbeddings(embedder=module_embedder)
     assert emb.embed_documents([]) == []
     for bad, name in [(None, "NoneType"), (b"x", "bytes"), (1.5, "float")]:
         with pytest.raises(TypeError, match=rf"texts\[1\] must be a str, got {name}"):
@@ -143,13 +143,13 @@ def test_langchain_embeddings_matrix(embedder: Embedder) -> None:
     assert all(math.isfinite(x) for v in vectors for x in v)
 
 
-def test_langchain_retriever_matrix(reranker: Reranker) -> None:
-    retriever = JapaneseRetriever.from_texts(MESSY, reranker=reranker, bm25="char2", k=len(MESSY))
+def test_langchain_retriever_matrix(module_reranker: Reranker) -> None:
+    retriever = JapaneseRetriever.from_texts(MESSY, reranker=module_reranker, bm25="char2", k=len(MESSY))
     for query, error, match in BAD_QUERIES:
         with pytest.raises(error, match=match):
             retriever.invoke(query)
     with pytest.raises(ValueError, match=r"duplicate|more than once"):
-        JapaneseRetriever.from_texts(["a", "b"], ids=["x", "x"], reranker=reranker, bm25="char2")
+        JapaneseRetriever.from_texts(["a", "b"], ids=["x", "x"], reranker=module_reranker, bm25="char2")
     hits = retriever.invoke("富士山")
     assert hits
     assert all(type(d.metadata["relevance_score"]) is float for d in hits)
@@ -159,8 +159,8 @@ def test_langchain_retriever_matrix(reranker: Reranker) -> None:
 
 
 @pytest.fixture(scope="module")
-def li_reranker(reranker: Reranker) -> JapaneseRerank:
-    return JapaneseRerank(reranker=reranker, top_n=None)
+def li_reranker(module_reranker: Reranker) -> JapaneseRerank:
+    return JapaneseRerank(reranker=module_reranker, top_n=None)
 
 
 def nodes(texts: list[str]) -> list[NodeWithScore]:
@@ -205,8 +205,8 @@ def test_llamaindex_nan_and_10k(nan_ce_path: Path, poison: str, li_reranker: Jap
     assert len(many) == 10_000
 
 
-def test_llamaindex_embedding_matrix(embedder: Embedder) -> None:
-    emb = JapaneseEmbedding(embedder=embedder)
+def test_llamaindex_embedding_matrix(module_embedder: Embedder) -> None:
+    emb = JapaneseEmbedding(embedder=module_embedder)
     assert emb.get_text_embedding_batch([]) == []
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got NoneType"):
         emb.get_text_embedding_batch(["a", None])  # type: ignore[list-item]
@@ -220,9 +220,9 @@ def test_llamaindex_embedding_matrix(embedder: Embedder) -> None:
     assert vectors[5] == vectors[6]
 
 
-def test_llamaindex_retriever_matrix(reranker: Reranker) -> None:
+def test_llamaindex_retriever_matrix(module_reranker: Reranker) -> None:
     text_nodes = [TextNode(text=t, id_=f"n{i}") for i, t in enumerate(MESSY)]
-    retriever = LlamaRetriever.from_nodes(text_nodes, reranker=reranker, bm25="char2", top_n=len(MESSY))
+    retriever = LlamaRetriever.from_nodes(text_nodes, reranker=module_reranker, bm25="char2", top_n=len(MESSY))
     for query, error, match in BAD_QUERIES:
         with pytest.raises(error, match=match):
             retriever.retrieve(query)

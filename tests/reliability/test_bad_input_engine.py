@@ -91,38 +91,38 @@ def test_a_pandas_dataframe_is_not_a_list_of_documents(xlmr_ce_path: Path, dense
     assert len(fresh.rerank(QUERY, list({"d1": "富士山は高い。"}.values()))) == 1
 
 
-def test_reranker_argument_errors(reranker: Reranker) -> None:
+def test_reranker_argument_errors(module_reranker: Reranker) -> None:
     with pytest.raises(ValueError, match="top_n must be a positive integer or None, got 0"):
-        reranker.rerank(QUERY, DOCS, top_n=0)
+        module_reranker.rerank(QUERY, DOCS, top_n=0)
     with pytest.raises(TypeError, match="top_n must be an int or None, got str"):
-        reranker.rerank(QUERY, DOCS, top_n="3")  # type: ignore[arg-type]
+        module_reranker.rerank(QUERY, DOCS, top_n="3")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="score_threshold must not be NaN"):
-        reranker.rerank(QUERY, DOCS, score_threshold=math.nan)
+        module_reranker.rerank(QUERY, DOCS, score_threshold=math.nan)
     with pytest.raises(ValueError, match="got 2 queries but 1 document lists"):
-        reranker.score_many([QUERY, "二つ目"], [DOCS])
+        module_reranker.score_many([QUERY, "二つ目"], [DOCS])
     with pytest.raises(ValueError, match=r"queries\[1\] is empty or whitespace only"):
-        reranker.rerank_many([QUERY, " "], [DOCS, DOCS])
+        module_reranker.rerank_many([QUERY, " "], [DOCS, DOCS])
 
 
-def test_reranker_empty_candidates_give_empty_results(reranker: Reranker) -> None:
-    assert reranker.rerank(QUERY, []) == []
-    scores = reranker.score(QUERY, [])
+def test_reranker_empty_candidates_give_empty_results(module_reranker: Reranker) -> None:
+    assert module_reranker.rerank(QUERY, []) == []
+    scores = module_reranker.score(QUERY, [])
     assert scores.shape == (0,)
     assert scores.dtype == np.float32
-    assert reranker.rerank_many([QUERY, "二つ目"], [[], DOCS])[0] == []
+    assert module_reranker.rerank_many([QUERY, "二つ目"], [[], DOCS])[0] == []
 
 
-def test_query_too_long_for_any_passage_is_a_clear_error(reranker: Reranker) -> None:
+def test_query_too_long_for_any_passage_is_a_clear_error(module_reranker: Reranker) -> None:
     with pytest.raises(ValueError, match="queries are never truncated: shorten the query or raise max_length"):
-        reranker.rerank(long_text(5_000), DOCS)
+        module_reranker.rerank(long_text(5_000), DOCS)
 
 
 def test_100k_character_documents_are_truncated_with_a_warning(
-    reranker: Reranker, caplog: pytest.LogCaptureFixture
+    module_reranker: Reranker, caplog: pytest.LogCaptureFixture
 ) -> None:
     docs = [long_text(100_000), "x" * 100_000, "😀" * 100_000, "短い文。"]
     with caplog.at_level(logging.WARNING, logger="jp_rerank"):
-        results = reranker.rerank(QUERY, docs)
+        results = module_reranker.rerank(QUERY, docs)
     assert sorted(r.index for r in results) == [0, 1, 2, 3]
     assert all(math.isfinite(r.score) for r in results)
     assert "were truncated (use overflow='window'" in caplog.text
@@ -136,9 +136,9 @@ def test_100k_character_document_in_window_mode_scores_every_part(xlmr_ce_path: 
     assert whole[0] >= whole[1] - 1e-6  # best window over the whole text, which starts with ``head``
 
 
-def test_10k_candidates_all_come_back(reranker: Reranker) -> None:
+def test_10k_candidates_all_come_back(module_reranker: Reranker) -> None:
     docs = [f"候補{i}：東京タワーの高さは{i % 400}メートルです。" for i in range(10_000)]
-    results = reranker.rerank(QUERY, docs)
+    results = module_reranker.rerank(QUERY, docs)
     assert len(results) == 10_000
     assert sorted(r.index for r in results) == list(range(10_000))
     scores = [r.score for r in results]
@@ -146,7 +146,7 @@ def test_10k_candidates_all_come_back(reranker: Reranker) -> None:
     assert all(type(s) is float and math.isfinite(s) for s in scores)
 
 
-def test_messy_text_is_normalised_and_scored(reranker: Reranker) -> None:
+def test_messy_text_is_normalised_and_scored(module_reranker: Reranker) -> None:
     messy = [
         "ｶﾀｶﾅとＡＢＣ１２３",  # half-width kana, full-width ASCII (NFKC)
         "制御\x00文字の\x07な\u200bい\x1f文",  # control and zero-width characters become spaces
@@ -156,16 +156,16 @@ def test_messy_text_is_normalised_and_scored(reranker: Reranker) -> None:
     ]
     clean = ["カタカナとABC123", "制御 文字の な い 文", "絵文字😀🎌と記号", "日本語 English 한국어 混在", ""]
     assert [normalize_text(m) for m in messy] == clean
-    got = reranker.score(QUERY, messy)
-    np.testing.assert_allclose(got, reranker.score(QUERY, clean), atol=1e-6)
+    got = module_reranker.score(QUERY, messy)
+    np.testing.assert_allclose(got, module_reranker.score(QUERY, clean), atol=1e-6)
     assert np.isfinite(got).all()
-    raw = Reranker(reranker.source.location, device="cpu", normalize_text=False)
+    raw = Reranker(module_reranker.source.location, device="cpu", normalize_text=False)
     assert np.isfinite(raw.score(QUERY, messy)).all()  # unnormalised control characters reach the tokenizer unharmed
 
 
-def test_duplicate_documents_keep_every_copy_ties_by_index(reranker: Reranker) -> None:
+def test_duplicate_documents_keep_every_copy_ties_by_index(module_reranker: Reranker) -> None:
     docs = ["同じ文です。", "別の文です。", "同じ文です。", "同じ文です。"]
-    results = reranker.rerank(QUERY, docs)
+    results = module_reranker.rerank(QUERY, docs)
     assert sorted(r.index for r in results) == [0, 1, 2, 3]
     same = [r for r in results if docs[r.index] == "同じ文です。"]
     assert [r.index for r in same] == [0, 2, 3]
@@ -271,24 +271,26 @@ def test_embedder_rejects_bad_documents(
         ("\x00", ValueError, "query is empty or whitespace only once control and format characters"),
     ],
 )
-def test_embedder_rejects_bad_queries(embedder: Embedder, query: Any, error: type[Exception], match: str) -> None:
+def test_embedder_rejects_bad_queries(
+    module_embedder: Embedder, query: Any, error: type[Exception], match: str
+) -> None:
     with pytest.raises(error, match=match):
-        embedder.embed_query(query)
+        module_embedder.embed_query(query)
     with pytest.raises(error, match=match.replace("query", r"queries\[0\]")):
-        embedder.embed_queries([query])
+        module_embedder.embed_queries([query])
 
 
-def test_embedder_documented_results(embedder: Embedder) -> None:
-    assert embedder.embed_documents([]).shape == (0, embedder.dim)
-    assert embedder.embed_queries([]).shape == (0, embedder.dim)
+def test_embedder_documented_results(module_embedder: Embedder) -> None:
+    assert module_embedder.embed_documents([]).shape == (0, module_embedder.dim)
+    assert module_embedder.embed_queries([]).shape == (0, module_embedder.dim)
     texts = [long_text(100_000), "😀" * 100_000, "", " \u3000", "日本語 English 한국어", "同じ", "同じ"]
-    vectors = embedder.embed_documents(texts)
-    assert vectors.shape == (len(texts), embedder.dim)
+    vectors = module_embedder.embed_documents(texts)
+    assert vectors.shape == (len(texts), module_embedder.dim)
     assert np.isfinite(vectors).all()
     np.testing.assert_array_equal(vectors[5], vectors[6])  # duplicates: identical rows, both kept
     np.testing.assert_allclose(vectors[2], vectors[3], atol=1e-6)  # whitespace-only embeds as the empty text
-    messy = embedder.embed_documents(["ｶﾀｶﾅＡＢＣ\x00\u200b"])
-    np.testing.assert_allclose(messy, embedder.embed_documents(["カタカナABC"]), atol=1e-6)
+    messy = module_embedder.embed_documents(["ｶﾀｶﾅＡＢＣ\x00\u200b"])
+    np.testing.assert_allclose(messy, module_embedder.embed_documents(["カタカナABC"]), atol=1e-6)
 
 
 def test_embedder_caps(dense_path: Path) -> None:

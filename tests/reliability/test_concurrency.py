@@ -19,7 +19,7 @@ import pytest
 from jp_rerank import Embedder, Reranker
 from jp_rerank.data import load_demo_corpus, load_demo_queries
 from jp_rerank.lexical import BM25Index
-from jp_rerank.rerank import cross_encoder
+from jp_rerank.rerank import scoring
 
 pytestmark = [pytest.mark.timeout(600)]
 
@@ -91,13 +91,13 @@ def test_lazy_load_happens_once_under_a_thundering_herd(
     xlmr_ce_path: Path, dense_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     created = []
-    real_create = cross_encoder._Loaded.create.__func__  # type: ignore[attr-defined]
+    real_load = scoring.PairScorer.load.__func__  # type: ignore[attr-defined]
 
-    def counting_create(cls: type, owner: Reranker) -> Any:
-        created.append(owner)
-        return real_create(cls, owner)
+    def counting_load(cls: type, *args: Any, **kwargs: Any) -> Any:
+        created.append(args)
+        return real_load(cls, *args, **kwargs)
 
-    monkeypatch.setattr(cross_encoder._Loaded, "create", classmethod(counting_create))
+    monkeypatch.setattr(scoring.PairScorer, "load", classmethod(counting_load))
     fresh = Reranker(xlmr_ce_path, device="cpu")
     fresh_emb = Embedder(dense_path, device="cpu")
     q, docs = workload()[0]

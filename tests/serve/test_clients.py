@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from jp_rerank import Embedder, Reranker
+from jp_rerank.embed.remote import RemoteEmbedder
+from jp_rerank.errors import ServerAuthError, ServerUnavailableError
 from jp_rerank.hits import RerankResult
-from jp_rerank.serve import RemoteEmbedder, RemoteReranker, ServerAuthError, ServerUnavailableError
+from jp_rerank.rerank.remote import RemoteReranker
 
 from .conftest import API_KEY, DOCS, QUERY, LiveServer
 
@@ -118,6 +120,15 @@ def test_raw_bodies_of_open_webui_dify_and_ragflow(live: LiveServer, reranker: R
 # ------------------------------------------------------------------------------------------------ our clients
 
 
+def test_a_url_instead_of_a_model_gives_the_remote_engines(live: LiveServer) -> None:
+    remote = Reranker(live.url, api_key=API_KEY, timeout=5, retries=1)
+    assert isinstance(remote, RemoteReranker)
+    assert (remote.url, remote.api, remote.model_id) == (live.url, "jp-rerank", live.url)
+    assert isinstance(Embedder(live.url + "/", api_key=API_KEY), RemoteEmbedder)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'batch_size'"):
+        Reranker(live.url, batch_size=8)  # an engine option means nothing to a server
+
+
 def test_remote_reranker_gives_the_engines_results(live: LiveServer, reranker: Reranker) -> None:
     for api in ("jp-rerank", "tei"):
         remote = RemoteReranker(live.url, api_key=API_KEY, api=api)  # type: ignore[arg-type]
@@ -132,6 +143,12 @@ def test_remote_reranker_gives_the_engines_results(live: LiveServer, reranker: R
     assert remote.rerank(QUERY, DOCS, score_threshold=threshold) == reranker.rerank(
         QUERY, DOCS, score_threshold=threshold
     )
+    first = [12.0, 3.5, 7.25, 1.0, 9.0][: len(DOCS)]
+    for fusion in ("zscore", "rrf"):
+        got = remote.rerank(QUERY, DOCS, first_stage_scores=first, fusion=fusion, top_n=3)
+        assert got == reranker.rerank(QUERY, DOCS, first_stage_scores=first, fusion=fusion, top_n=3)
+    pairs = [(QUERY, DOCS[1]), ("京都", DOCS[0]), (QUERY, DOCS[0])]
+    assert remote.score_pairs(pairs) == reranker.score_pairs(pairs)
     many = remote.score_many([QUERY, "京都"], [DOCS, DOCS[:2]])
     np.testing.assert_array_equal(many[1], reranker.score("京都", DOCS[:2]))
 
@@ -222,7 +239,7 @@ def test_overload_is_retried_then_reported(flaky: str) -> None:
 
 def test_the_clients_import_no_torch_and_no_starlette() -> None:
     code = (
-        "import sys, json, jp_rerank.serve, jp_rerank.serve.client;"
+        "import sys, json, jp_rerank, jp_rerank.serve; jp_rerank.Reranker('http://127.0.0.1:9'); jp_rerank.Embedder('http://127.0.0.1:9');"
         "print(json.dumps([m for m in ('torch', 'transformers', 'starlette', 'uvicorn') if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

@@ -70,7 +70,7 @@ def test_threshold_listwise_and_fusion_match_the_engine(client: TestClient, rera
     first = [12.0, 3.5, 7.25, 1.0, 9.0]
     docs = [{"text": d, "metadata": {"score": s}} for d, s in zip(DOCS, first, strict=True)]
     body = client.post("/v1/rerank", json={**base, "documents": docs, "fusion": "zscore", "fusion_weight": 0.3}).json()
-    fused = reranker.rerank_fused(QUERY, DOCS, first, fusion=RerankFusion("zscore", 0.3))
+    fused = reranker.rerank(QUERY, DOCS, first_stage_scores=first, fusion=RerankFusion("zscore", 0.3))
     assert [(r["index"], r["relevance_score"]) for r in body["results"]] == [(r.index, r.score) for r in fused]
     assert [r["first_stage_score"] for r in body["results"]] == [r.first_stage_score for r in fused]
 

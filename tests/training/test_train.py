@@ -182,6 +182,7 @@ def test_model_card_and_result_file(trained: Any, xlmr_ce_path: Path) -> None:
     assert "48 questions read, 0 bad rows skipped" in card
     assert "steps: 80 (stopped by max steps), batch 8, learning rate 0.003" in card
     assert "seed 42" in card
+    assert "${" not in card  # every placeholder of the template was filled
     saved = json.loads((trained.output_dir / "training_result.json").read_text(encoding="utf-8"))
     assert saved["global_step"] == 80
     assert saved["metrics_after"] == trained.metrics_after
@@ -263,8 +264,21 @@ def test_cls_mean_layer_hands_cls_the_mean_of_the_tokens(dense_path: Path) -> No
 
 
 def test_listwise_loss_on_a_mecab_bert_base(pairs_file: Path, bert_ja_ce_path: Path, tmp_path: Path) -> None:
-    result = train(pairs_file, tmp_path / "listwise", base=bert_ja_ce_path, loss="listwise", max_steps=6, **_no_eval())
+    hf = {"lr_scheduler_type": "cosine", "max_grad_norm": 0.5}  # passed through to CrossEncoderTrainingArguments
+    result = train(
+        pairs_file,
+        tmp_path / "listwise",
+        base=bert_ja_ce_path,
+        loss="listwise",
+        max_steps=6,
+        trainer_args=hf,
+        **_no_eval(),
+    )
     assert result.data["loss_settings"]["loss"].startswith("LambdaLoss")
+    assert result.config.trainer_args == hf
+    card = (result.output_dir / "README.md").read_text(encoding="utf-8")
+    assert "cosine schedule" in card
+    assert "other trainer arguments: `lr_scheduler_type='cosine'`, `max_grad_norm=0.5`" in card
     assert all(np.isfinite(loss) for _, loss in result.losses)
     assert Reranker(result.output_dir, device="cpu").score("富士山", ["富士山は高い", "湖"]).shape == (2,)
 
@@ -412,7 +426,8 @@ def test_a_run_killed_while_preparing_its_data_is_started_again(
 @pytest.mark.slow
 def test_killed_process_resumes(pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    settings = {**FAST, "save_steps": 3, "eval_queries": 0, "num_negatives": 0, "gradient_accumulation_steps": 4}
+    settings = {**FAST, "save_steps": 3, "eval_queries": 0, "num_negatives": 0}
+    settings["trainer_args"] = {"gradient_accumulation_steps": 4}
     code = (
         "import sys, json\n"
         "from jp_rerank.training import train\n"
@@ -504,7 +519,7 @@ def test_cli_trains_and_prints_the_table(
     out = tmp_path / "cli"
     argv = ["train", str(data), "-o", str(out), "-m", str(xlmr_ce_path), "--max-steps", "3", "--negatives", "0"]
     argv += ["--eval-queries", "9", "--eval-depth", "5", "--device", "cpu", "--quiet", "--lr", "1e-3"]
-    argv += ["--time-budget", "10m"]
+    argv += ["--time-budget", "10m", "--trainer-arg", "max_grad_norm=0.5", "--trainer-arg", "adam_epsilon=1e-7"]
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"jp-rerank train: error: {data}:4: invalid JSON" in err
@@ -523,6 +538,7 @@ def test_cli_trains_and_prints_the_table(
     assert saved["config"]["learning_rate"] == 1e-3
     assert saved["config"]["num_negatives"] == 0
     assert saved["config"]["batch_size"] == 16  # unset options keep the defaults
+    assert saved["config"]["trainer_args"] == {"max_grad_norm": 0.5, "adam_epsilon": 1e-7}
     assert "2 bad rows skipped" in (out / "README.md").read_text(encoding="utf-8")
     assert Reranker(out, device="cpu").score("質問", ["文書"]).shape == (1,)
     assert parse_duration("1h30m") == 5400.0
@@ -532,7 +548,7 @@ def test_cli_trains_and_prints_the_table(
 
 def test_resume_passes_over_a_checkpoint_cut_short_by_a_kill(tmp_path: Path) -> None:
     """A SIGKILL while transformers saves leaves the newest checkpoint without (or with half of) its state file."""
-    from jp_rerank.training.trainer import last_complete_checkpoint
+    from jp_rerank.training.checkpoints import last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path) is None
     for step, state in ((4, "{}"), (8, None), (12, '{"global_st'), (10, '{"global_step": 10}')):

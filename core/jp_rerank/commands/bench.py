@@ -18,7 +18,9 @@ logger = logging.getLogger(__name__)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jp_rerank.evaluation.bench import RERANK_SHAPES, run_bench, write_report
+    from jp_rerank.evaluation.bench import run_bench
+    from jp_rerank.evaluation.bench_models import RERANK_SHAPES
+    from jp_rerank.evaluation.bench_report import write_report
     from jp_rerank.evaluation.datasets import default_data_dir
 
     base = default_data_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 
 from jp_rerank.commands._io import CliInputError
 
-__all__ = ["parse_duration", "register"]
+__all__ = ["parse_duration", "parse_trainer_arg", "register"]
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
@@ -33,6 +34,28 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise argparse.ArgumentTypeError(f"the duration must be positive, got {text!r}")
     return total
+
+
+def parse_trainer_arg(text: str) -> tuple[str, Any]:
+    """Parse ``--trainer-arg KEY=VALUE``: the value as a JSON literal when it is one, else as a string.
+
+    Raises:
+        argparse.ArgumentTypeError: If there is no ``=`` or no key.
+
+    Example:
+        >>> parse_trainer_arg("max_grad_norm=0.5"), parse_trainer_arg("lr_scheduler_type=cosine")
+        (('max_grad_norm', 0.5), ('lr_scheduler_type', 'cosine'))
+        >>> parse_trainer_arg('report_to=["tensorboard"]'), parse_trainer_arg("torch_compile=true")
+        (('report_to', ['tensorboard']), ('torch_compile', True))
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r} (e.g. max_grad_norm=0.5)")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
 
 
 def _optional_int(text: str) -> int | None:
@@ -102,6 +125,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         options["normalize_text"] = not args.no_normalize_text
     if getattr(args, "quiet", False):
         options["progress"] = False
+    if hasattr(args, "trainer_args"):
+        options["trainer_args"] = dict(args.trainer_args)  # a key given twice: the last value
     return options
 
 
@@ -156,23 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``jp-rerank train``."""
-    s = argparse.SUPPRESS
-    p = sub.add_parser(
-        "train",
-        help="fine-tune a Japanese reranker on your (question, passage) data",
-        description="Train a cross-encoder reranker from a base model and (question, relevant passage) data: JSONL "
-        '({"query", "positive" | "positives", "negatives"?}), a BEIR folder, or CSV (query,passage,label). Hard '
-        "negatives are mined with Japanese BM25 / dense / hybrid search over the passages; a held-out split is "
-        "scored before and after. Writes a sentence-transformers CrossEncoder folder with a model card. "
-        "Interrupted runs continue with --resume.",
-        argument_default=s,
-    )
-    p.add_argument("data", help="JSONL or CSV file, or BEIR folder")
-    p.add_argument("-o", "--output", required=True, help="folder to write the trained model to (new or empty)")
-    p.add_argument("-m", "--base", help="base model: reranker alias, hub id or folder; embedders get a new head")
-    p.add_argument("--resume", action="store_true", default=False, help="continue the run in --output")
+def _data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--format", dest="data_format", choices=["auto", "jsonl", "beir", "csv"])
     g.add_argument("--split", help="qrels split of a BEIR folder (default train)")
@@ -186,6 +195,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--eval-depth", type=int, help="first-stage candidates reranked per question (default 20)")
     g.add_argument("--eval-precision", choices=["fp32", "auto"], help="held-out scoring precision (default fp32)")
     g.add_argument("--no-eval-before", action="store_true", help="do not score the starting model")
+
+
+def _mining_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("hard negatives")
     g.add_argument("--first-stage", choices=["bm25", "dense", "hybrid"], help="first stage (default bm25)")
     g.add_argument("--bm25", help="BM25 tokenizer: char1-2 (default), char2, mecab, sudachi...")
@@ -201,6 +213,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     g.add_argument("--max-overlap", type=float, help="drop near-duplicates of a positive (default 0.9)")
     g.add_argument("--save-mined", help="also write the mined set to this JSONL (train on it later as is)")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--max-length", type=int, help="tokens per pair (default 256)")
     g.add_argument(
@@ -211,6 +226,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--keep-layers", type=_optional_int, help="keep only the first N encoder layers")
     g.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, help="default on")
     g.add_argument("--freeze-layers", type=int, help="do not train the lowest N layers (default 0)")
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--loss", choices=["bce", "listwise", "distill"], help="default bce")
     g.add_argument("--pos-weight", type=float, help="BCE weight of positives (default: negatives per positive)")
@@ -230,10 +248,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="default auto (bf16 where native)")
     g.add_argument("--no-group-by-length", action="store_true", help="plain random batches")
     g.add_argument("--seed", type=int, help="default 42")
+    g.add_argument(
+        "--trainer-arg",
+        dest="trainer_args",
+        action="append",
+        type=parse_trainer_arg,
+        metavar="KEY=VALUE",
+        help="a field of sentence-transformers' CrossEncoderTrainingArguments, e.g. max_grad_norm=0.5 "
+        "(repeatable; VALUE is read as JSON when it is, else as text)",
+    )
     g.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 200)")
     g.add_argument("--save-total-limit", type=int, help="checkpoints kept (default 2)")
     g.add_argument("--keep-checkpoints", action="store_true", help="keep OUTPUT/checkpoints after the run")
     g.add_argument("--logging-steps", type=int, help="log every N steps (default 20)")
     g.add_argument("--device", help="cpu, cuda, ... (default: auto)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``jp-rerank train``."""
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a Japanese reranker on your (question, passage) data",
+        description="Train a cross-encoder reranker from a base model and (question, relevant passage) data: JSONL "
+        '({"query", "positive" | "positives", "negatives"?}), a BEIR folder, or CSV (query,passage,label). Hard '
+        "negatives are mined with Japanese BM25 / dense / hybrid search over the passages; a held-out split is "
+        "scored before and after. Writes a sentence-transformers CrossEncoder folder with a model card. "
+        "Interrupted runs continue with --resume.",
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("data", help="JSONL or CSV file, or BEIR folder")
+    p.add_argument("-o", "--output", required=True, help="folder to write the trained model to (new or empty)")
+    p.add_argument("-m", "--base", help="base model: reranker alias, hub id or folder; embedders get a new head")
+    p.add_argument("--resume", action="store_true", default=False, help="continue the run in --output")
+    _data_options(p)
+    _mining_options(p)
+    _model_options(p)
+    _training_options(p)
     p.set_defaults(func=_run)

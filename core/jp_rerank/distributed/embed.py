@@ -270,41 +270,16 @@ def embed_corpus(
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        parts: list[dict[str, Any]] = []
-        dim, model_id, count = 0, "", 0
-        kwargs = {
+        workers = {
             "embedder": embedder,
             "embedder_options": embedder_options,
             "threads": config.threads,
             "out_dir": str(tmp),
             "with_text": with_text,
         }
-        with ray_session(config):
-            for row in _progress(
-                run_pool([c.to_item() for c in chunks], EmbedWorker, kwargs, config, name="embed"), chunks
-            ):
-                part = {key: row[key] for key in ("file", "rows", "bytes", "sha256")}
-                parts.append(part)
-                dim, model_id = int(row["dim"]), str(row["model_id"])
-                count += int(part["rows"])
+        parts, dim, model_id = _embed_parts(chunks, workers, config)
         _verify_parts(tmp, parts)
-        manifest = {
-            "format": EMBEDDINGS_FORMAT,
-            "format_version": _FORMAT_VERSION,
-            "jp_rerank_version": _version(),
-            "created_unix": time.time(),
-            "embedder_id": model_id,
-            "dim": dim,
-            "count": count,
-            "with_text": with_text,
-            "inputs": sorted({c.path for c in chunks}),
-            "parts": parts,
-        }
-        with (tmp / _MANIFEST).open("w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, ensure_ascii=False, indent=1)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        count = _write_manifest(tmp, parts, dim=dim, embedder_id=model_id, with_text=with_text, chunks=chunks)
         swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -312,6 +287,51 @@ def embed_corpus(
     seconds = time.perf_counter() - started
     logger.info("embedded %d passages into %s in %.1f s", count, target, seconds)
     return EmbedReport(target, count, dim, model_id, len(parts), seconds)
+
+
+def _embed_parts(
+    chunks: Sequence[CorpusChunk], workers: Mapping[str, Any], config: RayConfig
+) -> tuple[list[dict[str, Any]], int, str]:
+    """Run the :class:`EmbedWorker` pool over ``chunks``; returns the parts written, the dim and the embedder id."""
+    parts: list[dict[str, Any]] = []
+    dim, model_id = 0, ""
+    with ray_session(config):
+        rows = run_pool([c.to_item() for c in chunks], EmbedWorker, workers, config, name="embed")
+        for row in _progress(rows, chunks):
+            parts.append({key: row[key] for key in ("file", "rows", "bytes", "sha256")})
+            dim, model_id = int(row["dim"]), str(row["model_id"])
+    return parts, dim, model_id
+
+
+def _write_manifest(
+    folder: Path,
+    parts: Sequence[Mapping[str, Any]],
+    *,
+    dim: int,
+    embedder_id: str,
+    with_text: bool,
+    chunks: Sequence[CorpusChunk],
+) -> int:
+    """Write the manifest of an embeddings folder (flushed to disk); returns the number of passages."""
+    count = sum(int(part["rows"]) for part in parts)
+    manifest = {
+        "format": EMBEDDINGS_FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "jp_rerank_version": _version(),
+        "created_unix": time.time(),
+        "embedder_id": embedder_id,
+        "dim": dim,
+        "count": count,
+        "with_text": with_text,
+        "inputs": sorted({c.path for c in chunks}),
+        "parts": list(parts),
+    }
+    with (folder / _MANIFEST).open("w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return count
 
 
 def _version() -> str:

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,36 +216,18 @@ def rerank_jsonl(
     source = os.fspath(input)
     items = _items(source, chunk_bytes)
     started = time.perf_counter()
-    to_stdout = output is None or os.fspath(output) == "-"
-    final = None if to_stdout else Path(output).expanduser()  # type: ignore[arg-type]
-    tmp = None
-    if final is not None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    kwargs = {
+    final, tmp = _output_paths(output)
+    workers = {
         "reranker": reranker,
         "reranker_options": reranker_options,
         "threads": config.threads,
         "top_n": top_n,
         "threshold": threshold,
     }
-    queries = pairs = 0
     try:
         with ray_session(config):
-            sink = sys.stdout if tmp is None else tmp.open("w", encoding="utf-8")
-            try:
-                for done, row in enumerate(run_pool(items, RerankWorker, kwargs, config, name="rerank"), 1):
-                    sink.write(bytes(row["payload"]).decode("utf-8"))
-                    queries += int(row["n"])
-                    pairs += int(row["pairs"])
-                    if done % max(1, len(items) // 20) == 0:
-                        logger.info("reranked %d queries, %d pairs (%d/%d chunks)", queries, pairs, done, len(items))
-                sink.flush()
-                if tmp is not None:
-                    os.fsync(sink.fileno())
-            finally:
-                if tmp is not None:
-                    sink.close()
+            rows = run_pool(items, RerankWorker, workers, config, name="rerank")
+            queries, pairs = _write_results(rows, len(items), tmp)
         if tmp is not None and final is not None:
             os.replace(tmp, final)
     except BaseException:
@@ -255,3 +237,36 @@ def rerank_jsonl(
     seconds = time.perf_counter() - started
     logger.info("reranked %d queries (%d pairs) in %.1f s", queries, pairs, seconds)
     return RerankReport(queries, pairs, len(items), seconds)
+
+
+def _output_paths(output: str | os.PathLike[str] | None) -> tuple[Path | None, Path | None]:
+    """The output file and the temporary file written first beside it (both ``None`` for standard output)."""
+    if output is None or os.fspath(output) == "-":
+        return None, None
+    final = Path(output).expanduser()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final, final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def _write_results(rows: Iterator[dict[str, Any]], total: int, tmp: Path | None) -> tuple[int, int]:
+    """Write the workers' output lines, in input order, to ``tmp`` (flushed to disk) or standard output.
+
+    Returns:
+        The queries and the (query, candidate) pairs reranked.
+    """
+    queries = pairs = 0
+    sink = sys.stdout if tmp is None else tmp.open("w", encoding="utf-8")
+    try:
+        for done, row in enumerate(rows, 1):
+            sink.write(bytes(row["payload"]).decode("utf-8"))
+            queries += int(row["n"])
+            pairs += int(row["pairs"])
+            if done % max(1, total // 20) == 0:
+                logger.info("reranked %d queries, %d pairs (%d/%d chunks)", queries, pairs, done, total)
+        sink.flush()
+        if tmp is not None:
+            os.fsync(sink.fileno())
+    finally:
+        if tmp is not None:
+            sink.close()
+    return queries, pairs

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -19,7 +19,8 @@ from jp_rerank.checks import (
     check_query,
     check_texts,
 )
-from jp_rerank.loading import ModelHandle
+from jp_rerank.engines import ModelHandle
+from jp_rerank.http_client import is_url
 from jp_rerank.presets import DEFAULT_EMBEDDER, prefix_family
 from jp_rerank.runtime import TorchPrecision, autocast, low_precision_for
 from jp_rerank.text import normalize_text
@@ -62,6 +63,10 @@ def _warn_missing_prefix_once(model_id: str, family: tuple[str, str]) -> None:
 class Embedder(ModelHandle):
     """A Japanese text embedder that always applies the model's query/document prompts.
 
+    A server URL instead of a model (``Embedder("http://127.0.0.1:8080", api_key=...)``) gives a
+    :class:`~jp_rerank.embed.remote.RemoteEmbedder` that embeds on a ``jp-rerank serve`` server (one loaded model
+    for many processes, no torch in them).
+
     Prompts come, in order of precedence, from the ``query_prefix`` / ``document_prefix`` arguments, the prompts
     saved with the model (``"query"`` / ``"document"``, used by sentence-transformers' ``encode_query`` /
     ``encode_document``; an empty saved prompt counts as missing), or the preset (``"query: "`` / ``"passage: "``
@@ -71,7 +76,7 @@ class Embedder(ModelHandle):
     that ends up with no prefix logs one warning per model and process.
 
     ``copy.deepcopy`` shares the loaded model; a pickled embedder loads it again on first use (see
-    :class:`jp_rerank.loading.ModelHandle`).
+    :class:`jp_rerank.engines.ModelHandle`).
 
     Args:
         model: Alias, hub id or local directory of a sentence-transformers model (transformer or StaticEmbedding).
@@ -110,6 +115,14 @@ class Embedder(ModelHandle):
 
     role = "embedder"
     _loaded_attrs = ("_model",)
+
+    def __new__(cls, model: str | os.PathLike[str] = DEFAULT_EMBEDDER, *args: Any, **kwargs: Any) -> Embedder:
+        """A server URL instead of a model gives a :class:`~jp_rerank.embed.remote.RemoteEmbedder` (see there)."""
+        if is_url(model):
+            from jp_rerank.embed.remote import RemoteEmbedder
+
+            return RemoteEmbedder(str(model), *args, **kwargs)  # type: ignore[return-value]
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jp_rerank.checks import check_positive_int, check_query, check_texts
-from jp_rerank.loading import ModelHandle
+from jp_rerank.engines import ModelHandle
 from jp_rerank.presets import DEFAULT_SPARSE
 from jp_rerank.text import normalize_text
 from jp_rerank.types import Side

@@ -6,9 +6,13 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jp_rerank.evaluation.results import EvalResult
 from jp_rerank.extras import require
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["TABLE_METRICS", "format_markdown", "format_table", "plot_labels", "plot_results", "write_markdown"]
 
@@ -235,13 +239,30 @@ def plot_results(
     require("matplotlib", "eval")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     fig = Figure(figsize=(7.0, 4.6), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     names, labels = plot_labels(points)
-    several = len(names) > 1
+    _scatter_by_dataset(ax, points, xs, ys, names)
+    log_x = _throughput_axis(ax, xs)
+    ax.margins(x=0.15, y=0.15)
+    _label_points(ax, xs, ys, labels, log_x=log_x)
+    ax.set_xlabel("pairs / second" if use_pairs else "queries / second")
+    ax.set_ylabel(metric)
+    datasets = ", ".join(names)
+    ax.set_title(title or f"{metric} vs throughput ({datasets})")
+    ax.grid(True, alpha=0.3)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, format="png", bbox_inches="tight")
+    return target
+
+
+def _scatter_by_dataset(
+    ax: Axes, points: Sequence[EvalResult], xs: Sequence[float], ys: Sequence[float], names: Sequence[str]
+) -> None:
+    """One colour and marker per dataset; a legend when there are several."""
     markers = "os^Dv<>Pp*"
     for n, dataset in enumerate(names):
         chosen = [i for i, r in enumerate(points) if r.dataset.name == dataset]
@@ -253,8 +274,14 @@ def plot_results(
             color=f"C{n % 10}",
             label=dataset,
         )
-    if several:
+    if len(names) > 1:
         ax.legend(title="dataset", fontsize=8, title_fontsize=8, loc="best")
+
+
+def _throughput_axis(ax: Axes, xs: Sequence[float]) -> bool:
+    """A logarithmic x axis when the throughputs span more than a factor of 10 (returned), else plain numbers."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     finite = [x for x in xs if x > 0 and math.isfinite(x)]
     log_x = len(finite) == len(xs) and max(finite) > 10 * min(finite)
     if log_x:
@@ -262,14 +289,18 @@ def plot_results(
     else:
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-    ax.margins(x=0.15, y=0.15)
+    return log_x
+
+
+def _label_points(ax: Axes, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], *, log_x: bool) -> None:
+    """Label each point on the side facing the plot's centre, so the labels stay inside."""
 
     def pos(x: float) -> float:
         return math.log(x) if log_x else x
 
     centre = (pos(min(xs)) + pos(max(xs))) / 2
     for x, y, label in zip(xs, ys, labels, strict=True):
-        right = pos(x) <= centre  # put the label on the side facing the centre, so it stays inside
+        right = pos(x) <= centre
         ax.annotate(
             label,
             (x, y),
@@ -278,12 +309,3 @@ def plot_results(
             ha="left" if right else "right",
             fontsize=8,
         )
-    ax.set_xlabel("pairs / second" if use_pairs else "queries / second")
-    ax.set_ylabel(metric)
-    datasets = ", ".join(names)
-    ax.set_title(title or f"{metric} vs throughput ({datasets})")
-    ax.grid(True, alpha=0.3)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, format="png", bbox_inches="tight")
-    return target

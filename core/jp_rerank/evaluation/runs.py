@@ -310,42 +310,9 @@ def evaluate_rerank(
     if fusion.active and not first_stage:
         logger.warning("rerank_fusion=%r without first-stage scores: the reranker's scores are used", fusion.method)
     qrels = _judged(dataset, chosen)
-    lists: dict[str, list[str]] = {}
-    for qid in chosen:
-        dids = list(candidates.get(qid, ()))
-        if len(set(dids)) != len(dids):
-            raise ValueError(f"candidates for query {qid!r} repeat a passage id")
-        for did in dids:
-            if did not in dataset.corpus:
-                raise ValueError(f"candidate {did!r} of query {qid!r} is not in the corpus of {dataset.name!r}")
-        lists[qid] = dids
-    empty = [qid for qid, dids in lists.items() if not dids]
-    if empty:
-        logger.warning("%d of %d queries have no candidates and count as zero", len(empty), len(lists))
+    lists = _candidate_lists(chosen, candidates, dataset)
     texts = {did: dataset.passage(did, with_title=with_title) for dids in lists.values() for did in dids}
-    if warmup:
-        first = next((qid for qid in lists if lists[qid]), None)
-        if first is not None:
-            score_fn(chosen[first], [texts[did] for did in lists[first]])
-    run: dict[str, dict[str, float]] = {}
-    pairs = 0
-    stopwatch = _Stopwatch()
-    for qid, dids in lists.items():
-        if not dids:
-            run[qid] = {}
-            continue
-        raw = stopwatch.call(score_fn, chosen[qid], [texts[did] for did in dids])
-        pairs += len(dids)
-        scores = [float(s) for s in raw]
-        if len(scores) != len(dids):
-            raise ValueError(f"score_fn returned {len(scores)} scores for {len(dids)} passages (query {qid!r})")
-        if not all(math.isfinite(s) for s in scores):
-            raise ValueError(f"score_fn returned a non-finite score for query {qid!r}")
-        if fusion.active:
-            given = (first_stage or {}).get(qid, {})
-            scores = fusion.fuse(scores, [given.get(did) for did in dids])
-        order = sorted(range(len(dids)), key=lambda i: -scores[i])  # stable: ties keep candidate order
-        run[qid] = {dids[i]: scores[i] for i in order}
+    run, stopwatch = _rerank_all(chosen, lists, texts, score_fn, fusion, first_stage or {}, warmup=warmup)
     n_cands = [len(dids) for dids in lists.values()]
     return _finish(
         setting="rerank",
@@ -353,7 +320,7 @@ def evaluate_rerank(
         qrels=qrels,
         metrics=metrics,
         stats=_stats(dataset, chosen, list(texts.values()), _mean(n_cands)),
-        timing=stopwatch.timing(pairs=pairs),
+        timing=stopwatch.timing(pairs=sum(n_cands)),
         models=models,
         name=name,
         settings={
@@ -364,6 +331,71 @@ def evaluate_rerank(
         },
         hardware=hardware,
     )
+
+
+def _candidate_lists(
+    queries: Mapping[str, str], candidates: Mapping[str, Sequence[str]], dataset: BeirDataset
+) -> dict[str, list[str]]:
+    """Each query's candidate ids, checked to be unique corpus ids; a query without candidates gets none."""
+    lists: dict[str, list[str]] = {}
+    for qid in queries:
+        dids = list(candidates.get(qid, ()))
+        if len(set(dids)) != len(dids):
+            raise ValueError(f"candidates for query {qid!r} repeat a passage id")
+        for did in dids:
+            if did not in dataset.corpus:
+                raise ValueError(f"candidate {did!r} of query {qid!r} is not in the corpus of {dataset.name!r}")
+        lists[qid] = dids
+    empty = [qid for qid, dids in lists.items() if not dids]
+    if empty:
+        logger.warning("%d of %d queries have no candidates and count as zero", len(empty), len(lists))
+    return lists
+
+
+def _rerank_all(
+    queries: Mapping[str, str],
+    lists: Mapping[str, list[str]],
+    texts: Mapping[str, str],
+    score_fn: ScoreFn,
+    fusion: RerankFusion,
+    first_stage: Mapping[str, Mapping[str, float]],
+    *,
+    warmup: bool,
+) -> tuple[dict[str, dict[str, float]], _Stopwatch]:
+    """Rank every query's candidates (after one untimed warm-up call when ``warmup``); return the run and its timer."""
+    if warmup:
+        first = next((qid for qid in lists if lists[qid]), None)
+        if first is not None:
+            score_fn(queries[first], [texts[did] for did in lists[first]])
+    run: dict[str, dict[str, float]] = {}
+    stopwatch = _Stopwatch()
+    for qid, dids in lists.items():
+        given = first_stage.get(qid, {})
+        run[qid] = _rerank_query(qid, queries[qid], dids, texts, score_fn, stopwatch, fusion, given) if dids else {}
+    return run, stopwatch
+
+
+def _rerank_query(
+    qid: str,
+    query: str,
+    dids: list[str],
+    texts: Mapping[str, str],
+    score_fn: ScoreFn,
+    stopwatch: _Stopwatch,
+    fusion: RerankFusion,
+    first_stage: Mapping[str, float],
+) -> dict[str, float]:
+    """Score one query's candidates (timed), check the scores, fuse them if asked, and rank them."""
+    raw = stopwatch.call(score_fn, query, [texts[did] for did in dids])
+    scores = [float(s) for s in raw]
+    if len(scores) != len(dids):
+        raise ValueError(f"score_fn returned {len(scores)} scores for {len(dids)} passages (query {qid!r})")
+    if not all(math.isfinite(s) for s in scores):
+        raise ValueError(f"score_fn returned a non-finite score for query {qid!r}")
+    if fusion.active:
+        scores = fusion.fuse(scores, [first_stage.get(did) for did in dids])
+    order = sorted(range(len(dids)), key=lambda i: -scores[i])  # stable: ties keep candidate order
+    return {dids[i]: scores[i] for i in order}
 
 
 def build_candidates(

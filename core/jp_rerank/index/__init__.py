@@ -21,7 +21,9 @@ from jp_rerank.hits import SearchHit
 from jp_rerank.index.base import Record, VectorIndex
 from jp_rerank.index.chroma_index import ChromaIndex
 from jp_rerank.index.exact import ExactIndex
-from jp_rerank.index.faiss_index import EncodedBatch, FaissIndex, FaissKind, FaissRefine
+from jp_rerank.index.faiss_codes import EncodedBatch
+from jp_rerank.index.faiss_index import FaissIndex
+from jp_rerank.index.faiss_kinds import FaissKind, FaissRefine
 from jp_rerank.index.ingest import EmbedDocuments, IngestReport, RecordLike, ingest
 from jp_rerank.index.registry import BACKENDS, IndexBackend, load_index, make_index
 from jp_rerank.index.sparse import SparseIndex

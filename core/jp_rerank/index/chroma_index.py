@@ -30,7 +30,6 @@ given by the caller is never closed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import weakref
@@ -45,6 +44,7 @@ from jp_rerank.errors import IndexCorruptedError, IndexMismatchError
 from jp_rerank.extras import require
 from jp_rerank.hits import SearchHit, sort_hits
 from jp_rerank.index.base import Batch, Record, VectorIndex
+from jp_rerank.index.chroma_snapshot import read_batches, write_records
 from jp_rerank.index.retry import RetryingProxy, RetryPolicy, call_with_retries, connect_chroma_http
 from jp_rerank.index.vectors import Metric
 from jp_rerank.snapshots import write_snapshot
@@ -395,7 +395,8 @@ class ChromaIndex(VectorIndex):
     def _consistent_payload(self, folder: Path) -> dict[str, Any]:
         for attempt in range(1, _SAVE_ATTEMPTS + 1):
             ids = self._all_ids()
-            written = self._write_records(folder, ids)
+            pages = self._pages(ids, self._max_batch, ["documents", "metadatas", "embeddings"])
+            written = write_records(folder, self.dim, len(ids), ((p["embeddings"], self._records(p)) for p in pages))
             after = self._all_ids()
             if written == len(ids) and len(after) == len(ids) and set(after) == set(ids):
                 return {"count": written}
@@ -412,27 +413,6 @@ class ChromaIndex(VectorIndex):
 
     def _write_payload(self, folder: Path) -> None:
         self._consistent_payload(folder)
-
-    def _write_records(self, folder: Path, ids: list[str]) -> int:
-        """Write ``vectors.npy`` (one row per listed id) and ``docs.jsonl``; return how many records were found.
-
-        Fewer than ``len(ids)`` means some were deleted meanwhile: the files are then not a valid snapshot and the
-        caller reads again.
-        """
-        shape = (len(ids), self.dim)
-        vectors = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+", dtype=np.float32, shape=shape)
-        row = 0
-        with (folder / "docs.jsonl").open("w", encoding="utf-8", newline="\n") as fh:
-            for res in self._pages(ids, self._max_batch, ["documents", "metadatas", "embeddings"]):
-                emb = np.asarray(res["embeddings"], dtype=np.float32).reshape(-1, self.dim)
-                vectors[row : row + emb.shape[0]] = emb
-                for rec in self._records(res):
-                    obj = {"label": row, "id": rec.id, "text": rec.text, "metadata": rec.metadata}
-                    fh.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
-                    row += 1
-        vectors.flush()
-        del vectors
-        return row
 
     @classmethod
     def _from_payload(cls, folder: Path, manifest: Mapping[str, Any], **options: Any) -> Self:
@@ -462,40 +442,7 @@ class ChromaIndex(VectorIndex):
                 f"Chroma collection {self.collection_name!r} already holds {len(self)} records; "
                 "load a snapshot into a new or empty collection"
             )
-        try:
-            vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise IndexCorruptedError(f"cannot read {folder / 'vectors.npy'}: {exc}") from exc
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise IndexCorruptedError(f"{folder / 'vectors.npy'} has shape {vectors.shape}, not (n, {self.dim})")
-        buffer: list[dict[str, Any]] = []
-
-        def flush() -> None:
-            start = buffer[0]["label"]
-            rows = np.ascontiguousarray(vectors[start : start + len(buffer)], dtype=np.float32)
-            batch = Batch([b["id"] for b in buffer], rows, [b["text"] for b in buffer], [b["metadata"] for b in buffer])
+        for batch in read_batches(folder, self.dim, self._max_batch):
             with self._lock:
                 self._insert(batch)
-            buffer.clear()
-
-        with (folder / "docs.jsonl").open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh):
-                try:
-                    obj = json.loads(line)
-                except (ValueError, RecursionError) as exc:
-                    raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} is not valid JSON: {exc}") from exc
-                if not (
-                    isinstance(obj, dict)
-                    and isinstance(obj.get("id"), str)
-                    and isinstance(obj.get("text"), str)
-                    and isinstance(obj.get("metadata"), dict)
-                ):
-                    raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} is not a valid record")
-                if obj.get("label") != lineno or lineno >= vectors.shape[0]:
-                    raise IndexCorruptedError(f"docs.jsonl line {lineno + 1} does not match vectors.npy")
-                buffer.append(obj)
-                if len(buffer) == self._max_batch:
-                    flush()
-        if buffer:
-            flush()
         return self

@@ -2,36 +2,9 @@
 
 faiss is imported on first use (``pip install "jp-rerank[faiss]"``). Vectors are stored in faiss under the
 integer labels of a :class:`~jp_rerank.index.store.DocumentStore`, which keeps ids, texts and metadata beside
-them; all three kinds search by inner product (on unit vectors for ``metric="cosine"``).
-
-========  ===============================================  =========================================
-kind      what it is                                       deletes
-========  ===============================================  =========================================
-flat      exact brute force (same results as ExactIndex)   removed from faiss at once
-hnsw      HNSW graph over full vectors; ``ef_search``       marked deleted and skipped by searches;
-          trades speed for recall per query                 :meth:`FaissIndex.compact` rebuilds
-ivfpq     inverted lists + product quantisation, trained   removed from faiss at once
-          on a sample (:meth:`train`); ``nprobe`` trades
-          speed for recall; ~``pq_m`` bytes per vector
-========  ===============================================  =========================================
-
-PQ codes are lossy: at a few bytes per vector, recall@100 stops rising with ``nprobe`` well below 1 because the
-approximate scores misorder close neighbours. ``refine="flat"`` or ``refine="sq8"`` keeps a second copy of every
-vector (float32, or 8-bit scalar-quantised with a per-dimension range learnt at :meth:`train`) and re-scores the
-best ``k * refine_factor`` IVF-PQ candidates with it, like faiss's ``IndexRefine``; returned scores are then the
-refine copy's inner products (exact for ``"flat"``). Bytes per vector held by faiss (the document store, and
-the slack of arrays grown by doubling, come on top):
-
-============  ==========================================  ===================
-index         bytes per vector                            384-d, ``pq_m=48``
-============  ==========================================  ===================
-flat          ``4*dim`` + ~50 (id map and reverse map)    ~1,590
-ivfpq         ``pq_m`` + 8 (id in the inverted list)      56
-ivfpq + sq8   ``pq_m + 8`` + ``dim`` + 8 (label array)    448
-ivfpq + flat  ``pq_m + 8`` + ``4*dim`` + 8                1,600
-============  ==========================================  ===================
-
-"sq8" keeps about a quarter of the memory of a flat index; "flat" only buys speed, not memory.
+them; all three kinds search by inner product (on unit vectors for ``metric="cosine"``). The kinds (flat, HNSW,
+IVF-PQ), the refine copy that re-scores IVF-PQ candidates, and their memory are described in
+:mod:`jp_rerank.index.faiss_kinds`.
 
 Metadata filters (``where=``) run inside faiss through an id selector. When a filter keeps at most
 ``exhaustive_filter_limit`` records, HNSW scores exactly those records instead of walking the graph (graph
@@ -41,92 +14,37 @@ and IVF-PQ without one probes every list, so a small filter still returns ``min(
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jp_rerank.checks import check_positive_int
 from jp_rerank.defaults import DEFAULT_K
-from jp_rerank.errors import IndexCorruptedError
-from jp_rerank.extras import require
 from jp_rerank.hits import SearchHit, sort_hits
 from jp_rerank.index.base import Batch
+from jp_rerank.index.faiss_codes import EncodedBatch, check_codes, encode_batch
+from jp_rerank.index.faiss_kinds import (
+    DEFAULT_PQ_NBITS,
+    FAISS_KINDS,
+    FAISS_REFINES,
+    FaissKind,
+    FaissRefine,
+    default_pq_m,
+    faiss_module,
+    new_faiss_index,
+    train_ivfpq,
+)
+from jp_rerank.index.faiss_snapshot import faiss_settings, read_faiss_files, write_faiss_files
 from jp_rerank.index.store import DocumentStore, StoreBackedIndex
 from jp_rerank.index.vectors import Metric
-from jp_rerank.types import Metadata, MetadataValue, Where
+from jp_rerank.types import MetadataValue, Where
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from typing_extensions import Self
 
-__all__ = ["EncodedBatch", "FaissIndex", "FaissKind", "FaissRefine"]
-
-logger = logging.getLogger(__name__)
-
-FaissKind: TypeAlias = Literal["flat", "hnsw", "ivfpq"]
-_KINDS: tuple[str, ...] = get_args(FaissKind)
-FaissRefine: TypeAlias = Literal["none", "flat", "sq8"]
-"""Second copy of the vectors that re-scores IVF-PQ candidates: none, float32, or 8-bit scalar-quantised."""
-_REFINES: tuple[str, ...] = get_args(FaissRefine)
-_INDEX_FILE = "index.faiss"
-_REFINE_FILE = "refine.faiss"
-_TOMBSTONES_FILE = "tombstones.npy"
-
-
-def _faiss() -> ModuleType:
-    return require("faiss", "faiss")
-
-
-def default_nlist(n_train: int) -> int:
-    """Number of IVF lists chosen when ``nlist`` is not given: about ``4 * sqrt(n)``, >= 39 training points each.
-
-    Example:
-        >>> default_nlist(100_000)
-        1265
-    """
-    return max(1, min(round(4 * math.sqrt(n_train)), n_train // 39))
-
-
-def default_pq_m(dim: int) -> int:
-    """Number of PQ sub-quantisers chosen when ``pq_m`` is not given: the largest divisor of ``dim`` <= dim / 8.
-
-    Example:
-        >>> default_pq_m(384)
-        48
-    """
-    for m in range(max(1, dim // 8), 0, -1):
-        if dim % m == 0:
-            return m
-    return 1
-
-
-@dataclass(frozen=True)
-class EncodedBatch:
-    """Records checked and encoded by :meth:`FaissIndex.encode`, ready for :meth:`FaissIndex.add_encoded`.
-
-    Picklable and small (the codes of IVF-PQ are ``pq_m`` bytes plus the list number per record), so encoding can
-    run in worker processes on copies of a trained index while one process adds the codes.
-
-    Attributes:
-        ids: Record ids, checked.
-        texts: Record texts.
-        metadatas: Checked metadata of each record.
-        codes: IVF-PQ: the faiss standalone codes of the vectors (``sa_encode``); flat and HNSW, which store the
-            vectors themselves: the checked (normalised) float32 vectors.
-        refine_codes: Codes of the refine copy (``None`` without one).
-    """
-
-    ids: list[str]
-    texts: list[str]
-    metadatas: list[Metadata]
-    codes: np.ndarray
-    refine_codes: np.ndarray | None
+__all__ = ["FaissIndex"]
 
 
 class FaissIndex(StoreBackedIndex):
@@ -140,8 +58,9 @@ class FaissIndex(StoreBackedIndex):
         hnsw_m: HNSW graph degree.
         ef_construction: HNSW build-time beam width.
         ef_search: Default HNSW query-time beam width (raised to ``k`` when smaller); override per query.
-        nlist: IVF lists; ``None`` picks :func:`default_nlist` of the training sample size at :meth:`train`.
-        pq_m: PQ sub-quantisers (must divide ``dim``); ``None`` picks :func:`default_pq_m`.
+        nlist: IVF lists; ``None`` picks :func:`~jp_rerank.index.faiss_kinds.default_nlist` of the training
+            sample size at :meth:`train`.
+        pq_m: PQ sub-quantisers (must divide ``dim``); ``None`` picks :func:`~jp_rerank.index.faiss_kinds.default_pq_m`.
         pq_nbits: Bits per PQ code (8 = 256 centroids per sub-quantiser).
         nprobe: Default number of IVF lists probed per query; override per query.
         refine: IVF-PQ only: ``"flat"`` or ``"sq8"`` keeps a float32 or 8-bit copy of every vector (``4 * dim`` or
@@ -181,15 +100,15 @@ class FaissIndex(StoreBackedIndex):
         ef_search: int = 64,
         nlist: int | None = None,
         pq_m: int | None = None,
-        pq_nbits: int = 8,
+        pq_nbits: int = DEFAULT_PQ_NBITS,
         nprobe: int = 16,
         refine: FaissRefine = "none",
         refine_factor: int = 4,
         exhaustive_filter_limit: int = 10_000,
     ) -> None:
         super().__init__(dim, metric=metric, embedder_id=embedder_id)
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {list(_KINDS)}, got {kind!r}")
+        if kind not in FAISS_KINDS:
+            raise ValueError(f"kind must be one of {list(FAISS_KINDS)}, got {kind!r}")
         self._kind: FaissKind = kind
         self._hnsw_m = check_positive_int(hnsw_m, name="hnsw_m")
         self._ef_construction = check_positive_int(ef_construction, name="ef_construction")
@@ -200,8 +119,8 @@ class FaissIndex(StoreBackedIndex):
             raise ValueError(f"pq_m={self._pq_m} must divide the dimension {dim}")
         self._pq_nbits = check_positive_int(pq_nbits, name="pq_nbits")
         self._nprobe = check_positive_int(nprobe, name="nprobe")
-        if refine not in _REFINES:
-            raise ValueError(f"refine must be one of {list(_REFINES)}, got {refine!r}")
+        if refine not in FAISS_REFINES:
+            raise ValueError(f"refine must be one of {list(FAISS_REFINES)}, got {refine!r}")
         if refine != "none" and kind != "ivfpq":
             raise ValueError(f"refine={refine!r} applies only to kind='ivfpq', not {kind!r}")
         self._refine: FaissRefine = refine
@@ -288,27 +207,19 @@ class FaissIndex(StoreBackedIndex):
             "refine_factor": self._refine_factor,
             "exhaustive_filter_limit": self._exhaustive_limit,
             "next_label": self._store.next_label,
-            "faiss_version": _faiss().__version__,
+            "faiss_version": faiss_module().__version__,
         }
 
     def _new_index(self, nlist: int | None) -> Any:
-        faiss = _faiss()
-        ip = faiss.METRIC_INNER_PRODUCT
-        if self._kind == "flat":
-            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        if self._kind == "hnsw":
-            graph = faiss.IndexHNSWFlat(self.dim, self._hnsw_m, ip)
-            graph.hnsw.efConstruction = self._ef_construction
-            return faiss.IndexIDMap2(graph)
-        assert nlist is not None
-        quantizer = faiss.IndexFlatIP(self.dim)
-        return faiss.IndexIVFPQ(quantizer, self.dim, nlist, self._pq_m, self._pq_nbits, ip)
-
-    def _new_refine_index(self) -> Any:
-        faiss = _faiss()
-        if self._refine == "flat":
-            return faiss.IndexFlatIP(self.dim)
-        return faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        return new_faiss_index(
+            self._kind,
+            self.dim,
+            nlist=nlist,
+            pq_m=self._pq_m,
+            pq_nbits=self._pq_nbits,
+            hnsw_m=self._hnsw_m,
+            ef_construction=self._ef_construction,
+        )
 
     def _refine_positions(self, labels: np.ndarray) -> np.ndarray:
         """Positions of live labels in the refine copy."""
@@ -330,20 +241,9 @@ class FaissIndex(StoreBackedIndex):
             return
         if self.is_trained:
             raise ValueError("this IVF-PQ index is already trained")
-        n = vectors.shape[0]
-        nlist = self._nlist or default_nlist(n)
-        if n < nlist or n < 2**self._pq_nbits:
-            raise ValueError(
-                f"training IVF-PQ needs at least max(nlist={nlist}, 2**pq_nbits={2**self._pq_nbits}) vectors, got {n}"
-            )
-        if n < 39 * nlist:
-            logger.warning("training %d IVF lists on %d vectors; faiss advises >= %d", nlist, n, 39 * nlist)
-        index = self._new_index(nlist)
-        index.train(vectors)
-        refine_index = None
-        if self._refine != "none":
-            refine_index = self._new_refine_index()
-            refine_index.train(vectors)  # sq8: per-dimension ranges; flat: no-op
+        index, nlist, refine_index = train_ivfpq(
+            vectors, nlist=self._nlist, pq_m=self._pq_m, pq_nbits=self._pq_nbits, refine=self._refine
+        )
         self._index, self._nlist, self._refine_index = index, nlist, refine_index
 
     def compact(self) -> int:
@@ -369,7 +269,7 @@ class FaissIndex(StoreBackedIndex):
         self._tombstones = tombstones
         self._tomb_selector = None
         if tombstones:
-            faiss = _faiss()
+            faiss = faiss_module()
             batch = faiss.IDSelectorBatch(np.fromiter(sorted(tombstones), dtype=np.int64))
             self._tomb_selector = (faiss.IDSelectorNot(batch), batch)  # keep the inner selector alive
 
@@ -393,12 +293,12 @@ class FaissIndex(StoreBackedIndex):
         if self._kind == "hnsw":
             self._set_tombstones(self._tombstones | set(labels.tolist()))
         else:
-            removed = self._index.remove_ids(_faiss().IDSelectorBatch(labels))
+            removed = self._index.remove_ids(faiss_module().IDSelectorBatch(labels))
             if removed != labels.size:
                 raise RuntimeError(f"faiss removed {removed} vectors instead of {labels.size}")
             if self._refine_index is not None:
                 pos = self._refine_positions(np.sort(labels))
-                removed = self._refine_index.remove_ids(_faiss().IDSelectorBatch(pos))
+                removed = self._refine_index.remove_ids(faiss_module().IDSelectorBatch(pos))
                 if removed != labels.size:
                     raise RuntimeError(f"faiss removed {removed} refine vectors instead of {labels.size}")
                 self._refine_labels = np.delete(self._refine_labels, pos)
@@ -434,12 +334,7 @@ class FaissIndex(StoreBackedIndex):
         if not self.is_trained:
             raise ValueError("this IVF-PQ index must be trained first: call train(sample_vectors)")
         batch = self._prepare(ids, vectors, texts, metadatas)
-        if self._kind != "ivfpq":
-            return EncodedBatch(list(batch.ids), list(batch.texts), list(batch.metadatas), batch.vectors, None)
-        codes = np.asarray(self._index.sa_encode(batch.vectors))
-        refine = self._refine_index
-        refine_codes = None if refine is None else np.asarray(refine.sa_encode(batch.vectors))
-        return EncodedBatch(list(batch.ids), list(batch.texts), list(batch.metadatas), codes, refine_codes)
+        return encode_batch(batch, self._index, self._refine_index, ivfpq=self._kind == "ivfpq")
 
     def add_encoded(self, encoded: EncodedBatch) -> None:
         """Add records encoded by :meth:`encode` (here or on a copy of this trained index in another process).
@@ -452,13 +347,7 @@ class FaissIndex(StoreBackedIndex):
         if not n:
             return
         width = self._index.sa_code_size() if self._kind == "ivfpq" else self.dim
-        if encoded.codes.shape != (n, width):
-            raise ValueError(
-                f"codes of shape {encoded.codes.shape} do not fit this index ({n} records of "
-                f"width {width}); encode with a copy of this trained index"
-            )
-        if (encoded.refine_codes is None) != (self._refine_index is None):
-            raise ValueError("the codes were made for an index with another refine setting")
+        check_codes(encoded, width=width, refined=self._refine_index is not None)
         with self._lock:
             present = self._present(encoded.ids)
             if present:
@@ -530,7 +419,7 @@ class FaissIndex(StoreBackedIndex):
     def _search(
         self, queries: np.ndarray, k: int, where: dict[str, MetadataValue] | None, options: Mapping[str, int]
     ) -> list[list[SearchHit]]:
-        faiss = _faiss()
+        faiss = faiss_module()
         allowed = None if where is None else self._store.matching_labels(where)
         if allowed is not None and allowed.size == 0:
             return [[] for _ in range(queries.shape[0])]
@@ -581,65 +470,19 @@ class FaissIndex(StoreBackedIndex):
     # ------------------------------------------------------------------ persistence
 
     def _write_payload(self, folder: Path) -> None:
-        if self._index is not None:
-            _faiss().write_index(self._index, str(folder / _INDEX_FILE))
-        if self._refine_index is not None:
-            _faiss().write_index(self._refine_index, str(folder / _REFINE_FILE))
-        if self._tombstones:
-            tomb = np.fromiter(sorted(self._tombstones), dtype=np.int64)
-            np.save(folder / _TOMBSTONES_FILE, tomb, allow_pickle=False)
+        write_faiss_files(folder, self._index, self._refine_index, self._tombstones)
         self._store.write_jsonl(folder / "docs.jsonl")
 
     @classmethod
     def _from_payload(cls, folder: Path, manifest: Mapping[str, Any], **options: Any) -> Self:
         if options:
             raise TypeError(f"unexpected options for a faiss index: {sorted(options)}")
-        p = dict(manifest["params"])
-        index = cls(
-            manifest["dim"],
-            kind=p["kind"],
-            metric=manifest["metric"],
-            embedder_id=manifest["embedder_id"],
-            hnsw_m=p["hnsw_m"],
-            ef_construction=p["ef_construction"],
-            ef_search=p["ef_search"],
-            nlist=p["nlist"],
-            pq_m=p["pq_m"],
-            pq_nbits=p["pq_nbits"],
-            nprobe=p["nprobe"],
-            refine=p.get("refine", "none"),  # snapshots written before refine existed have none
-            refine_factor=p.get("refine_factor", 4),
-            exhaustive_filter_limit=p["exhaustive_filter_limit"],
+        index = cls(**faiss_settings(manifest))
+        index._store = DocumentStore.read_jsonl(folder / "docs.jsonl", next_label=manifest["params"]["next_label"])
+        index._index, index._refine_index, tombstones = read_faiss_files(
+            folder, manifest["files"], unsaved=index._index, refine=index._refine, records=len(index._store)
         )
-        index._store = DocumentStore.read_jsonl(folder / "docs.jsonl", next_label=p["next_label"])
-        files = manifest["files"]
-        if _INDEX_FILE in files:
-            try:
-                index._index = _faiss().read_index(str(folder / _INDEX_FILE))
-            except RuntimeError as exc:
-                raise IndexCorruptedError(f"faiss cannot read {folder / _INDEX_FILE}: {exc}") from exc
-        elif len(index._store):
-            raise IndexCorruptedError(f"{folder} holds records but no {_INDEX_FILE}")
-        if index._refine != "none" and index._index is not None:
-            if _REFINE_FILE not in files:
-                raise IndexCorruptedError(
-                    f"{folder} is an IVF-PQ index with refine={index._refine!r} but has no {_REFINE_FILE}"
-                )
-            try:
-                index._refine_index = _faiss().read_index(str(folder / _REFINE_FILE))
-            except RuntimeError as exc:
-                raise IndexCorruptedError(f"faiss cannot read {folder / _REFINE_FILE}: {exc}") from exc
+        if index._refine_index is not None:
             index._refine_labels = index._store.live_labels()
-            if index._refine_index.ntotal != len(index._store):
-                raise IndexCorruptedError(
-                    f"{folder / _REFINE_FILE} holds {index._refine_index.ntotal} vectors but the documents need "
-                    f"{len(index._store)}"
-                )
-        if _TOMBSTONES_FILE in files:
-            index._set_tombstones(set(np.load(folder / _TOMBSTONES_FILE, allow_pickle=False).tolist()))
-        expected = len(index._store) + len(index._tombstones)
-        if index._index is not None and index._index.ntotal != expected:
-            raise IndexCorruptedError(
-                f"{folder / _INDEX_FILE} holds {index._index.ntotal} vectors but the documents need {expected}"
-            )
+        index._set_tombstones(tombstones)
         return index

@@ -11,14 +11,8 @@ Example:
 
 from __future__ import annotations
 
-from jp_rerank.lexical.bm25 import (
-    DEFAULT_B,
-    DEFAULT_K1,
-    DEFAULT_METHOD,
-    DEFAULT_TOKENIZER,
-    BM25Index,
-    BM25Method,
-)
+from jp_rerank.lexical.bm25 import DEFAULT_B, DEFAULT_K1, DEFAULT_METHOD, DEFAULT_TOKENIZER, BM25Index
+from jp_rerank.lexical.bm25_scoring import BM25Method
 from jp_rerank.lexical.tokenizers import (
     FUNCTION_WORD_POS,
     CharNgramTokenizer,

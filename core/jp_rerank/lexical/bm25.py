@@ -1,29 +1,17 @@
-"""BM25 retrieval over Japanese tokens, with the index built by ``bm25s``.
+"""BM25 retrieval over Japanese tokens: the index (building, searching, saving), scored by ``bm25s`` weights.
 
-``bm25s`` computes the BM25 weight of every (document, token) pair once, at indexing time, into a sparse
-column-per-token matrix. A query's scores are then the sum of its tokens' columns; this module sums the
-columns of many queries in one vectorised pass and ranks the documents itself so that ties break
-deterministically (lower document index first) and only matching documents are returned.
-
-Scoring (``method="lucene"``, the default, as in Lucene and ``bm25s``) for a query ``q`` and document ``d``::
-
-    score(q, d) = Σ_{t in q} idf(t) · tf(t, d) / (tf(t, d) + k1 · (1 - b + b · |d| / avgdl))
-    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
-
-A token repeated in the query counts once per occurrence. ``"robertson"`` uses the idf
-``ln((N - df + 0.5) / (df + 0.5))`` clipped at 0; ``"atire"`` uses ``ln(N / df)`` and multiplies the
-term-frequency part by ``k1 + 1``. The parity test in ``tests/core/test_lexical.py`` recomputes these formulas.
+How documents are scored is in :mod:`jp_rerank.lexical.bm25_scoring`; how the index is stored, in
+:mod:`jp_rerank.lexical.bm25_store`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,13 +27,11 @@ from jp_rerank.checks import (
 )
 from jp_rerank.defaults import DEFAULT_BM25_TOKENIZER, DEFAULT_K
 from jp_rerank.errors import IndexMismatchError
-from jp_rerank.hits import SearchHit, rank
+from jp_rerank.hits import SearchHit
+from jp_rerank.lexical.bm25_scoring import BM25Method, bm25_weights, score_block, search_tokens
 from jp_rerank.lexical.bm25_store import BM25State, empty_state, read_state, write_state
 from jp_rerank.lexical.tokenizers import Tokenizer, get_tokenizer, prepare_text
 from jp_rerank.types import MetadataValue
-
-if TYPE_CHECKING:
-    from scipy.sparse import csr_matrix
 
 __all__ = [
     "DEFAULT_B",
@@ -53,13 +39,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "DEFAULT_TOKENIZER",
     "BM25Index",
-    "BM25Method",
 ]
-
-logger = logging.getLogger(__name__)
-
-BM25Method = Literal["lucene", "robertson", "atire"]
-"""BM25 variants (see the module docs)."""
 
 DEFAULT_TOKENIZER = DEFAULT_BM25_TOKENIZER
 """Default tokenizer (see :data:`jp_rerank.defaults.DEFAULT_BM25_TOKENIZER`)."""
@@ -68,33 +48,7 @@ DEFAULT_K1 = 0.9
 DEFAULT_B = 0.4
 """Document-length normalisation (Anserini's default)."""
 DEFAULT_METHOD: BM25Method = "lucene"
-"""BM25 variant (see the module docs)."""
-
-# Postings summed per sparse product: bounds the memory of one block of queries (about 16 bytes each).
-_BLOCK_POSTINGS = 1 << 24
-
-
-_bm25s_quieted = False
-
-
-def _quiet_bm25s() -> None:
-    """Undo bm25s's ``logging.getLogger("bm25s").setLevel(DEBUG)`` (done when it is imported), once per process.
-
-    With that level, bm25s's debug lines pass its logger and reach the application's handlers whatever level the
-    application chose; ``NOTSET`` makes the logger follow the application's configuration again.
-    """
-    global _bm25s_quieted
-    if _bm25s_quieted:
-        return
-    _bm25s_quieted = True
-    bm25s_logger = logging.getLogger("bm25s")
-    if bm25s_logger.level == logging.DEBUG:
-        bm25s_logger.setLevel(logging.NOTSET)
-
-
-def _ids_of(ids: tuple[str, ...], docs: np.ndarray) -> Callable[[int], str]:
-    """The id of the ``r``-th candidate (candidates are the documents ``docs``), for tie-breaks."""
-    return lambda r: ids[docs[r]]
+"""BM25 variant (see :mod:`jp_rerank.lexical.bm25_scoring`)."""
 
 
 def _check_float(value: object, name: str, low: float, high: float) -> float:
@@ -327,7 +281,9 @@ class BM25Index(FreshOnCopy):
             raise ValueError(f"got more token lists than the {len(items)} texts")
         doc_tokens = np.concatenate([state.doc_tokens, np.asarray(new_tokens, dtype=np.int32)])
         doc_offsets = np.concatenate([state.doc_offsets, state.doc_offsets[-1] + np.cumsum(lengths, dtype=np.int64)])
-        data, indices, indptr = self._weights(vocab, doc_offsets, doc_tokens)
+        data, indices, indptr = bm25_weights(
+            vocab, doc_offsets, doc_tokens, k1=self._k1, b=self._b, method=self._method
+        )
         return BM25State(
             ids=(*state.ids, *new_ids),
             texts=(*state.texts, *items),
@@ -340,47 +296,9 @@ class BM25Index(FreshOnCopy):
             indptr=indptr,
         )
 
-    def _weights(
-        self, vocab: dict[str, int], doc_offsets: np.ndarray, doc_tokens: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Compute the BM25 weight matrix (CSC arrays) with bm25s."""
-        if not vocab:
-            empty = empty_state()
-            return empty.data, empty.indices, empty.indptr
-        import bm25s
-
-        _quiet_bm25s()
-        corpus = [doc.tolist() for doc in np.split(doc_tokens, doc_offsets[1:-1])]
-        model = bm25s.BM25(k1=self._k1, b=self._b, method=self._method)
-        # A copy: bm25s may add entries to the vocabulary it is given.
-        model.index((corpus, dict(vocab)), create_empty_token=False, show_progress=False)
-        scores = model.scores
-        indptr = np.asarray(scores["indptr"], dtype=np.int64)
-        if len(indptr) != len(vocab) + 1:
-            raise RuntimeError(f"bm25s returned {len(indptr) - 1} token columns for {len(vocab)} tokens")
-        return (
-            np.asarray(scores["data"], dtype=np.float32),
-            np.asarray(scores["indices"], dtype=np.int32),
-            indptr,
-        )
-
     # ------------------------------------------------------------------ scoring
     def _query_token_ids(self, state: BM25State, query: str) -> list[int]:
         return [state.vocab[token] for token in self.tokenize(query) if token in state.vocab]
-
-    @staticmethod
-    def _score_block(state: BM25State, token_ids: list[list[int]]) -> csr_matrix:
-        """Sparse ``(len(token_ids), n_docs)`` float64 scores: each row sums the weights of a query's tokens."""
-        import scipy.sparse
-
-        weights = scipy.sparse.csr_matrix(
-            (state.data, state.indices, state.indptr), shape=(len(state.vocab), len(state.ids))
-        )
-        rows = np.repeat(np.arange(len(token_ids), dtype=np.int64), [len(ids) for ids in token_ids])
-        cols = np.fromiter((t for ids in token_ids for t in ids), dtype=np.int64, count=len(rows))
-        # Building from coordinates sums repeats, so a token repeated in the query counts once per occurrence.
-        queries = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(token_ids), len(state.vocab)))
-        return (queries @ weights).tocsr()
 
     def search(self, query: str, k: int = DEFAULT_K) -> list[SearchHit]:
         """Return the ``k`` best documents for ``query``.
@@ -442,34 +360,7 @@ class BM25Index(FreshOnCopy):
         if not items or not state.vocab:
             return [[] for _ in items]
         token_ids = [self._query_token_ids(state, query) for query in items]
-        # Blocks of queries whose postings add up to at most _BLOCK_POSTINGS bound the memory of one product.
-        posting_counts = np.diff(state.indptr)
-        blocks: list[tuple[int, int]] = []
-        start, volume = 0, 0
-        for i, ids in enumerate(token_ids):
-            cost = int(posting_counts[ids].sum()) if ids else 0
-            if i > start and volume + cost > _BLOCK_POSTINGS:
-                blocks.append((start, i))
-                start, volume = i, 0
-            volume += cost
-        blocks.append((start, len(token_ids)))
-        results = [self._rank_block(state, token_ids[lo:hi], k) for lo, hi in blocks]
-        return [hits for block_hits in results for hits in block_hits]
-
-    def _rank_block(self, state: BM25State, token_ids: list[list[int]], k: int) -> list[list[SearchHit]]:
-        scores = self._score_block(state, token_ids)
-        ids = state.ids
-        out: list[list[SearchHit]] = []
-        for row in range(len(token_ids)):
-            lo, hi = scores.indptr[row], scores.indptr[row + 1]
-            docs, values = scores.indices[lo:hi], scores.data[lo:hi]
-            best = rank(values, k, ids=_ids_of(ids, docs), min_score=0.0, strict=True)
-            out.append([self._hit(state, int(docs[r]), float(values[r])) for r in best])
-        return out
-
-    @staticmethod
-    def _hit(state: BM25State, doc: int, score: float) -> SearchHit:
-        return SearchHit(state.ids[doc], score, state.texts[doc], dict(state.metadatas[doc]))
+        return search_tokens(state, token_ids, k)
 
     def score(self, query: str, documents: Iterable[int | str]) -> list[float]:
         """Score given documents for ``query`` (e.g. candidates from another retriever).
@@ -512,7 +403,7 @@ class BM25Index(FreshOnCopy):
             return []
         if not token_ids:
             return [0.0] * len(positions)
-        row = self._score_block(state, [token_ids]).toarray()[0]
+        row = score_block(state, [token_ids]).toarray()[0]
         return [float(row[i]) for i in positions]
 
     # ------------------------------------------------------------------ persistence

@@ -3,7 +3,7 @@
 The export is made from the loaded transformers model with ``torch.onnx.export`` (eager attention, so ONNX
 Runtime's transformer optimiser can fuse attention, GELU and layer norms), then ``onnxruntime.quantization``
 quantises the matrix products to int8 weights with dynamic activation scales. On CPUs without VNNI the weights keep
-to 7 bits (``reduce_range``, see :func:`jp_rerank.rerank.backends.int8_kernel`) with a scale per output channel, in
+to 7 bits (``reduce_range``, see :func:`jp_rerank.rerank.plans.int8_kernel`) with a scale per output channel, in
 a file of their own (``model_int8_avx2.onnx``): on ja-ce-mini (AVX2, 8 JSQuAD questions x 50 candidates) that kept
 Spearman 0.987 against torch fp32 where 7-bit per-tensor weights fell to 0.90 and 8-bit per-tensor ones gave 0.980
 (``benchmarks/results/cpu_plans-avx2.md``). Nothing is downloaded. Where exports live and when they are stale:
@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from jp_rerank.extras import require
-from jp_rerank.rerank.backends import Int8Kernel, default_threads, int8_file_key, pad_batch
+from jp_rerank.rerank.backends import pad_batch
 from jp_rerank.rerank.pairs import EncodedPair
+from jp_rerank.rerank.plans import Int8Kernel, default_threads, int8_file_key
 
 __all__ = ["OnnxBackend", "write_onnx_export"]
 
@@ -147,7 +148,7 @@ def write_onnx_export(
         folder: An empty folder to write into.
         token_types: Whether the model takes ``token_type_ids``.
         int8: Also write the int8 model (dynamic activation scales, int8 weights).
-        kernel: The CPU's int8 kernel (:func:`jp_rerank.rerank.backends.int8_kernel`): ``"avx2"`` keeps weights
+        kernel: The CPU's int8 kernel (:func:`jp_rerank.rerank.plans.int8_kernel`): ``"avx2"`` keeps weights
             to 7 bits.
 
     Returns:

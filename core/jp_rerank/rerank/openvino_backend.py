@@ -29,8 +29,9 @@ from typing import Any, Literal
 import numpy as np
 
 from jp_rerank.extras import require
-from jp_rerank.rerank.backends import Int8Kernel, default_threads, int8_file_key, pad_batch
+from jp_rerank.rerank.backends import pad_batch
 from jp_rerank.rerank.pairs import EncodedPair
+from jp_rerank.rerank.plans import Int8Kernel, default_threads, int8_file_key
 
 __all__ = ["OpenVINOBackend", "OpenVINOPrecision", "write_openvino_export"]
 
@@ -111,7 +112,7 @@ def write_openvino_export(
         folder: An empty folder to write into.
         token_types: Whether the model takes ``token_type_ids``.
         int8: Also write the statically quantised int8 model.
-        kernel: The CPU's int8 kernel (:func:`jp_rerank.rerank.backends.int8_kernel`): ``"avx2"`` applies NNCF's
+        kernel: The CPU's int8 kernel (:func:`jp_rerank.rerank.plans.int8_kernel`): ``"avx2"`` applies NNCF's
             overflow fix to every layer (7-bit weights), ``"vnni"`` only to the first (NNCF's default).
         calibration: Padded batches (``input_ids``, ``attention_mask`` [, ``token_type_ids``]) as the reranker
             feeds them, for the int8 ranges.

@@ -1,4 +1,4 @@
-"""Turning (query, document) pairs into model inputs: pair template, truncation, windows, length-sorted batches.
+"""Turning (query, document) pairs into model inputs: tokenizing, pair template, truncation, windows, batches.
 
 The query is tokenized once per call and never truncated. Documents are tokenized without special tokens and then
 joined to the query with the tokenizer's own pair template, which is derived once from the tokenizer itself, so the
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from jp_rerank.lexical.tokenizers import MECAB_MAX_CHARS, split_for_analysis
 from jp_rerank.text import iter_windows
 
-__all__ = ["EncodedPair", "PairTemplate", "length_sorted_batches"]
+__all__ = ["EncodedPair", "EncodedRequest", "Overflow", "PairEncoder", "PairTemplate", "length_sorted_batches"]
+
+Overflow = Literal["truncate", "window"]
+"""What happens to a passage longer than the model's limit: cut it, or score it by its best token window."""
 
 logger = logging.getLogger(__name__)
 
@@ -163,3 +167,116 @@ def length_sorted_batches(items: Sequence[EncodedPair], *, batch_size: int, toke
         longest = max(longest, n)
     if batch:
         yield batch
+
+
+_CHAR_CUT_FACTOR = 8  # in truncate mode, tokenize at most this many characters per budget token
+
+
+@dataclass
+class EncodedRequest:
+    """The model inputs of one call.
+
+    Attributes:
+        items: Every (window of a) pair, tagged with its pair id.
+        owners: The (query position, document position) of each pair id.
+        truncated: How many passages were cut to fit the limit.
+    """
+
+    items: list[EncodedPair] = field(default_factory=list)
+    owners: list[tuple[int, int]] = field(default_factory=list)
+    truncated: int = 0
+
+
+@dataclass(frozen=True)
+class PairEncoder:
+    """Encodes queries with their passages exactly as ``tokenizer(query, passage, truncation="only_second")`` would.
+
+    Attributes:
+        tokenizer: The model's tokenizer.
+        template: The tokenizer's pair template (:meth:`PairTemplate.from_tokenizer`).
+        max_length: Token limit of one (query, passage) input.
+    """
+
+    tokenizer: Any
+    template: PairTemplate
+    max_length: int
+
+    def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPair]:
+        """Model inputs of one query's passages, truncated to the limit (for calibration and tests)."""
+        q_ids = self.tokenize([query])[0]
+        budget = self.template.document_budget(len(q_ids), self.max_length)
+        doc_ids, _ = self._encode_documents(list(documents), budget, "truncate")
+        return [
+            self.template.encode(i, q_ids, d, max_length=self.max_length, overflow="truncate", overlap=0)[0]
+            for i, d in enumerate(doc_ids)
+            if d
+        ]
+
+    def encode_request(
+        self, queries: list[str], doc_lists: list[list[str]], *, overflow: Overflow, overlap: int
+    ) -> EncodedRequest:
+        """Encode each query with its own passages; pair ids number the (query, passage) pairs in order."""
+        out = EncodedRequest()
+        for qi, (q_ids, docs) in enumerate(zip(self.tokenize(queries), doc_lists, strict=True)):
+            budget = self.template.document_budget(len(q_ids), self.max_length)
+            doc_ids, over = self._encode_documents(docs, budget, overflow)
+            out.truncated += over if overflow == "truncate" else 0
+            for di, d_ids in enumerate(doc_ids):
+                pair = len(out.owners)
+                out.owners.append((qi, di))
+                if not d_ids:  # empty passage: encode exactly as the tokenizer does (some drop the empty segment)
+                    out.items.append(self._encode_direct(pair, queries[qi], q_ids, docs[di]))
+                    continue
+                out.items.extend(
+                    self.template.encode(
+                        pair, q_ids, d_ids, max_length=self.max_length, overflow=overflow, overlap=overlap
+                    )
+                )
+        return out
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens.
+
+        Slow (Python) tokenizers, such as the MeCab/Sudachi-based ``BertJapaneseTokenizer``, get texts longer than
+        :data:`~jp_rerank.lexical.tokenizers.MECAB_MAX_CHARS` in pieces cut at sentence ends or spaces
+        (:func:`~jp_rerank.lexical.tokenizers.split_for_analysis`): MeCab segfaults on very long inputs and Sudachi
+        refuses them. The pieces' ids are concatenated.
+        """
+        if not texts:
+            return []
+        if getattr(self.tokenizer, "is_fast", False) or all(len(t) <= MECAB_MAX_CHARS for t in texts):
+            encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)
+            return [list(ids) for ids in encoded["input_ids"]]
+        pieces: list[str] = []
+        owners: list[int] = []
+        for i, text in enumerate(texts):
+            parts = split_for_analysis(text, MECAB_MAX_CHARS) if len(text) > MECAB_MAX_CHARS else [text]
+            pieces.extend(parts)
+            owners.extend([i] * len(parts))
+        out: list[list[int]] = [[] for _ in texts]
+        encoded = self.tokenizer(pieces, add_special_tokens=False, truncation=False, verbose=False)
+        for i, ids in zip(owners, encoded["input_ids"], strict=True):
+            out[i].extend(ids)
+        return out
+
+    def _encode_documents(self, docs: list[str], budget: int, overflow: Overflow) -> tuple[list[list[int]], int]:
+        """Tokenize documents; in truncate mode long ones are cut by characters first (re-checked afterwards)."""
+        if overflow == "window":
+            ids = self.tokenize(docs)
+            return ids, sum(len(x) > budget for x in ids)
+        cut = budget * _CHAR_CUT_FACTOR
+        ids = self.tokenize([d[:cut] for d in docs])
+        short_after_cut = [i for i, d in enumerate(docs) if len(d) > cut and len(ids[i]) <= budget]
+        if short_after_cut:
+            for i, full in zip(short_after_cut, self.tokenize([docs[i] for i in short_after_cut]), strict=True):
+                ids[i] = full
+        return ids, sum(len(x) > budget for x in ids)
+
+    def _encode_direct(self, pair: int, query: str, query_ids: list[int], document: str) -> EncodedPair:
+        """Encode with the tokenizer itself (used for empty passages, which some tokenizers drop from the pair)."""
+        ids = tuple(self.tokenizer(query, document, truncation="only_second", max_length=self.max_length)["input_ids"])
+        joined = self.template.join(pair, query_ids, [])
+        if joined.input_ids == ids:
+            return joined
+        types = (0,) * len(ids) if self.template.uses_token_types else None
+        return EncodedPair(pair, ids, types)

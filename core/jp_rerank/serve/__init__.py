@@ -11,20 +11,20 @@ send; see docs/serve.md. Its modules, by capability:
 * :mod:`~jp_rerank.serve.metrics`: Prometheus metrics;
 * :mod:`~jp_rerank.serve.app` / :mod:`~jp_rerank.serve.server`: the Starlette application and its uvicorn run
   (need ``pip install "jp-rerank[serve]"``);
-* :mod:`~jp_rerank.serve.client`: :class:`RemoteReranker` / :class:`RemoteEmbedder`, the engine's API over HTTP
-  (standard library only: no torch, no Starlette).
+
+The clients of such a server are the engines themselves, given its URL: ``Reranker("http://HOST:8080")`` /
+``Embedder("http://HOST:8080")`` (:mod:`jp_rerank.rerank.remote`, :mod:`jp_rerank.embed.remote`).
 
 Importing this package is light (no torch, no Starlette).
 
 Example:
-    >>> from jp_rerank.serve import RemoteReranker
-    >>> RemoteReranker("http://127.0.0.1:8080").url
-    'http://127.0.0.1:8080'
+    >>> from jp_rerank import Reranker
+    >>> Reranker("http://127.0.0.1:8080")
+    RemoteReranker(url='http://127.0.0.1:8080', api='jp-rerank')
 """
 
 from __future__ import annotations
 
-from jp_rerank.serve.client import RemoteEmbedder, RemoteReranker, ServerAuthError, ServerUnavailableError
 from jp_rerank.serve.config import ServeConfig
 
-__all__ = ["RemoteEmbedder", "RemoteReranker", "ServeConfig", "ServerAuthError", "ServerUnavailableError"]
+__all__ = ["ServeConfig"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jp_rerank.hits import FusedRerankResult, RerankResult
+from jp_rerank.hits import RerankResult
 
 __all__ = ["embeddings_response", "error_body", "rerank_response", "tei_response"]
 
@@ -71,7 +71,7 @@ def rerank_response(
     items = []
     for r in results:
         item: dict[str, Any] = {"index": r.index, "relevance_score": _finite(r.score)}
-        if isinstance(r, FusedRerankResult):
+        if r.rerank_score is not None:
             item["rerank_score"] = _finite(r.rerank_score)
             item["first_stage_score"] = r.first_stage_score
         if return_documents:

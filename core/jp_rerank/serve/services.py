@@ -1,10 +1,9 @@
 """The loaded engines behind their scoring queues: what a route asks for, in the engine's own terms.
 
-Scores are the engine's: a plain rerank request is scored by ``Reranker.score_many`` (batched with whatever else
-is waiting) and ranked with :func:`jp_rerank.hits.rank_scores`, exactly as ``Reranker.rerank`` does; with fusion
-the scores go through :meth:`jp_rerank.fusion.RerankFusion.rank`, as ``Reranker.rerank_fused`` does. A
-``listwise="softmax"`` request is one engine call of its own (``Reranker.rerank`` / ``rerank_fused``), since the
-normalisation over one query's list lives in the engine.
+Scores are the engine's: a rerank request is scored by ``Reranker.score_many`` (batched with whatever else is
+waiting) and ranked, fused or not, by :meth:`jp_rerank.fusion.RerankFusion.rank`, exactly as ``Reranker.rerank``
+does. A ``listwise="softmax"`` request is one ``Reranker.rerank`` call of its own, since the normalisation over one
+query's list lives in the engine.
 """
 
 from __future__ import annotations
@@ -95,42 +94,28 @@ class RerankService:
         return self.queue.submit(call, size=size, group=SOLO, max_wait_s=self.config.max_wait_s)
 
     async def rerank(self, req: RerankRequest, wait: Wait) -> list[RerankResult]:
-        """Rank the request's documents as ``Reranker.rerank`` / ``rerank_fused`` would (see the module notes)."""
+        """Rank the request's documents as ``Reranker.rerank`` would (see the module notes)."""
         if not req.documents:
             return []
         fusion = RerankFusion.of(req.fusion, weight=req.fusion_weight)
         first = list(req.first_stage_scores) if req.first_stage_scores is not None else None
-        mode = req.listwise or self.reranker.listwise
-        if mode == "softmax":
-            return await wait(self.submit_call(self._listwise_call(req, fusion, first), len(req.documents)))
-        scores = await wait(self.submit_scores(req.query, req.documents))
-        if fusion.active:
-            by_position = [float(s) for s in scores]
-            return list(fusion.rank(by_position, first, top_n=req.top_n, score_threshold=req.score_threshold))
-        return rank_scores(scores, top_n=req.top_n, score_threshold=req.score_threshold)
+        if (req.listwise or self.reranker.listwise) == "softmax":
+            reranker, documents = self.reranker, list(req.documents)
 
-    def _listwise_call(
-        self, req: RerankRequest, fusion: RerankFusion, first: list[float | None] | None
-    ) -> Callable[[], list[RerankResult]]:
-        reranker, documents = self.reranker, list(req.documents)
-
-        def call() -> list[RerankResult]:
-            if fusion.active:
-                fused = reranker.rerank_fused(
+            def call() -> list[RerankResult]:
+                return reranker.rerank(
                     req.query,
                     documents,
-                    first,
-                    fusion=fusion,
                     top_n=req.top_n,
                     score_threshold=req.score_threshold,
                     listwise="softmax",
+                    first_stage_scores=first,
+                    fusion=fusion,
                 )
-                return list(fused)
-            return reranker.rerank(
-                req.query, documents, top_n=req.top_n, score_threshold=req.score_threshold, listwise="softmax"
-            )
 
-        return call
+            return await wait(self.submit_call(call, len(documents)))
+        scores = await wait(self.submit_scores(req.query, req.documents))
+        return fusion.rank(scores, first, top_n=req.top_n, score_threshold=req.score_threshold)
 
     async def rerank_tei(self, req: TeiRerankRequest, wait: Wait) -> list[RerankResult]:
         """Score every text (TEI returns them all, best first); ``raw_scores`` gives the logits."""

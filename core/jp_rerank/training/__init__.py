@@ -18,17 +18,12 @@ from __future__ import annotations
 
 from jp_rerank.errors import TrainingDataError
 from jp_rerank.training.config import TrainConfig, TrainResult
-from jp_rerank.training.data import (
-    TrainingSet,
-    TrainQuery,
-    load_corpus,
-    load_training_data,
-    save_jsonl,
-    split_heldout,
-)
+from jp_rerank.training.heldout import HeldOut, split_heldout
 from jp_rerank.training.mining import CorpusSearcher, MiningStats, mine_hard_negatives
 from jp_rerank.training.model import BaseInfo
-from jp_rerank.training.trainer import HeldOut, train
+from jp_rerank.training.readers import load_corpus, load_training_data
+from jp_rerank.training.trainer import train
+from jp_rerank.training.trainingset import TrainingSet, TrainQuery, save_jsonl
 
 __all__ = [
     "BaseInfo",

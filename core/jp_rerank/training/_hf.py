@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from sentence_transformers.base.sampler import DefaultBatchSampler
 from sentence_transformers.cross_encoder import CrossEncoderTrainer
-from transformers import TrainerCallback
+from transformers import TrainerCallback, get_scheduler
 from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import SchedulerType
 
 __all__ = [
     "BudgetCallback",
@@ -130,7 +131,11 @@ class StepPlan:
 
 
 class Trainer(CrossEncoderTrainer):
-    """``CrossEncoderTrainer`` with the budget-aware linear schedule of :class:`StepPlan`."""
+    """``CrossEncoderTrainer`` with the budget-aware linear schedule of :class:`StepPlan`.
+
+    Another ``lr_scheduler_type`` (passed in ``trainer_args``) gets transformers' schedule of that name, with the
+    same warm-up, over the planned steps.
+    """
 
     def __init__(self, *args: Any, plan: StepPlan, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -143,7 +148,17 @@ class Trainer(CrossEncoderTrainer):
             self.plan.set_nominal(num_training_steps)
             opt = optimizer if optimizer is not None else self.optimizer
             assert opt is not None
-            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, self.plan.factor)
+            if self.args.lr_scheduler_type == SchedulerType.LINEAR:
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, self.plan.factor)
+            else:
+                kwargs = self.args.lr_scheduler_kwargs  # a dict once TrainingArguments has parsed it
+                self.lr_scheduler = get_scheduler(
+                    self.args.lr_scheduler_type,
+                    opt,
+                    num_warmup_steps=math.ceil(self.plan.warmup_ratio * num_training_steps),
+                    num_training_steps=num_training_steps,
+                    scheduler_specific_kwargs=kwargs if isinstance(kwargs, dict) else None,
+                )
             self._created_lr_scheduler = True
         return self.lr_scheduler
 

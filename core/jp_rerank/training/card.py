@@ -1,9 +1,15 @@
-"""The model card (``README.md``) written next to a reranker trained by :func:`jp_rerank.training.train`."""
+"""The model card (``README.md``) written next to a reranker trained by :func:`jp_rerank.training.train`.
+
+The card's text is the template ``model_card.md`` shipped in this package (``string.Template`` placeholders such
+as ``${name}``); :func:`render_model_card` fills every placeholder from the run's :class:`TrainResult`.
+"""
 
 from __future__ import annotations
 
 import platform
+import string
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from typing import Any
 
 from jp_rerank._version import __version__
@@ -52,20 +58,8 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
-def render_model_card(result: TrainResult) -> str:
-    """Render the model card of a finished run: base, data, settings, and held-out metrics before and after.
-
-    Example:
-        >>> text = render_model_card(result)  # doctest: +SKIP
-        >>> text.splitlines()[0]  # doctest: +SKIP
-        '---'
-    """
-    cfg = result.config
+def _model_values(result: TrainResult) -> dict[str, Any]:
     base = result.base
-    data: dict[str, Any] = dict(result.data)
-    mining = result.mining
-    settings = mining.get("settings", {})
-    name = result.output_dir.name
     adapt = []
     if base.kind != "cross-encoder":
         adapt.append(f"a new single-logit classification head (the base was a {base.kind.replace('-', ' ')})")
@@ -82,19 +76,45 @@ def render_model_card(result: TrainResult) -> str:
         )
     if base.frozen:
         adapt.append("frozen during training: " + ", ".join(base.frozen))
+    return {
+        "base": base.name,
+        "base_model_line": "" if base.name.startswith(("/", ".", "~")) else f"base_model: {base.name}\n",
+        "kind": base.kind,
+        "model_type": base.model_type,
+        "base_layers": base.base_layers,
+        "pooling": f", {base.pooling} pooling" if base.pooling else "",
+        "adaptations": "".join(f"- {item}\n" for item in adapt),
+        "total_parameters": f"{base.total_parameters / 1e6:.1f}",
+        "trainable_parameters": f"{base.trainable_parameters / 1e6:.1f}",
+        "max_length": base.max_length,
+    }
+
+
+def _eval_values(result: TrainResult) -> dict[str, Any]:
+    cfg, base = result.config, result.base
     rows = [(f"first stage alone ({cfg.first_stage})", result.metrics_first_stage)]
     if result.metrics_before:
-        rows.append(
-            (f"before: {base.name}" + (" (as adapted, untrained head)" if base.modified else ""), result.metrics_before)
-        )
-    rows.append((f"after: {name}", result.metrics_after))
-    loss_settings = data.get("loss_settings", {})
-    loss_text = loss_settings.get("loss", cfg.loss)
-    if "pos_weight" in loss_settings:
-        loss_text += f", pos_weight {loss_settings['pos_weight']}"
-    first_loss = f"{result.losses[0][1]:.4f}" if result.losses else "n/a"
-    last_loss = f"{result.losses[-1][1]:.4f}" if result.losses else "n/a"
-    mined = (
+        adapted = " (as adapted, untrained head)" if base.modified else ""
+        rows.append((f"before: {base.name}{adapted}", result.metrics_before))
+    rows.append((f"after: {result.output_dir.name}", result.metrics_after))
+    by_passage = ", split off the training data by passage (questions sharing a positive stay on one side)"
+    return {
+        "eval_queries": result.eval_queries,
+        "eval_source": " (a separate file)" if cfg.eval_data else by_passage,
+        "eval_depth": cfg.eval_depth,
+        "first_stage": cfg.first_stage,
+        "pool": result.data.get("pool", "?"),
+        "eval_precision": cfg.eval_precision,
+        "metrics_table": "\n".join(_metrics_table(rows)),
+    }
+
+
+def _mining_text(result: TrainResult) -> str:
+    cfg, mining = result.config, result.mining
+    if not mining.get("queries_mined"):
+        return "negatives as given in the data (no mining)"
+    settings = mining.get("settings", {})
+    return (
         f"{mining.get('hard_negatives', 0)} hard negatives mined with {mining.get('method', cfg.first_stage)} "
         f"(depth {settings.get('depth', cfg.mining_depth)}, tokenizer {cfg.bm25}"
         + (f", embedder {cfg.embedder}" if cfg.first_stage != "bm25" else "")
@@ -102,88 +122,74 @@ def render_model_card(result: TrainResult) -> str:
         f"{cfg.max_overlap}) and {mining.get('dropped_margin', 0)} candidates scoring >= "
         f"{1 - (cfg.relative_margin or 0):.2f} x the positive), plus {mining.get('random_negatives', 0)} random "
         "negatives"
-        if mining.get("queries_mined")
-        else "negatives as given in the data (no mining)"
     )
-    lines = [
-        "---",
-        "language:",
-        "- ja",
-        "library_name: sentence-transformers",
-        "pipeline_tag: text-ranking",
-        "tags:",
-        "- cross-encoder",
-        "- reranker",
-        "- jp-rerank",
-        *([f"base_model: {base.name}"] if not base.name.startswith(("/", ".", "~")) else []),
-        "---",
-        "",
-        f"# {name}",
-        "",
-        f"A Japanese cross-encoder reranker fine-tuned from `{base.name}` with `jp-rerank train`.",
-        "",
-        "```python",
-        "from jp_rerank import Reranker",
-        "",
-        f'reranker = Reranker("{name}")  # the path of this folder',
-        'reranker.rerank("質問", ["文書1", "文書2"], top_n=1)',
-        "```",
-        "",
-        "It is a standard sentence-transformers `CrossEncoder` folder (one logit; sigmoid scores), so "
-        "`sentence_transformers.CrossEncoder(path)`, the jp-rerank LangChain / LlamaIndex adapters and "
-        "`jp-rerank eval --reranker PATH` load it as well.",
-        "",
-        "## Held-out evaluation",
-        "",
-        f"{result.eval_queries} held-out questions"
-        + (
-            " (a separate file)"
-            if cfg.eval_data
-            else ", split off the training data by passage (questions sharing a positive stay on one side)"
-        )
-        + f"; each reranks its top {cfg.eval_depth} {cfg.first_stage} candidates over a pool of "
-        f"{data.get('pool', '?')} passages (questions whose positive is not among them count as zero). "
-        f'Scored with `Reranker(..., precision="{cfg.eval_precision}")`.',
-        "",
-        *_metrics_table(rows),
-        "",
-        "## Training data",
-        "",
-        f"- source: `{data.get('source', '')}` ({data.get('format', '')}); {data.get('questions', '?')} questions "
-        "read, "
-        f"{data.get('skipped_rows', 0)} bad rows skipped",
-        f"- trained on {result.train_queries} questions, {result.train_pairs} pairs "
-        f"({data.get('positives', '?')} positives"
-        + (f", {data['negatives']} negatives)" if "negatives" in data else ")"),
-        f"- negatives: {mined}",
-        "- licence of the training data: state it here (the data's licence may apply to this model)",
-        "",
-        "## Model",
-        "",
-        f"- base: `{base.name}` ({base.kind}, {base.model_type}, {base.base_layers} layers"
-        + (f", {base.pooling} pooling" if base.pooling else "")
-        + ")",
-        *(f"- {item}" for item in adapt),
-        f"- parameters: {base.total_parameters / 1e6:.1f}M ({base.trainable_parameters / 1e6:.1f}M trained)",
-        f"- max_length: {base.max_length} tokens per (question, passage) pair",
-        "",
-        "## Training settings",
-        "",
-        f"- loss: {loss_text}",
-        f"- steps: {result.global_step} (stopped by {result.stopped_by.replace('_', ' ')}"
-        + (f"; resumed from step {result.resumed_from_step}" if result.resumed_from_step else "")
-        + f"), batch {data.get('batch', cfg.batch_size)}, learning rate {cfg.learning_rate:g} (linear warm-up "
-        f"{cfg.warmup_ratio:g}, linear decay), weight decay {cfg.weight_decay:g}, "
-        + ("bf16 autocast" if data.get("bf16") else "fp32")
-        + (", length-grouped batches" if cfg.group_by_length else "")
-        + f", seed {cfg.seed}",
-        f"- epochs {cfg.epochs:g}"
-        + (f", max_steps {cfg.max_steps}" if cfg.max_steps else "")
-        + (f", time budget {_duration(cfg.time_budget)} ({cfg.budget_clock} clock)" if cfg.time_budget else ""),
-        f"- training loss: {first_loss} (first log) → {last_loss} (last log)",
-        f"- training time: {_duration(result.train_seconds)} (whole run {_duration(result.total_seconds)}) on "
-        f"{_machine()}",
-        f"- software: {_versions()}",
-        "",
-    ]
-    return "\n".join(lines)
+
+
+def _data_values(result: TrainResult) -> dict[str, Any]:
+    data = result.data
+    return {
+        "source": data.get("source", ""),
+        "format": data.get("format", ""),
+        "questions": data.get("questions", "?"),
+        "skipped_rows": data.get("skipped_rows", 0),
+        "train_queries": result.train_queries,
+        "train_pairs": result.train_pairs,
+        "positives": data.get("positives", "?"),
+        "negatives": f", {data['negatives']} negatives" if "negatives" in data else "",
+        "negatives_text": _mining_text(result),
+    }
+
+
+def _settings_values(result: TrainResult) -> dict[str, Any]:
+    cfg, data = result.config, result.data
+    loss_settings = data.get("loss_settings", {})
+    loss = loss_settings.get("loss", cfg.loss)
+    if "pos_weight" in loss_settings:
+        loss += f", pos_weight {loss_settings['pos_weight']}"
+    schedule = str(cfg.trainer_args.get("lr_scheduler_type", "linear"))
+    extra = ", ".join(f"`{k}={v!r}`" for k, v in cfg.trainer_args.items())
+    return {
+        "loss": loss,
+        "steps": result.global_step,
+        "stopped_by": result.stopped_by.replace("_", " "),
+        "resumed": f"; resumed from step {result.resumed_from_step}" if result.resumed_from_step else "",
+        "batch": data.get("batch", cfg.batch_size),
+        "learning_rate": f"{cfg.learning_rate:g}",
+        "schedule": f"linear warm-up {cfg.warmup_ratio:g}, "
+        + ("linear decay" if schedule == "linear" else f"{schedule} schedule"),
+        "weight_decay": f"{cfg.weight_decay:g}",
+        "precision": "bf16 autocast" if data.get("bf16") else "fp32",
+        "grouped": ", length-grouped batches" if cfg.group_by_length else "",
+        "seed": cfg.seed,
+        "epochs": f"{cfg.epochs:g}",
+        "max_steps": f", max_steps {cfg.max_steps}" if cfg.max_steps else "",
+        "time_budget": f", time budget {_duration(cfg.time_budget)} ({cfg.budget_clock} clock)"
+        if cfg.time_budget
+        else "",
+        "trainer_args": f"- other trainer arguments: {extra}\n" if extra else "",
+        "first_loss": f"{result.losses[0][1]:.4f}" if result.losses else "n/a",
+        "last_loss": f"{result.losses[-1][1]:.4f}" if result.losses else "n/a",
+        "train_time": _duration(result.train_seconds),
+        "total_time": _duration(result.total_seconds),
+    }
+
+
+def render_model_card(result: TrainResult) -> str:
+    """Render the model card of a finished run: base, data, settings, and held-out metrics before and after.
+
+    Example:
+        >>> text = render_model_card(result)  # doctest: +SKIP
+        >>> text.splitlines()[0]  # doctest: +SKIP
+        '---'
+    """
+    template = resources.files("jp_rerank.training").joinpath("model_card.md").read_text(encoding="utf-8")
+    values = {
+        "name": result.output_dir.name,
+        **_model_values(result),
+        **_eval_values(result),
+        **_data_values(result),
+        **_settings_values(result),
+        "machine": _machine(),
+        "versions": _versions(),
+    }
+    return string.Template(template).substitute(values)

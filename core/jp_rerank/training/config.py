@@ -2,11 +2,14 @@
 
 Both are plain frozen dataclasses shared by :mod:`jp_rerank.training.trainer` (which fills them) and
 :mod:`jp_rerank.training.card` (which renders a model card from them); this module imports neither.
+:func:`resolve_config` applies the keyword options of :func:`~jp_rerank.training.train` and the rules of resuming.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,11 +17,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jp_rerank.defaults import MINING_BM25_TOKENIZER
-from jp_rerank.training.data import DataFormat
 from jp_rerank.training.mining import FirstStageName
 from jp_rerank.training.model import BaseInfo, ClsMeanOption
+from jp_rerank.training.readers import DataFormat
 
-__all__ = ["RESUMABLE", "LossName", "TrainConfig", "TrainPrecision", "TrainResult"]
+__all__ = [
+    "OWNED_TRAINER_ARGS",
+    "RESUMABLE",
+    "LossName",
+    "TrainConfig",
+    "TrainPrecision",
+    "TrainResult",
+    "resolve_config",
+]
 
 LossName = Literal["bce", "listwise", "distill"]
 """``"bce"`` (binary cross-entropy, ``pos_weight``), ``"listwise"`` (LambdaLoss) or ``"distill"`` (MSE to a
@@ -44,13 +55,40 @@ RESUMABLE = frozenset(
 )
 """Settings that may change when a run is resumed (how long it runs, how it reports, where it runs)."""
 
+OWNED_TRAINER_ARGS: Mapping[str, str] = {
+    "output_dir": "the output folder (training writes to its checkpoints/ sub-folder)",
+    "num_train_epochs": "epochs (--epochs)",
+    "max_steps": "max_steps (--max-steps)",
+    "per_device_train_batch_size": "batch_size (--batch-size)",
+    "learning_rate": "learning_rate (--lr)",
+    "weight_decay": "weight_decay (--weight-decay)",
+    "warmup_ratio": "warmup_ratio (--warmup-ratio)",
+    "warmup_steps": "warmup_ratio (--warmup-ratio)",
+    "seed": "seed (--seed)",
+    "data_seed": "seed (--seed)",
+    "bf16": "precision (--precision)",
+    "fp16": "precision (--precision)",
+    "use_cpu": "device (--device)",
+    "save_strategy": "save_steps (--save-steps; resuming needs step checkpoints)",
+    "save_steps": "save_steps (--save-steps)",
+    "save_total_limit": "save_total_limit (--save-total-limit)",
+    "logging_strategy": "logging_steps (--logging-steps)",
+    "logging_steps": "logging_steps (--logging-steps)",
+    "eval_strategy": "eval_queries / eval_data (jp-rerank scores the held-out split itself)",
+    "disable_tqdm": "progress (-q/--quiet)",
+    "batch_sampler": "group_by_length (--no-group-by-length)",
+    "resume_from_checkpoint": "resume (--resume)",
+}
+"""``CrossEncoderTrainingArguments`` fields that come from a :class:`TrainConfig` setting (named here), so
+``trainer_args`` may not hold them."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of :func:`jp_rerank.training.train` (every field can also be passed to it as a keyword).
 
     Attributes:
-        data_format: ``"auto"``, ``"jsonl"``, ``"beir"`` or ``"csv"`` (see :mod:`jp_rerank.training.data`).
+        data_format: ``"auto"``, ``"jsonl"``, ``"beir"`` or ``"csv"`` (see :mod:`jp_rerank.training.readers`).
         split: qrels split of a BEIR folder.
         corpus: Extra passage pool (BEIR folder or JSONL) to mine negatives and held-out candidates from.
         with_title: Prefix BEIR passages with their title.
@@ -89,7 +127,6 @@ class TrainConfig:
         learning_rate: Peak learning rate (linear warm-up, linear decay).
         warmup_ratio: Fraction of the steps spent warming up.
         weight_decay: AdamW weight decay.
-        gradient_accumulation_steps: Batches per optimizer step.
         precision: ``"auto"`` (bf16 autocast where the hardware has native bf16: AVX-512 BF16 / AMX CPUs, recent
             GPUs), ``"fp32"`` or ``"bf16"``.
         group_by_length: Batch pairs of similar length (less padding).
@@ -100,11 +137,19 @@ class TrainConfig:
         logging_steps: Log loss and speed every N steps.
         progress: Show progress bars.
         device: ``"cpu"``, ``"cuda"``... (default: CUDA when available).
+        trainer_args: More fields of sentence-transformers' ``CrossEncoderTrainingArguments``, passed as they are
+            (``{"gradient_accumulation_steps": 4, "max_grad_norm": 0.5}``). Fields that a setting above decides
+            (:data:`OWNED_TRAINER_ARGS`) are refused. An ``lr_scheduler_type`` other than ``"linear"``
+            replaces the linear schedule, which is then not shortened to the time budget.
 
     Example:
         >>> cfg = TrainConfig(time_budget=1800, loss="listwise")
         >>> cfg.batch_size, cfg.first_stage, cfg.num_negatives
         (16, 'bm25', 3)
+        >>> TrainConfig(trainer_args={"learning_rate": 1e-4})
+        Traceback (most recent call last):
+        ...
+        ValueError: trainer_args: 'learning_rate' is set by jp-rerank; use learning_rate (--lr) instead
     """
 
     data_format: DataFormat = "auto"
@@ -143,7 +188,6 @@ class TrainConfig:
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    gradient_accumulation_steps: int = 1
     precision: TrainPrecision = "auto"
     group_by_length: bool = True
     seed: int = 42
@@ -153,6 +197,7 @@ class TrainConfig:
     logging_steps: int = 20
     progress: bool = True
     device: str | None = None
+    trainer_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         choices: dict[str, tuple[Any, ...]] = {
@@ -172,7 +217,6 @@ class TrainConfig:
             "mining_depth",
             "max_length",
             "batch_size",
-            "gradient_accumulation_steps",
             "save_steps",
             "save_total_limit",
             "logging_steps",
@@ -202,6 +246,7 @@ class TrainConfig:
             raise ValueError("loss='distill' needs a teacher reranker (teacher=...)")
         if self.first_stage != "bm25" and not self.embedder:
             raise ValueError(f"first_stage={self.first_stage!r} needs an embedder (embedder=...)")
+        _check_trainer_args(self.trainer_args)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -217,6 +262,64 @@ class TrainConfig:
 def _check_int(value: object, name: str, *, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def _check_trainer_args(values: object) -> None:
+    """Refuse ``trainer_args`` that are not fields of ``CrossEncoderTrainingArguments`` or that jp-rerank sets."""
+    if not isinstance(values, dict):
+        raise TypeError(f"trainer_args must be a dict, got {type(values).__name__}")
+    for key, value in values.items():
+        hint = OWNED_TRAINER_ARGS.get(key)
+        if hint is not None:
+            raise ValueError(f"trainer_args: {key!r} is set by jp-rerank; use {hint} instead")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"trainer_args: the value of {key!r} must be JSON (it is recorded with the run), got {value!r}"
+            ) from None
+    if not values:
+        return
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(CrossEncoderTrainingArguments)}
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            raise ValueError(
+                f"trainer_args: unknown key {key!r}: not a field of sentence-transformers' "
+                f"CrossEncoderTrainingArguments" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+
+
+def resolve_config(config: TrainConfig | None, options: Mapping[str, Any], saved: TrainConfig | None) -> TrainConfig:
+    """The settings of a run: ``config`` with ``options`` applied, or, resuming, the ``saved`` ones with changes.
+
+    Raises:
+        TypeError: An option is not a :class:`TrainConfig` field.
+        ValueError: Resuming would change a setting outside :data:`RESUMABLE`.
+
+    Example:
+        >>> resolve_config(None, {"max_steps": 5}, TrainConfig(loss="listwise")).loss
+        'listwise'
+    """
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise TypeError(f"unknown training option(s) {', '.join(unknown)}; see jp_rerank.training.TrainConfig")
+    if saved is None:
+        return dataclasses.replace(config or TrainConfig(), **options)
+    changes = dict(options)
+    if config is not None:
+        changes = {**{k: v for k, v in config.as_dict().items() if v != getattr(TrainConfig(), k)}, **changes}
+    for name, value in changes.items():
+        old = getattr(saved, name)
+        if value != old and name not in RESUMABLE:
+            raise ValueError(
+                f"cannot change {name} when resuming (the run used {old!r}, now {value!r}); only "
+                f"{', '.join(sorted(RESUMABLE))} may change"
+            )
+    return dataclasses.replace(saved, **changes)
 
 
 @dataclass(frozen=True)

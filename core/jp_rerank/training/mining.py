@@ -19,15 +19,16 @@ enough negatives (e.g. a mined set saved earlier with :func:`~jp_rerank.training
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from jp_rerank.defaults import MINING_BM25_TOKENIZER
 from jp_rerank.text import normalize_text
-from jp_rerank.training.data import TrainingSet, TrainQuery
+from jp_rerank.training.trainingset import TrainingSet, TrainQuery
 
 if TYPE_CHECKING:
     import numpy as np
@@ -211,6 +212,30 @@ class MiningStats:
         }
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """The mining settings (checked on construction)."""
+
+    num_negatives: int
+    random_negatives: int
+    depth: int
+    relative_margin: float | None
+    max_overlap: float
+    sampling: Literal["top", "random"]
+
+    def __post_init__(self) -> None:
+        if self.num_negatives < 0 or self.random_negatives < 0:
+            raise ValueError("num_negatives and random_negatives must be >= 0")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if self.relative_margin is not None and not 0.0 <= self.relative_margin < 1.0:
+            raise ValueError(f"relative_margin must be in [0, 1) or None, got {self.relative_margin}")
+        if not 0.0 < self.max_overlap <= 1.0:
+            raise ValueError(f"max_overlap must be in (0, 1], got {self.max_overlap}")
+        if self.sampling not in ("top", "random"):
+            raise ValueError(f"sampling must be 'top' or 'random', got {self.sampling!r}")
+
+
 def mine_hard_negatives(
     training_set: TrainingSet,
     *,
@@ -258,168 +283,148 @@ def mine_hard_negatives(
         >>> mined.queries[0].negatives
         ('富士山の麓には湖がある。',)
     """
-    if num_negatives < 0 or random_negatives < 0:
-        raise ValueError("num_negatives and random_negatives must be >= 0")
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    if relative_margin is not None and not 0.0 <= relative_margin < 1.0:
-        raise ValueError(f"relative_margin must be in [0, 1) or None, got {relative_margin}")
-    if not 0.0 < max_overlap <= 1.0:
-        raise ValueError(f"max_overlap must be in (0, 1], got {max_overlap}")
-    if sampling not in ("top", "random"):
-        raise ValueError(f"sampling must be 'top' or 'random', got {sampling!r}")
-    settings = {
-        "first_stage": first_stage if searcher is None else searcher.method,
-        "bm25": bm25,
-        "embedder": getattr(embedder, "model_id", embedder),
-        "num_negatives": num_negatives,
-        "random_negatives": random_negatives,
-        "depth": depth,
-        "relative_margin": relative_margin,
-        "max_overlap": max_overlap,
-        "sampling": sampling,
-        "seed": seed,
-    }
-    stats = MiningStats(method=str(settings["first_stage"]), settings=settings)
+    rules = _Rules(num_negatives, random_negatives, depth, relative_margin, max_overlap, sampling)
+    method = first_stage if searcher is None else searcher.method
+    settings = {"first_stage": method, "bm25": bm25, "embedder": getattr(embedder, "model_id", embedder)}
+    stats = MiningStats(method=method, settings={**settings, **asdict(rules), "seed": seed})
     wanted = num_negatives + random_negatives
     todo = [i for i, q in enumerate(training_set.queries) if len(q.negatives) < wanted]
     if not todo or wanted == 0:
         logger.info("no mining needed: every question already has %d negatives", wanted)
         return training_set, stats
-    ids = list(training_set.corpus)
-    texts = [training_set.corpus[i] for i in ids]
     if searcher is None and num_negatives > 0:
+        ids = list(training_set.corpus)
+        texts = [training_set.corpus[i] for i in ids]
         searcher = CorpusSearcher(ids, texts, method=first_stage, bm25=bm25, embedder=embedder)
-    text_pos = {t: i for i, t in enumerate(searcher.texts if searcher is not None else texts)}
-    pool_texts = searcher.texts if searcher is not None else texts
-    out = list(training_set.queries)
-    from tqdm.auto import tqdm
-
+    pool = searcher.texts if searcher is not None else list(training_set.corpus.values())
     logger.info(
         "mining %d hard + %d random negatives for %d questions (%s, depth %d)",
         num_negatives,
         random_negatives,
         len(todo),
-        stats.method,
+        method,
         depth,
     )
-    with tqdm(total=len(todo), desc="mining negatives", unit="q") as bar:
-        for start in range(0, len(todo), _QUERY_BLOCK):
-            block = todo[start : start + _QUERY_BLOCK]
-            hits_block: list[list[tuple[int, float]]] = [[] for _ in block]
-            qvecs = None
-            if searcher is not None and num_negatives > 0:
-                extra = max(len(training_set.queries[i].positives) for i in block)
-                hits_block, qvecs = searcher._search_positions(
-                    [training_set.queries[i].query for i in block], depth + extra
-                )
-            for j, qi in enumerate(block):
-                q = training_set.queries[qi]
-                qvec = qvecs[j] if qvecs is not None else None
-                out[qi] = _mine_one(
-                    q,
-                    hits_block[j],
-                    qvec,
-                    searcher,
-                    text_pos,
-                    pool_texts,
-                    stats,
-                    num_negatives=num_negatives,
-                    random_negatives=random_negatives,
-                    depth=depth,
-                    relative_margin=relative_margin,
-                    max_overlap=max_overlap,
-                    sampling=sampling,
-                    rng=random.Random(f"{seed}:{q.qid}:{q.query}"),
-                )
-            bar.update(len(block))
-    stats.queries_mined = len(todo)
-    logger.info(
-        "mined %d hard and %d random negatives; dropped %d duplicates of positives and %d by the score margin; "
-        "%d questions got fewer hard negatives than asked",
-        stats.hard_negatives,
-        stats.random_negatives,
-        stats.dropped_duplicates,
-        stats.dropped_margin,
-        stats.short,
-    )
+    out = _Miner(rules, searcher, pool, stats, seed).mine_all(training_set.queries, todo)
     return training_set.with_queries(out), stats
 
 
-def _mine_one(
-    q: TrainQuery,
-    hits: list[tuple[int, float]],
-    qvec: Any,
-    searcher: CorpusSearcher | None,
-    text_pos: dict[str, int],
-    pool_texts: list[str],
-    stats: MiningStats,
-    *,
-    num_negatives: int,
-    random_negatives: int,
-    depth: int,
-    relative_margin: float | None,
-    max_overlap: float,
-    sampling: str,
-    rng: random.Random,
-) -> TrainQuery:
-    positives = set(q.positives)
-    pos_norm = {normalize_text(p) for p in q.positives}
-    pos_grams = [_bigrams(p) for p in q.positives]
-    taken = list(q.negatives)
-    taken_set = set(taken)
-    need_hard = max(0, num_negatives - len(taken))
-    cap: float | None = None
-    if searcher is not None and relative_margin is not None and need_hard:
-        pos_positions = [text_pos[p] for p in q.positives if p in text_pos]
-        pos_scores = searcher.margin_scores(q.query, pos_positions, qvec) if pos_positions else []
-        best = max(pos_scores, default=0.0)
-        if best > 0:
-            cap = (1.0 - relative_margin) * best
-    if need_hard:
-        margin_scores: list[float] | None = None
-        if cap is not None and searcher is not None:
-            margin_scores = (
-                [s for _, s in hits]
-                if searcher.method == "bm25"
-                else searcher.margin_scores(q.query, [p for p, _ in hits], qvec)
+class _Miner:
+    """Mines the negatives of one question at a time, counting what it does in ``stats``."""
+
+    def __init__(
+        self, rules: _Rules, searcher: CorpusSearcher | None, pool: list[str], stats: MiningStats, seed: int
+    ) -> None:
+        self.rules = rules
+        self.searcher = searcher
+        self.pool = pool
+        self.position = {text: i for i, text in enumerate(pool)}
+        self.stats = stats
+        self.seed = seed
+
+    def mine_all(self, queries: Sequence[TrainQuery], todo: list[int]) -> list[TrainQuery]:
+        """``queries`` with the questions at positions ``todo`` mined, in blocks searched at once."""
+        from tqdm.auto import tqdm
+
+        out = list(queries)
+        with tqdm(total=len(todo), desc="mining negatives", unit="q") as bar:
+            for start in range(0, len(todo), _QUERY_BLOCK):
+                block = todo[start : start + _QUERY_BLOCK]
+                for i, mined in zip(block, self.mine_block([out[i] for i in block]), strict=True):
+                    out[i] = mined
+                bar.update(len(block))
+        self.stats.queries_mined = len(todo)
+        logger.info(
+            "mined %d hard and %d random negatives; dropped %d duplicates of positives and %d by the score margin; "
+            "%d questions got fewer hard negatives than asked",
+            self.stats.hard_negatives,
+            self.stats.random_negatives,
+            self.stats.dropped_duplicates,
+            self.stats.dropped_margin,
+            self.stats.short,
+        )
+        return out
+
+    def mine_block(self, queries: list[TrainQuery]) -> list[TrainQuery]:
+        """Search a block of questions at once, then mine each."""
+        hits: list[list[tuple[int, float]]] = [[] for _ in queries]
+        qvecs = None
+        if self.searcher is not None and self.rules.num_negatives > 0:
+            extra = max(len(q.positives) for q in queries)  # the positives themselves do not count to the depth
+            hits, qvecs = self.searcher._search_positions([q.query for q in queries], self.rules.depth + extra)
+        return [self.mine(q, hits[j], qvecs[j] if qvecs is not None else None) for j, q in enumerate(queries)]
+
+    def mine(self, q: TrainQuery, hits: list[tuple[int, float]], qvec: Any) -> TrainQuery:
+        """``q`` with hard negatives from ``hits`` then random ones added after its own."""
+        rng = random.Random(f"{self.seed}:{q.qid}:{q.query}")
+        taken = list(q.negatives)
+        need_hard = max(0, self.rules.num_negatives - len(taken))
+        if need_hard:
+            eligible = self._eligible(q, hits, qvec, set(taken))
+            chosen = (
+                eligible[:need_hard]
+                if self.rules.sampling == "top"
+                else rng.sample(eligible, min(need_hard, len(eligible)))
             )
+            self.stats.short += int(len(chosen) < need_hard)
+            self.stats.hard_negatives += len(chosen)
+            taken.extend(chosen)
+        self._add_random(q, taken, rng)
+        return TrainQuery(q.query, q.positives, tuple(taken), qid=q.qid, source=q.source)
+
+    def _margin_scores(self, q: TrainQuery, hits: list[tuple[int, float]], qvec: Any) -> tuple[list[float], float]:
+        """The candidates' scores for the margin rule and the cap they must stay under (``inf``: no cap)."""
+        searcher, margin = self.searcher, self.rules.relative_margin
+        if searcher is None or margin is None:
+            return [], math.inf
+        positions = [self.position[p] for p in q.positives if p in self.position]
+        best = max(searcher.margin_scores(q.query, positions, qvec) if positions else [], default=0.0)
+        if best <= 0:
+            return [], math.inf
+        if searcher.method == "bm25":
+            return [s for _, s in hits], (1.0 - margin) * best
+        return searcher.margin_scores(q.query, [p for p, _ in hits], qvec), (1.0 - margin) * best
+
+    def _eligible(self, q: TrainQuery, hits: list[tuple[int, float]], qvec: Any, taken: set[str]) -> list[str]:
+        """Candidates within the depth that are neither taken, a copy of a positive, nor scored like one."""
+        scores, cap = self._margin_scores(q, hits, qvec)
+        positives = set(q.positives)
+        pos_norm = {normalize_text(p) for p in q.positives}
+        pos_grams = [_bigrams(p) for p in q.positives]
         eligible: list[str] = []
         considered = 0
-        for rank, (pos, _score) in enumerate(hits):
-            text = pool_texts[pos]
+        for rank, (position, _) in enumerate(hits):
+            text = self.pool[position]
             if text in positives:
                 continue  # the positive itself does not count towards the depth
             considered += 1
-            if considered > depth:
+            if considered > self.rules.depth:
                 break
-            if text in taken_set:
+            if text in taken:
                 continue
             if normalize_text(text) in pos_norm or any(
-                _containment(_bigrams(text), g) >= max_overlap for g in pos_grams
+                _containment(_bigrams(text), g) >= self.rules.max_overlap for g in pos_grams
             ):
-                stats.dropped_duplicates += 1
-                continue
-            if margin_scores is not None and cap is not None and margin_scores[rank] >= cap:
-                stats.dropped_margin += 1
-                continue
-            eligible.append(text)
-        chosen = eligible[:need_hard] if sampling == "top" else rng.sample(eligible, min(need_hard, len(eligible)))
-        if len(chosen) < need_hard:
-            stats.short += 1
-        stats.hard_negatives += len(chosen)
-        taken.extend(chosen)
-        taken_set.update(chosen)
-    need_random = max(0, num_negatives + random_negatives - len(taken))
-    if need_random:
+                self.stats.dropped_duplicates += 1
+            elif scores and scores[rank] >= cap:
+                self.stats.dropped_margin += 1
+            else:
+                eligible.append(text)
+        return eligible
+
+    def _add_random(self, q: TrainQuery, taken: list[str], rng: random.Random) -> None:
+        """Append random pool passages to ``taken`` until the question has all its negatives (or tries run out)."""
+        positives = set(q.positives)
+        pos_norm = {normalize_text(p) for p in q.positives}
+        taken_set = set(taken)
+        need = max(0, self.rules.num_negatives + self.rules.random_negatives - len(taken))
         tries = 0
-        while need_random and tries < 20 * (need_random + 1) and len(pool_texts) > len(positives) + len(taken_set):
+        while need and tries < 20 * (need + 1) and len(self.pool) > len(positives) + len(taken_set):
             tries += 1
-            text = pool_texts[rng.randrange(len(pool_texts))]
+            text = self.pool[rng.randrange(len(self.pool))]
             if text in positives or text in taken_set or normalize_text(text) in pos_norm:
                 continue
             taken.append(text)
             taken_set.add(text)
-            stats.random_negatives += 1
-            need_random -= 1
-    return TrainQuery(q.query, q.positives, tuple(taken), qid=q.qid, source=q.source)
+            self.stats.random_negatives += 1
+            need -= 1

@@ -256,7 +256,71 @@ def cls_spread_ratio(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], *
         return float((v - centre).norm(dim=-1).mean() / centre.norm().clamp(min=1e-12))
 
     mean_spread = spread(mean)
-    return spread(cls) / mean_spread if mean_spread > 0 else 1.0
+    ratio = spread(cls) / mean_spread if mean_spread > 0 else 1.0
+    logger.info("[CLS] spread / mean-pooled spread of the base: %.3f", ratio)
+    return ratio
+
+
+def _base_kind(source: Any) -> tuple[str, str | None]:
+    """``(kind, pooling)`` of a resolved base: a cross-encoder, a sentence-transformers embedder or an encoder.
+
+    Raises:
+        ValueError: On a cross-encoder with more than one output label.
+    """
+    config = _read_json(source.location, "config.json", is_local=source.is_local) or {}
+    architectures = [str(a) for a in config.get("architectures") or []]
+    has_head = any(a.endswith("ForSequenceClassification") for a in architectures)
+    pooling = _pooling_mode(source.location, is_local=source.is_local)
+    if has_head:
+        labels = int(config.get("num_labels") or len(config.get("id2label") or {}) or 1)
+        if labels != 1:
+            raise ValueError(
+                f"base {source.name!r} has {labels} output labels; training supports single-logit rerankers"
+            )
+        return "cross-encoder", pooling
+    return ("sentence-transformer" if pooling else "encoder"), pooling
+
+
+def _add_cls_mean_layer_if_wanted(
+    model: Any, option: ClsMeanOption, *, kind: str, pooling: str | None, ratio: float | None
+) -> bool:
+    """Add the [CLS]-mean layer when ``option`` asks for it (``"auto"``: see the module notes); return whether."""
+    if option == "auto":
+        wanted = (kind == "sentence-transformer" and pooling != "cls") or (
+            kind == "encoder" and ratio is not None and ratio < CLS_SPREAD_THRESHOLD
+        )
+        if wanted and _layers(model) is None:
+            logger.warning("not adding the [CLS]-mean layer: %s is not a BERT-style encoder", model.config.model_type)
+            return False
+    else:
+        wanted = option == "on"
+    if wanted:
+        add_cls_mean_layer(model)
+        logger.info(
+            "added a layer that hands [CLS] the mean of all tokens (base pooling: %s%s)",
+            pooling or "none",
+            f", [CLS] spread ratio {ratio:.3f}" if ratio is not None else "",
+        )
+    return wanted
+
+
+def _freeze(model: Any, *, embeddings: bool, layers: int) -> tuple[str, ...]:
+    """Freeze the embeddings and the lowest ``layers`` encoder layers; return what was frozen, for the card."""
+    frozen: list[str] = []
+    backbone = getattr(model, "base_model", model)
+    if embeddings and getattr(backbone, "embeddings", None) is not None:
+        backbone.embeddings.requires_grad_(False)
+        frozen.append("embeddings")
+    if layers:
+        current = _layers(model)
+        if current is None:
+            raise ValueError("freeze_layers supports BERT-style encoders only")
+        if not 0 <= layers < len(current):
+            raise ValueError(f"freeze_layers must be in [0, {len(current) - 1}], got {layers}")
+        for layer in list(current)[:layers]:
+            layer.requires_grad_(False)
+        frozen.append(f"layers 0-{layers - 1}" if layers > 1 else "layer 0")
+    return tuple(frozen)
 
 
 def load_base(
@@ -291,24 +355,14 @@ def load_base(
     """
     from sentence_transformers import CrossEncoder
 
-    from jp_rerank.loading import load_st_model, resolve_device, resolve_model
+    from jp_rerank.loading import load_st_model, resolve_model
+    from jp_rerank.runtime import resolve_device
 
     if cls_mean_layer not in ("auto", "on", "off"):
         raise ValueError(f"cls_mean_layer must be 'auto', 'on' or 'off', got {cls_mean_layer!r}")
     source = resolve_model(base)
-    config = _read_json(source.location, "config.json", is_local=source.is_local) or {}
-    architectures = [str(a) for a in config.get("architectures") or []]
-    has_head = any(a.endswith("ForSequenceClassification") for a in architectures)
-    pooling = _pooling_mode(source.location, is_local=source.is_local)
-    kind = "cross-encoder" if has_head else "sentence-transformer" if pooling else "encoder"
-    if has_head:
-        labels = int(config.get("num_labels") or len(config.get("id2label") or {}) or 1)
-        if labels != 1:
-            raise ValueError(
-                f"base {source.name!r} has {labels} output labels; training supports single-logit rerankers"
-            )
-    resolved_device = resolve_device(device)
-    ce = load_st_model(CrossEncoder, source, device=resolved_device, num_labels=1, max_length=max_length)
+    kind, pooling = _base_kind(source)
+    ce = load_st_model(CrossEncoder, source, device=resolve_device(device), num_labels=1, max_length=max_length)
     model = ce.model
     if model is None:
         raise ValueError(f"base {source.name!r} did not load as a sequence-classification model")
@@ -316,45 +370,11 @@ def load_base(
     base_layers = len(layers) if layers is not None else int(getattr(model.config, "num_hidden_layers", 0) or 0)
     if keep_layers is not None:
         keep_first_layers(model, keep_layers)
-    ratio: float | None = None
-    if kind != "cross-encoder" and probe_pairs:
+    ratio = None
+    if kind != "cross-encoder" and probe_pairs:  # a headless base: does its [CLS] state follow the input?
         ratio = cls_spread_ratio(model, ce.tokenizer, probe_pairs[:16], max_length=min(max_length, 256))
-        logger.info("[CLS] spread / mean-pooled spread of the base: %.3f", ratio)
-    if cls_mean_layer == "on":
-        apply = True
-    elif cls_mean_layer == "off":
-        apply = False
-    else:
-        apply = (kind == "sentence-transformer" and pooling != "cls") or (
-            kind == "encoder" and ratio is not None and ratio < CLS_SPREAD_THRESHOLD
-        )
-    if apply:
-        if cls_mean_layer == "auto" and _layers(model) is None:
-            logger.warning("not adding the [CLS]-mean layer: %s is not a BERT-style encoder", model.config.model_type)
-            apply = False
-        else:
-            add_cls_mean_layer(model)
-            logger.info(
-                "added a layer that hands [CLS] the mean of all tokens (base pooling: %s%s)",
-                pooling or "none",
-                f", [CLS] spread ratio {ratio:.3f}" if ratio is not None else "",
-            )
-    frozen: list[str] = []
-    backbone = getattr(model, "base_model", model)
-    if freeze_embeddings and getattr(backbone, "embeddings", None) is not None:
-        backbone.embeddings.requires_grad_(False)
-        frozen.append("embeddings")
-    if freeze_layers:
-        current = _layers(model)
-        if current is None:
-            raise ValueError("freeze_layers supports BERT-style encoders only")
-        if not 0 <= freeze_layers < len(current):
-            raise ValueError(f"freeze_layers must be in [0, {len(current) - 1}], got {freeze_layers}")
-        for layer in list(current)[:freeze_layers]:
-            layer.requires_grad_(False)
-        frozen.append(f"layers 0-{freeze_layers - 1}" if freeze_layers > 1 else "layer 0")
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    add = _add_cls_mean_layer_if_wanted(model, cls_mean_layer, kind=kind, pooling=pooling, ratio=ratio)
+    frozen = _freeze(model, embeddings=freeze_embeddings, layers=freeze_layers)
     info = BaseInfo(
         name=str(base),
         location=source.location,
@@ -363,11 +383,11 @@ def load_base(
         pooling=pooling,
         base_layers=base_layers,
         kept_layers=keep_layers,
-        cls_mean_layer=apply,
+        cls_mean_layer=add,
         cls_spread_ratio=ratio,
-        frozen=tuple(frozen),
-        trainable_parameters=trainable,
-        total_parameters=total,
+        frozen=frozen,
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        total_parameters=sum(p.numel() for p in model.parameters()),
         max_length=max_length,
     )
     logger.info(
@@ -377,8 +397,8 @@ def load_base(
         info.model_type,
         len(_layers(model) or []) or base_layers,
         f" (first {keep_layers} kept)" if keep_layers else "",
-        " + [CLS]-mean layer" if apply else "",
-        trainable / 1e6,
-        total / 1e6,
+        " + [CLS]-mean layer" if add else "",
+        info.trainable_parameters / 1e6,
+        info.total_parameters / 1e6,
     )
     return ce, info
