@@ -27,6 +27,7 @@ __all__ = [
     "check_metadata_value",
     "check_metadatas",
     "check_optional_positive_int",
+    "check_pairs",
     "check_positive_int",
     "check_query",
     "check_texts",
@@ -115,6 +116,29 @@ def check_query(query: object, *, name: str = "query") -> str:
             f"{name} is empty or whitespace only once control and format characters (e.g. U+200B) are removed"
         )
     return query
+
+
+def check_pairs(pairs: object, *, name: str = "pairs") -> dict[str, list[tuple[int, str]]]:
+    """Check ``(query, passage)`` pairs and group them by query: ``{query: [(position, passage), ...]}``.
+
+    Raises:
+        TypeError: Not a sequence, an item that is not a two-item tuple or list, or a non-string text (names its
+            position).
+        ValueError: A text holding a lone surrogate (names its position).
+
+    Example:
+        >>> check_pairs([("q1", "a"), ("q2", "b"), ("q1", "c")])
+        {'q1': [(0, 'a'), (2, 'c')], 'q2': [(1, 'b')]}
+    """
+    if isinstance(pairs, str | bytes | Mapping) or not isinstance(pairs, Iterable):
+        raise TypeError(f"{name} must be a sequence of (query, passage) pairs, got {type(pairs).__name__}")
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise TypeError(f"{name}[{i}] must be a (query, passage) pair, got {pair!r:.40}")
+        query, passage = check_texts(pair, name=f"{name}[{i}]")
+        groups.setdefault(query, []).append((i, passage))
+    return groups
 
 
 def check_texts(texts: object, *, name: str = "documents") -> list[str]:

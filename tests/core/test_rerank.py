@@ -252,3 +252,18 @@ def test_missing_local_model_and_offline_hub_give_clear_errors(tmp_path: Path) -
     assert "hotchpotch/japanese-reranker-cross-encoder-small-v1" in message
     assert "offline" in message
     assert "local path" in message
+
+
+def test_score_pairs_scores_mixed_queries_in_input_order(reranker: Reranker) -> None:
+    other = "京都の寺は？"
+    pairs = [(QUERY, DOCS[1]), (other, DOCS[0]), (QUERY, DOCS[0]), (other, DOCS[2])]
+    got = reranker.score_pairs(pairs)
+    by_query = {QUERY: reranker.score(QUERY, DOCS), other: reranker.score(other, DOCS)}
+    want = [float(by_query[q][DOCS.index(p)]) for q, p in pairs]
+    assert got == pytest.approx(want, abs=1e-6)  # batched with other pairs: equal up to padding noise
+    assert all(type(s) is float for s in got)
+    assert reranker.score_pairs([]) == []
+    with pytest.raises(TypeError, match=r"pairs\[1\] must be a \(query, passage\) pair"):
+        reranker.score_pairs([(QUERY, "a"), (QUERY,)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="query is empty"):
+        reranker.score_pairs([(" ", "a")])

@@ -15,6 +15,7 @@ from jp_rerank.checks import (
     DEFAULT_MAX_DOCUMENTS,
     check_limits,
     check_optional_positive_int,
+    check_pairs,
     check_positive_int,
     check_query,
     check_texts,
@@ -304,18 +305,12 @@ class Reranker(ModelHandle):
             >>> len(scores), type(scores[0])
             (2, <class 'float'>)
         """
-        positions: dict[str, list[int]] = {}
-        passages: dict[str, list[str]] = {}
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise TypeError(f"pairs[{i}] must be a (query, passage) pair, got {pair!r:.40}")
-            query, passage = check_texts(pair, name=f"pairs[{i}]")
-            positions.setdefault(query, []).append(i)
-            passages.setdefault(query, []).append(passage)
-        out = [0.0] * len(pairs)
-        scores = self._scores(*self._checked(list(passages), list(passages.values())), None) if passages else []
-        for idx, values in zip(positions.values(), scores, strict=True):
-            for i, value in zip(idx, values.tolist(), strict=True):
+        groups = check_pairs(pairs)
+        texts = [[passage for _, passage in group] for group in groups.values()]
+        out = [0.0] * sum(len(group) for group in groups.values())
+        scores = self._scores(*self._checked(list(groups), texts), None) if groups else []
+        for group, values in zip(groups.values(), scores, strict=True):
+            for (i, _), value in zip(group, values.tolist(), strict=True):
                 out[i] = value
         return out
 

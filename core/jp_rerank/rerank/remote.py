@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from jp_rerank.checks import check_query, check_texts
+from jp_rerank.checks import check_pairs, check_query, check_texts
 from jp_rerank.fusion import RerankFusion
 from jp_rerank.hits import RerankResult, check_threshold, check_top_n
 from jp_rerank.http_client import HttpClient
@@ -99,15 +99,11 @@ class RemoteReranker:
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Score ``(query, passage)`` pairs in any order, one request per distinct query; floats in input order."""
-        positions: dict[str, list[int]] = {}
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise TypeError(f"pairs[{i}] must be a (query, passage) pair, got {pair!r:.40}")
-            query, _ = check_texts(pair, name=f"pairs[{i}]")
-            positions.setdefault(query, []).append(i)
-        out = [0.0] * len(pairs)
-        for query, idx in positions.items():
-            for i, value in zip(idx, self.score(query, [pairs[i][1] for i in idx]).tolist(), strict=True):
+        groups = check_pairs(pairs)
+        out = [0.0] * sum(len(group) for group in groups.values())
+        for query, group in groups.items():
+            values = self.score(query, [passage for _, passage in group]).tolist()
+            for (i, _), value in zip(group, values, strict=True):
                 out[i] = value
         return out
 
