@@ -98,7 +98,7 @@ def _prefix_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_hub_model_saved_without_prompts_gets_the_presets_prefixes_through_the_alias() -> None:
     # The session's HF cache holds me5-small's stand-in saved as the real upload is: no prompts.
     emb = Embedder("me5-small", device="cpu", normalize_text=False, precision="fp32")
-    st = SentenceTransformer("intfloat/multilingual-e5-small", device="cpu", local_files_only=True)
+    st = SentenceTransformer(str(emb.model_folder()), device="cpu")  # the same cached snapshot, loaded by path
     assert not any(st.prompts.get(side) for side in ("query", "document"))  # sentence-transformers has none
     assert (emb.prefix("query"), emb.prefix("document")) == ("query: ", "passage: ")
     np.testing.assert_allclose(

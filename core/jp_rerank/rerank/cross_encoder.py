@@ -34,6 +34,7 @@ from jp_rerank.rerank.scoring import (
     Listwise,
     PairScorer,
     ScoringOptions,
+    check_listwise,
     list_softmax,
 )
 from jp_rerank.runtime import resolve_device
@@ -174,7 +175,7 @@ class Reranker(ModelHandle):
             raise ValueError(f"overflow must be 'truncate' or 'window', got {overflow!r}")
         if isinstance(window_overlap, bool) or not isinstance(window_overlap, int) or window_overlap < 0:
             raise ValueError(f"window_overlap must be a non-negative int, got {window_overlap!r}")
-        self.listwise: Listwise = _check_listwise(listwise)
+        self.listwise: Listwise = check_listwise(listwise)
         if backend != "auto" or precision != "auto":
             plan_scoring(backend, precision, "cpu", cpu="baseline")  # validates the options and their combination
         self.batch_size = batch_size
@@ -440,7 +441,7 @@ class Reranker(ModelHandle):
         """Check the ranking arguments of a call before any work; returns ``top_n`` and the list-wise mode."""
         checked = check_top_n(top_n)
         check_threshold(score_threshold)
-        return checked, self.listwise if listwise is None else _check_listwise(listwise)
+        return checked, self.listwise if listwise is None else check_listwise(listwise)
 
     def _checked(
         self, queries: Sequence[str], documents: Sequence[Sequence[str]], *, single: bool = False
@@ -475,12 +476,6 @@ class Reranker(ModelHandle):
         if mode == "softmax":
             return [list_softmax(x) for x in self._scores(queries, doc_lists, "none")]
         return self._scores(queries, doc_lists, None)
-
-
-def _check_listwise(listwise: object) -> Listwise:
-    if listwise not in ("none", "softmax"):
-        raise ValueError(f"listwise must be 'none' or 'softmax', got {listwise!r}")
-    return listwise
 
 
 def _check_call_activation(activation: object) -> ActivationName | None:

@@ -19,7 +19,7 @@ from jp_rerank.checks import check_pairs, check_query, check_texts
 from jp_rerank.fusion import RerankFusion
 from jp_rerank.hits import RerankResult, check_threshold, check_top_n
 from jp_rerank.http_client import HttpClient
-from jp_rerank.rerank.scoring import Listwise
+from jp_rerank.rerank.scoring import Listwise, check_listwise
 
 __all__ = ["RemoteReranker"]
 
@@ -124,8 +124,8 @@ class RemoteReranker:
         docs = check_texts(documents, name="documents")
         top_n = check_top_n(top_n)
         check_threshold(score_threshold)
-        if listwise not in (None, "none", "softmax"):
-            raise ValueError(f"listwise must be 'none' or 'softmax', got {listwise!r}")
+        if listwise is not None:
+            check_listwise(listwise)
         if first_stage_scores is not None and len(first_stage_scores) != len(docs):
             raise ValueError(f"got {len(docs)} documents but {len(first_stage_scores)} first-stage scores")
         if not docs:

@@ -25,7 +25,16 @@ from jp_rerank.text import normalize_text
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
 
-__all__ = ["Activation", "ActivationName", "Listwise", "PairScorer", "ScoringOptions", "activate", "list_softmax"]
+__all__ = [
+    "Activation",
+    "ActivationName",
+    "Listwise",
+    "PairScorer",
+    "ScoringOptions",
+    "activate",
+    "check_listwise",
+    "list_softmax",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +231,21 @@ def _resolve_activation(activation: Activation, preset: ModelPreset | None, ce: 
     if "identity" in fn and getattr(ce, "num_labels", 1) == 1:
         return "none"  # the model's own config asks for raw logits
     return "sigmoid" if getattr(ce, "num_labels", 1) == 1 else "softmax"
+
+
+def check_listwise(listwise: object) -> Listwise:
+    """Return ``listwise`` if it is ``"none"`` or ``"softmax"``.
+
+    Raises:
+        ValueError: Anything else.
+
+    Example:
+        >>> check_listwise("softmax")
+        'softmax'
+    """
+    if listwise not in ("none", "softmax"):
+        raise ValueError(f"listwise must be 'none' or 'softmax', got {listwise!r}")
+    return listwise
 
 
 def list_softmax(logits: np.ndarray) -> np.ndarray:
