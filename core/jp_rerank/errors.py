@@ -18,6 +18,7 @@ __all__ = [
     "ModelLoadError",
     "ServerAuthError",
     "ServerUnavailableError",
+    "TimeBudgetError",
     "TrainingDataError",
 ]
 
@@ -56,6 +57,10 @@ class CliInputError(InputFormatError):
 
 class TrainingDataError(JpRerankError, ValueError):
     """A training file is missing something or holds a malformed row (the message names file and line)."""
+
+
+class TimeBudgetError(JpRerankError, ValueError):
+    """A training run's time budget was used up before training could start (the message says by what)."""
 
 
 class ServerUnavailableError(JpRerankError, ConnectionError):

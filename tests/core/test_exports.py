@@ -1,5 +1,6 @@
-"""Exports made automatically on first use (OpenVINO): cached, reused by another process, safe when two processes
-export at once, a read-only model folder falls back to the user cache, and the torch weights are let go."""
+"""OpenVINO exports made on first use of a backend asked for (``auto`` never picks one): cached, reused by another
+process, safe when two processes export at once, a read-only model folder falls back to the user cache, and the
+torch weights are let go."""
 
 from __future__ import annotations
 
@@ -34,14 +35,13 @@ def model(xlmr_ce_path: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def auto_picks_openvino_int8(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make this machine look like a VNNI CPU without native bf16 (where auto picks OpenVINO int8)."""
-    monkeypatch.delenv(plans.BACKEND_ENV, raising=False)
-    monkeypatch.setattr(plans, "cpu_class", lambda features=None: "vnni")
+def openvino_int8_opted_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a user does process-wide to get OpenVINO int8 (``auto`` never picks an export plan by itself)."""
+    monkeypatch.setenv(plans.BACKEND_ENV, "openvino-int8")
 
 
-def test_auto_exports_once_on_first_use_and_reuses_it(
-    model: Path, auto_picks_openvino_int8: None, caplog: pytest.LogCaptureFixture, retrain_in_place: Callable[..., None]
+def test_an_opted_in_export_is_made_once_on_first_use_and_reused(
+    model: Path, openvino_int8_opted_in: None, caplog: pytest.LogCaptureFixture, retrain_in_place: Callable[..., None]
 ) -> None:
     first = Reranker(model, device="cpu")
     with caplog.at_level("WARNING", logger="jp_rerank.rerank.exports"):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jp_rerank import Embedder, Reranker
+from jp_rerank import Embedder, Reranker, RerankResult
 from jp_rerank.data import load_demo_corpus, load_demo_queries
 from jp_rerank.lexical import BM25Index
 from jp_rerank.rerank import scoring
@@ -60,9 +60,14 @@ def run_threads(fn: Callable[[int], Any], n: int = N) -> list[Any]:
 
 
 def assert_same_rankings(got: list[Any], want: list[Any]) -> None:
+    """The results a call gets alone: concurrent calls share forward passes, whose batches pad differently, so
+    scores agree to float32 noise and only documents whose scores are that close may swap places."""
     for g, w in zip(got, want, strict=True):
-        assert [r.index for r in g] == [r.index for r in w]
-        np.testing.assert_array_equal([r.score for r in g], [r.score for r in w])
+        by_index = {r.index: r.score for r in w}
+        assert sorted(by_index) == sorted(r.index for r in g)
+        np.testing.assert_allclose([r.score for r in g], [by_index[r.index] for r in g], atol=1e-5)
+        for mine, theirs in zip(g, w, strict=True):
+            assert mine.index == theirs.index or abs(mine.score - theirs.score) <= 1e-5
 
 
 @pytest.mark.slow
@@ -127,7 +132,7 @@ def test_32_asyncio_tasks_through_the_adapters_share_one_model(xlmr_ce_path: Pat
     want_rank = [reranker.rerank(q, docs) for q, docs in requests]
     want_docs = [embedder.embed_documents(docs).tolist() for _, docs in requests]
 
-    async def one(i: int) -> tuple[list[int], list[int], list[list[float]], list[list[float]]]:
+    async def one(i: int) -> tuple[list[RerankResult], list[RerankResult], list[list[float]], list[list[float]]]:
         q, docs = requests[i]
         lc_docs = [Document(page_content=t, metadata={"i": j}) for j, t in enumerate(docs)]
         nodes = [NodeWithScore(node=TextNode(text=t, id_=str(j))) for j, t in enumerate(docs)]
@@ -137,15 +142,16 @@ def test_32_asyncio_tasks_through_the_adapters_share_one_model(xlmr_ce_path: Pat
             lc_embed.aembed_documents(docs),
             li_embed.aget_text_embedding_batch(docs),
         )
-        return [x.metadata["i"] for x in a], [int(n.node.id_) for n in b], c, d
+        lc_got = [RerankResult(x.metadata["i"], x.metadata["relevance_score"]) for x in a]
+        li_got = [RerankResult(int(n.node.id_), float(n.score or 0.0)) for n in b]
+        return lc_got, li_got, c, d
 
     async def main() -> list[Any]:
         return list(await asyncio.gather(*(one(i) for i in range(N))))
 
     got = asyncio.run(main())
-    for (lc_order, li_order, lc_vecs, li_vecs), want, vecs in zip(got, want_rank, want_docs, strict=True):
-        assert lc_order == [r.index for r in want]
-        assert li_order == [r.index for r in want]
+    for (lc_got, li_got, lc_vecs, li_vecs), want, vecs in zip(got, want_rank, want_docs, strict=True):
+        assert_same_rankings([lc_got, li_got], [want, want])
         assert lc_vecs == vecs
         assert li_vecs == vecs
 

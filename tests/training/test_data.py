@@ -115,6 +115,56 @@ def test_a_passage_over_the_character_cap_is_refused_at_its_line(tmp_path: Path)
         load_training_data(path)
 
 
+_GOOD = json.dumps({"query": "富士山の高さは？", "positive": FUJI}, ensure_ascii=False).encode()
+_LAST = json.dumps({"query": "湖は？", "positive": BIWA}, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"query": "質問'.encode() + b'\xff", "positive": "p"}', r"not valid UTF-8 \(byte 0xff at column 14\)"),
+        (b'{"query": "q", "positive": "p", "qid": 1' + b"0" * 5000 + b"}", r"invalid JSON \(Exceeds the limit"),
+        (b"[" * 100_000 + b"]" * 100_000, r"invalid JSON \(nested too deeply\)"),
+        (b'{"query": "q", "positive": "p", "qid": NaN}', r"invalid JSON \(NaN is not valid JSON"),
+        (b'{"query": "q\\ud800", "positive": "p"}', r"'query' holds a lone surrogate U\+D800"),
+        (b'{"query": "q", "positive": "' + "あ".encode() * 1_000_001 + b'"}', r"'positive' has 1,000,001 characters"),
+    ],
+    ids=["bad-utf8-byte", "huge-int", "deep-nesting", "nan", "lone-surrogate", "over-char-cap"],
+)
+def test_undecodable_lines_name_file_and_line_and_are_skippable(tmp_path: Path, line: bytes, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\r\n".join([_GOOD, line, _LAST]) + b"\r\n")
+    with pytest.raises(TrainingDataError, match=rf"bad\.jsonl:2: {message}"):
+        load_training_data(path)
+    ts = load_training_data(path, skip_bad_rows=True)
+    assert [q.query for q in ts.queries] == ["富士山の高さは？", "湖は？"]  # the rest of the file is still read
+    assert ts.skipped == 1
+
+
+def test_bad_utf8_byte_in_csv_and_qrels_is_one_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(f"q,{FUJI},1\n".encode() + b'q2,"two\nlines \xff",1\n' + f"q3,{BIWA},1\n".encode())
+    with pytest.raises(TrainingDataError, match=r"bad\.csv:3: not valid UTF-8 \(byte 0xff at column 7\)"):
+        load_training_data(path)
+    ts = load_training_data(path, skip_bad_rows=True)
+    assert [q.query for q in ts.queries] == ["q", "q3"]  # the quoted two-line record holding the byte is left out
+    assert ts.skipped == 1
+    root = _beir(tmp_path / "beir", "query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    (root / "qrels" / "train.tsv").write_bytes(b"q1\td1\t1\nq2\td2\xfe\t1\n")
+    with pytest.raises(TrainingDataError, match=r"train\.tsv:2: not valid UTF-8"):
+        load_training_data(root)
+    assert load_training_data(root, skip_bad_rows=True).skipped == 1
+
+
+def test_lone_cr_line_ends_still_split_lines(tmp_path: Path) -> None:
+    jsonl = tmp_path / "mac.jsonl"
+    jsonl.write_bytes(b"\r".join([_GOOD, b"{oops", _LAST]) + b"\r")
+    with pytest.raises(TrainingDataError, match=r"mac\.jsonl:2: invalid JSON"):
+        load_training_data(jsonl)
+    csv_file = _write(tmp_path / "mac.csv", f"q,{FUJI},1\nq,{BIWA},0\n", newline="\r")
+    assert load_training_data(csv_file).queries[0].negatives == (BIWA,)
+
+
 def test_file_with_only_bad_rows_is_an_error_even_when_skipping(tmp_path: Path) -> None:
     with pytest.raises(TrainingDataError, match="no training question"):
         load_training_data(_write(tmp_path / "x.jsonl", "{oops\n"), skip_bad_rows=True)

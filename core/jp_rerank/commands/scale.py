@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from jp_rerank.errors import CliInputError
@@ -87,9 +88,29 @@ def _embedder_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _has_output(out: str) -> bool:
+    """Whether ``out`` holds something (an index or embeddings folder written before)."""
+    path = Path(out).expanduser()
+    return path.is_file() or (path.is_dir() and any(not p.name.startswith(".tmp") for p in path.iterdir()))
+
+
+def _interrupted(command: str, out: str, previous: str | None) -> int:
+    """Say in one line that ``command`` was interrupted and what became of ``out``; returns exit code 130.
+
+    Args:
+        command: The subcommand.
+        out: Its output folder.
+        previous: What ``out`` held before (``None``: nothing).
+    """
+    kept = f"the previous {previous} in {out} is kept" if previous else f"nothing was written to {out}"
+    sys.stderr.write(f"jp-rerank {command}: interrupted; {kept}\n")
+    return 130  # jp_rerank.cli.EXIT_INTERRUPTED, with the line that says the output was left as it was
+
+
 def _run_embed_corpus(args: argparse.Namespace) -> int:
     from jp_rerank.distributed import DEFAULT_CHUNK_BYTES, embed_corpus
 
+    previous = "embeddings" if _has_output(args.out) else None
     try:
         report = embed_corpus(
             args.inputs,
@@ -103,6 +124,8 @@ def _run_embed_corpus(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             config=ray_config_from_args(args),
         )
+    except KeyboardInterrupt:  # Ray is shut down by now (ray_session), the output written atomically or not at all
+        return _interrupted("embed-corpus", args.out, previous)
     except FileExistsError as exc:
         raise CliInputError(str(exc)) from exc
     sys.stdout.write(
@@ -142,6 +165,7 @@ def _run_build_index(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             options[name] = value
+    previous = "index" if _has_output(args.out) else None
     try:
         report = build_index(
             args.inputs,
@@ -159,6 +183,8 @@ def _run_build_index(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             config=ray_config_from_args(args),
         )
+    except KeyboardInterrupt:  # Ray is shut down by now (ray_session), the index switched in whole or not at all
+        return _interrupted("build-index", args.out, previous)
     except FileExistsError as exc:
         raise CliInputError(str(exc)) from exc
     stages = ", ".join(s for s in (report.bm25 and "bm25", report.vector_backend) if s)

@@ -235,7 +235,12 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--teacher", help="teacher reranker for --loss distill")
     g.add_argument("--epochs", type=float, help="default 1")
     g.add_argument("--max-steps", type=_optional_int, help="stop after N steps")
-    g.add_argument("--time-budget", type=parse_duration, help="stop training after this long (45m, 1h30m, 900)")
+    g.add_argument(
+        "--time-budget",
+        type=parse_duration,
+        help="how long the whole run may take (45m, 1h30m, 900): reading, mining, held-out scoring (at most 10%% of "
+        "it before and after, as many questions as fit), training (what is left) and saving",
+    )
     g.add_argument(
         "--budget-clock",
         choices=["wall", "cpu"],

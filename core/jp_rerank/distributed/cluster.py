@@ -20,19 +20,28 @@ import logging
 import os
 import pickle
 import sys
+import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from jp_rerank.distributed.interrupt import DeferredSigint
+
 __all__ = ["ItemWorker", "RayConfig", "ray_session", "require_ray", "run_pool", "set_worker_threads"]
 
 logger = logging.getLogger(__name__)
+
+_Pools = weakref.WeakSet[Generator[dict[str, Any], None, None]]
+_SESSION_POOLS: ContextVar[_Pools | None] = ContextVar("jp_rerank_ray_session_pools", default=None)
+"""The row streams of :func:`run_pool` made in the :func:`ray_session` of this thread: closed at its end."""
 
 
 def require_ray() -> ModuleType:
@@ -111,8 +120,13 @@ class RayConfig:
 def ray_session(config: RayConfig) -> Iterator[ModuleType]:
     """Use the Ray connection of this process, or start / join one for the duration of the block.
 
-    A Ray started or joined here is shut down at the end of the block; one that was already initialised (by the
-    caller, or a test fixture) is left running.
+    A Ray started or joined here is shut down at the end of the block, with every process it started; one that
+    was already initialised (by the caller, or a test fixture) is left running. Pools of :func:`run_pool` still
+    open at the end of the block are closed first (their actors stopped).
+
+    Ctrl-C at any moment ends the block with ``KeyboardInterrupt`` after an orderly shutdown: one that arrives
+    while Ray starts is acted on once ``ray.init`` has returned (a second one stops waiting for it), one that
+    arrives while Ray shuts down once it has shut down (see :mod:`jp_rerank.distributed.interrupt`).
 
     Yields:
         The ``ray`` module.
@@ -122,11 +136,25 @@ def ray_session(config: RayConfig) -> Iterator[ModuleType]:
         ...     ray.cluster_resources()["CPU"]
         1.0
     """
-    ray = require_ray()
-    if ray.is_initialized():
-        _check_resources(ray.cluster_resources(), config, "this process's Ray")
+    guard = DeferredSigint(force_on_second=True)
+    with guard:
+        ray = require_ray()
+        where, started = "this process's Ray", False
+        if not ray.is_initialized() and not guard.received:
+            where, started = _init(ray, config), True
+    pools: _Pools = weakref.WeakSet()
+    token = _SESSION_POOLS.set(pools)
+    try:
+        guard.deliver()  # a Ctrl-C while Ray started: stop here, through the shutdown below
+        _check_resources(ray.cluster_resources(), config, where)
         yield ray
-        return
+    finally:
+        _SESSION_POOLS.reset(token)
+        _stop(ray, pools, started)
+
+
+def _init(ray: ModuleType, config: RayConfig) -> str:
+    """``ray.init`` as ``config`` asks (what a failed start left running is shut down); returns where Ray is."""
     address = config.address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = {}
     if address in (None, "local"):  # a Ray started here, for this block only
@@ -134,13 +162,88 @@ def ray_session(config: RayConfig) -> Iterator[ModuleType]:
         if config.num_cpus is not None:
             options["num_cpus"] = config.num_cpus
     options.update(config.init_options)
-    logger.info("connecting to Ray at %s", address or "a new local instance")
-    ray.init(address=address, **options)
+    where = address or "a new local instance"
+    logger.info("connecting to Ray at %s", where)
     try:
-        _check_resources(ray.cluster_resources(), config, address or "a new local instance")
-        yield ray
-    finally:
-        ray.shutdown()
+        ray.init(address=address, **options)
+    except BaseException:
+        _shutdown(ray)
+        raise
+    return where
+
+
+def _stop(ray: ModuleType, pools: _Pools, started: bool) -> None:
+    """Close the session's pools still open and shut down a Ray started here; a Ctrl-C meanwhile is acted on after."""
+    with DeferredSigint() as guard:
+        for rows in list(pools):
+            rows.close()  # Ray Data stops the pool's executor and actors
+        if started:
+            _shutdown(ray)
+    guard.deliver()
+
+
+def _shutdown(ray: ModuleType) -> None:
+    """``ray.shutdown()``, then stop what the processes it started left behind (Ctrl-C deferred meanwhile).
+
+    ``ray.shutdown`` gives the raylet one second to stop its workers and agents; a raylet killed after that
+    (a slow machine, or one interrupted while it started) leaves its agents running for a minute or more.
+    """
+    with DeferredSigint() as guard:
+        processes = _node_processes()
+        try:
+            ray.shutdown()
+        finally:
+            _reap(processes)
+    guard.deliver()
+
+
+def _node_processes() -> list[Any]:
+    """The processes of the Ray node this process started (none when it joined a cluster), and their children."""
+    import psutil  # a dependency of ray
+
+    node = getattr(sys.modules.get("ray._private.worker"), "_global_node", None)
+    groups: Mapping[str, Sequence[Any]] = getattr(node, "all_processes", None) or {}
+    found: dict[int, Any] = {}
+    for infos in groups.values():
+        for info in infos:
+            pid = getattr(getattr(info, "process", None), "pid", None)
+            if pid is None:
+                continue
+            try:
+                process = psutil.Process(pid)
+                found.update({p.pid: p for p in (process, *process.children(recursive=True))})
+            except psutil.Error:  # already gone
+                continue
+    return list(found.values())
+
+
+def _reap(processes: Sequence[Any], grace_s: float = 3.0) -> None:
+    """Wait up to ``grace_s`` for ``processes`` to end, then terminate and at last kill those still running."""
+    import psutil
+
+    def running(p: Any) -> bool:
+        try:
+            return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
+    alive = [p for p in processes if running(p)]
+    for action, wait_s in ((None, grace_s), ("terminate", 2.0), ("kill", 2.0)):
+        if action is not None:
+            if action == "terminate":
+                logger.info("stopping %d Ray processes left after ray.shutdown()", len(alive))
+            for p in alive:
+                try:
+                    getattr(p, action)()
+                except psutil.Error:
+                    continue
+        deadline = time.monotonic() + wait_s
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [p for p in alive if running(p)]
+        if not alive:
+            return
+    logger.warning("%d Ray processes did not stop: %s", len(alive), ", ".join(str(p.pid) for p in alive))
 
 
 def _check_resources(resources: dict[str, float], config: RayConfig, where: str) -> None:
@@ -261,14 +364,31 @@ def run_pool(
         config: Cluster, pool size and retries.
         name: Name of the job in logs.
 
-    Yields:
-        The rows ``worker.process`` returned, with their ``"item"``, item 0 first.
+    Returns:
+        A generator of the rows ``worker.process`` returned, with their ``"item"``, item 0 first. The pool starts
+        when the first row is asked for, and stops when the generator is exhausted or closed, or at the end of
+        the :func:`ray_session` it runs in.
 
     Raises:
         RuntimeError: If an item's output is missing or out of order (never expected from Ray; checked so that a
             bug cannot silently drop or repeat passages).
         Exception: The first error a worker raised, as raised there (e.g. ``ValueError`` for a malformed line).
     """
+    rows = _pool_rows(items, worker, worker_kwargs, config, name)
+    pools = _SESSION_POOLS.get()
+    if pools is not None:
+        pools.add(rows)
+    return rows
+
+
+def _pool_rows(
+    items: Sequence[Mapping[str, Any]],
+    worker: type[ItemWorker],
+    worker_kwargs: Mapping[str, Any],
+    config: RayConfig,
+    name: str,
+) -> Generator[dict[str, Any], None, None]:
+    """The generator :func:`run_pool` returns."""
     ray = require_ray()  # imports ray.data too
 
     n = len(items)
@@ -305,8 +425,19 @@ def run_pool(
 
 def _consume(mapped: Any, n: int, name: str) -> Iterator[dict[str, Any]]:
     """Yield the output rows of ``mapped`` in item order, each item exactly once."""
+    batches = iter(mapped.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2))
+    try:
+        yield from _checked(batches, n, name)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # stops Ray Data's executor (and the pool's actors) now, not when garbage collected
+
+
+def _checked(batches: Iterator[Any], n: int, name: str) -> Iterator[dict[str, Any]]:
+    """The rows of Ray Data's output ``batches``, checked: in item order, each item once, a worker's error raised."""
     expected = 0
-    for batch in mapped.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+    for batch in batches:
         for item, error, row in zip(batch["item"], batch["error"], batch["row"], strict=True):
             if int(item) < expected:  # a repeated output of an item already consumed: drop it
                 logger.warning("%s: dropping a repeated output of work item %d", name, int(item))

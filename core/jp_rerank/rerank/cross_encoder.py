@@ -466,10 +466,8 @@ class Reranker(ModelHandle):
         """Checked texts in, one float32 score array per query out (the model loads on the first passage)."""
         if not any(doc_lists):
             return [np.zeros(0, dtype=np.float32) for _ in doc_lists]
-        scorer = self._load()
-        with self._lock:
-            options = ScoringOptions(self.batch_size, self.overflow, self.window_overlap, self.normalize_text)
-            return scorer.score_many(queries, doc_lists, options, activation)
+        options = ScoringOptions(self.batch_size, self.overflow, self.window_overlap, self.normalize_text)
+        return self._load().shared.run((options, activation), queries, doc_lists)
 
     def _ranking_scores(self, queries: list[str], doc_lists: list[list[str]], mode: Listwise) -> list[np.ndarray]:
         """The scores a ranking uses: per pair, or each query's shares of relevance (``"softmax"``)."""

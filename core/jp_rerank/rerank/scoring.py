@@ -9,8 +9,9 @@ call as :class:`ScoringOptions`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -19,7 +20,14 @@ from jp_rerank.presets import ModelPreset
 from jp_rerank.rerank.backends import ScoringBackend, run_batches
 from jp_rerank.rerank.factory import ExportTarget, make_backend
 from jp_rerank.rerank.pairs import Overflow, PairEncoder, PairTemplate
-from jp_rerank.rerank.plans import BackendOption, PrecisionOption, ScoringPlan, default_token_budget, plan_scoring
+from jp_rerank.rerank.plans import (
+    BackendOption,
+    PrecisionOption,
+    ScoringPlan,
+    default_token_budget,
+    plan_scoring,
+)
+from jp_rerank.rerank.sharing import SharedScoring
 from jp_rerank.text import normalize_text
 
 if TYPE_CHECKING:
@@ -69,7 +77,8 @@ class ScoringOptions:
 class PairScorer:
     """A loaded cross-encoder ready to score: its encoder, backend, plan, activation and token budget.
 
-    Built by :meth:`load`; one instance is shared by a reranker and its deep copies, and used under their lock.
+    Built by :meth:`load`; one instance is shared by a reranker and its deep copies, whose concurrent calls go
+    through :attr:`shared` (one forward pass at a time, requests that wait combined).
     """
 
     def __init__(
@@ -88,6 +97,8 @@ class PairScorer:
         self.token_budget = token_budget
         self.model = model
         """The torch model when torch scores; ``None`` when an export serves (its weights are not kept)."""
+        self.shared = SharedScoring[np.ndarray](self._score_shared)
+        """Concurrent calls, combined: ``shared.run((options, activation), queries, doc_lists)``."""
 
     @property
     def tokenizer(self) -> Any:
@@ -174,6 +185,10 @@ class PairScorer:
         for pair, (qi, di) in enumerate(request.owners):
             out_lists[qi][di] = pair_scores[pair]
         return out_lists
+
+    def _score_shared(self, key: Hashable, queries: list[str], doc_lists: list[list[str]]) -> list[np.ndarray]:
+        options, activation = cast("tuple[ScoringOptions, ActivationName | None]", key)
+        return self.score_many(queries, doc_lists, options, activation)
 
     def _keep_budget(self, budget: int) -> None:
         self.token_budget = budget

@@ -164,8 +164,9 @@ class Trainer(CrossEncoderTrainer):
 
 
 class BudgetCallback(TrainerCallback):
-    """Stop (and save a checkpoint) when the time budget of this run is spent; shrink the plan to fit it.
+    """Stop (and save a checkpoint) when the loop's share of the time budget is spent; shrink the plan to fit it.
 
+    ``budget_s`` counts from when the callback is made (the trainer is built), so setting up counts too.
     ``clock="wall"`` counts elapsed time; ``clock="cpu"`` counts this process's CPU time (all threads), so that
     other jobs on a shared machine do not use up the budget.
     """
@@ -176,6 +177,7 @@ class BudgetCallback(TrainerCallback):
         self.clock = clock
         self.start = time.monotonic()
         self.start_clock = self._now()
+        self.loop_clock = self.start_clock
         self.first_step: int | None = None
         self.stopped = False
 
@@ -183,12 +185,12 @@ class BudgetCallback(TrainerCallback):
         return time.process_time() if self.clock == "cpu" else time.monotonic()
 
     def spent(self) -> float:
-        """Budget seconds used since training (re)started."""
+        """Budget seconds used since the trainer was built."""
         return self._now() - self.start_clock
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.start = time.monotonic()
-        self.start_clock = self._now()
+        self.start = time.monotonic()  # for the speed; the budget's clock runs on from when the trainer was built
+        self.loop_clock = self._now()
         self.first_step = state.global_step
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
@@ -197,7 +199,7 @@ class BudgetCallback(TrainerCallback):
         spent = self.spent()
         done = state.global_step - (self.first_step or 0)
         if done >= 5:
-            per_step = spent / done
+            per_step = max(1e-9, (self._now() - self.loop_clock) / done)
             fit = state.global_step + int(max(0.0, self.budget_s - spent) / per_step)
             self.plan.total = max(state.global_step + 1, min(self.plan.nominal, fit))
         if spent >= self.budget_s and state.global_step < state.max_steps:
@@ -228,9 +230,11 @@ class LogCallback(TrainerCallback):
         done = max(1, step - (self.budget.first_step or 0))
         per_step = elapsed / done
         total = min(self.plan.total, state.max_steps)
+        eta = max(0, total - step) * per_step
         budget = ""
         if self.budget.budget_s is not None:
             left = max(0.0, self.budget.budget_s - self.budget.spent())
+            eta = min(eta, left)  # the budget stops it first (the plan only shrinks to fit after a few steps)
             budget = f"  budget left {left:.0f} s ({self.budget.clock})"
         logger.info(
             "step %d/%d  loss %.4f  lr %.2e  %.2f s/step  %.1f pairs/s  elapsed %.0f s  left ~%.0f s%s",
@@ -241,7 +245,7 @@ class LogCallback(TrainerCallback):
             per_step,
             self.pairs_per_step / per_step if per_step > 0 else 0.0,
             elapsed,
-            max(0, total - step) * per_step,
+            eta,
             budget,
         )
 

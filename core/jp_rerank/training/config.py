@@ -119,8 +119,11 @@ class TrainConfig:
         teacher: Teacher reranker for ``"distill"`` (alias, hub id or folder); its raw logits are the targets.
         epochs: Passes over the training pairs.
         max_steps: Stop after this many optimizer steps (overrides ``epochs``).
-        time_budget: Seconds of training (this run) after which training stops cleanly, saves and evaluates. The
-            learning-rate schedule is shortened to end at the budget.
+        time_budget: Seconds the whole run (this call) may take: reading and mining the data, held-out scoring
+            (at most a tenth of the budget before and after training: as many questions as fit), training and
+            saving. Training gets what is left and stops cleanly, saves and evaluates; its learning-rate schedule
+            is shortened to end at the budget. A run whose steps before training leave under a tenth of the
+            budget to train is refused before it trains (:class:`~jp_rerank.errors.TimeBudgetError`).
         budget_clock: ``"wall"`` (elapsed time) or ``"cpu"`` (this process's CPU time over all threads, so that
             other jobs on a shared machine do not use up the budget).
         batch_size: Pairs per step (for ``"listwise"``: pairs per step, divided into whole lists).

@@ -209,14 +209,19 @@ def _make_trainer(
     *,
     pairs_per_row: float,
     extra: Sequence[TrainerCallback],
+    time_left: Callable[[], float] | None = None,
 ) -> tuple[Any, Any]:
-    """The trainer with jp-rerank's schedule and callbacks, and its budget callback (which knows why it stopped)."""
+    """The trainer with jp-rerank's schedule and callbacks, and its budget callback (which knows why it stopped).
+
+    The budget of the loop is ``time_left()`` asked now (default: ``cfg.time_budget``); its clock starts now.
+    """
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from jp_rerank.training import _hf
 
     plan = _hf.StepPlan(cfg.warmup_ratio)
-    budget = _hf.BudgetCallback(cfg.time_budget, plan, cfg.budget_clock)
+    budget_s = max(0.0, time_left()) if time_left is not None else cfg.time_budget
+    budget = _hf.BudgetCallback(budget_s, plan, cfg.budget_clock)
     pairs_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * pairs_per_row
     log_cb = _hf.LogCallback(plan, budget, pairs_per_step=pairs_per_step)
     trainer = _hf.Trainer(
@@ -228,7 +233,7 @@ def _make_trainer(
     if cfg.progress:
         trainer.add_callback(_hf.QuietProgressCallback)
     schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
-    if schedule != "linear" and cfg.time_budget:
+    if schedule != "linear" and budget_s is not None:
         logger.warning("the %s learning-rate schedule runs over the planned steps, not to the time budget", schedule)
     return trainer, budget
 
@@ -260,10 +265,13 @@ def fit(
     resume: bool,
     callbacks: Sequence[TrainerCallback] | None = None,
     on_start: Callable[[], None] = lambda: None,
+    time_left: Callable[[], float] | None = None,
 ) -> Fitted:
     """Train ``ce`` in place on ``train_set``, checkpointing into ``work`` (from its last checkpoint if ``resume``).
 
     ``on_start`` runs once everything is built, just before the first step (the run records that it is training).
+    ``time_left`` gives the seconds the loop may take, asked as the trainer is built (default: ``cfg.time_budget``
+    seconds; :func:`~jp_rerank.training.train` passes what is left of the run's budget).
     """
     dataset, counts = build_dataset(cfg, train_set, teacher)
     loss, loss_info = _build_loss(cfg, ce, counts)
@@ -271,7 +279,9 @@ def fit(
     per_step = _rows_per_step(cfg, counts)
     args = trainer_arguments(cfg, work, per_step=per_step, bf16=bf16, device=device)
     pairs_per_row = counts["pairs"] / max(1, counts["rows"])
-    trainer, budget = _make_trainer(cfg, ce, args, dataset, loss, pairs_per_row=pairs_per_row, extra=callbacks or ())
+    trainer, budget = _make_trainer(
+        cfg, ce, args, dataset, loss, pairs_per_row=pairs_per_row, extra=callbacks or (), time_left=time_left
+    )
     checkpoint = last_complete_checkpoint(work) if resume and work.is_dir() else None
     if resume and checkpoint is None:
         logger.warning("no checkpoint in %s yet: training from the start with the prepared data", work)
@@ -284,7 +294,7 @@ def fit(
         cfg.learning_rate,
         "bf16 autocast" if bf16 else "fp32",
         f", max {cfg.max_steps} steps" if cfg.max_steps else f", {cfg.epochs:g} epochs",
-        f", budget {cfg.time_budget:.0f} s ({cfg.budget_clock})" if cfg.time_budget else "",
+        f", {budget.budget_s:.0f} s of the time budget ({cfg.budget_clock})" if budget.budget_s is not None else "",
     )
     on_start()
     seconds = _train(trainer, checkpoint, work)

@@ -12,7 +12,8 @@ import gc
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from jp_rerank.training.trainingset import TrainingSet
 __all__ = [
     "EVAL_METRICS",
     "HeldOut",
+    "HeldOutScore",
     "build_heldout",
     "first_stage_metrics",
     "format_metrics",
@@ -126,6 +128,18 @@ class HeldOut:
         """Number of (question, candidate) pairs scored per evaluation."""
         return sum(len(c) for c in self.candidates.values())
 
+    def head(self, n: int) -> HeldOut:
+        """The first ``n`` questions (in file order) with their candidates and passages."""
+        keep = list(self.queries)[: max(0, n)]
+        candidates = {q: self.candidates[q] for q in keep}
+        wanted = {d for hits in candidates.values() for d, _ in hits}
+        return HeldOut(
+            queries={q: self.queries[q] for q in keep},
+            qrels={q: self.qrels[q] for q in keep},
+            candidates=candidates,
+            passages={d: text for d, text in self.passages.items() if d in wanted},
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
         return {
@@ -174,6 +188,47 @@ def first_stage_metrics(heldout: HeldOut, depth: int) -> dict[str, float]:
     return _metrics(run, heldout.qrels, depth)
 
 
+@dataclass(frozen=True)
+class HeldOutScore:
+    """Held-out metrics of one model, and how much of the split they cover.
+
+    Attributes:
+        metrics: The metrics over the questions scored (empty when none could be).
+        questions: Questions covered: the first ``questions`` of the split, in file order.
+        total: Questions in the split.
+        seconds: Seconds taken, loading the model included (on the clock scoring was timed with).
+    """
+
+    metrics: dict[str, float]
+    questions: int
+    total: int
+    seconds: float
+
+
+def _block_size(heldout: HeldOut, order: list[str], done: int, room: float | None, per_pair: float | None) -> int:
+    """How many of the next questions to score: a block, or (with a time limit) what fits in ``room`` seconds."""
+    if room is None:
+        return min(_SCORE_BLOCK, len(order) - done)
+    if per_pair is None:
+        return 1  # the first question alone, to measure the speed
+    n, cost = 0, 0.0
+    for q in order[done : done + _SCORE_BLOCK]:
+        cost += len(heldout.candidates[q]) * per_pair
+        if cost > room:
+            break
+        n += 1
+    return n
+
+
+def _rank(values: Any, hits: list[tuple[str, float]]) -> dict[str, float]:
+    import numpy as np
+
+    values = np.where(np.isfinite(values), values, -1e9)
+    ids = [d for d, _ in hits]
+    order = sorted(range(len(ids)), key=lambda i: -float(values[i]))
+    return {ids[i]: float(values[i]) for i in order}
+
+
 def score_heldout(
     model: str | os.PathLike[str],
     heldout: HeldOut,
@@ -183,30 +238,52 @@ def score_heldout(
     device: str | None,
     desc: str,
     max_length: int | None = None,
-) -> dict[str, float]:
-    """Rerank the held-out candidates with ``Reranker(model)`` and return the metrics."""
-    import numpy as np
+    max_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> HeldOutScore:
+    """Rerank the held-out candidates with ``Reranker(model)`` and return the metrics.
+
+    With ``max_seconds``, scoring (loading the model included, timed with ``clock``) stops before questions that
+    would not fit: the first question is scored alone to measure the speed, then as many as fit. The metrics then
+    cover the first :attr:`HeldOutScore.questions` questions, and a log line says so.
+    """
     from tqdm.auto import tqdm
 
     from jp_rerank.rerank import Reranker
 
+    started = clock()
     reranker = Reranker(model, precision=precision, device=device, max_length=max_length)  # type: ignore[arg-type]
     run: dict[str, dict[str, float]] = {}
-    qids = [q for q in heldout.queries if heldout.candidates[q]]
+    order, done, pairs, scoring = list(heldout.queries), 0, 0, 0.0
     with tqdm(total=heldout.num_pairs, desc=desc, unit="pair") as bar:
-        for start in range(0, len(qids), _SCORE_BLOCK):
-            chunk = qids[start : start + _SCORE_BLOCK]
+        while done < len(order):
+            room = None if max_seconds is None else max_seconds - (clock() - started)
+            n = _block_size(heldout, order, done, room, scoring / pairs if pairs else None)
+            if n == 0:
+                break
+            chunk = [q for q in order[done : done + n] if heldout.candidates[q]]
+            t0 = clock()
             docs = [[heldout.passages[d] for d, _ in heldout.candidates[q]] for q in chunk]
-            scores = reranker.score_many([heldout.queries[q] for q in chunk], docs)
-            for q, values in zip(chunk, scores, strict=True):
-                values = np.where(np.isfinite(values), values, -1e9)
-                ids = [d for d, _ in heldout.candidates[q]]
-                order = sorted(range(len(ids)), key=lambda i: -float(values[i]))
-                run[q] = {ids[i]: float(values[i]) for i in order}
-                bar.update(len(ids))
+            for q, values in zip(chunk, reranker.score_many([heldout.queries[q] for q in chunk], docs), strict=True):
+                run[q] = _rank(values, heldout.candidates[q])
+                bar.update(len(heldout.candidates[q]))
+                pairs += len(heldout.candidates[q])
+            scoring += clock() - t0
+            done += n
     del reranker
     gc.collect()
-    return _metrics(run, heldout.qrels, depth)
+    seconds = clock() - started
+    if done < len(order):
+        logger.info(
+            "%s: scored %d of %d held-out questions, what fits in %.1f s of the time budget (%.1f pairs/s)",
+            desc,
+            done,
+            len(order),
+            max_seconds or 0.0,
+            pairs / scoring if scoring > 0 else 0.0,
+        )
+    metrics = _metrics(run, heldout.head(done).qrels, depth) if run else {}
+    return HeldOutScore(metrics=metrics, questions=done, total=len(order), seconds=seconds)
 
 
 def format_metrics(metrics: Mapping[str, float]) -> str:

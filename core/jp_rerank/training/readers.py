@@ -16,22 +16,25 @@ Formats (chosen by :func:`detect_format` from the path):
   pair, grouped by question; ``label > 0`` is a positive, ``0`` a negative.
 
 A malformed row raises :class:`TrainingDataError` naming the file and line. With ``skip_bad_rows=True`` such rows
-are left out instead, counted in :attr:`TrainingSet.skipped` and reported in one warning. Files may start with a
-UTF-8 byte-order mark and use CRLF line ends.
+are left out instead, counted in :attr:`TrainingSet.skipped` and reported in one warning. Files are read as bytes and
+decoded line by line, so a line that is not valid UTF-8 is one bad row, as is a JSON line with NaN, an integer over
+Python's 4300-digit limit or nesting deeper than Python can parse. Files may start with a UTF-8 byte-order mark and
+use CRLF line ends.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import json
 import logging
 import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
-from jp_rerank.errors import TrainingDataError
+from jp_rerank.errors import InputFormatError, TrainingDataError
+from jp_rerank.records import parse_json_line
 from jp_rerank.training.trainingset import TrainingSet, TrainingSetBuilder, check_readable, short, text_value
 
 __all__ = ["DataFormat", "detect_format", "load_corpus", "load_training_data"]
@@ -41,7 +44,6 @@ logger = logging.getLogger(__name__)
 DataFormat = Literal["auto", "jsonl", "beir", "csv"]
 """Input formats of :func:`load_training_data` (``"auto"`` picks one from the path)."""
 
-_ENCODING = "utf-8-sig"  # reads plain UTF-8 too, and drops a leading byte-order mark
 _CSV_COLUMNS = ("query", "passage", "label")
 
 
@@ -89,17 +91,42 @@ def detect_format(path: str | os.PathLike[str]) -> Literal["jsonl", "beir", "csv
 # ------------------------------------------------------------------------------------------ JSONL
 
 
+def _raw_lines(fh: BinaryIO) -> Iterator[bytes]:
+    """The lines of a binary file, ending in LF, CRLF or a lone CR (where text mode would split them)."""
+    for chunk in fh:
+        yield from chunk.splitlines(keepends=True)
+
+
+def _decoded(raw: bytes, line_no: int, where: str) -> str:
+    """One line of a file read as bytes, decoded as UTF-8 (a byte-order mark on line 1 dropped)."""
+    if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
+        raise TrainingDataError(
+            f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save the file as UTF-8"
+        ) from None
+
+
 def _json_lines(path: Path, skipper: _Skipper) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``("file:line", object)`` for each non-blank line that is a JSON object."""
-    with path.open(encoding=_ENCODING, newline=None) as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    """Yield ``("file:line", object)`` for each non-blank line that is a JSON object.
+
+    The file is read as bytes and each line decoded on its own, so a line that is not UTF-8 is one bad row. Lines
+    are strict JSON (:func:`jp_rerank.records.parse_json_line`): no NaN / Infinity, no integer over Python's digit
+    limit, no nesting deeper than Python can parse, each refused naming its line.
+    """
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(_raw_lines(fh), 1):
             where = f"{path}:{line_no}"
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                skipper.bad(TrainingDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})"))
+                line = _decoded(raw, line_no, where)
+                if not line.strip():
+                    continue
+                row = parse_json_line(line, where)
+            except (TrainingDataError, InputFormatError) as exc:  # both name ``where``
+                skipper.bad(exc if isinstance(exc, TrainingDataError) else TrainingDataError(str(exc)))
                 continue
             if not isinstance(row, dict):
                 skipper.bad(TrainingDataError(f"{where}: expected a JSON object, got {type(row).__name__}"))
@@ -151,15 +178,30 @@ def _read_jsonl(path: Path, skipper: _Skipper) -> TrainingSetBuilder:
 # ------------------------------------------------------------------------------------------ CSV
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+def _text_lines(path: Path, bad: dict[int, TrainingDataError]) -> Iterator[str]:
+    """The decoded lines of ``path``; a line that is not UTF-8 is decoded with U+FFFD and its error put in ``bad``."""
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(_raw_lines(fh), 1):
+            try:
+                yield _decoded(raw, line_no, f"{path}:{line_no}")
+            except TrainingDataError as exc:
+                bad[line_no] = exc
+                yield raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str], TrainingDataError | None]]:
+    """Yield ``(last line number, columns, error)`` per record; ``error``: a line of it is not valid UTF-8."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(encoding=_ENCODING, newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            for cols in reader:
-                yield reader.line_num, cols
-        except csv.Error as exc:
-            raise TrainingDataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc
+    bad: dict[int, TrainingDataError] = {}
+    reader = csv.reader(_text_lines(path, bad), delimiter=delimiter)
+    first = 1
+    try:
+        for cols in reader:
+            error = next((bad[n] for n in range(first, reader.line_num + 1) if n in bad), None)
+            yield reader.line_num, cols, error
+            first = reader.line_num + 1
+    except csv.Error as exc:
+        raise TrainingDataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc
 
 
 def _csv_pair(cols: list[str], columns: tuple[int, int, int], where: str) -> tuple[str, str, float]:
@@ -186,8 +228,11 @@ def _csv_groups(path: Path, skipper: _Skipper) -> dict[str, dict[str, Any]]:
     """The rows of a CSV file grouped by question, in file order: ``{query: {"where", "pos", "neg", "lines"}}``."""
     grouped: dict[str, dict[str, Any]] = {}
     columns: tuple[int, int, int] = (0, 1, 2)
-    for line_no, cols in _csv_rows(path):
+    for line_no, cols, error in _csv_rows(path):
         where = f"{path}:{line_no}"
+        if error is not None:
+            skipper.bad(error)
+            continue
         if not cols or all(not c.strip() for c in cols):
             continue
         lowered = [c.strip().lower() for c in cols]
@@ -297,18 +342,19 @@ def _beir_judgements(
 ) -> dict[str, dict[str, Any]]:
     """Query id → ``{"where", "pos": [corpus ids], "neg": [corpus ids]}``, in file order."""
     judged: dict[str, dict[str, Any]] = {}
-    with path.open(encoding=_ENCODING, newline="") as fh:
-        for line_no, cols in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            where = f"{path}:{line_no}"
-            if not cols or (line_no == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid")):
-                continue
-            try:
-                qid, did, grade = _qrels_row(cols, where, queries, corpus)
-            except TrainingDataError as exc:
-                skipper.bad(exc)
-                continue
-            entry = judged.setdefault(qid, {"where": where, "pos": [], "neg": []})
-            entry["pos" if grade > 0 else "neg"].append(did)
+    for line_no, cols, error in _csv_rows(path):
+        where = f"{path}:{line_no}"
+        if not cols or (line_no == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid")):
+            continue
+        try:
+            if error is not None:
+                raise error
+            qid, did, grade = _qrels_row(cols, where, queries, corpus)
+        except TrainingDataError as exc:
+            skipper.bad(exc)
+            continue
+        entry = judged.setdefault(qid, {"where": where, "pos": [], "neg": []})
+        entry["pos" if grade > 0 else "neg"].append(did)
     return judged
 
 

@@ -182,7 +182,7 @@ def text_value(value: object, name: str, where: str) -> str:
 
 
 def check_readable(text: str, name: str, where: str) -> None:
-    """Refuse what no model can read, naming the row: blank after normalisation, or over the engine's cap."""
+    """Refuse what no model can read, naming the row: blank after normalisation, over the engine's cap, not text."""
     if is_blank(text):
         what = "empty" if not text.strip() else "only invisible characters (empty once normalised)"
         raise TrainingDataError(f"{where}: {name} is {what}")
@@ -190,6 +190,13 @@ def check_readable(text: str, name: str, where: str) -> None:
         raise TrainingDataError(
             f"{where}: {name} has {len(text):,} characters, over the {DEFAULT_MAX_CHARS:,} a reranker scores"
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate such as JSON's "\ud800": no file or tokenizer takes it
+        raise TrainingDataError(
+            f"{where}: {name} holds a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start}, which is "
+            "not valid Unicode text"
+        ) from None
 
 
 def save_jsonl(training_set: TrainingSet, path: str | os.PathLike[str]) -> Path:
