@@ -302,3 +302,24 @@ def test_build_index_refuses_a_corpus_too_small_for_ivfpq_before_starting_ray(
         build_index([larger], out, embedder="any-model")
     with pytest.raises(ImportError, match="ray"):
         build_index([small], out, embedder="any-model", backend="faiss-flat")
+
+
+def test_csv_and_text_corpora_too_small_for_ivfpq_are_refused_before_starting_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSV and text inputs used to be checked only once the embedding job had run; lone-CR files count too."""
+    from jp_rerank.distributed import build_index
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    csv = tmp_path / "small.csv"
+    csv.write_text("id,text\n" + "".join(f'd{i},"文書{i}\n二行目"\n' for i in range(60)), encoding="utf-8")
+    text = tmp_path / "small.txt"
+    text.write_bytes("\r".join(f"文書{i}" for i in range(50)).encode())  # old Mac line ends, no final break
+    out = tmp_path / "idx"
+    with pytest.raises(ValueError, match=r"at most 172 passages.*at least 256"):  # 121 + 1 and 49 + 1 line breaks
+        build_index([csv, text], out, embedder="any-model")
+    big_text = tmp_path / "big.txt"
+    big_text.write_text("".join(f"文書{i}\n" for i in range(300)), encoding="utf-8")
+    with pytest.raises(ImportError, match="ray"):  # enough lines: the job starts
+        build_index([big_text], out, embedder="any-model")
+    assert not out.exists()

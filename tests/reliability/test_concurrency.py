@@ -59,15 +59,17 @@ def run_threads(fn: Callable[[int], Any], n: int = N) -> list[Any]:
         return list(pool.map(call, range(n)))
 
 
-def assert_same_rankings(got: list[Any], want: list[Any]) -> None:
+def assert_same_rankings(got: list[Any], want: list[Any], reranker: Reranker) -> None:
     """The results a call gets alone: concurrent calls share forward passes, whose batches pad differently, so
-    scores agree to float32 noise and only documents whose scores are that close may swap places."""
+    scores agree to the plan's rounding noise (float32; bf16 autocast, the default on CPUs with native bf16, more)
+    and only documents whose scores are that close may swap places."""
+    noise = 1e-5 if reranker.scoring_plan.precision == "fp32" else 2e-3
     for g, w in zip(got, want, strict=True):
         by_index = {r.index: r.score for r in w}
         assert sorted(by_index) == sorted(r.index for r in g)
-        np.testing.assert_allclose([r.score for r in g], [by_index[r.index] for r in g], atol=1e-5)
+        np.testing.assert_allclose([r.score for r in g], [by_index[r.index] for r in g], atol=noise)
         for mine, theirs in zip(g, w, strict=True):
-            assert mine.index == theirs.index or abs(mine.score - theirs.score) <= 1e-5
+            assert mine.index == theirs.index or abs(mine.score - theirs.score) <= noise
 
 
 @pytest.mark.slow
@@ -86,7 +88,7 @@ def test_32_threads_share_one_reranker_and_one_embedder(xlmr_ce_path: Path, dens
 
     for _ in range(2):
         got = run_threads(mixed)
-        assert_same_rankings([g[0] for g in got], want_rank)
+        assert_same_rankings([g[0] for g in got], want_rank, reranker)
         for (_, d, q), wd, wq in zip(got, want_docs, want_query, strict=True):
             np.testing.assert_array_equal(d, wd)
             np.testing.assert_array_equal(q, wq)
@@ -111,7 +113,7 @@ def test_lazy_load_happens_once_under_a_thundering_herd(
     assert len({id(m) for m in [fresh.model, fresh_emb.model]}) == 2
     first = got[0]
     for g in got[1:]:
-        assert_same_rankings([g[0]], [first[0]])
+        assert_same_rankings([g[0]], [first[0]], fresh)
         np.testing.assert_array_equal(g[1], first[1])
 
 
@@ -151,7 +153,7 @@ def test_32_asyncio_tasks_through_the_adapters_share_one_model(xlmr_ce_path: Pat
 
     got = asyncio.run(main())
     for (lc_got, li_got, lc_vecs, li_vecs), want, vecs in zip(got, want_rank, want_docs, strict=True):
-        assert_same_rankings([lc_got, li_got], [want, want])
+        assert_same_rankings([lc_got, li_got], [want, want], reranker)
         assert lc_vecs == vecs
         assert li_vecs == vecs
 
@@ -171,7 +173,7 @@ def test_engine_calls_from_asyncio_to_thread_match_sequential(xlmr_ce_path: Path
         return list(results[:N]), list(results[N:])
 
     got_rank, got_q = asyncio.run(main())
-    assert_same_rankings(got_rank, want_rank)
+    assert_same_rankings(got_rank, want_rank, reranker)
     np.testing.assert_array_equal(np.stack(got_q), want_q)
 
 

@@ -191,18 +191,18 @@ def _sample_size(train_size: int, batch_size: int) -> int:
 
 
 def _check_trainable(chunks: Sequence[CorpusChunk], sample: int, index_options: Mapping[str, Any]) -> None:
-    """Fail before the job starts if the IVF-PQ index cannot be trained on this corpus (or this sample).
+    r"""Fail before the job starts if the IVF-PQ index cannot be trained on this corpus (or this sample).
 
-    The planned chunks count the lines of JSONL files (blank ones included) and the rows of Parquet files, an
-    upper bound of the passages; CSV and text files are not counted, so a corpus holding them is checked only
-    when the index is trained.
+    The planned chunks count the lines of JSONL files (blank ones included) and the rows of Parquet files; CSV
+    and text files are counted here by their line breaks (``\n`` and ``\r`` alike: a header, blank lines and
+    quoted multi-line records only make fewer passages). Each is an upper bound of the passages.
     """
     nlist, pq_nbits = index_options.get("nlist"), index_options.get("pq_nbits", DEFAULT_PQ_NBITS)
     if not isinstance(pq_nbits, int) or not isinstance(nlist, int | None):
         return  # the index itself names the bad option
     needed = min_train_size(nlist, pq_nbits)
-    at_most = sum(c.lines for c in chunks) if all(c.lines >= 0 for c in chunks) else None
-    if at_most is not None and at_most < needed:
+    at_most = sum(c.lines if c.lines >= 0 else _most_records(c.path) for c in chunks)
+    if at_most < needed:
         raise ValueError(
             f"the corpus holds at most {at_most} passages, too few to train a {_TRAINED_BACKEND!r} index (it needs "
             f"at least {needed} vectors); build a flat index instead (backend='faiss-flat', or `jp-rerank "
@@ -213,6 +213,15 @@ def _check_trainable(chunks: Sequence[CorpusChunk], sample: int, index_options: 
             f"train_size gives a training sample of {sample} vectors, too few to train a {_TRAINED_BACKEND!r} index "
             f"(it needs at least {needed}); raise train_size (--train-size) to {needed} or more"
         )
+
+
+def _most_records(path: str) -> int:
+    """An upper bound of the records of a CSV or text file: its line breaks plus one (read in blocks, no parsing)."""
+    breaks = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            breaks += block.count(b"\n") + block.count(b"\r")
+    return breaks + 1
 
 
 def _build(
