@@ -34,11 +34,13 @@ def _run(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             raise AssertionError(f"{path.name} snippet {i} fails as written: {exc!r}\n{code}") from exc
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_readme_snippets_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _run(ROOT / "README.md", monkeypatch, tmp_path)
 
 
 @pytest.mark.train
+@pytest.mark.usefixtures("tiny_hub")
 def test_training_guide_snippets_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     rows = [
         {"query": f"質問{i}について教えて", "positive": f"質問{i}の答えはこの文書に書いてあります。"} for i in range(24)

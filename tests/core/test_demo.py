@@ -30,6 +30,7 @@ def test_demo_full_pipeline_with_tiny_models(
     assert "timings:" in out
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_demo_with_the_default_aliases_runs_every_stage() -> None:
     """The defaults resolve through the HF cache (tiny stand-ins installed under the presets' hub ids)."""
     buf = io.StringIO()

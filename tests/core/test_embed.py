@@ -95,6 +95,7 @@ def _prefix_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "needs query/passage prefixes" in r.getMessage()]
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_hub_model_saved_without_prompts_gets_the_presets_prefixes_through_the_alias() -> None:
     # The session's HF cache holds me5-small's stand-in saved as the real upload is: no prompts.
     emb = Embedder("me5-small", device="cpu", normalize_text=False, precision="fp32")

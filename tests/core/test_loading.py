@@ -172,6 +172,7 @@ def test_cross_encoder_folder_is_refused_as_an_embedder(
     assert Reranker(st_saved_cross_encoder, device="cpu").score(QUERY, DOCS).shape == (3,)
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_wrong_kind_through_a_hub_id_in_the_cache() -> None:
     # the session's HF cache holds a dense stand-in under me5-small's hub id and a cross-encoder under xsmall's
     with pytest.raises(ModelLoadError, match=r"cannot use 'intfloat/multilingual-e5-small' as a reranker"):
@@ -243,6 +244,7 @@ def online_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("online_mode")
 @pytest.mark.filterwarnings("ignore:A test tried to use socket:UserWarning")  # pytest-socket: the hub is unreachable
+@pytest.mark.usefixtures("tiny_hub")
 def test_unreachable_hub_is_detected_once_and_the_process_goes_offline(caplog: pytest.LogCaptureFixture) -> None:
     # sockets are disabled in the tests, so the hub cannot be reached; the presets are in the session's cache
     assert not hub_offline()

@@ -150,6 +150,7 @@ def test_limit_comes_from_positions_when_the_tokenizer_has_none(mb_path: Path, t
     assert Reranker(folder, max_length=300).max_length == 300
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_default_reranker_is_the_v2_modernbert_and_xsmall_keeps_meaning_v1() -> None:
     assert DEFAULT_RERANKER == "xsmall-v2"
     default = Reranker()
@@ -428,6 +429,7 @@ def test_demo_banner_for_a_v2_reranker_that_is_not_downloaded() -> None:
     assert report.stages == ("bm25",)
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_demo_runs_the_default_v2_reranker_offline() -> None:
     from jp_rerank.demo import run_demo
 

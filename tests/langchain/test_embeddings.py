@@ -217,6 +217,7 @@ def test_encode_and_model_kwargs_errors(dense_path: Path, embedder: Embedder) ->
         JapaneseEmbeddings(embedder=embedder, model_name="static-ja")
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_preset_names_the_prompts_of_a_local_copy(dense_noprompt_path: Path) -> None:
     plain = JapaneseEmbeddings(model_name=dense_noprompt_path)
     named = JapaneseEmbeddings(model_name=dense_noprompt_path, preset="me5-small")

@@ -323,6 +323,7 @@ def test_a_callback_handler_sees_the_rerank_step(reranker: Reranker, docs: list[
     assert isinstance(handler.errors[handler.starts[-1]["run_id"]], ValueError)
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_traced_as_a_child_of_the_compression_retriever(reranker: Reranker, docs: list[Document]) -> None:
     store = InMemoryVectorStore(JapaneseEmbeddings(model_name="static-ja"))
     store.add_documents(docs)

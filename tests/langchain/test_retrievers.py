@@ -172,6 +172,7 @@ def test_input_documents_are_not_mutated_nor_shared(reranker: Reranker) -> None:
     assert again[0].metadata["title"] != "changed"
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_any_metadata_a_vector_store_takes_is_kept(reranker: Reranker) -> None:
     metadata = {"tags": ["山", "日本"], "info": {"height": 3776, "unit": "m"}, "page": None, "score": float("nan")}
     docs = [Document("富士山は日本一高い山です。", id="a", metadata=metadata), Document("京都の寺。", id="b")]

@@ -200,6 +200,7 @@ def test_hugging_face_embedding_arguments_carry_over(dense_noprompt_path: Path, 
     np.testing.assert_allclose(emb.get_query_embedding(QUERY), expected, atol=1e-5)
 
 
+@pytest.mark.usefixtures("tiny_hub")
 def test_preset_and_model_kwargs_reach_the_engine(dense_noprompt_path: Path) -> None:
     emb = JapaneseEmbedding(dense_noprompt_path, preset="me5-small", model_kwargs={"device": "cpu"})
     assert emb.embedder.prefix("document") == "passage: "
