@@ -30,6 +30,7 @@ from jp_rerank.errors import InputFormatError
 __all__ = [
     "JSONL_SUFFIXES",
     "csv_records",
+    "decode_line",
     "decoded_lines",
     "iter_records",
     "jsonl_records",
@@ -54,16 +55,29 @@ def decoded_lines(binary: Iterable[bytes], source: str, *, first_line: int = 1) 
         ['a\n', 'b']
     """
     for line_no, raw in enumerate(binary, first_line):
-        if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
-            raise InputFormatError(
-                f"{source}:{line_no}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save the file "
-                "as UTF-8"
-            ) from exc
+        yield decode_line(raw, line_no, source)
+
+
+def decode_line(raw: bytes, line_no: int, source: str) -> str:
+    r"""Decode line ``line_no`` of ``source`` as UTF-8 (a BOM on line 1 dropped).
+
+    Raises:
+        InputFormatError: Naming file, line and column, if the line is not valid UTF-8.
+
+    Example:
+        >>> decode_line(b"\xe7\x8a\xac\n", 2, "f.txt")
+        '犬\n'
+    """
+    if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
+        raise InputFormatError(
+            f"{source}:{line_no}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save the file "
+            "as UTF-8"
+        ) from exc
 
 
 @contextmanager

@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -178,8 +179,30 @@ def _stop(ray: ModuleType, pools: _Pools, started: bool) -> None:
         for rows in list(pools):
             rows.close()  # Ray Data stops the pool's executor and actors
         if started:
+            _join_data_threads()
             _shutdown(ray)
     guard.deliver()
+
+
+_DATA_THREADS = ("StreamingExecutor", "iter_threaded")
+"""Ray Data's driver threads that wait inside Ray while a pool runs (the executor by class name, the batch iterator's
+workers by thread name); its block prefetcher parks on a condition and calls Ray only when given blocks."""
+
+
+def _join_data_threads(timeout_s: float = 15.0) -> None:
+    """Wait (at most ``timeout_s`` in all) for Ray Data's driver threads of the closed pools to end before shutdown.
+
+    Closing a pool stops its executor (which waits only 2 s for its thread) and tells the batch iterator's workers
+    to stop once their current ``ray.get`` returns. A thread still inside Ray when ``ray.shutdown()`` ran made Ray
+    end the process with exit code 1 ("the core worker has already been shutdown"; seen in CI on a Ctrl-C while
+    the job ran, on a loaded machine). After a finished job they have all ended already.
+    """
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or not thread.is_alive():
+            continue
+        if type(thread).__name__ in _DATA_THREADS or thread.name in _DATA_THREADS:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _shutdown(ray: ModuleType) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from jp_rerank.errors import InputFormatError, TrainingDataError
-from jp_rerank.records import parse_json_line
+from jp_rerank.records import decode_line, parse_json_line
 from jp_rerank.training.trainingset import TrainingSet, TrainingSetBuilder, check_readable, short, text_value
 
 __all__ = ["DataFormat", "detect_format", "load_corpus", "load_training_data"]
@@ -97,19 +97,6 @@ def _raw_lines(fh: BinaryIO) -> Iterator[bytes]:
         yield from chunk.splitlines(keepends=True)
 
 
-def _decoded(raw: bytes, line_no: int, where: str) -> str:
-    """One line of a file read as bytes, decoded as UTF-8 (a byte-order mark on line 1 dropped)."""
-    if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
-        raise TrainingDataError(
-            f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save the file as UTF-8"
-        ) from None
-
-
 def _json_lines(path: Path, skipper: _Skipper) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``("file:line", object)`` for each non-blank line that is a JSON object.
 
@@ -121,7 +108,7 @@ def _json_lines(path: Path, skipper: _Skipper) -> Iterator[tuple[str, dict[str, 
         for line_no, raw in enumerate(_raw_lines(fh), 1):
             where = f"{path}:{line_no}"
             try:
-                line = _decoded(raw, line_no, where)
+                line = decode_line(raw, line_no, str(path))
                 if not line.strip():
                     continue
                 row = parse_json_line(line, where)
@@ -183,9 +170,9 @@ def _text_lines(path: Path, bad: dict[int, TrainingDataError]) -> Iterator[str]:
     with path.open("rb") as fh:
         for line_no, raw in enumerate(_raw_lines(fh), 1):
             try:
-                yield _decoded(raw, line_no, f"{path}:{line_no}")
-            except TrainingDataError as exc:
-                bad[line_no] = exc
+                yield decode_line(raw, line_no, str(path))
+            except InputFormatError as exc:
+                bad[line_no] = TrainingDataError(str(exc))
                 yield raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
 
 
