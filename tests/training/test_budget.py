@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import re
 import time
 from pathlib import Path
@@ -12,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from jp_rerank.data import load_demo_corpus
 from jp_rerank.errors import TimeBudgetError
 from jp_rerank.rerank import Reranker
 from jp_rerank.training import train
@@ -22,19 +19,6 @@ pytest.importorskip("accelerate")
 pytest.importorskip("datasets")
 
 pytestmark = pytest.mark.train
-
-FAST: dict[str, Any] = {
-    "batch_size": 8,
-    "learning_rate": 3e-3,
-    "freeze_embeddings": False,
-    "eval_queries": 9,
-    "eval_depth": 10,
-    "logging_steps": 2,
-    "save_steps": 1000,
-    "device": "cpu",
-    "progress": False,
-    "precision": "fp32",
-}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,22 +35,6 @@ def _warm_one_torch_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = random.Random(0)
-
-    def noise() -> str:
-        return " ".join("".join(rng.choice("abcdefghij") for _ in range(5)) for _ in range(10))
-
-    rows = [
-        {"query": f"{d['title']}について教えて", "positive": d["text"], "negatives": [noise(), noise()]}
-        for d in load_demo_corpus()
-    ]
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def _slow_scoring(monkeypatch: pytest.MonkeyPatch, per_pair: float, clock: list[float] | None = None) -> None:
@@ -110,6 +78,7 @@ def test_held_out_scoring_stops_at_the_questions_that_fit_its_seconds(
 
 def test_time_budget_covers_slow_held_out_scoring_and_training(
     pairs_file: Path,
+    fast: dict[str, Any],
     xlmr_ce_path: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -119,7 +88,7 @@ def test_time_budget_covers_slow_held_out_scoring_and_training(
     _slow_scoring(monkeypatch, 0.05)  # 9 questions x 10 candidates: 4.5 s per full held-out scoring
     caplog.set_level(logging.INFO, logger="jp_rerank.training")
     budget = 10.0
-    result = train(pairs_file, tmp_path / "out", base=xlmr_ce_path, max_steps=100_000, time_budget=budget, **FAST)
+    result = train(pairs_file, tmp_path / "out", base=xlmr_ce_path, max_steps=100_000, time_budget=budget, **fast)
     messages = [r.getMessage() for r in caplog.records]
     # said before any work: the budget covers the whole run
     assert "covers the whole run" in messages[0], messages[:3]
@@ -141,7 +110,7 @@ def test_time_budget_covers_slow_held_out_scoring_and_training(
 
 
 def test_a_budget_used_up_before_training_is_refused_at_once(
-    pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import jp_rerank.training.model
     import jp_rerank.training.trainer as trainer
@@ -160,7 +129,7 @@ def test_a_budget_used_up_before_training_is_refused_at_once(
     monkeypatch.setattr(jp_rerank.training.model, "load_base", no_model)
     out = tmp_path / "out"
     with pytest.raises(TimeBudgetError, match=r"time budget of 1\.0 s \(wall clock\) used up before training: .* "):
-        train(pairs_file, out, base=xlmr_ce_path, time_budget=1.0, **FAST)
+        train(pairs_file, out, base=xlmr_ce_path, time_budget=1.0, **fast)
     assert not out.exists()  # nothing left behind: the same command with a larger budget runs
     argv = ["train", str(pairs_file), "-o", str(out), "-m", str(xlmr_ce_path), "--time-budget", "1s", "-q"]
     assert main(argv) == EXIT_USAGE

@@ -23,22 +23,7 @@ from jp_rerank.training import TrainingDataError, train
 pytest.importorskip("accelerate")
 pytest.importorskip("datasets")
 
-# Tiny random models learn what is learnable in a few dozen steps: passage style. Positives are the Japanese demo
-# passages, given negatives are ASCII noise, and a little mining adds real (hard, Japanese) negatives as well.
 pytestmark = pytest.mark.train
-
-FAST: dict[str, Any] = {
-    "batch_size": 8,
-    "learning_rate": 3e-3,
-    "freeze_embeddings": False,
-    "eval_queries": 9,
-    "eval_depth": 10,
-    "logging_steps": 2,
-    "save_steps": 1000,
-    "device": "cpu",
-    "progress": False,
-    "precision": "fp32",
-}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,23 +38,14 @@ def _one_torch_thread() -> Any:
 
 
 def _noise(rng: random.Random) -> str:
+    """ASCII noise like the given negatives of ``pairs_file``."""
     return " ".join("".join(rng.choice("abcdefghij") for _ in range(5)) for _ in range(10))
 
 
 @pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = random.Random(0)
-    rows = [
-        {"query": f"{d['title']}について教えて", "positive": d["text"], "negatives": [_noise(rng), _noise(rng)]}
-        for d in load_demo_corpus()
-    ]
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained(pairs_file: Path, xlmr_ce_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def trained(
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
     out = tmp_path_factory.mktemp("runs") / "bce"
     mined = out.parent / "mined.jsonl"
     return train(
@@ -80,7 +56,7 @@ def trained(pairs_file: Path, xlmr_ce_path: Path, tmp_path_factory: pytest.TempP
         num_negatives=3,
         random_negatives=0,
         save_mined=str(mined),
-        **FAST,
+        **fast,
     )
 
 
@@ -167,7 +143,7 @@ def test_saved_folder_runs_in_jp_rerank_eval(trained: Any, tmp_path: Path, capsy
     assert str(trained.output_dir) in json.dumps(saved, ensure_ascii=False)  # the trained folder was the reranker
 
 
-def test_model_card_and_result_file(trained: Any, xlmr_ce_path: Path) -> None:
+def test_model_card_and_result_file(trained: Any, fast: dict[str, Any], xlmr_ce_path: Path) -> None:
     card = (trained.output_dir / "README.md").read_text(encoding="utf-8")
     assert f"fine-tuned from `{xlmr_ce_path}`" in card
     assert "library_name: sentence-transformers" in card
@@ -186,26 +162,30 @@ def test_model_card_and_result_file(trained: Any, xlmr_ce_path: Path) -> None:
     saved = json.loads((trained.output_dir / "training_result.json").read_text(encoding="utf-8"))
     assert saved["global_step"] == 80
     assert saved["metrics_after"] == trained.metrics_after
-    assert saved["config"]["learning_rate"] == FAST["learning_rate"]
+    assert saved["config"]["learning_rate"] == fast["learning_rate"]
 
 
-def test_mined_set_is_saved_and_reused_without_mining(trained: Any, xlmr_ce_path: Path, tmp_path: Path) -> None:
+def test_mined_set_is_saved_and_reused_without_mining(
+    trained: Any, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path
+) -> None:
     mined = trained.output_dir.parent / "mined.jsonl"
     rows = [json.loads(line) for line in mined.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 48
     assert all(len(r["negatives"]) == 3 for r in rows)
     assert all(r["negatives"][0].isascii() and not r["negatives"][2].isascii() for r in rows)  # given, then mined
     again = train(
-        mined, tmp_path / "again", base=xlmr_ce_path, max_steps=2, num_negatives=3, random_negatives=0, **FAST
+        mined, tmp_path / "again", base=xlmr_ce_path, max_steps=2, num_negatives=3, random_negatives=0, **fast
     )
     assert again.mining["queries_mined"] == 0
     assert again.train_pairs == trained.train_pairs
     assert again.eval_queries == trained.eval_queries  # same seed, same questions: the same held-out split
 
 
-def test_separate_eval_data_is_the_held_out_set(pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path) -> None:
+def test_separate_eval_data_is_the_held_out_set(
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path
+) -> None:
     beir = _demo_beir(tmp_path / "eval-beir", n=10)
-    settings = {**FAST, "eval_queries": 9, "num_negatives": 0, "random_negatives": 0}
+    settings = {**fast, "eval_queries": 9, "num_negatives": 0, "random_negatives": 0}
     result = train(pairs_file, tmp_path / "sep", base=xlmr_ce_path, max_steps=2, eval_data=str(beir), **settings)
     assert result.eval_queries == 10  # every question of the eval folder, none split off the training data
     assert result.train_queries == 48
@@ -215,10 +195,10 @@ def test_separate_eval_data_is_the_held_out_set(pairs_file: Path, xlmr_ce_path: 
 
 
 def test_mean_pooled_embedder_gets_a_head_and_the_cls_mean_layer(
-    pairs_file: Path, dense_path: Path, tmp_path: Path
+    pairs_file: Path, fast: dict[str, Any], dense_path: Path, tmp_path: Path
 ) -> None:
     base_layers = json.loads((dense_path / "config.json").read_text())["num_hidden_layers"]
-    result = train(pairs_file, tmp_path / "from-dense", base=dense_path, max_steps=4, **_no_eval())
+    result = train(pairs_file, tmp_path / "from-dense", base=dense_path, max_steps=4, **_no_eval(fast))
     assert result.base.kind == "sentence-transformer"
     assert result.base.pooling == "mean"
     assert result.base.cls_mean_layer
@@ -227,12 +207,12 @@ def test_mean_pooled_embedder_gets_a_head_and_the_cls_mean_layer(
     assert config["architectures"][0].endswith("ForSequenceClassification")
     assert Reranker(result.output_dir, device="cpu").score("質問", ["文書", "別の文書"]).shape == (2,)
     assert "hand [CLS] the mean of all tokens" in (result.output_dir / "README.md").read_text(encoding="utf-8")
-    off = train(pairs_file, tmp_path / "off", base=dense_path, max_steps=1, cls_mean_layer="off", **_no_eval())
+    off = train(pairs_file, tmp_path / "off", base=dense_path, max_steps=1, cls_mean_layer="off", **_no_eval(fast))
     assert not off.base.cls_mean_layer
 
 
-def _no_eval() -> dict[str, Any]:
-    return {**FAST, "eval_queries": 0, "num_negatives": 0, "random_negatives": 0}
+def _no_eval(fast: dict[str, Any]) -> dict[str, Any]:
+    return {**fast, "eval_queries": 0, "num_negatives": 0, "random_negatives": 0}
 
 
 def test_cls_mean_layer_hands_cls_the_mean_of_the_tokens(dense_path: Path) -> None:
@@ -263,7 +243,9 @@ def test_cls_mean_layer_hands_cls_the_mean_of_the_tokens(dense_path: Path) -> No
     assert ratio_before < 1.0
 
 
-def test_listwise_loss_on_a_mecab_bert_base(pairs_file: Path, bert_ja_ce_path: Path, tmp_path: Path) -> None:
+def test_listwise_loss_on_a_mecab_bert_base(
+    pairs_file: Path, fast: dict[str, Any], bert_ja_ce_path: Path, tmp_path: Path
+) -> None:
     hf = {"lr_scheduler_type": "cosine", "max_grad_norm": 0.5}  # passed through to CrossEncoderTrainingArguments
     result = train(
         pairs_file,
@@ -272,7 +254,7 @@ def test_listwise_loss_on_a_mecab_bert_base(pairs_file: Path, bert_ja_ce_path: P
         loss="listwise",
         max_steps=6,
         trainer_args=hf,
-        **_no_eval(),
+        **_no_eval(fast),
     )
     assert result.data["loss_settings"]["loss"].startswith("LambdaLoss")
     assert result.config.trainer_args == hf
@@ -283,11 +265,11 @@ def test_listwise_loss_on_a_mecab_bert_base(pairs_file: Path, bert_ja_ce_path: P
     assert Reranker(result.output_dir, device="cpu").score("富士山", ["富士山は高い", "湖"]).shape == (2,)
 
 
-def test_modernbert_base_the_shape_of_the_v2_rerankers(pairs_file: Path, tmp_path: Path) -> None:
+def test_modernbert_base_the_shape_of_the_v2_rerankers(pairs_file: Path, fast: dict[str, Any], tmp_path: Path) -> None:
     from jp_rerank.testing import build_modernbert_cross_encoder
 
     base = build_modernbert_cross_encoder(tmp_path / "modernbert-ce")
-    result = train(pairs_file, tmp_path / "from-v2", base=base, max_steps=3, **_no_eval())
+    result = train(pairs_file, tmp_path / "from-v2", base=base, max_steps=3, **_no_eval(fast))
     assert result.base.kind == "cross-encoder"
     assert result.base.model_type == "modernbert"
     assert not result.base.modified  # a cross-encoder trains as is: no new head, no extra layer
@@ -296,12 +278,12 @@ def test_modernbert_base_the_shape_of_the_v2_rerankers(pairs_file: Path, tmp_pat
     assert config["num_hidden_layers"] == json.loads((base / "config.json").read_text())["num_hidden_layers"]
     assert Reranker(result.output_dir, device="cpu").score("富士山", ["富士山は高い", "湖"]).shape == (2,)
     with pytest.raises(ValueError, match="keep_layers supports BERT-style encoders"):
-        train(pairs_file, tmp_path / "cut", base=base, max_steps=1, keep_layers=1, **_no_eval())
+        train(pairs_file, tmp_path / "cut", base=base, max_steps=1, keep_layers=1, **_no_eval(fast))
     assert not (tmp_path / "cut").exists()  # failed before training: nothing left that would ask for --resume
 
 
 def test_distillation_targets_the_teachers_logits(
-    pairs_file: Path, xlmr_ce_path: Path, bert_ja_ce_path: Path, tmp_path: Path
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, bert_ja_ce_path: Path, tmp_path: Path
 ) -> None:
     result = train(
         pairs_file,
@@ -310,7 +292,7 @@ def test_distillation_targets_the_teachers_logits(
         loss="distill",
         teacher=str(xlmr_ce_path),
         max_steps=4,
-        **_no_eval(),
+        **_no_eval(fast),
     )
     assert result.data["loss_settings"]["loss"] == f"MSELoss to the logits of {xlmr_ce_path}"
     assert all(np.isfinite(loss) for _, loss in result.losses)
@@ -319,7 +301,7 @@ def test_distillation_targets_the_teachers_logits(
 
 
 def test_time_budget_stops_cleanly_then_saves_and_evaluates(
-    pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="jp_rerank.training")
     result = train(
@@ -329,7 +311,7 @@ def test_time_budget_stops_cleanly_then_saves_and_evaluates(
         max_steps=100_000,
         time_budget=8.0,  # the whole run: reading, mining, held-out scoring, training, saving
         keep_checkpoints=True,
-        **FAST,
+        **fast,
     )
     assert result.stopped_by == "time_budget"
     assert 0 < result.global_step < 100_000
@@ -359,9 +341,11 @@ class _Interrupt:
         return Interrupt()
 
 
-def test_interrupted_run_resumes_from_its_last_checkpoint(pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path) -> None:
+def test_interrupted_run_resumes_from_its_last_checkpoint(
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "interrupted"
-    settings = {**FAST, "save_steps": 4, "logging_steps": 1, "eval_queries": 0, "num_negatives": 0}
+    settings = {**fast, "save_steps": 4, "logging_steps": 1, "eval_queries": 0, "num_negatives": 0}
     with pytest.raises(KeyboardInterrupt):
         train(pairs_file, out, base=xlmr_ce_path, max_steps=20, callbacks=[_Interrupt(6)], **settings)
     assert (out / "checkpoints" / "checkpoint-4").is_dir()
@@ -375,7 +359,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(pairs_file: Path, xlmr
     assert result.global_step == 10
     steps = [step for step, _ in result.losses]
     assert steps[-6:] == [5, 6, 7, 8, 9, 10]  # steps 5-6 of the interrupted run were redone from the checkpoint
-    assert result.config.learning_rate == FAST["learning_rate"]  # settings came from the run
+    assert result.config.learning_rate == fast["learning_rate"]  # settings came from the run
     assert Reranker(out, device="cpu").score("質問", ["文書"]).shape == (1,)
 
 
@@ -393,9 +377,11 @@ class _Meanwhile:
         return Meanwhile()
 
 
-def test_a_second_run_into_a_live_runs_folder_is_refused(pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path) -> None:
+def test_a_second_run_into_a_live_runs_folder_is_refused(
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "live"
-    settings = {**FAST, "logging_steps": 1, "save_steps": 2, "eval_queries": 0, "num_negatives": 0}
+    settings = {**fast, "logging_steps": 1, "save_steps": 2, "eval_queries": 0, "num_negatives": 0}
     refused: list[str] = []
 
     def overlap() -> None:  # a --resume and a fresh run into the folder of the run that is training now
@@ -412,21 +398,21 @@ def test_a_second_run_into_a_live_runs_folder_is_refused(pairs_file: Path, xlmr_
 
 
 def test_a_run_killed_while_preparing_its_data_is_started_again(
-    pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path
+    pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "killed-while-mining"
     (out / "checkpoints").mkdir(parents=True)  # what SIGKILL during mining leaves: a half-written set, no run.json
     (out / "checkpoints" / "train.jsonl").write_text('{"query": "富士山の', encoding="utf-8")
     with pytest.raises(FileNotFoundError, match="stopped while preparing its data: run again without resume"):
         train(pairs_file, out, resume=True)
-    settings = {**FAST, "eval_queries": 0, "num_negatives": 0}
+    settings = {**fast, "eval_queries": 0, "num_negatives": 0}
     assert train(pairs_file, out, base=xlmr_ce_path, max_steps=2, **settings).global_step == 2
 
 
 @pytest.mark.slow
-def test_killed_process_resumes(pairs_file: Path, xlmr_ce_path: Path, tmp_path: Path) -> None:
+def test_killed_process_resumes(pairs_file: Path, fast: dict[str, Any], xlmr_ce_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    settings = {**FAST, "save_steps": 3, "eval_queries": 0, "num_negatives": 0}
+    settings = {**fast, "save_steps": 3, "eval_queries": 0, "num_negatives": 0}
     settings["trainer_args"] = {"gradient_accumulation_steps": 4}
     code = (
         "import sys, json\n"

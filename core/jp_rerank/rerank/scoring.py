@@ -20,13 +20,7 @@ from jp_rerank.presets import ModelPreset
 from jp_rerank.rerank.backends import ScoringBackend, run_batches
 from jp_rerank.rerank.factory import ExportTarget, make_backend
 from jp_rerank.rerank.pairs import Overflow, PairEncoder, PairTemplate
-from jp_rerank.rerank.plans import (
-    BackendOption,
-    PrecisionOption,
-    ScoringPlan,
-    default_token_budget,
-    plan_scoring,
-)
+from jp_rerank.rerank.plans import BackendOption, PrecisionOption, ScoringPlan, default_token_budget, plan_scoring
 from jp_rerank.rerank.sharing import SharedScoring
 from jp_rerank.text import normalize_text
 
