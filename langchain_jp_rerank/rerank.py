@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from jp_rerank.checks import check_positive_int
 from jp_rerank.defaults import DEFAULT_TOP_N
-from jp_rerank.fusion import RerankFusion, as_first_stage_score
+from jp_rerank.fusion import FIRST_STAGE_KEYS, RerankFusion, first_stage_score
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank.scoring import Listwise
 from langchain_jp_rerank._common import RerankerAdapter, as_model_name, scored_copy
@@ -92,7 +91,7 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
     rerank_fusion: RerankFusion = Field(default_factory=RerankFusion)
     """Combine the reranker's score with each document's first-stage score: ``None`` / ``"none"`` (rerank only),
     ``"zscore"``, ``"minmax"``, ``"rrf"`` or a :class:`~jp_rerank.fusion.RerankFusion` (see the class notes)."""
-    first_stage_score_keys: tuple[str, ...] = ("first_stage_score", "relevance_score", "score")
+    first_stage_score_keys: tuple[str, ...] = FIRST_STAGE_KEYS
     """Metadata keys looked up, in order, for the score a document arrived with (``rerank_fusion`` only)."""
     listwise: Listwise | None = None
     """``"softmax"``: scores are one query's shares of relevance (softmax of the raw logits over the documents
@@ -116,7 +115,7 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
     def _check_fusion(cls, value: object) -> object:
         return RerankFusion.of(value)  # type: ignore[arg-type]  # a wrong type raises a clear TypeError
 
-    # ------------------------------------------------------------------ compressor
+    # ------------------------------------------------------------------ compressor and runnable
     def compress_documents(
         self,
         documents: Sequence[Document],
@@ -124,6 +123,8 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """Return copies of the best ``top_n`` documents (at or above ``score_threshold``), best first.
+
+        ``acompress_documents`` (LangChain's) runs it in a worker thread.
 
         Args:
             documents: Retrieved documents; left unmodified.
@@ -141,39 +142,22 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
         """
         return self.invoke({"query": query, "documents": documents}, {"callbacks": callbacks})
 
-    async def acompress_documents(
-        self,
-        documents: Sequence[Document],
-        query: str,
-        callbacks: Callbacks | None = None,
-    ) -> Sequence[Document]:
-        """Like :meth:`compress_documents`, computed in a worker thread so the event loop stays free."""
-        return await self.ainvoke({"query": query, "documents": documents}, {"callbacks": callbacks})
-
-    # ------------------------------------------------------------------ runnable
     def invoke(self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> list[Document]:
         """Rerank ``input["documents"]`` for ``input["query"]`` (see :meth:`compress_documents`).
+
+        ``ainvoke`` (LangChain's) runs it in a worker thread.
 
         Raises:
             TypeError: ``input`` is not a mapping with ``"query"`` and ``"documents"``; or as
                 :meth:`compress_documents`.
         """
-        return self._call_with_config(self._rerank, input, self._traced(config), run_type="chain")
-
-    async def ainvoke(
-        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Document]:
-        """Like :meth:`invoke`, computed in a worker thread so the event loop stays free."""
-        return await self._acall_with_config(self._arerank, input, self._traced(config), run_type="chain")
-
-    def _traced(self, config: RunnableConfig | None) -> RunnableConfig:
-        traced = ensure_config(config)
-        metadata = {"rerank_model": self._reranker.model_id, "rerank_top_n": self.top_n}
-        traced["metadata"] = {**traced.get("metadata", {}), **metadata}
-        return traced
-
-    async def _arerank(self, input: dict[str, Any]) -> list[Document]:
-        return await asyncio.to_thread(self._rerank, input)
+        config = ensure_config(config)
+        config["metadata"] = {
+            **config.get("metadata", {}),
+            "rerank_model": self._reranker.model_id,
+            "rerank_top_n": self.top_n,
+        }
+        return self._call_with_config(self._rerank, input, config, run_type="chain")
 
     def _rerank(self, input: dict[str, Any]) -> list[Document]:
         if not isinstance(input, Mapping) or "query" not in input or "documents" not in input:
@@ -186,20 +170,14 @@ class JapaneseReranker(RerankerAdapter, BaseDocumentCompressor, RunnableSerializ
         for i, doc in enumerate(docs):
             if not isinstance(doc, Document):
                 raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}")
+        fusion, keys = self.rerank_fusion, self.first_stage_score_keys
         results = self._reranker.rerank(
             input["query"],
             [doc.page_content for doc in docs],
             top_n=self.top_n,
             score_threshold=self.score_threshold,
             listwise=self.listwise,
-            first_stage_scores=[self._first_stage_score(doc) for doc in docs],
-            fusion=self.rerank_fusion,
+            first_stage_scores=[first_stage_score(doc.metadata, keys) for doc in docs] if fusion.active else None,
+            fusion=fusion,
         )
         return [scored_copy(docs[r.index], r) for r in results]
-
-    def _first_stage_score(self, doc: Document) -> float | None:
-        for key in self.first_stage_score_keys:
-            score = as_first_stage_score(doc.metadata.get(key))
-            if score is not None:
-                return score
-        return None

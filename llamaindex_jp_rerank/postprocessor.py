@@ -16,7 +16,7 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, Query
 from jp_rerank.defaults import DEFAULT_TOP_N
 from jp_rerank.engines import build_engine
 from jp_rerank.fusion import RerankFusion, as_first_stage_score
-from jp_rerank.hits import check_threshold, check_top_n
+from jp_rerank.hits import check_ranking
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank import Reranker, RerankResult
 from jp_rerank.rerank.scoring import Listwise
@@ -153,8 +153,7 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
         cross_encoder_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        check_top_n(top_n)
-        check_threshold(score_threshold)
+        check_ranking(top_n, score_threshold)
         options = {"device": device, "trust_remote_code": trust_remote_code}
         engine = build_engine(
             Reranker, reranker, model, DEFAULT_RERANKER, options, cross_encoder_kwargs, where="cross_encoder_kwargs"
@@ -200,7 +199,7 @@ class JapaneseRerank(PlainPickle, BaseNodePostprocessor):
             top_n=self.top_n,
             score_threshold=self.score_threshold,
             listwise=self.listwise,
-            first_stage_scores=[as_first_stage_score(n.score) for n in nodes],
+            first_stage_scores=[as_first_stage_score(n.score) for n in nodes] if self.rerank_fusion.active else None,
             fusion=self.rerank_fusion,
         )
 

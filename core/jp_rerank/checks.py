@@ -22,7 +22,6 @@ __all__ = [
     "NFKC_MAX_EXPANSION",
     "check_ids",
     "check_k",
-    "check_limits",
     "check_metadata",
     "check_metadata_value",
     "check_metadatas",
@@ -34,6 +33,7 @@ __all__ = [
     "check_where",
     "is_blank",
     "storable_metadata",
+    "too_many_error",
 ]
 
 DEFAULT_MAX_DOCUMENTS = 100_000
@@ -59,12 +59,6 @@ NFKC_MAX_EXPANSION = 18
 """Most characters NFKC makes of one character (U+FDFA); texts shorter than ``max_chars / 18`` cannot exceed it."""
 
 
-def _is_visible(char: str) -> bool:
-    return not (
-        char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES or _IGNORABLE_RE.match(char) is not None
-    )
-
-
 def is_blank(text: str) -> bool:
     r"""Whether ``text`` holds nothing a model could read: only whitespace, control and format characters.
 
@@ -75,28 +69,66 @@ def is_blank(text: str) -> bool:
         >>> is_blank("\u200b\ufeff \x00"), is_blank("富士山")
         (True, False)
     """
-    return not any(_is_visible(char) for char in text)
+    return all(
+        char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES or _IGNORABLE_RE.match(char) is not None
+        for char in text
+    )
 
 
-def _check_encodable(text: str, name: str) -> None:
+def _surrogate_error(text: str, name: str) -> ValueError:
     found = _SURROGATE_RE.search(text)
-    if found is not None:
-        raise ValueError(
-            f"{name} contains a lone surrogate U+{ord(found.group()):04X} at character {found.start()}, which is "
-            "not valid Unicode text; decode the source with errors='replace' (or clean it) first"
-        )
+    assert found is not None
+    return ValueError(
+        f"{name} contains a lone surrogate U+{ord(found.group()):04X} at character {found.start()}, which is "
+        "not valid Unicode text; decode the source with errors='replace' (or clean it) first"
+    )
 
 
-def check_query(query: object, *, name: str = "query") -> str:
-    r"""Return ``query`` if it is a non-blank string of valid Unicode.
+def _too_long(text: str, name: str, max_chars: int, owner: str) -> ValueError:
+    hint = f"split it first (jp_rerank.text.chunk_text) or raise the cap with {owner}(max_chars=...) (None removes it)"
+    if len(text) > max_chars:
+        return ValueError(f"{name} has {len(text)} characters, over the cap max_chars={max_chars}; {hint}")
+    expanded = len(unicodedata.normalize("NFKC", text))
+    return ValueError(
+        f"{name} has {len(text)} characters but {expanded} after NFKC normalisation, over the cap "
+        f"max_chars={max_chars}; {hint}"
+    )
+
+
+def too_many_error(count: int, max_documents: int, *, name: str = "documents", owner: str = "Reranker") -> ValueError:
+    """The error of a call holding more texts than an engine's ``max_documents`` cap (raised by the caller).
+
+    Example:
+        >>> too_many_error(6, 5)
+        ValueError('6 documents in one call is over the cap max_documents=5; send fewer per call or raise the cap \
+with Reranker(max_documents=...) (None removes it)')
+    """
+    return ValueError(
+        f"{count} {name} in one call is over the cap max_documents={max_documents}; send fewer per call or raise the "
+        f"cap with {owner}(max_documents=...) (None removes it)"
+    )
+
+
+def check_query(
+    query: object, *, name: str = "query", max_chars: int | None = None, nfkc: bool = False, owner: str = "Reranker"
+) -> str:
+    r"""Return ``query`` if it is a non-blank string of valid Unicode within the ``max_chars`` cap.
 
     A query of only control, format or other invisible characters (``"\x00"``, ``"\u200b"``, ``"\ufeff"``...)
     is blank too: normalisation leaves nothing of it, so scoring it would rank passages by noise.
 
+    Args:
+        query: The query.
+        name: Argument name used in error messages.
+        max_chars: Most characters accepted (``None``: no cap).
+        nfkc: The engine NFKC-normalises texts: the cap then also holds after normalisation, which can make one
+            character into up to 18 (U+FDFA).
+        owner: Engine class named in the hint on how to raise the cap.
+
     Raises:
         TypeError: If it is not a ``str``.
-        ValueError: If it is empty, only whitespace or only invisible characters (see :func:`is_blank`), or holds
-            a lone surrogate.
+        ValueError: If it is empty, only whitespace or only invisible characters (see :func:`is_blank`), holds a
+            lone surrogate, or is longer than ``max_chars`` before or (with ``nfkc``) after normalisation.
 
     Example:
         >>> check_query("富士山の高さ")
@@ -110,11 +142,22 @@ def check_query(query: object, *, name: str = "query") -> str:
         raise TypeError(f"{name} must be a str, got {type(query).__name__}")
     if not query.strip():
         raise ValueError(f"{name} is empty or whitespace only")
-    _check_encodable(query, name)
-    if is_blank(query):
+    if _SURROGATE_RE.search(query) is not None:
+        raise _surrogate_error(query, name)
+    # printable text without ignorable characters holds a visible one: the per-character look only for the rest
+    if (not query.isprintable() or _IGNORABLE_RE.search(query) is not None) and is_blank(query):
         raise ValueError(
             f"{name} is empty or whitespace only once control and format characters (e.g. U+200B) are removed"
         )
+    if max_chars is not None and (
+        len(query) > max_chars
+        or (
+            nfkc
+            and len(query) * NFKC_MAX_EXPANSION > max_chars
+            and len(unicodedata.normalize("NFKC", query)) > max_chars
+        )
+    ):
+        raise _too_long(query, name, max_chars, owner)
     return query
 
 
@@ -141,17 +184,36 @@ def check_pairs(pairs: object, *, name: str = "pairs") -> dict[str, list[tuple[i
     return groups
 
 
-def check_texts(texts: object, *, name: str = "documents") -> list[str]:
-    """Return ``texts`` as a list after checking every item is a string of valid Unicode.
+def check_texts(
+    texts: object,
+    *,
+    name: str = "documents",
+    max_documents: int | None = None,
+    max_chars: int | None = None,
+    nfkc: bool = False,
+    owner: str = "Reranker",
+) -> list[str]:
+    """Return ``texts`` as a list after checking every item is a string of valid Unicode, within the caps.
 
     Empty strings are allowed (they get a model score like any other text); ``None``, numbers and bytes are not,
     and neither are strings holding lone surrogates (not encodable as UTF-8). A mapping or a pandas ``DataFrame``
     is refused although it is iterable: iterating it gives its keys or column names, not its texts.
 
+    Args:
+        texts: The texts.
+        name: Argument name used in error messages.
+        max_documents: Most texts accepted (``None``: no cap).
+        max_chars: Most characters accepted in one text (``None``: no cap).
+        nfkc: The engine NFKC-normalises texts: the cap then also holds after normalisation, which can make one
+            character into up to 18 (U+FDFA). Only texts longer than ``max_chars / 18`` are normalised to check it.
+        owner: Engine class named in the hint on how to raise a cap.
+
     Raises:
         TypeError: If ``texts`` is a single string, a mapping, a DataFrame or not a sequence, or an item is not a
             ``str`` (names its position).
-        ValueError: If an item holds a lone surrogate (names its position).
+        ValueError: If an item holds a lone surrogate, there are more than ``max_documents`` texts or one is longer
+            than ``max_chars`` before or (with ``nfkc``) after normalisation (names its position, its length, the cap
+            and how to raise it).
 
     Example:
         >>> check_texts(("a", "b"))
@@ -178,10 +240,22 @@ list(d.values()) or the texts themselves
     if not isinstance(texts, Iterable):
         raise TypeError(f"{name} must be a sequence of str, got {type(texts).__name__}")
     items = list(texts)
+    if max_documents is not None and len(items) > max_documents:
+        raise too_many_error(len(items), max_documents, name=name, owner=owner)
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type(item).__name__}")
-        _check_encodable(item, f"{name}[{i}]")
+        if _SURROGATE_RE.search(item) is not None:
+            raise _surrogate_error(item, f"{name}[{i}]")
+        if max_chars is not None and (
+            len(item) > max_chars
+            or (
+                nfkc
+                and len(item) * NFKC_MAX_EXPANSION > max_chars
+                and len(unicodedata.normalize("NFKC", item)) > max_chars
+            )
+        ):
+            raise _too_long(item, f"{name}[{i}]", max_chars, owner)
     return items
 
 
@@ -215,68 +289,6 @@ def check_optional_positive_int(value: object, *, name: str) -> int | None:
         True
     """
     return None if value is None else check_positive_int(value, name=name)
-
-
-def check_limits(
-    groups: Sequence[Sequence[str]],
-    *,
-    max_documents: int | None,
-    max_chars: int | None,
-    name: str = "documents",
-    owner: str = "Reranker",
-    nfkc: bool = False,
-) -> None:
-    """Check texts against an engine's caps before any model work.
-
-    Args:
-        groups: The texts of one call, as lists (one per query for ``score_many``; a single list otherwise).
-        max_documents: Most texts accepted in one call, all groups together (``None``: no cap).
-        max_chars: Most characters accepted in one text (``None``: no cap).
-        name: Argument name used in error messages.
-        owner: Engine class named in the hint on how to raise the cap.
-        nfkc: The engine NFKC-normalises texts: the cap then also holds after normalisation, which can make one
-            character into up to 18 (U+FDFA). Only texts longer than ``max_chars / 18`` are normalised to
-            check it.
-
-    Raises:
-        ValueError: If the call holds more than ``max_documents`` texts, or a text is longer than ``max_chars``
-            before or (with ``nfkc``) after normalisation (names its position, its length, the cap and how to
-            raise it).
-
-    Example:
-        >>> check_limits([["短い文", "もう一つ"]], max_documents=10, max_chars=100)
-        >>> check_limits([["x" * 101]], max_documents=10, max_chars=100)
-        Traceback (most recent call last):
-        ...
-        ValueError: documents[0] has 101 characters, over the cap max_chars=100; split it first \
-(jp_rerank.text.chunk_text) or raise the cap with Reranker(max_chars=...) (None removes it)
-        >>> check_limits([[chr(0xFDFA) * 10]], max_documents=10, max_chars=100, nfkc=True)
-        Traceback (most recent call last):
-        ...
-        ValueError: documents[0] has 10 characters but 180 after NFKC normalisation, over the cap max_chars=100; ...
-    """
-    if max_documents is not None:
-        total = sum(len(group) for group in groups)
-        if total > max_documents:
-            raise ValueError(
-                f"{total} {name} in one call is over the cap max_documents={max_documents}; send fewer per call "
-                f"or raise the cap with {owner}(max_documents=...) (None removes it)"
-            )
-    if max_chars is None:
-        return
-    hint = f"split it first (jp_rerank.text.chunk_text) or raise the cap with {owner}(max_chars=...) (None removes it)"
-    for g, group in enumerate(groups):
-        for i, text in enumerate(group):
-            where = f"{name}[{i}]" if len(groups) == 1 else f"{name}[{g}][{i}]"
-            if len(text) > max_chars:
-                raise ValueError(f"{where} has {len(text)} characters, over the cap max_chars={max_chars}; {hint}")
-            if nfkc and len(text) * NFKC_MAX_EXPANSION > max_chars:
-                expanded = len(unicodedata.normalize("NFKC", text))
-                if expanded > max_chars:
-                    raise ValueError(
-                        f"{where} has {len(text)} characters but {expanded} after NFKC normalisation, over the cap "
-                        f"max_chars={max_chars}; {hint}"
-                    )
 
 
 def check_k(k: object) -> int:

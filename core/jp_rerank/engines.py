@@ -95,6 +95,8 @@ class ModelHandle(FreshOnCopy):
         ):
             raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
         self.source: ModelSource = resolve_model(model, preset=preset)
+        self.model_id: str = self.source.model_id
+        """Hub id (for presets and hub models) or resolved local path."""
         self.device = None if device is None else resolve_device(device)  # checks the name; torch not imported
         self.num_threads = num_threads
         self._load_kwargs: dict[str, Any] = {
@@ -105,11 +107,6 @@ class ModelHandle(FreshOnCopy):
         }
         self._lock = threading.RLock()
         _live_handles.add(self)
-
-    @property
-    def model_id(self) -> str:
-        """Hub id (for presets and hub models) or resolved local path."""
-        return self.source.model_id
 
     def load(self: H) -> H:
         """Load the model now instead of on first use; returns ``self``."""

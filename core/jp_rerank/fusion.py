@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -40,11 +40,13 @@ from jp_rerank.hits import RerankResult, SearchHit, rank, rank_scores
 from jp_rerank.types import Metadata
 
 __all__ = [
+    "FIRST_STAGE_KEYS",
     "Normalization",
     "RerankFusion",
     "RerankFusionMethod",
     "as_first_stage_score",
     "check_weights",
+    "first_stage_score",
     "reciprocal_rank_fusion",
     "weighted_score_fusion",
 ]
@@ -69,6 +71,24 @@ def as_first_stage_score(value: object) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+FIRST_STAGE_KEYS = ("first_stage_score", "relevance_score", "score")
+"""Keys looked up, in order, for the score a document arrived with (its metadata, or a request's item)."""
+
+
+def first_stage_score(fields: Mapping[str, object], keys: Sequence[str] = FIRST_STAGE_KEYS) -> float | None:
+    """The first usable score under ``keys`` in ``fields`` (:func:`as_first_stage_score`); ``None`` if none.
+
+    Example:
+        >>> first_stage_score({"relevance_score": 0.8, "source": "a"}), first_stage_score({"score": "high"})
+        (0.8, None)
+    """
+    for key in keys:
+        score = as_first_stage_score(fields.get(key))
+        if score is not None:
+            return score
+    return None
 
 
 def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
@@ -348,6 +368,8 @@ class RerankFusion:
     method: RerankFusionMethod = "none"
     weight: float = 0.5
     rrf_k: float = 60
+    active: bool = field(init=False, repr=False, compare=False)
+    """Whether the first-stage score takes part (anything but ``"none"``)."""
 
     def __post_init__(self) -> None:
         if self.method not in ("none", "rrf", "zscore", "minmax"):
@@ -358,6 +380,7 @@ class RerankFusion:
         k = self.rrf_k
         if isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k) or k < 0:
             raise ValueError(f"rrf_k must be a finite number >= 0, got {k!r}")
+        object.__setattr__(self, "active", self.method != "none")
 
     @classmethod
     def of(cls, value: RerankFusion | str | None, *, weight: float | None = None) -> RerankFusion:
@@ -374,11 +397,6 @@ class RerankFusion:
         if not isinstance(value, str):
             raise TypeError(f"rerank fusion must be a method name or a RerankFusion, got {type(value).__name__}")
         return cls(value, 0.5 if weight is None else weight)  # type: ignore[arg-type]
-
-    @property
-    def active(self) -> bool:
-        """Whether the first-stage score takes part (anything but ``"none"``)."""
-        return self.method != "none"
 
     def fuse(self, rerank: Sequence[float] | np.ndarray, first_stage: Sequence[float | None]) -> list[float]:
         """Final scores of one query's candidates, in candidate order (see the class notes).

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,8 +44,7 @@ __all__ = [
     "FirstStageIndex",
     "RerankResult",
     "SearchHit",
-    "check_threshold",
-    "check_top_n",
+    "check_ranking",
     "rank",
     "rank_scores",
     "sort_hits",
@@ -126,37 +126,37 @@ class RerankResult:
         return f"RerankResult(index={self.index!r}, score={self.score!r}{extra})"
 
 
-def check_top_n(top_n: object) -> int | None:
-    """Return ``top_n`` if it is ``None`` or a positive int (numpy integers accepted).
+def check_ranking(top_n: object = None, score_threshold: object = None) -> tuple[int | None, float | None]:
+    """Check the ranking arguments of a call before any work: ``top_n`` and ``score_threshold``.
+
+    Args:
+        top_n: ``None`` or a positive int (numpy integers accepted).
+        score_threshold: ``None`` or a number that is not NaN (no score would ever pass NaN, silently).
+
+    Returns:
+        ``top_n`` as an ``int`` (or ``None``) and the threshold as a ``float`` (or ``None``).
 
     Raises:
-        TypeError: If it is not an int.
-        ValueError: If it is not positive.
+        TypeError: A ``top_n`` that is not an int, or a threshold that is not a number.
+        ValueError: A ``top_n`` that is not positive, or a NaN threshold.
 
     Example:
-        >>> check_top_n(3)
-        3
+        >>> check_ranking(3, 0.5)
+        (3, 0.5)
     """
-    if top_n is None:
-        return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int | np.integer):
-        raise TypeError(f"top_n must be an int or None, got {type(top_n).__name__}")
-    if top_n <= 0:
-        raise ValueError(f"top_n must be a positive integer or None, got {top_n}")
-    return int(top_n)
-
-
-def check_threshold(threshold: float | None) -> None:
-    """Refuse a NaN score threshold (no score would ever pass it, silently).
-
-    Raises:
-        ValueError: If it is NaN.
-
-    Example:
-        >>> check_threshold(0.5)
-    """
-    if threshold is not None and math.isnan(threshold):
-        raise ValueError("score_threshold must not be NaN")
+    if top_n is not None:
+        if isinstance(top_n, bool) or not isinstance(top_n, int | np.integer):
+            raise TypeError(f"top_n must be an int or None, got {type(top_n).__name__}")
+        if top_n <= 0:
+            raise ValueError(f"top_n must be a positive integer or None, got {top_n}")
+        top_n = int(top_n)
+    if score_threshold is not None:
+        if isinstance(score_threshold, bool) or not isinstance(score_threshold, numbers.Real):
+            raise TypeError(f"score_threshold must be a number or None, got {score_threshold!r}")
+        if math.isnan(score_threshold):
+            raise ValueError("score_threshold must not be NaN")
+        score_threshold = float(score_threshold)
+    return top_n, score_threshold
 
 
 def rank(
@@ -241,8 +241,7 @@ def rank_scores(
         >>> rank_scores([0.1, 0.9, 0.5], top_n=2)
         [RerankResult(index=1, score=0.9), RerankResult(index=2, score=0.5)]
     """
-    top_n = check_top_n(top_n)
-    check_threshold(score_threshold)
+    top_n, score_threshold = check_ranking(top_n, score_threshold)
     values = np.asarray(scores, dtype=np.float64).reshape(-1)
     return [RerankResult(index=i, score=float(values[i])) for i in rank(values, top_n, min_score=score_threshold)]
 

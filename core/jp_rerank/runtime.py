@@ -22,11 +22,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 __all__ = [
     "TorchPrecision",
     "autocast",
+    "autocast_dtype",
     "cpu_supports_bf16",
     "cuda_low_precision",
     "low_precision_for",
@@ -118,6 +119,20 @@ def cuda_low_precision() -> TorchPrecision:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
 
 
+def autocast_dtype(precision: TorchPrecision) -> Any:
+    """The torch dtype autocast runs ``precision`` in: ``torch.bfloat16``, ``torch.float16``, or ``None`` for fp32.
+
+    Example:
+        >>> autocast_dtype("fp32") is None
+        True
+    """
+    if precision == "fp32":
+        return None
+    import torch
+
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
 @contextmanager
 def autocast(device_type: str, precision: TorchPrecision) -> Iterator[None]:
     """Run the block under torch autocast to ``precision`` (nothing for ``"fp32"``).
@@ -126,12 +141,12 @@ def autocast(device_type: str, precision: TorchPrecision) -> Iterator[None]:
         >>> with autocast("cpu", "fp32"):
         ...     pass
     """
-    if precision == "fp32":
+    dtype = autocast_dtype(precision)
+    if dtype is None:
         yield
         return
     import torch
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     with torch.autocast(device_type, dtype=dtype):
         yield
 

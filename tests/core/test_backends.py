@@ -291,12 +291,12 @@ class _LimitedBackend:
         self.error = error
         self.calls: list[int] = []
 
-    def logits(self, batch: list[EncodedPair]) -> np.ndarray:
-        tokens = len(batch) * max(len(x.input_ids) for x in batch)
-        if tokens > self.limit:
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        mask = inputs["attention_mask"]
+        if mask.size > self.limit:  # rows x padded length
             raise self.error("CUDA out of memory. Tried to allocate 2.00 GiB")
-        self.calls.append(len(batch))
-        return np.array([[float(len(x.input_ids))] for x in batch], dtype=np.float32)
+        self.calls.append(len(mask))
+        return mask.sum(axis=1, keepdims=True).astype(np.float32)
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_order() -> None:
@@ -304,7 +304,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_order() -> None:
     items = [EncodedPair(i, (0,) * n, None) for i, n in enumerate(lengths)]
     budgets: list[int] = []
     backend = _LimitedBackend(limit=70)
-    out = run_batches(backend, items, batch_size=32, token_budget=4096, on_budget_change=budgets.append)
+    out = run_batches(backend, items, pad_id=0, batch_size=32, token_budget=4096, on_budget_change=budgets.append)
     assert out[:, 0].tolist() == [float(n) for n in lengths]
     assert budgets
     assert budgets[-1] <= 70 * 2
@@ -315,10 +315,10 @@ def test_out_of_memory_halves_the_batch_and_keeps_order() -> None:
 def test_out_of_memory_on_a_single_pair_and_other_errors_propagate() -> None:
     items = [EncodedPair(0, (0,) * 50, None)]
     with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
-        run_batches(_LimitedBackend(limit=10), items, batch_size=8, token_budget=4096)
+        run_batches(_LimitedBackend(limit=10), items, pad_id=0, batch_size=8, token_budget=4096)
     two = [EncodedPair(0, (0,) * 50, None), EncodedPair(1, (0,) * 50, None)]
     with pytest.raises(RuntimeError, match="out of memory"):  # not an OOM type: no silent retry
-        run_batches(_LimitedBackend(limit=60, error=RuntimeError), two, batch_size=8, token_budget=4096)
+        run_batches(_LimitedBackend(limit=60, error=RuntimeError), two, pad_id=0, batch_size=8, token_budget=4096)
 
 
 # ---------------------------------------------------------------------------------------------- embedder

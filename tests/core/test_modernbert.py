@@ -51,8 +51,8 @@ import torch
 from jp_rerank import DEFAULT_RERANKER, Embedder, Reranker, testing
 from jp_rerank.data import demo_texts, load_demo_corpus
 from jp_rerank.evaluation.timing import spearman
-from jp_rerank.rerank.backends import TorchBackend
-from jp_rerank.rerank.pairs import EncodedPair, length_sorted_batches
+from jp_rerank.rerank.backends import TorchBackend, run_batches
+from jp_rerank.rerank.pairs import EncodedPair
 from jp_rerank.rerank.plans import CPU_TOKEN_BUDGET, InferenceBackend, PrecisionOption, int8_file_key, int8_kernel
 from jp_rerank.text import normalize_text
 
@@ -221,10 +221,25 @@ def test_window_mode_scores_the_best_of_the_tokenizers_own_windows(mb_path: Path
 # ---------------------------------------------------------------------------------------------- long inputs
 
 
+class _Shapes:
+    """A backend that keeps the padded shape of each batch and each row's true length."""
+
+    name = "shapes"
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[tuple[int, int], list[int]]] = []
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        mask = inputs["attention_mask"]
+        self.batches.append((mask.shape, mask.sum(axis=1).tolist()))
+        return np.zeros((len(mask), 1), dtype=np.float32)
+
+
 def test_a_pair_longer_than_the_cpu_budget_forms_its_own_batch() -> None:
     items = [EncodedPair(0, (5,) * 200, None), EncodedPair(1, (5,) * 8192, None), EncodedPair(2, (5,) * 150, None)]
-    batches = list(length_sorted_batches(items, batch_size=32, token_budget=CPU_TOKEN_BUDGET))
-    assert batches == [[1], [0, 2]]
+    shapes = _Shapes()
+    run_batches(shapes, items, pad_id=0, batch_size=32, token_budget=CPU_TOKEN_BUDGET)
+    assert shapes.batches == [((1, 8192), [8192]), ((2, 200), [200, 150])]
 
 
 def test_a_long_pair_is_scored_alone_and_right(mb_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,9 +249,9 @@ def test_a_long_pair_is_scored_alone_and_right(mb_path: Path, monkeypatch: pytes
     seen: list[list[int]] = []
     original = TorchBackend.logits
 
-    def spy(self: TorchBackend, batch: list[EncodedPair]) -> np.ndarray:
-        seen.append([len(item.input_ids) for item in batch])
-        return original(self, batch)
+    def spy(self: TorchBackend, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        seen.append(inputs["attention_mask"].sum(axis=1).tolist())
+        return original(self, inputs)
 
     monkeypatch.setattr(TorchBackend, "logits", spy)
     got = reranker.score(QUERY, docs)

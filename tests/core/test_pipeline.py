@@ -318,8 +318,10 @@ def test_bad_input(texts: list[str], ids: list[str]) -> None:
         TwoStageRetriever(first_stages=[_FixedStage()], weights={"dense": 1.0})
     with pytest.raises(ValueError, match="fusion must be 'rrf' or 'weighted'"):
         TwoStageRetriever(first_stages=[_FixedStage()], fusion="max")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="score_threshold must be a number"):
+    with pytest.raises(ValueError, match="score_threshold must not be NaN"):
         TwoStageRetriever(first_stages=[_FixedStage()], score_threshold=float("nan"))
+    with pytest.raises(TypeError, match=r"score_threshold must be a number or None, got '0\.5'"):
+        TwoStageRetriever(first_stages=[_FixedStage()], score_threshold="0.5")  # type: ignore[arg-type]
     dup = _FixedStage()
     dup.search_many = lambda queries, k: [[SearchHit("x", 1.0, "a"), SearchHit("x", 0.5, "a")] for _ in queries]  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="first stage 'fixed' returned id 'x' more than once"):

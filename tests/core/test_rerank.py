@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from jp_rerank import Reranker, RerankResult
 from jp_rerank.errors import ModelLoadError
-from jp_rerank.rerank.pairs import PairTemplate
+from jp_rerank.rerank.pairs import PairEncoder, PairTemplate
 from jp_rerank.text import iter_windows, normalize_text
 
 QUERY = "富士山の高さは何メートルですか？"
@@ -75,17 +75,17 @@ def test_scores_match_plain_transformers_any_batch_and_order(ce_path: Path, batc
     np.testing.assert_allclose(shuffled, got[perm], atol=1e-5)
 
 
-def test_pair_template_reproduces_tokenizer_pairs(ce_path: Path) -> None:
+def test_pair_encoder_reproduces_tokenizer_pairs(ce_path: Path) -> None:
     tok = AutoTokenizer.from_pretrained(ce_path)
-    template = PairTemplate.from_tokenizer(tok)
-    for doc in [d for d in DOCS if d]:  # empty passages are encoded by the tokenizer itself (see the parity test)
-        q = tok(QUERY, add_special_tokens=False)["input_ids"]
-        d = tok(doc, add_special_tokens=False)["input_ids"]
-        joined = template.join(0, q, d)
+    encoder = PairEncoder(tok, PairTemplate.from_tokenizer(tok), 512)
+    docs = list(DOCS)
+    items = encoder.encode_request([QUERY], [docs], overflow="truncate", overlap=0).items
+    assert [item.pair for item in items] == list(range(len(docs)))
+    for doc, item in zip(docs, items, strict=True):
         ref = tok(QUERY, doc)
-        assert list(joined.input_ids) == list(ref["input_ids"])
-        if joined.token_type_ids is not None:
-            assert list(joined.token_type_ids) == list(ref["token_type_ids"])
+        assert list(item.input_ids) == list(ref["input_ids"])
+        if item.token_type_ids is not None:
+            assert list(item.token_type_ids) == list(ref["token_type_ids"])
 
 
 def test_rerank_sorted_top_n_threshold_and_float_scores(xlmr_ce_path: Path) -> None:

@@ -35,7 +35,7 @@ class _Gate:
         self.open = threading.Event()
         self.calls: list[tuple[Any, list[str]]] = []
 
-    def __call__(self, key: Any, queries: list[str], doc_lists: list[list[str]]) -> list[list[str]]:
+    def __call__(self, queries: list[str], doc_lists: list[list[str]], key: Any) -> list[list[str]]:
         self.calls.append((key, list(queries)))
         if len(self.calls) == 1:
             assert self.open.wait(30)
@@ -44,12 +44,14 @@ class _Gate:
         return [[f"{q}:{d}" for d in docs] for q, docs in zip(queries, doc_lists, strict=True)]
 
 
-def _threads(shared: SharedScoring[Any], requests: list[tuple[Any, str]]) -> tuple[list[Any], list[threading.Thread]]:
+def _threads(
+    shared: SharedScoring[Any, Any], requests: list[tuple[Any, str]]
+) -> tuple[list[Any], list[threading.Thread]]:
     out: list[Any] = [None] * len(requests)
 
     def call(i: int, key: Any, query: str) -> None:
         try:
-            out[i] = shared.run(key, [query], [[f"d{i}"]])
+            out[i] = shared.run([query], [[f"d{i}"]], key)
         except Exception as exc:
             out[i] = exc
 
@@ -95,19 +97,19 @@ def test_only_requests_of_the_same_kind_are_combined_and_a_bad_one_fails_alone()
 def test_a_request_larger_than_the_cap_still_runs_alone() -> None:
     calls: list[int] = []
 
-    def score(key: Any, queries: list[str], docs: list[list[str]]) -> list[int]:
+    def score(queries: list[str], docs: list[list[str]], key: Any) -> list[int]:
         calls.append(sum(map(len, docs)))
         return [0] * len(queries)
 
     shared = SharedScoring(score, max_pairs=2)
-    assert shared.run(None, ["q"], [["a", "b", "c", "d"]]) == [0]
+    assert shared.run(["q"], [["a", "b", "c", "d"]], None) == [0]
     assert calls == [4]
 
 
 def test_an_interrupt_in_the_scoring_caller_leaves_no_one_waiting_forever() -> None:
     started, release = threading.Event(), threading.Event()
 
-    def score(key: Any, queries: list[str], docs: list[list[str]]) -> list[int]:
+    def score(queries: list[str], docs: list[list[str]], key: Any) -> list[int]:
         if queries == ["first"]:
             started.set()
             assert release.wait(30)
@@ -119,7 +121,7 @@ def test_an_interrupt_in_the_scoring_caller_leaves_no_one_waiting_forever() -> N
 
     def call(name: str) -> None:
         try:
-            results[name] = shared.run(None, [name], [["d"]])
+            results[name] = shared.run([name], [["d"]], None)
         except BaseException as exc:  # the interrupt is what is checked
             results[name] = exc
 
@@ -150,7 +152,7 @@ def test_concurrent_reranks_on_a_real_model_share_passes_and_match_solo_scores(x
             assert gate.wait(30)
         return real(queries, *args, **kwargs)
 
-    scorer.score_many = counted  # type: ignore[method-assign]
+    scorer.shared._score = counted  # what the shared scoring calls: the scorer's score_many
 
     async def main(pool: ThreadPoolExecutor) -> list[np.ndarray]:  # asyncio tasks, as the adapters' async calls
         loop = asyncio.get_running_loop()

@@ -212,7 +212,7 @@ def test_reranker_caps_are_checked_before_any_model_work(xlmr_ce_path: Path) -> 
         capped.rerank(QUERY, ["短い", "あ" * 21])
     with pytest.raises(ValueError, match=r"documents\[1\]\[0\] has 21 characters, over the cap max_chars=20"):
         capped.score_many([QUERY, "二つ目"], [["短い"], ["あ" * 21]])
-    with pytest.raises(ValueError, match=r"queries\[0\] has 21 characters, over the cap max_chars=20"):
+    with pytest.raises(ValueError, match=r"query has 21 characters, over the cap max_chars=20"):
         capped.rerank("質" * 21, ["短い"])
     assert capped._loaded is None
     assert len(capped.rerank(QUERY, ["あ" * 20] * 5)) == 5  # exactly at the caps is fine
@@ -299,7 +299,7 @@ def test_embedder_caps(dense_path: Path) -> None:
         capped.embed_documents(["a"] * 4)
     with pytest.raises(ValueError, match=r"texts\[0\] has 11 characters, over the cap max_chars=10"):
         capped.embed_documents(["a" * 11])
-    with pytest.raises(ValueError, match=r"queries\[0\] has 11 characters, over the cap max_chars=10"):
+    with pytest.raises(ValueError, match=r"query has 11 characters, over the cap max_chars=10"):
         capped.embed_query("a" * 11)
     assert capped._model is None
     assert capped.embed_documents(["a" * 10] * 3).shape[0] == 3

@@ -20,7 +20,7 @@ import pytest
 
 from jp_rerank import Embedder, Reranker
 from jp_rerank.lexical.tokenizers import MECAB_MAX_CHARS, MeCabTokenizer, prepare_text, split_for_analysis
-from jp_rerank.rerank.pairs import PairTemplate
+from jp_rerank.rerank.pairs import PairEncoder, PairTemplate
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -130,7 +130,7 @@ def test_max_chars_holds_after_nfkc_before_any_model_work(xlmr_ce_path: Path) ->
     reranker = Reranker(xlmr_ce_path, device="cpu", max_chars=10_000)
     with pytest.raises(ValueError, match=r"documents\[1\] has 1000 characters but 18000 after NFKC normalisation"):
         reranker.score("質問", ["短い", EXPANDS * 1000])
-    with pytest.raises(ValueError, match=r"queries\[0\] has 600 characters but 10800 after NFKC"):
+    with pytest.raises(ValueError, match=r"query has 600 characters but 10800 after NFKC"):
         reranker.score(EXPANDS * 600, ["短い"])
     assert reranker._loaded is None  # refused before the model was even loaded
     default = Reranker(xlmr_ce_path, device="cpu")  # the default cap of 1,000,000 characters
@@ -150,16 +150,21 @@ def test_embedder_max_chars_holds_after_nfkc(dense_path: Path) -> None:
 def test_window_overlap_is_capped_at_half_a_window(bert_ja_ce_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    template = PairTemplate.from_tokenizer(AutoTokenizer.from_pretrained(bert_ja_ce_path), segment_types=True)
-    doc = tuple(range(10, 5010))
-    query = (5, 6, 7)
-    budget = template.document_budget(len(query), 64)
-    windows = template.encode(0, query, doc, max_length=64, overflow="window", overlap=10**6)
-    assert len(windows) <= 2 * len(doc) // budget + 2  # was len(doc) - budget + 1 (one window per token)
-    covered = sorted({i for w in windows for i in w.input_ids if i >= 10})
-    assert covered == list(doc)  # still every token scored
-    half = template.encode(0, query, doc, max_length=64, overflow="window", overlap=budget // 2)
-    assert windows == half
+    tok = AutoTokenizer.from_pretrained(bert_ja_ce_path)
+    encoder = PairEncoder(tok, PairTemplate.from_tokenizer(tok, segment_types=True), 64)
+    doc = "東京の天気は晴れです。" * 400
+    doc_ids = encoder.tokenize([doc])[0]
+    budget = 64 - len(encoder.tokenize(["天気"])[0]) - encoder.template.n_special
+
+    def windows(overlap: int) -> list[tuple[int, ...]]:
+        request = encoder.encode_request(["天気"], [[doc]], overflow="window", overlap=overlap)
+        return [item.input_ids for item in request.items]
+
+    huge = windows(10**6)
+    assert len(huge) <= 2 * len(doc_ids) // budget + 2  # was len(doc_ids) - budget + 1 (one window per token)
+    assert all(len(ids) <= 64 for ids in huge)
+    assert huge == windows(budget // 2)
+    assert len(windows(0)) < len(huge)  # no overlap: fewer windows
 
 
 def test_huge_window_overlap_scores_like_half_a_window(bert_ja_ce_path: Path) -> None:

@@ -13,7 +13,6 @@ import numpy as np
 from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
-    check_limits,
     check_optional_positive_int,
     check_positive_int,
     check_query,
@@ -287,16 +286,17 @@ class Embedder(ModelHandle):
                 trained,
             )
 
+    @property
+    def _caps(self) -> dict[str, Any]:
+        """The caps of :func:`jp_rerank.checks.check_texts`, held after normalisation too (NFKC can make 1 char 18)."""
+        return {
+            "max_documents": self.max_documents,
+            "max_chars": self.max_chars,
+            "nfkc": self.normalize_text,
+            "owner": "Embedder",
+        }
+
     def _encode(self, texts: list[str], side: Side) -> np.ndarray:
-        name = "texts" if side == "document" else "queries"
-        check_limits(
-            [texts],
-            max_documents=self.max_documents,
-            max_chars=self.max_chars,
-            name=name,
-            owner="Embedder",
-            nfkc=self.normalize_text,  # the cap holds after normalisation too (NFKC can make one character into 18)
-        )
         model = self._load()
         if self.normalize_text:
             texts = [normalize_text(t) for t in texts]
@@ -331,7 +331,7 @@ class Embedder(ModelHandle):
         Raises:
             TypeError: A non-string item (the message names its position).
         """
-        items = check_texts(texts, name="texts")
+        items = check_texts(texts, name="texts", **self._caps)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._encode(items, "document")
@@ -342,7 +342,7 @@ class Embedder(ModelHandle):
         Raises:
             ValueError: An empty or whitespace-only query.
         """
-        items = check_texts(queries, name="queries")
+        items = check_texts(queries, name="queries", **self._caps)
         for i, q in enumerate(items):
             check_query(q, name=f"queries[{i}]")
         if not items:
@@ -351,4 +351,5 @@ class Embedder(ModelHandle):
 
     def embed_query(self, query: str) -> np.ndarray:
         """Embed one question; returns a float32 vector ``(dim,)``."""
-        return self._encode([check_query(query)], "query")[0]
+        checked = check_query(query, max_chars=self.max_chars, nfkc=self.normalize_text, owner="Embedder")
+        return self._encode([checked], "query")[0]

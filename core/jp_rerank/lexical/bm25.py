@@ -19,7 +19,6 @@ from jp_rerank._pickling import FreshOnCopy
 from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     check_ids,
-    check_limits,
     check_metadatas,
     check_optional_positive_int,
     check_positive_int,
@@ -346,16 +345,10 @@ class BM25Index(FreshOnCopy):
             >>> [[hit.id for hit in hits] for hits in index.search_many(["琵琶湖", "富士山", "なし"])]
             [['biwa'], ['fuji'], []]
         """
-        items = check_texts(queries, name="queries")
-        check_positive_int(k, name="k")
-        check_limits(
-            [items],
-            max_documents=None,
-            max_chars=self._max_chars,
-            name="queries",
-            owner="BM25Index",
-            nfkc=self._normalize_text,
+        items = check_texts(
+            queries, name="queries", max_chars=self._max_chars, nfkc=self._normalize_text, owner="BM25Index"
         )
+        check_positive_int(k, name="k")
         state = self._state
         if not items or not state.vocab:
             return [[] for _ in items]

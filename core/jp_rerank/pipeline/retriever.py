@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 import os
 import threading
 import time
@@ -22,7 +20,7 @@ from jp_rerank.fusion import (
     reciprocal_rank_fusion,
     weighted_score_fusion,
 )
-from jp_rerank.hits import FIRST_STAGE, RERANK, FirstStage, SearchHit, rank
+from jp_rerank.hits import FIRST_STAGE, RERANK, FirstStage, SearchHit, check_ranking, rank
 from jp_rerank.index import IndexBackend, SparseIndex
 from jp_rerank.lexical import BM25Index
 from jp_rerank.pipeline.dense import DenseRetriever
@@ -113,7 +111,7 @@ class TwoStageRetriever(FreshOnCopy):
         self.reranker = reranker
         self.first_k = check_positive_int(first_k, name="first_k")
         self.top_n = check_positive_int(top_n, name="top_n")
-        self.score_threshold = _check_threshold(score_threshold)
+        _, self.score_threshold = check_ranking(score_threshold=score_threshold)
         self.fusion: FusionMethod = fusion
         self.rrf_k = rrf_k
         self.normalization: Normalization = normalization
@@ -316,14 +314,6 @@ class TwoStageRetriever(FreshOnCopy):
 def _is_first_stage(stage: object) -> bool:
     """What the pipeline needs of a first stage: a ``name`` and ``search_many(queries, k)``."""
     return isinstance(getattr(stage, "name", None), str) and callable(getattr(stage, "search_many", None))
-
-
-def _check_threshold(value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise ValueError(f"score_threshold must be a number or None, got {value!r}")
-    return float(value)
 
 
 def _stage_weights(weights: Mapping[str, float] | Sequence[float] | None, names: list[str]) -> tuple[float, ...] | None:

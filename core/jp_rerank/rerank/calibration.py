@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
-from jp_rerank.rerank.backends import pad_batch
-from jp_rerank.rerank.pairs import EncodedPair, length_sorted_batches
+from jp_rerank.rerank.backends import run_batches
+from jp_rerank.rerank.pairs import EncodedPair
 
 __all__ = ["calibration_batches", "calibration_pairs"]
 
@@ -48,7 +47,7 @@ def calibration_batches(
     batch_size: int = 32,
     seed: int = 0,
 ) -> list[dict[str, np.ndarray]]:
-    """Padded model inputs for quantisation ranges, batched as the reranker batches them.
+    """Padded model inputs for quantisation ranges, batched as the reranker batches them (:func:`run_batches`).
 
     Args:
         encode: Encodes one question with its passages into model inputs (the reranker's own encoder).
@@ -57,9 +56,22 @@ def calibration_batches(
         batch_size: Most pairs per batch.
         seed: Seed of the passage sample.
     """
-    batches: list[dict[str, Any]] = []
+    recorder = _Recorder()
     for question, passages in calibration_pairs(seed=seed):
-        items = encode(question, passages)
-        for batch in length_sorted_batches(items, batch_size=batch_size, token_budget=token_budget):
-            batches.append(pad_batch([items[i] for i in batch], pad_id))
-    return batches
+        run_batches(
+            recorder, encode(question, passages), pad_id=pad_id, batch_size=batch_size, token_budget=token_budget
+        )
+    return recorder.batches
+
+
+class _Recorder:
+    """A backend that keeps the padded batches it is given (and scores them 0)."""
+
+    name = "calibration"
+
+    def __init__(self) -> None:
+        self.batches: list[dict[str, np.ndarray]] = []
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        self.batches.append(inputs)
+        return np.zeros((len(inputs["input_ids"]), 1), dtype=np.float32)

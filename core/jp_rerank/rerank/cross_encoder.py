@@ -13,16 +13,16 @@ import numpy as np
 from jp_rerank.checks import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DOCUMENTS,
-    check_limits,
     check_optional_positive_int,
     check_pairs,
     check_positive_int,
     check_query,
     check_texts,
+    too_many_error,
 )
 from jp_rerank.engines import ModelHandle
 from jp_rerank.fusion import RerankFusion
-from jp_rerank.hits import RerankResult, check_threshold, check_top_n, rank_scores
+from jp_rerank.hits import RerankResult, check_ranking, rank_scores
 from jp_rerank.http_client import is_url
 from jp_rerank.presets import DEFAULT_RERANKER
 from jp_rerank.rerank.factory import ExportTarget, export_model
@@ -57,13 +57,14 @@ class Reranker(ModelHandle):
     Pairs are sorted by token length and batched under a token budget, so little compute goes to padding; scores
     come back in input order. ``backend="auto", precision="auto"`` (the default) picks the fastest plan that keeps
     the rankings on this CPU class and says why (:attr:`scoring_plan`; the table and its measurements are
-    :data:`jp_rerank.rerank.plans.AUTO_ON_CPU`): bf16 autocast on CUDA and AMX CPUs, OpenVINO static int8 on
-    CPUs with int8 dot products (AVX-512 VNNI / BF16), torch fp32 elsewhere. ``precision="fp32"`` gives exact fp32
-    scores. ``backend="onnx"`` / ``"openvino"`` run an export made once (on first use, or ahead of time with
-    :meth:`export` / ``jp-rerank export``), checked and cached by :mod:`jp_rerank.rerank.exports`; int8 exports are
-    quantised for this CPU's int8 kernel (:func:`jp_rerank.rerank.plans.int8_kernel`). When ``auto`` chose an
-    export that cannot be made or loaded (a read-only model folder and cache, say), one warning says so and torch
-    fp32 scores instead.
+    :data:`jp_rerank.rerank.plans.AUTO_ON_CPU`): torch with bf16 autocast on CUDA and on CPUs with native bf16
+    (AMX, AVX-512 BF16), torch fp32 elsewhere; it never picks an export, so a first call never waits on one.
+    ``precision="fp32"`` gives exact fp32 scores. ``backend="onnx"`` / ``"openvino"`` run an export made once (on
+    first use, or ahead of time with :meth:`export` / ``jp-rerank export``), checked and cached by
+    :mod:`jp_rerank.rerank.exports`; int8 exports are quantised for this CPU's int8 kernel
+    (:func:`jp_rerank.rerank.plans.int8_kernel`). When an export that was not named (``precision="int8"`` with
+    ``backend="auto"``, or ``JP_RERANK_BACKEND``) cannot be made or loaded (a read-only model folder and cache,
+    say), one warning says so and torch fp32 scores instead.
 
     A server URL instead of a model (``Reranker("http://127.0.0.1:8080", api_key=...)``) gives a
     :class:`~jp_rerank.rerank.remote.RemoteReranker` that scores on a ``jp-rerank serve`` (or TEI) server, with
@@ -267,8 +268,7 @@ class Reranker(ModelHandle):
             ValueError: Empty or whitespace-only query; a query too long to leave room for any passage.
             TypeError: A non-string query or document (the message names the position).
         """
-        call_activation = _check_call_activation(activation)
-        return self._scores(*self._checked([query], [documents], single=True), call_activation)[0]
+        return self._scores([query], [documents], _check_call_activation(activation), single=True)[0]
 
     def score_many(
         self, queries: Sequence[str], documents: Sequence[Sequence[str]], *, activation: Activation | None = None
@@ -283,8 +283,7 @@ class Reranker(ModelHandle):
         Returns:
             One float32 array per query, in input order.
         """
-        call_activation = _check_call_activation(activation)
-        return self._scores(*self._checked(queries, documents), call_activation)
+        return self._scores(queries, documents, _check_call_activation(activation))
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Score ``(query, passage)`` pairs in any order; pairs sharing a query share one query encoding.
@@ -309,7 +308,7 @@ class Reranker(ModelHandle):
         groups = check_pairs(pairs)
         texts = [[passage for _, passage in group] for group in groups.values()]
         out = [0.0] * sum(len(group) for group in groups.values())
-        scores = self._scores(*self._checked(list(groups), texts), None) if groups else []
+        scores = self._scores(list(groups), texts, None) if groups else []
         for group, values in zip(groups.values(), scores, strict=True):
             for (i, _), value in zip(group, values.tolist(), strict=True):
                 out[i] = value
@@ -365,12 +364,18 @@ class Reranker(ModelHandle):
             >>> sorted(r.first_stage_score for r in fused)
             [3.5, 12.0]
         """
-        setting = RerankFusion.of(fusion)
-        top_n, mode = self._check_ranking(top_n, score_threshold, listwise)
+        top_n, score_threshold = check_ranking(top_n, score_threshold)
+        mode = self.listwise if listwise is None else check_listwise(listwise)
+        if fusion is not None and not isinstance(fusion, RerankFusion):
+            fusion = RerankFusion.of(fusion)  # a method name: checked before any work
         if first_stage_scores is not None and len(first_stage_scores) != len(documents):
             raise ValueError(f"got {len(documents)} documents but {len(first_stage_scores)} first-stage scores")
-        scores = self._ranking_scores(*self._checked([query], [documents], single=True), mode)[0]
-        return setting.rank(scores, first_stage_scores, top_n=top_n, score_threshold=score_threshold)
+        scores = self._scores([query], [documents], "none" if mode == "softmax" else None, single=True)[0]
+        if mode == "softmax":
+            scores = list_softmax(scores)
+        if fusion is None or not fusion.active:
+            return rank_scores(scores, top_n=top_n, score_threshold=score_threshold)
+        return fusion.rank(scores, first_stage_scores, top_n=top_n, score_threshold=score_threshold)
 
     def rerank_many(
         self,
@@ -386,8 +391,11 @@ class Reranker(ModelHandle):
         With ``listwise="softmax"`` each query's raw logits become shares of relevance over its own documents
         before ``top_n`` and ``score_threshold`` apply.
         """
-        top_n, mode = self._check_ranking(top_n, score_threshold, listwise)
-        lists = self._ranking_scores(*self._checked(queries, documents), mode)
+        top_n, score_threshold = check_ranking(top_n, score_threshold)
+        mode = self.listwise if listwise is None else check_listwise(listwise)
+        lists = self._scores(queries, documents, "none" if mode == "softmax" else None)
+        if mode == "softmax":
+            lists = [list_softmax(scores) for scores in lists]
         return [rank_scores(s, top_n=top_n, score_threshold=score_threshold) for s in lists]
 
     def export(
@@ -435,45 +443,38 @@ class Reranker(ModelHandle):
         )
 
     # ------------------------------------------------------------------ the one path of every call
-    def _check_ranking(
-        self, top_n: int | None, score_threshold: float | None, listwise: Listwise | None
-    ) -> tuple[int | None, Listwise]:
-        """Check the ranking arguments of a call before any work; returns ``top_n`` and the list-wise mode."""
-        checked = check_top_n(top_n)
-        check_threshold(score_threshold)
-        return checked, self.listwise if listwise is None else check_listwise(listwise)
-
-    def _checked(
-        self, queries: Sequence[str], documents: Sequence[Sequence[str]], *, single: bool = False
-    ) -> tuple[list[str], list[list[str]]]:
-        """The call's texts, checked once: types, empty queries, the caps (after normalisation too)."""
-        checked_queries = [check_query(queries[0])] if single else check_texts(queries, name="queries")
-        if len(checked_queries) != len(documents):
-            raise ValueError(f"got {len(checked_queries)} queries but {len(documents)} document lists")
-        if not single:
-            for i, q in enumerate(checked_queries):
-                check_query(q, name=f"queries[{i}]" if len(checked_queries) > 1 else "query")
-        doc_lists = [check_texts(docs, name="documents") for docs in documents]
-        # the caps bound the work after normalisation too: NFKC can make one character into 18
-        nfkc = self.normalize_text
-        check_limits([checked_queries], max_documents=None, max_chars=self.max_chars, name="queries", nfkc=nfkc)
-        check_limits(doc_lists, max_documents=self.max_documents, max_chars=self.max_chars, nfkc=nfkc)
-        return checked_queries, doc_lists
-
     def _scores(
-        self, queries: list[str], doc_lists: list[list[str]], activation: ActivationName | None
+        self,
+        queries: Sequence[str],
+        documents: Sequence[Sequence[str]],
+        activation: ActivationName | None,
+        *,
+        single: bool = False,
     ) -> list[np.ndarray]:
-        """Checked texts in, one float32 score array per query out (the model loads on the first passage)."""
+        """Check the call's texts once (types, blank queries, the caps after normalisation too), then score them.
+
+        One float32 array per query; the model loads on the first passage.
+        """
+        cap, nfkc = self.max_chars, self.normalize_text
+        if single:
+            checked = [check_query(queries[0], max_chars=cap, nfkc=nfkc)]
+            doc_lists = [check_texts(documents[0], max_documents=self.max_documents, max_chars=cap, nfkc=nfkc)]
+        else:
+            checked = check_texts(queries, name="queries", max_chars=cap, nfkc=nfkc)
+            if len(checked) != len(documents):
+                raise ValueError(f"got {len(checked)} queries but {len(documents)} document lists")
+            for i, query in enumerate(checked):
+                check_query(query, name=f"queries[{i}]" if len(checked) > 1 else "query")
+            doc_lists = [
+                check_texts(docs, name=f"documents[{i}]", max_chars=cap, nfkc=nfkc) for i, docs in enumerate(documents)
+            ]
+            total = sum(len(docs) for docs in doc_lists)
+            if self.max_documents is not None and total > self.max_documents:
+                raise too_many_error(total, self.max_documents)
         if not any(doc_lists):
             return [np.zeros(0, dtype=np.float32) for _ in doc_lists]
-        options = ScoringOptions(self.batch_size, self.overflow, self.window_overlap, self.normalize_text)
-        return self._load().shared.run((options, activation), queries, doc_lists)
-
-    def _ranking_scores(self, queries: list[str], doc_lists: list[list[str]], mode: Listwise) -> list[np.ndarray]:
-        """The scores a ranking uses: per pair, or each query's shares of relevance (``"softmax"``)."""
-        if mode == "softmax":
-            return [list_softmax(x) for x in self._scores(queries, doc_lists, "none")]
-        return self._scores(queries, doc_lists, None)
+        options = ScoringOptions(self.batch_size, self.overflow, self.window_overlap, self.normalize_text, activation)
+        return (self._loaded or self._load()).shared.run(checked, doc_lists, options)
 
 
 def _check_call_activation(activation: object) -> ActivationName | None:

@@ -60,7 +60,6 @@ def make_backend(
     An export that cannot be made or loaded (no writable folder for it, a backend error) is reported in one warning
     and torch fp32 serves instead when the plan was chosen by ``auto``; an ``explicit`` choice raises.
     """
-    pad_id = encoder.tokenizer.pad_token_id or 0
     if plan.backend != "torch":
         try:
             return _export_backend(plan, model, encoder, target, token_budget), plan
@@ -70,25 +69,24 @@ def make_backend(
             plan = ScoringPlan("torch", "fp32", f"the {plan.label} export could not be used ({exc}): torch fp32")
             logger.warning("%s: %s", target.source.model_id, plan.reason)
     precision: Precision = "fp32" if plan.precision == "int8" else plan.precision
-    return TorchBackend(model, pad_id=pad_id, precision=precision), plan
+    return TorchBackend(model, precision=precision), plan
 
 
 def _export_backend(
     plan: ScoringPlan, model: Any, encoder: PairEncoder, target: ExportTarget, token_budget: int
 ) -> ScoringBackend:
-    pad_id = encoder.tokenizer.pad_token_id or 0
     key = int8_file_key(int8_kernel()) if plan.precision == "int8" else "fp32"
     if plan.backend == "onnx":
         # ONNX's int8 file is a cheap by-product of its fp32 one: made together
         export = export_model("onnx", model, encoder, target, token_budget=token_budget, int8=True)
         from jp_rerank.rerank.onnx_backend import OnnxBackend
 
-        return OnnxBackend(export.path(key), pad_id, threads=target.num_threads)
+        return OnnxBackend(export.path(key), threads=target.num_threads)
     # OpenVINO's int8 file needs a calibration: made only when asked for
     export = export_model("openvino", model, encoder, target, token_budget=token_budget, int8=key != "fp32")
     from jp_rerank.rerank.openvino_backend import OpenVINOBackend
 
-    return OpenVINOBackend(export.path(key), pad_id, precision=plan.precision, threads=target.num_threads)  # type: ignore[arg-type]
+    return OpenVINOBackend(export.path(key), precision=plan.precision, threads=target.num_threads)  # type: ignore[arg-type]
 
 
 def export_model(

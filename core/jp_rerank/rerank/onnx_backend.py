@@ -22,15 +22,12 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jp_rerank.extras import require
-from jp_rerank.rerank.backends import pad_batch
-from jp_rerank.rerank.pairs import EncodedPair
 from jp_rerank.rerank.plans import Int8Kernel, default_threads, int8_file_key
 
 __all__ = ["OnnxBackend", "write_onnx_export"]
@@ -48,13 +45,12 @@ class OnnxBackend:
 
     Args:
         path: The ``.onnx`` file.
-        pad_id: The tokenizer's padding id.
         threads: Intra-op threads (default: torch's thread count when torch is loaded, else the usable cores).
     """
 
     name = "onnx"
 
-    def __init__(self, path: str | os.PathLike[str], pad_id: int, *, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
         ort = require("onnxruntime", "onnx")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -63,12 +59,10 @@ class OnnxBackend:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = frozenset(i.name for i in self.session.get_inputs())
-        self.pad_id = pad_id
 
-    def logits(self, batch: Sequence[EncodedPair]) -> np.ndarray:
-        """Return float32 logits for one batch."""
-        arrays = pad_batch(batch, self.pad_id)
-        feed = {k: v for k, v in arrays.items() if k in self.input_names}
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Return float32 logits for one padded batch."""
+        feed = {k: v for k, v in inputs.items() if k in self.input_names}
         out = self.session.run(None, feed)[0]
         return np.asarray(out, dtype=np.float32)
 

@@ -29,8 +29,6 @@ from typing import Any, Literal
 import numpy as np
 
 from jp_rerank.extras import require
-from jp_rerank.rerank.backends import pad_batch
-from jp_rerank.rerank.pairs import EncodedPair
 from jp_rerank.rerank.plans import Int8Kernel, default_threads, int8_file_key
 
 __all__ = ["OpenVINOBackend", "OpenVINOPrecision", "write_openvino_export"]
@@ -57,7 +55,6 @@ class OpenVINOBackend:
 
     Args:
         path: The ``.xml`` file (its ``.bin`` beside it).
-        pad_id: The tokenizer's padding id.
         precision: ``"fp32"`` (everything float32), ``"bf16"`` (float parts in bf16; CPUs with native bf16) or
             ``"int8"`` (the quantised file; its float parts in float32).
         threads: Inference threads (default: torch's thread count when torch is loaded, else the usable cores).
@@ -66,7 +63,7 @@ class OpenVINOBackend:
     name = "openvino"
 
     def __init__(
-        self, path: str | os.PathLike[str], pad_id: int, *, precision: OpenVINOPrecision, threads: int | None = None
+        self, path: str | os.PathLike[str], *, precision: OpenVINOPrecision, threads: int | None = None
     ) -> None:
         ov = require("openvino", "openvino")
         config = {
@@ -76,13 +73,11 @@ class OpenVINOBackend:
         }
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.input_names = frozenset(name for port in self.compiled.inputs for name in port.get_names())
-        self.pad_id = pad_id
         self.precision: OpenVINOPrecision = precision
 
-    def logits(self, batch: Sequence[EncodedPair]) -> np.ndarray:
-        """Return float32 logits for one batch."""
-        arrays = pad_batch(batch, self.pad_id)
-        feed = {k: v for k, v in arrays.items() if k in self.input_names}
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Return float32 logits for one padded batch."""
+        feed = {k: v for k, v in inputs.items() if k in self.input_names}
         out = self.compiled(feed)[0]
         return np.asarray(out, dtype=np.float32)
 

@@ -8,14 +8,14 @@ ids equal ``tokenizer(query, document, truncation="only_second", max_length=...)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from jp_rerank.lexical.tokenizers import MECAB_MAX_CHARS, split_for_analysis
 from jp_rerank.text import iter_windows
 
-__all__ = ["EncodedPair", "EncodedRequest", "Overflow", "PairEncoder", "PairTemplate", "length_sorted_batches"]
+__all__ = ["EncodedPair", "EncodedRequest", "Overflow", "PairEncoder", "PairTemplate"]
 
 Overflow = Literal["truncate", "window"]
 """What happens to a passage longer than the model's limit: cut it, or score it by its best token window."""
@@ -45,11 +45,11 @@ class PairTemplate:
     type_a: int
     type_b: int
     uses_token_types: bool
+    n_special: int = field(init=False, repr=False, compare=False)
+    """Number of special tokens added around a pair."""
 
-    @property
-    def n_special(self) -> int:
-        """Number of special tokens added around a pair."""
-        return len(self.prefix) + len(self.middle) + len(self.suffix)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_special", len(self.prefix) + len(self.middle) + len(self.suffix))
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any, *, segment_types: bool = False) -> PairTemplate:
@@ -91,83 +91,6 @@ class PairTemplate:
                 )
         raise ValueError(f"cannot derive the pair template of tokenizer {type(tokenizer).__name__}")
 
-    def join(self, pair: int, query: Sequence[int], document: Sequence[int]) -> EncodedPair:
-        """Build one model input from query ids and (already cut) document ids."""
-        first = (*self.prefix, *query, *self.middle)
-        second = (*document, *self.suffix)
-        types = (self.type_a,) * len(first) + (self.type_b,) * len(second) if self.uses_token_types else None
-        return EncodedPair(pair=pair, input_ids=first + second, token_type_ids=types)
-
-    def document_budget(self, query_len: int, max_length: int) -> int:
-        """Tokens left for the document once the query and special tokens are placed.
-
-        Raises:
-            ValueError: If the query alone leaves no room (the query is never truncated).
-        """
-        budget = max_length - query_len - self.n_special
-        if budget < 1:
-            raise ValueError(
-                f"the query is {query_len} tokens long, which leaves no room for the document within "
-                f"max_length={max_length}; queries are never truncated: shorten the query or raise max_length"
-            )
-        return budget
-
-    def encode(
-        self,
-        pair: int,
-        query: Sequence[int],
-        document: Sequence[int],
-        *,
-        max_length: int,
-        overflow: str,
-        overlap: int,
-    ) -> list[EncodedPair]:
-        """Encode one pair: one input (``"truncate"``) or one input per overlapping window (``"window"``).
-
-        Windows hold ``budget`` document tokens and overlap by ``overlap`` tokens, capped at half a window
-        (``budget // 2``): a larger overlap would leave almost no stride, and the number of windows (the cost)
-        would grow with every token of the document instead of every half window.
-
-        Example:
-            >>> t = PairTemplate(prefix=(0,), middle=(1,), suffix=(2,), type_a=0, type_b=0, uses_token_types=False)
-            >>> doc = tuple(range(100, 200))
-            >>> len(t.encode(0, (9,), doc, max_length=14, overflow="window", overlap=2))
-            13
-            >>> len(t.encode(0, (9,), doc, max_length=14, overflow="window", overlap=10**6))  # capped at 5
-            19
-        """
-        budget = self.document_budget(len(query), max_length)
-        if overflow == "truncate" or len(document) <= budget:
-            return [self.join(pair, query, document[:budget])]
-        stride = budget - min(overlap, budget // 2)
-        return [self.join(pair, query, document[s:e]) for s, e in iter_windows(len(document), budget, stride)]
-
-
-def length_sorted_batches(items: Sequence[EncodedPair], *, batch_size: int, token_budget: int) -> Iterator[list[int]]:
-    """Yield batches of item positions, longest first, each within ``batch_size`` items and ``token_budget``.
-
-    A batch is padded to its longest item, so ``len(batch) * longest <= token_budget`` (a single item longer than
-    the budget still forms its own batch).
-
-    Example:
-        >>> from jp_rerank.rerank.pairs import EncodedPair
-        >>> xs = [EncodedPair(i, (0,) * n, None) for i, n in enumerate([3, 9, 5])]
-        >>> list(length_sorted_batches(xs, batch_size=2, token_budget=100))
-        [[1, 2], [0]]
-    """
-    order = sorted(range(len(items)), key=lambda i: (-len(items[i].input_ids), i))
-    batch: list[int] = []
-    longest = 0
-    for i in order:
-        n = len(items[i].input_ids)
-        if batch and (len(batch) >= batch_size or (len(batch) + 1) * max(longest, n) > token_budget):
-            yield batch
-            batch, longest = [], 0
-        batch.append(i)
-        longest = max(longest, n)
-    if batch:
-        yield batch
-
 
 _CHAR_CUT_FACTOR = 8  # in truncate mode, tokenize at most this many characters per budget token
 
@@ -203,35 +126,57 @@ class PairEncoder:
 
     def encode(self, query: str, documents: Sequence[str]) -> list[EncodedPair]:
         """Model inputs of one query's passages, truncated to the limit (for calibration and tests)."""
-        q_ids = self.tokenize([query])[0]
-        budget = self.template.document_budget(len(q_ids), self.max_length)
-        doc_ids, _ = self._encode_documents(list(documents), budget, "truncate")
-        return [
-            self.template.encode(i, q_ids, d, max_length=self.max_length, overflow="truncate", overlap=0)[0]
-            for i, d in enumerate(doc_ids)
-            if d
-        ]
+        return self.encode_request([query], [list(documents)], overflow="truncate", overlap=0).items
 
     def encode_request(
         self, queries: list[str], doc_lists: list[list[str]], *, overflow: Overflow, overlap: int
     ) -> EncodedRequest:
-        """Encode each query with its own passages; pair ids number the (query, passage) pairs in order."""
-        out = EncodedRequest()
-        for qi, (q_ids, docs) in enumerate(zip(self.tokenize(queries), doc_lists, strict=True)):
-            budget = self.template.document_budget(len(q_ids), self.max_length)
-            doc_ids, over = self._encode_documents(docs, budget, overflow)
-            out.truncated += over if overflow == "truncate" else 0
-            for di, d_ids in enumerate(doc_ids):
-                pair = len(out.owners)
-                out.owners.append((qi, di))
-                if not d_ids:  # empty passage: encode exactly as the tokenizer does (some drop the empty segment)
-                    out.items.append(self._encode_direct(pair, queries[qi], q_ids, docs[di]))
-                    continue
-                out.items.extend(
-                    self.template.encode(
-                        pair, q_ids, d_ids, max_length=self.max_length, overflow=overflow, overlap=overlap
-                    )
+        """Encode each query with its own passages; pair ids number the (query, passage) pairs in order.
+
+        A query is tokenized once and never truncated; its passages get the tokens left within ``max_length`` (the
+        budget). ``"truncate"`` cuts a longer passage to the budget (passages are cut to 8 characters per budget
+        token before tokenizing, and tokenized whole when that left them short). ``"window"`` scores it as windows of
+        ``budget`` tokens overlapping by ``overlap``, capped at half a window: a larger overlap would leave almost
+        no stride, and the number of windows (the cost) would grow with every token instead of every half window.
+
+        Raises:
+            ValueError: If a query alone leaves no room for a passage (queries are never truncated).
+        """
+        t, out = self.template, EncodedRequest()
+        query_ids = self.tokenize(queries)
+        budgets = [self.max_length - len(q) - t.n_special for q in query_ids]
+        for q_ids, budget in zip(query_ids, budgets, strict=True):
+            if budget < 1:
+                raise ValueError(
+                    f"the query is {len(q_ids)} tokens long, which leaves no room for the document within "
+                    f"max_length={self.max_length}; queries are never truncated: shorten the query or raise max_length"
                 )
+        out.owners = [(qi, di) for qi, docs in enumerate(doc_lists) for di in range(len(docs))]
+        docs = [doc for group in doc_lists for doc in group]
+        limits = [budgets[qi] for qi, _ in out.owners]
+        if overflow == "truncate":
+            texts = [doc[: limit * _CHAR_CUT_FACTOR] for doc, limit in zip(docs, limits, strict=True)]
+            doc_ids = self.tokenize(texts)
+            short = [i for i, text in enumerate(texts) if len(text) < len(docs[i]) and len(doc_ids[i]) <= limits[i]]
+            for i, whole in zip(short, self.tokenize([docs[i] for i in short]), strict=True):
+                doc_ids[i] = whole  # the cut by characters left it within the budget: tokenize it whole
+            out.truncated = sum(len(ids) > limit for ids, limit in zip(doc_ids, limits, strict=True))
+        else:
+            doc_ids = self.tokenize(docs)
+        heads = [(*t.prefix, *q, *t.middle) for q in query_ids]
+        for pair, ((qi, _), ids, limit) in enumerate(zip(out.owners, doc_ids, limits, strict=True)):
+            head = heads[qi]
+            if not ids:  # empty passage: encode exactly as the tokenizer does (some drop the empty segment)
+                out.items.append(self._encode_direct(pair, queries[qi], docs[pair], head))
+                continue
+            if overflow == "truncate" or len(ids) <= limit:
+                spans: Iterable[tuple[int, int]] = [(0, limit)]
+            else:
+                spans = iter_windows(len(ids), limit, limit - min(overlap, limit // 2))
+            for start, end in spans:
+                tail = (*ids[start:end], *t.suffix)
+                types = (t.type_a,) * len(head) + (t.type_b,) * len(tail) if t.uses_token_types else None
+                out.items.append(EncodedPair(pair, head + tail, types))
         return out
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -259,24 +204,12 @@ class PairEncoder:
             out[i].extend(ids)
         return out
 
-    def _encode_documents(self, docs: list[str], budget: int, overflow: Overflow) -> tuple[list[list[int]], int]:
-        """Tokenize documents; in truncate mode long ones are cut by characters first (re-checked afterwards)."""
-        if overflow == "window":
-            ids = self.tokenize(docs)
-            return ids, sum(len(x) > budget for x in ids)
-        cut = budget * _CHAR_CUT_FACTOR
-        ids = self.tokenize([d[:cut] for d in docs])
-        short_after_cut = [i for i, d in enumerate(docs) if len(d) > cut and len(ids[i]) <= budget]
-        if short_after_cut:
-            for i, full in zip(short_after_cut, self.tokenize([docs[i] for i in short_after_cut]), strict=True):
-                ids[i] = full
-        return ids, sum(len(x) > budget for x in ids)
-
-    def _encode_direct(self, pair: int, query: str, query_ids: list[int], document: str) -> EncodedPair:
+    def _encode_direct(self, pair: int, query: str, document: str, head: tuple[int, ...]) -> EncodedPair:
         """Encode with the tokenizer itself (used for empty passages, which some tokenizers drop from the pair)."""
         ids = tuple(self.tokenizer(query, document, truncation="only_second", max_length=self.max_length)["input_ids"])
-        joined = self.template.join(pair, query_ids, [])
-        if joined.input_ids == ids:
-            return joined
-        types = (0,) * len(ids) if self.template.uses_token_types else None
-        return EncodedPair(pair, ids, types)
+        t = self.template
+        if ids == head + t.suffix:
+            return EncodedPair(
+                pair, ids, (t.type_a,) * len(head) + (t.type_b,) * len(t.suffix) if t.uses_token_types else None
+            )
+        return EncodedPair(pair, ids, (0,) * len(ids) if t.uses_token_types else None)

@@ -17,7 +17,7 @@ import numpy as np
 
 from jp_rerank.checks import check_pairs, check_query, check_texts
 from jp_rerank.fusion import RerankFusion
-from jp_rerank.hits import RerankResult, check_threshold, check_top_n
+from jp_rerank.hits import RerankResult, check_ranking
 from jp_rerank.http_client import HttpClient
 from jp_rerank.rerank.scoring import Listwise, check_listwise
 
@@ -122,8 +122,7 @@ class RemoteReranker:
         setting = RerankFusion.of(fusion)
         query = check_query(query)
         docs = check_texts(documents, name="documents")
-        top_n = check_top_n(top_n)
-        check_threshold(score_threshold)
+        top_n, score_threshold = check_ranking(top_n, score_threshold)
         if listwise is not None:
             check_listwise(listwise)
         if first_stage_scores is not None and len(first_stage_scores) != len(docs):

@@ -9,9 +9,8 @@ call as :class:`ScoringOptions`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -60,12 +59,14 @@ class ScoringOptions:
         overflow: ``"truncate"`` or ``"window"`` for passages longer than the limit.
         window_overlap: Tokens shared by consecutive windows.
         normalize_text: Apply :func:`jp_rerank.text.normalize_text` to queries and passages.
+        activation: This call's activation; ``None``: the model's.
     """
 
     batch_size: int
     overflow: Overflow
     window_overlap: int
     normalize_text: bool
+    activation: ActivationName | None = None
 
 
 class PairScorer:
@@ -91,8 +92,9 @@ class PairScorer:
         self.token_budget = token_budget
         self.model = model
         """The torch model when torch scores; ``None`` when an export serves (its weights are not kept)."""
-        self.shared = SharedScoring[np.ndarray](self._score_shared)
-        """Concurrent calls, combined: ``shared.run((options, activation), queries, doc_lists)``."""
+        self.pad_id: int = encoder.tokenizer.pad_token_id or 0
+        self.shared = SharedScoring[ScoringOptions, np.ndarray](self.score_many)
+        """Concurrent calls, combined: ``shared.run(queries, doc_lists, options)``."""
 
     @property
     def tokenizer(self) -> Any:
@@ -145,13 +147,7 @@ class PairScorer:
         logger.info("%s scores with %s (%s)", target.source.model_id, plan.label, plan.reason)
         return scorer
 
-    def score_many(
-        self,
-        queries: list[str],
-        doc_lists: list[list[str]],
-        options: ScoringOptions,
-        activation: ActivationName | None = None,
-    ) -> list[np.ndarray]:
+    def score_many(self, queries: list[str], doc_lists: list[list[str]], options: ScoringOptions) -> list[np.ndarray]:
         """Score each query against its own (already checked) passages; one float32 array per query."""
         if options.normalize_text:
             queries = [normalize_text(q) for q in queries]
@@ -170,34 +166,33 @@ class PairScorer:
         logits = run_batches(
             self.backend,
             request.items,
+            pad_id=self.pad_id,
             batch_size=options.batch_size,
             token_budget=self.token_budget,
             on_budget_change=self._keep_budget,
         )
-        pair_scores = _best_window(request.items, activate(logits, activation or self.activation), len(request.owners))
+        scores = activate(logits, options.activation or self.activation)
+        if len(request.items) > len(request.owners):  # windows: each pair scores its best window
+            scores = _best_window(request.items, scores, len(request.owners))
+        nan = int(np.isnan(scores).sum())
+        if nan:
+            logger.warning("the model returned NaN for %d pairs; they rank last", nan)
         out_lists = [np.zeros(len(docs), dtype=np.float32) for docs in doc_lists]
         for pair, (qi, di) in enumerate(request.owners):
-            out_lists[qi][di] = pair_scores[pair]
+            out_lists[qi][di] = scores[pair]
         return out_lists
-
-    def _score_shared(self, key: Hashable, queries: list[str], doc_lists: list[list[str]]) -> list[np.ndarray]:
-        options, activation = cast("tuple[ScoringOptions, ActivationName | None]", key)
-        return self.score_many(queries, doc_lists, options, activation)
 
     def _keep_budget(self, budget: int) -> None:
         self.token_budget = budget
 
 
 def _best_window(items: list[Any], window_scores: np.ndarray, n_pairs: int) -> np.ndarray:
-    """Each pair's score: the best of its windows; a pair with a NaN window scores NaN (one warning)."""
+    """Each pair's score: the best of its windows; a pair with a NaN window scores NaN."""
     pair_scores = np.full(n_pairs, -np.inf, dtype=np.float32)
     pair_ids = np.fromiter((it.pair for it in items), dtype=np.int64, count=len(items))
     with np.errstate(invalid="ignore"):  # NaN windows are handled just below
         np.maximum.at(pair_scores, pair_ids, window_scores)
-    nan_pairs = np.unique(pair_ids[np.isnan(window_scores)])
-    pair_scores[nan_pairs] = np.nan
-    if len(nan_pairs):
-        logger.warning("the model returned NaN for %d pairs; they rank last", len(nan_pairs))
+    pair_scores[np.unique(pair_ids[np.isnan(window_scores)])] = np.nan
     return pair_scores
 
 

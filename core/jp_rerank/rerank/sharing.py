@@ -19,47 +19,45 @@ from typing import Generic, TypeVar
 __all__ = ["SharedScoring"]
 
 Result = TypeVar("Result")
-ScoreFn = Callable[[Hashable, list[str], list[list[str]]], list[Result]]
+Key = TypeVar("Key", bound=Hashable)
+ScoreFn = Callable[[list[str], list[list[str]], Key], list[Result]]
 
 
 @dataclass(eq=False)
-class _Request(Generic[Result]):
-    key: Hashable
+class _Request(Generic[Key, Result]):
     queries: list[str]
     doc_lists: list[list[str]]
+    key: Key
+    pairs: int
     result: list[Result] | None = None
     error: BaseException | None = None
     done: bool = False
 
-    @property
-    def pairs(self) -> int:
-        return sum(len(docs) for docs in self.doc_lists)
 
-
-class SharedScoring(Generic[Result]):
+class SharedScoring(Generic[Key, Result]):
     """One model's scoring, shared by concurrent callers.
 
     Args:
-        score: ``score(key, queries, doc_lists)`` scores each query against its own passages (one result per
+        score: ``score(queries, doc_lists, key)`` scores each query against its own passages (one result per
             query); requests are combined only when their ``key`` (activation and per-call options) is equal.
         max_pairs: Most pairs combined into one call (a larger single request still runs, alone).
 
     Example:
-        >>> shared = SharedScoring(lambda key, queries, docs: [len(d) for d in docs])
-        >>> shared.run("sigmoid", ["質問"], [["文書A", "文書B"]])
+        >>> shared = SharedScoring(lambda queries, docs, key: [len(d) for d in docs])
+        >>> shared.run(["質問"], [["文書A", "文書B"]], "sigmoid")
         [2]
     """
 
-    def __init__(self, score: ScoreFn[Result], *, max_pairs: int = 1024) -> None:
+    def __init__(self, score: ScoreFn[Key, Result], *, max_pairs: int = 1024) -> None:
         self._score = score
         self.max_pairs = max_pairs
         self._cond = threading.Condition()
-        self._waiting: list[_Request[Result]] = []
+        self._waiting: list[_Request[Key, Result]] = []
         self._busy = False
 
-    def run(self, key: Hashable, queries: list[str], doc_lists: list[list[str]]) -> list[Result]:
+    def run(self, queries: list[str], doc_lists: list[list[str]], key: Key) -> list[Result]:
         """Score one request, together with whatever else is waiting when the model becomes free."""
-        request = _Request[Result](key, queries, doc_lists)
+        request = _Request[Key, Result](queries, doc_lists, key, sum(len(docs) for docs in doc_lists))
         with self._cond:
             self._waiting.append(request)
         while True:
@@ -69,9 +67,31 @@ class SharedScoring(Generic[Result]):
                 if request.done:
                     break
                 self._busy = True
-                batch = self._take()
+                # the oldest waiting request and every other of its key that fits
+                first = self._waiting.pop(0)
+                batch, kept, pairs = [first], [], first.pairs
+                for other in self._waiting:
+                    if other.key == first.key and pairs + other.pairs <= self.max_pairs:
+                        batch.append(other)
+                        pairs += other.pairs
+                    else:
+                        kept.append(other)
+                self._waiting = kept
             try:
-                self._run(batch)
+                if len(batch) > 1:
+                    self._score_together(batch)
+                for alone in batch:  # a lone request, or each of a combined call that failed
+                    if not alone.done:
+                        try:
+                            alone.result = self._score(alone.queries, alone.doc_lists, alone.key)
+                        except Exception as exc:
+                            alone.error = exc
+                        alone.done = True
+            except BaseException as exc:  # KeyboardInterrupt in the scoring caller: nobody may wait forever
+                for waiting in batch:
+                    if not waiting.done:
+                        waiting.error, waiting.done = exc, True
+                raise
             finally:
                 with self._cond:
                     self._busy = False
@@ -81,44 +101,14 @@ class SharedScoring(Generic[Result]):
         assert request.result is not None
         return request.result
 
-    def _take(self) -> list[_Request[Result]]:
-        """The oldest waiting request and every other of its key that fits (called holding the condition)."""
-        first = self._waiting.pop(0)
-        batch, kept, pairs = [first], [], first.pairs
-        for other in self._waiting:
-            if other.key == first.key and pairs + other.pairs <= self.max_pairs:
-                batch.append(other)
-                pairs += other.pairs
-            else:
-                kept.append(other)
-        self._waiting = kept
-        return batch
-
-    def _run(self, batch: list[_Request[Result]]) -> None:
+    def _score_together(self, batch: list[_Request[Key, Result]]) -> None:
+        """One engine call for the whole batch; on failure nothing is marked done (each is then scored alone)."""
         try:
-            if len(batch) == 1:
-                self._finish(batch[0])
-                return
-            try:
-                queries = [q for r in batch for q in r.queries]
-                results = self._score(batch[0].key, queries, [d for r in batch for d in r.doc_lists])
-            except Exception:  # one bad request must not fail the others: each alone
-                for request in batch:
-                    self._finish(request)
-                return
-            start = 0
-            for request in batch:
-                request.result, request.done = results[start : start + len(request.queries)], True
-                start += len(request.queries)
-        except BaseException as exc:  # KeyboardInterrupt in the scoring caller: nobody may wait forever
-            for request in batch:
-                if not request.done:
-                    request.error, request.done = exc, True
-            raise
-
-    def _finish(self, request: _Request[Result]) -> None:
-        try:
-            request.result = self._score(request.key, request.queries, request.doc_lists)
-        except Exception as exc:
-            request.error = exc
-        request.done = True
+            queries = [q for r in batch for q in r.queries]
+            results = self._score(queries, [d for r in batch for d in r.doc_lists], batch[0].key)
+        except Exception:  # one bad request must not fail the others
+            return
+        start = 0
+        for request in batch:
+            request.result, request.done = results[start : start + len(request.queries)], True
+            start += len(request.queries)

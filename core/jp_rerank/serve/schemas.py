@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from jp_rerank.checks import check_query, check_texts
-from jp_rerank.fusion import as_first_stage_score
+from jp_rerank.fusion import first_stage_score
 from jp_rerank.types import Side
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "parse_tei_rerank",
 ]
 
-FIRST_STAGE_KEYS = ("first_stage_score", "relevance_score", "score")
 """Keys of a document object (or of its ``metadata``) read as its first-stage score, in order."""
 
 _QUERY_TYPES = {"query": "query", "search_query": "query"}
@@ -251,12 +250,8 @@ def _documents(values: object, max_documents: int, max_chars: int) -> tuple[list
 
 def _first_stage_score(item: Mapping[str, Any]) -> float | None:
     metadata = item.get("metadata")
-    for source in (item, metadata if isinstance(metadata, Mapping) else {}):
-        for key in FIRST_STAGE_KEYS:
-            score = as_first_stage_score(source.get(key))
-            if score is not None:
-                return score
-    return None
+    score = first_stage_score(item)
+    return score if score is not None or not isinstance(metadata, Mapping) else first_stage_score(metadata)
 
 
 def parse_rerank(body: object, *, max_documents: int, max_chars: int) -> RerankRequest:
