@@ -138,27 +138,15 @@ def check_query(
         ...
         ValueError: query is empty or whitespace only once control and format characters (e.g. U+200B) are removed
     """
-    if not isinstance(query, str):
-        raise TypeError(f"{name} must be a str, got {type(query).__name__}")
-    if not query.strip():
+    text = check_texts([query], name=name, max_chars=max_chars, nfkc=nfkc, owner=owner, one=True)[0]
+    if not text.strip():
         raise ValueError(f"{name} is empty or whitespace only")
-    if _SURROGATE_RE.search(query) is not None:
-        raise _surrogate_error(query, name)
     # printable text without ignorable characters holds a visible one: the per-character look only for the rest
-    if (not query.isprintable() or _IGNORABLE_RE.search(query) is not None) and is_blank(query):
+    if (not text.isprintable() or _IGNORABLE_RE.search(text) is not None) and is_blank(text):
         raise ValueError(
             f"{name} is empty or whitespace only once control and format characters (e.g. U+200B) are removed"
         )
-    if max_chars is not None and (
-        len(query) > max_chars
-        or (
-            nfkc
-            and len(query) * NFKC_MAX_EXPANSION > max_chars
-            and len(unicodedata.normalize("NFKC", query)) > max_chars
-        )
-    ):
-        raise _too_long(query, name, max_chars, owner)
-    return query
+    return text
 
 
 def check_pairs(pairs: object, *, name: str = "pairs") -> dict[str, list[tuple[int, str]]]:
@@ -192,6 +180,7 @@ def check_texts(
     max_chars: int | None = None,
     nfkc: bool = False,
     owner: str = "Reranker",
+    one: bool = False,
 ) -> list[str]:
     """Return ``texts`` as a list after checking every item is a string of valid Unicode, within the caps.
 
@@ -207,6 +196,7 @@ def check_texts(
         nfkc: The engine NFKC-normalises texts: the cap then also holds after normalisation, which can make one
             character into up to 18 (U+FDFA). Only texts longer than ``max_chars / 18`` are normalised to check it.
         owner: Engine class named in the hint on how to raise a cap.
+        one: ``texts`` holds one argument's value: messages name it ``name``, without a position.
 
     Raises:
         TypeError: If ``texts`` is a single string, a mapping, a DataFrame or not a sequence, or an item is not a
@@ -244,9 +234,9 @@ list(d.values()) or the texts themselves
         raise too_many_error(len(items), max_documents, name=name, owner=owner)
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise TypeError(f"{name}[{i}] must be a str, got {type(item).__name__}")
+            raise TypeError(f"{name if one else f'{name}[{i}]'} must be a str, got {type(item).__name__}")
         if _SURROGATE_RE.search(item) is not None:
-            raise _surrogate_error(item, f"{name}[{i}]")
+            raise _surrogate_error(item, name if one else f"{name}[{i}]")
         if max_chars is not None and (
             len(item) > max_chars
             or (
@@ -255,7 +245,7 @@ list(d.values()) or the texts themselves
                 and len(unicodedata.normalize("NFKC", item)) > max_chars
             )
         ):
-            raise _too_long(item, f"{name}[{i}]", max_chars, owner)
+            raise _too_long(item, name if one else f"{name}[{i}]", max_chars, owner)
     return items
 
 

@@ -1,4 +1,4 @@
-"""Turning (query, document) pairs into model inputs: tokenizing, pair template, truncation, windows, batches.
+"""Turning (query, document) pairs into model inputs: tokenizing, pair template, truncation, windows.
 
 The query is tokenized once per call and never truncated. Documents are tokenized without special tokens and then
 joined to the query with the tokenizer's own pair template, which is derived once from the tokenizer itself, so the
