@@ -44,9 +44,12 @@ class _Gate:
         return [[f"{q}:{d}" for d in docs] for q, docs in zip(queries, doc_lists, strict=True)]
 
 
-def _threads(
-    shared: SharedScoring[Any, Any], requests: list[tuple[Any, str]]
-) -> tuple[list[Any], list[threading.Thread]]:
+def _first_held_the_rest_waiting(gate: _Gate, requests: list[tuple[Any, str]]) -> list[Any]:
+    """Each request from its own thread: the first is held in the engine until every other one waits; then all run.
+
+    Returns each caller's result (or the exception it got), in request order.
+    """
+    shared = SharedScoring(gate)
     out: list[Any] = [None] * len(requests)
 
     def call(i: int, key: Any, query: str) -> None:
@@ -56,37 +59,27 @@ def _threads(
             out[i] = exc
 
     threads = [threading.Thread(target=call, args=(i, k, q)) for i, (k, q) in enumerate(requests)]
-    return out, threads
-
-
-def test_requests_that_wait_are_scored_in_one_call_each_getting_its_own_results() -> None:
-    gate = _Gate()
-    shared = SharedScoring(gate)
-    out, threads = _threads(shared, [("k", f"q{i}") for i in range(6)])
     threads[0].start()
     _wait_until(lambda: len(gate.calls) == 1)  # the first caller is scoring (and held there)
     for t in threads[1:]:
         t.start()
-    _wait_until(lambda: len(shared._waiting) == 5)
+    _wait_until(lambda: len(shared._waiting) == len(requests) - 1)
     gate.open.set()
     for t in threads:
         t.join(30)
+    return out
+
+
+def test_requests_that_wait_are_scored_in_one_call_each_getting_its_own_results() -> None:
+    gate = _Gate()
+    out = _first_held_the_rest_waiting(gate, [("k", f"q{i}") for i in range(6)])
     assert [c[1] for c in gate.calls] == [["q0"], ["q1", "q2", "q3", "q4", "q5"]]  # 2 engine calls, not 6
     assert out == [[[f"q{i}:d{i}"]] for i in range(6)]
 
 
 def test_only_requests_of_the_same_kind_are_combined_and_a_bad_one_fails_alone() -> None:
     gate = _Gate()
-    shared = SharedScoring(gate)
-    out, threads = _threads(shared, [("k", "q0"), ("k", "q1"), ("other", "q2"), ("k", "bad"), ("k", "q4")])
-    threads[0].start()
-    _wait_until(lambda: len(gate.calls) == 1)
-    for t in threads[1:]:
-        t.start()
-    _wait_until(lambda: len(shared._waiting) == 4)
-    gate.open.set()
-    for t in threads:
-        t.join(30)
+    out = _first_held_the_rest_waiting(gate, [("k", "q0"), ("k", "q1"), ("other", "q2"), ("k", "bad"), ("k", "q4")])
     assert isinstance(out[3], ValueError)
     assert [out[i] for i in (0, 1, 2, 4)] == [[["q0:d0"]], [["q1:d1"]], [["q2:d2"]], [["q4:d4"]]]
     keys = [c[0] for c in gate.calls]

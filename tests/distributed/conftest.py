@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
+
+from jp_rerank.data import load_demo_corpus
+from jp_rerank.text import split_sentences
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +30,18 @@ def local_ray() -> Iterator[Any]:
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def recombined_passages() -> Callable[[int], list[str]]:
+    """``n`` passages of 1 to 3 sentences of the demo corpus, the same ones for every ``n`` (seeded)."""
+    sentences = [s for doc in load_demo_corpus() for s in split_sentences(doc["text"])]
+
+    def passages(n: int) -> list[str]:
+        rng = np.random.default_rng(0)
+        return ["".join(rng.choice(sentences, int(rng.integers(1, 4)))) for _ in range(n)]
+
+    return passages
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -21,12 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from jp_rerank.cli import main
-from jp_rerank.data import load_demo_corpus
-from jp_rerank.text import split_sentences
 
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -43,14 +40,11 @@ WAIT_S = 90.0
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def corpus(tmp_path_factory: pytest.TempPathFactory, recombined_passages: Callable[[int], list[str]]) -> Path:
     """600 passages in about 10 work items of 0.02 MiB: the job runs a few seconds on 2 workers."""
-    sentences = [s for doc in load_demo_corpus() for s in split_sentences(doc["text"])]
-    rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("interrupt-corpus") / "corpus.jsonl"
     with path.open("w", encoding="utf-8") as fh:
-        for i in range(600):
-            text = "".join(rng.choice(sentences, int(rng.integers(1, 4))))
+        for i, text in enumerate(recombined_passages(600)):
             fh.write(json.dumps({"id": f"p{i:04d}", "text": text}, ensure_ascii=False) + "\n")
     return path
 

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from jp_rerank import Embedder
 from jp_rerank.cli import main
 from jp_rerank.data import load_demo_corpus, load_demo_queries
 from jp_rerank.errors import ModelLoadError
-from jp_rerank.text import split_sentences
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -100,17 +100,12 @@ def broken_embedder() -> _Broken:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def corpus(tmp_path_factory: pytest.TempPathFactory, recombined_passages: Callable[[int], list[str]]) -> Path:
     """1,200 passages recombined from the demo corpus's sentences, some without ids, some with list metadata."""
-    sentences = [s for doc in load_demo_corpus() for s in split_sentences(doc["text"])]
-    rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
     with path.open("w", encoding="utf-8") as fh:
-        for i in range(1200):
-            rec: dict[str, Any] = {
-                "text": "".join(rng.choice(sentences, int(rng.integers(1, 4)))),
-                "title": f"t{i % 7}",
-            }
+        for i, text in enumerate(recombined_passages(1200)):
+            rec: dict[str, Any] = {"text": text, "title": f"t{i % 7}"}
             if i % 97:
                 rec["id"] = f"p{i:04d}"
             if i % 50 == 0:

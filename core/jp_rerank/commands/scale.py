@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jp_rerank.errors import CliInputError
+from jp_rerank.snapshot_ledger import TMP_PREFIX
 
 __all__ = [
     "add_build_index_command",
@@ -91,7 +92,7 @@ def _embedder_options(args: argparse.Namespace) -> dict[str, Any]:
 def _has_output(out: str) -> bool:
     """Whether ``out`` holds something (an index or embeddings folder written before)."""
     path = Path(out).expanduser()
-    return path.is_file() or (path.is_dir() and any(not p.name.startswith(".tmp") for p in path.iterdir()))
+    return path.is_file() or (path.is_dir() and any(not p.name.startswith(TMP_PREFIX) for p in path.iterdir()))
 
 
 def _interrupted(command: str, out: str, previous: str | None) -> int:

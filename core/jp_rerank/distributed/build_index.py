@@ -47,6 +47,7 @@ from jp_rerank.distributed.index_merge import Assembler
 from jp_rerank.distributed.index_worker import IndexWorker, trained_files, vectors_of
 from jp_rerank.index.faiss_kinds import DEFAULT_PQ_NBITS, min_train_size
 from jp_rerank.pipeline.folder import SEARCH_INDEX_BACKEND, write_search_index
+from jp_rerank.snapshot_ledger import TMP_PREFIX
 
 __all__ = ["BuildReport", "build_index"]
 
@@ -168,7 +169,7 @@ def _check_out(out: Path, *, overwrite: bool) -> None:
         return
     if not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
-    entries = [p for p in out.iterdir() if not p.name.startswith(".tmp-")]
+    entries = [p for p in out.iterdir() if not p.name.startswith(TMP_PREFIX)]
     if not entries:
         return
     if not overwrite:

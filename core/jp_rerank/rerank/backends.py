@@ -121,14 +121,14 @@ def run_batches(
         batch = order[start : start + max(1, min(batch_size, token_budget // longest))]
         ids = np.full((len(batch), longest), pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), longest), dtype=np.int64)
-        typed = items[batch[0]].token_type_ids is not None
-        types = np.zeros((len(batch), longest), dtype=np.int64)
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if items[batch[0]].token_type_ids is not None:
+            inputs["token_type_ids"] = np.zeros((len(batch), longest), dtype=np.int64)
         for row, i in enumerate(batch):
             ids[row, : lengths[i]] = items[i].input_ids
             mask[row, : lengths[i]] = 1
-            if typed and (item_types := items[i].token_type_ids) is not None:
-                types[row, : lengths[i]] = item_types
-        inputs = {"input_ids": ids, "attention_mask": mask, **({"token_type_ids": types} if typed else {})}
+            if "token_type_ids" in inputs and (item_types := items[i].token_type_ids) is not None:
+                inputs["token_type_ids"][row, : lengths[i]] = item_types
         try:
             out = backend.logits(inputs)
         except Exception as exc:

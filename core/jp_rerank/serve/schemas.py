@@ -42,8 +42,6 @@ __all__ = [
     "parse_tei_rerank",
 ]
 
-"""Keys of a document object (or of its ``metadata``) read as its first-stage score, in order."""
-
 _QUERY_TYPES = {"query": "query", "search_query": "query"}
 _DOCUMENT_TYPES = {"document": "document", "search_document": "document", "passage": "document"}
 
@@ -249,9 +247,12 @@ def _documents(values: object, max_documents: int, max_chars: int) -> tuple[list
 
 
 def _first_stage_score(item: Mapping[str, Any]) -> float | None:
-    metadata = item.get("metadata")
+    """The item's first-stage score (:data:`jp_rerank.fusion.FIRST_STAGE_KEYS`), else its ``metadata``'s."""
     score = first_stage_score(item)
-    return score if score is not None or not isinstance(metadata, Mapping) else first_stage_score(metadata)
+    metadata = item.get("metadata")
+    if score is None and isinstance(metadata, Mapping):
+        score = first_stage_score(metadata)
+    return score
 
 
 def parse_rerank(body: object, *, max_documents: int, max_chars: int) -> RerankRequest:
